@@ -1,0 +1,63 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { StatsSnapshot } from '../core/stats.ts';
+
+/** What the admin API may see: a snapshot function, nothing live. */
+export interface AdminSource {
+  snapshot(): StatsSnapshot;
+  /** False while draining, so a load balancer in front stops sending traffic. */
+  healthy(): boolean;
+}
+
+/**
+ * The admin listener: `GET /stats` (the stats snapshot as JSON) and `GET /healthz`. It uses node:http
+ * because it is not on the data path. Bind it to loopback: it has no authentication.
+ */
+export class AdminServer {
+  private readonly server: http.Server;
+
+  constructor(source: AdminSource) {
+    this.server = http.createServer((req, res) => {
+      const path = (req.url ?? '/').split('?')[0];
+      if (req.method !== 'GET' && req.method !== 'HEAD') {
+        send(res, 405, 'text/plain; charset=utf-8', 'method not allowed\n', { allow: 'GET, HEAD' });
+        return;
+      }
+      if (path === '/stats') {
+        send(res, 200, 'application/json', `${JSON.stringify(source.snapshot(), null, 2)}\n`);
+      } else if (path === '/healthz') {
+        const ok = source.healthy();
+        send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'draining\n');
+      } else {
+        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /stats or /healthz\n');
+      }
+    });
+    this.server.keepAliveTimeout = 5000;
+  }
+
+  listen(host: string, port: number): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  close(): void {
+    this.server.close();
+    this.server.closeAllConnections();
+  }
+}
+
+function send(
+  res: http.ServerResponse,
+  status: number,
+  type: string,
+  body: string,
+  extra: Record<string, string> = {},
+): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), ...extra });
+  res.end(body);
+}

@@ -1,0 +1,140 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import type { ErrorCode } from '../core/errors.ts';
+import type { Logger } from '../core/log.ts';
+import type { PoolOptions } from '../pool/h1-pool.ts';
+import { poolKey } from '../pool/pool-key.ts';
+import { Endpoint, type PassiveHealth } from './endpoint.ts';
+import { createSelector } from './selection/index.ts';
+import type { LbPolicy, Selector } from './selection/selector.ts';
+
+export interface HashKeySource {
+  header?: string | undefined;
+  cookie?: string | undefined;
+  sourceIp?: boolean | undefined;
+}
+
+export interface ClusterOptions {
+  name: string;
+  endpoints: readonly { host: string; port: number; weight: number }[];
+  lb: LbPolicy;
+  hashKey: HashKeySource | undefined;
+  dnsRefreshMs: number;
+  responseTimeoutMs: number;
+  passiveHealth: PassiveHealth;
+  pool: PoolOptions;
+}
+
+/** The request facts a hash key can be taken from. */
+export interface HashInput {
+  lower: readonly string[];
+  values: readonly string[];
+  peerAddress: string;
+}
+
+/**
+ * A named set of endpoints with a selection policy. Configured names are resolved to addresses at
+ * start and again every `dnsRefreshMs`; each address is an Endpoint with its own pool. Endpoints that
+ * survive a re-resolution keep their pools; removed ones are closed (in-flight requests finish).
+ */
+export class Cluster {
+  readonly name: string;
+  readonly opts: ClusterOptions;
+  private readonly log: Logger;
+  endpoints: Endpoint[] = [];
+  private selector: Selector<Endpoint>;
+  private refreshTimer: NodeJS.Timeout | null = null;
+  requests = 0;
+  errors = 0;
+  readonly errorCodes = new Map<string, number>();
+
+  constructor(opts: ClusterOptions, log: Logger) {
+    this.name = opts.name;
+    this.opts = opts;
+    this.log = log;
+    this.selector = createSelector<Endpoint>(opts.lb, []);
+  }
+
+  /** Resolve every endpoint; names that fail to resolve are logged and retried on the refresh interval. */
+  async start(): Promise<void> {
+    await this.resolve();
+    if (this.opts.endpoints.some((e) => isIP(e.host) === 0)) {
+      this.refreshTimer = setInterval(() => void this.resolve(), this.opts.dnsRefreshMs);
+      this.refreshTimer.unref();
+    }
+  }
+
+  pick(hashKey: string | undefined): Endpoint | undefined {
+    return this.selector.pick(hashKey);
+  }
+
+  /** The ring_hash / maglev key of a request, or undefined when the policy needs none or it is absent. */
+  hashKeyOf(req: HashInput): string | undefined {
+    const src = this.opts.hashKey;
+    if (src === undefined) return undefined;
+    if (src.sourceIp === true) return req.peerAddress;
+    if (src.header !== undefined) {
+      const i = req.lower.indexOf(src.header);
+      return i === -1 ? undefined : req.values[i];
+    }
+    if (src.cookie !== undefined) return cookieValue(req, src.cookie);
+    return undefined;
+  }
+
+  recordError(code: ErrorCode): void {
+    this.errors++;
+    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+  }
+
+  close(): void {
+    if (this.refreshTimer !== null) clearInterval(this.refreshTimer);
+    for (const e of this.endpoints) e.close();
+  }
+
+  private async resolve(): Promise<void> {
+    const next: Endpoint[] = [];
+    const byKey = new Map(this.endpoints.map((e) => [e.key, e]));
+    const keep = new Set<Endpoint>();
+    for (const cfg of this.opts.endpoints) {
+      let addresses: string[];
+      if (isIP(cfg.host) !== 0) {
+        addresses = [cfg.host];
+      } else {
+        try {
+          addresses = (await lookup(cfg.host, { all: true })).map((a) => a.address);
+        } catch (err) {
+          // Keep the previous addresses of this name, if any: a DNS blip must not empty the cluster.
+          const prev = this.endpoints.filter((e) => e.host === cfg.host && e.port === cfg.port);
+          this.log.warn({ cluster: this.name, host: cfg.host, err: (err as Error).message }, 'dns resolution failed');
+          for (const e of prev) if (!keep.has(e)) (keep.add(e), next.push(e));
+          continue;
+        }
+      }
+      for (const address of addresses) {
+        const ep =
+          byKey.get(poolKey(address, cfg.port)) ??
+          new Endpoint(cfg.host, address, cfg.port, cfg.weight, this.opts.pool, this.opts.passiveHealth);
+        if (keep.has(ep)) continue;
+        keep.add(ep);
+        next.push(ep);
+      }
+    }
+    const changed = next.length !== this.endpoints.length || next.some((e, i) => e !== this.endpoints[i]);
+    if (!changed) return;
+    for (const e of this.endpoints) if (!keep.has(e)) e.close();
+    this.endpoints = next;
+    this.selector = createSelector<Endpoint>(this.opts.lb, next);
+    this.log.debug({ cluster: this.name, endpoints: next.map((e) => e.key) }, 'endpoints updated');
+  }
+}
+
+function cookieValue(req: HashInput, name: string): string | undefined {
+  for (let i = 0; i < req.lower.length; i++) {
+    if (req.lower[i] !== 'cookie') continue;
+    for (const part of req.values[i]!.split(';')) {
+      const eq = part.indexOf('=');
+      if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,518 @@
+/**
+ * The configuration schema. Input is what people write in muxgate.yaml; output is what the rest of
+ * muxgate consumes: durations in ms, sizes in bytes, addresses and endpoints as objects, defaults
+ * filled, host patterns/methods/header names normalised. Every error message says what was expected
+ * and what was got, because the loader prints them verbatim.
+ */
+import { isIPv4, isIPv6 } from 'node:net';
+import { z } from 'zod';
+import { describeValue } from './config-error.ts';
+import { durationMs, sizeBytes } from './units.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Small builders that attach one readable message to a schema, whichever of its checks fails.
+
+type RawIssue = { readonly input?: unknown };
+
+const expected = (what: string) => (issue: RawIssue) => `expected ${what}, got ${describeValue(issue.input)}`;
+
+function int(min: number, max = Number.MAX_SAFE_INTEGER) {
+  const error = expected(max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer ${min}-${max}`);
+  return z.int({ error }).min(min, { error }).max(max, { error });
+}
+
+function text(what: string, pattern?: RegExp) {
+  const error = expected(what);
+  return pattern ? z.string({ error }).regex(pattern, { error }) : z.string({ error }).min(1, { error });
+}
+
+function bool() {
+  return z.boolean({ error: expected('true or false') });
+}
+
+function list<T extends z.core.SomeType>(item: T, what: string, min = 0) {
+  const error = expected(what);
+  const array = z.array(item, { error });
+  return min > 0 ? array.min(min, { error }) : array;
+}
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  return z.enum(values, { error: expected(`one of ${values.join(', ')}`) });
+}
+
+/**
+ * A strict map. The unknown-key message lists the allowed keys after "; " (the loader splits an
+ * issue naming several keys into one problem per key and reuses that tail).
+ */
+function map<S extends z.core.$ZodLooseShape>(what: string, shape: S) {
+  const allowed = Object.keys(shape).join(', ');
+  return z.strictObject(shape, {
+    error: (issue) =>
+      issue.code === 'unrecognized_keys'
+        ? `unknown key ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}; expected one of: ${allowed}`
+        : `expected ${what}, got ${describeValue(issue.input)}`,
+  });
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+// Refinements that compare sibling fields still run when some other field failed (so one pass
+// reports every problem); they then see partially parsed values, hence the defensive reads.
+const whenMap = { when: (payload: { value: unknown }) => isRecord(payload.value) };
+
+/** For "exactly one of" maps (path match, header match, hash key). */
+function exactlyOne(keys: readonly string[]) {
+  return (value: Record<string, unknown>, ctx: z.RefinementCtx) => {
+    const present = keys.filter((k) => value[k] !== undefined);
+    if (present.length === 1) return;
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected exactly one of ${keys.join(', ')}, got ${present.length === 0 ? 'none' : present.join(' and ')}`,
+      input: value,
+    });
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names, hosts, addresses
+
+const NAME = /^[a-z0-9_-]+$/;
+// RFC 9110 token characters: header names, methods, the Via pseudonym.
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const HOST_LABEL = '[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?';
+const HOSTNAME = new RegExp(`^${HOST_LABEL}(?:\\.${HOST_LABEL})*$`);
+
+/** A DNS name or an IPv4/IPv6 literal (without brackets). */
+function isHost(host: string): boolean {
+  if (isIPv4(host) || isIPv6(host)) return true;
+  // "10.0.0.300" looks like a name to the regex but is a typo'd address, not something to resolve.
+  return host.length <= 253 && HOSTNAME.test(host) && !/^[\d.]+$/.test(host);
+}
+
+/** "[::1]" -> "::1": IPv6 literals are bracketed in URLs and Host headers, bare for sockets. */
+function unbracket(host: string): string {
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+const HOST_PORT_HINT = '"host:port" or "[ipv6]:port"';
+
+/**
+ * "host:port" or "[v6]:port" -> { host, port } (IPv6 hosts come back without brackets, as
+ * net.connect/listen want them). Port 0 ("any free port") is allowed unless `allowPortZero` is false.
+ * Throws a RangeError whose message says what was expected and what was got.
+ */
+export function parseHostPort(input: string, options: { allowPortZero?: boolean } = {}): HostPort {
+  const minPort = options.allowPortZero === false ? 1 : 0;
+  const got = describeValue(input);
+  const colon = input.lastIndexOf(':');
+  if (colon <= 0) throw new RangeError(`expected ${HOST_PORT_HINT}, got ${got}`);
+  let host = input.slice(0, colon);
+  const portText = input.slice(colon + 1);
+  if (host.startsWith('[') && host.endsWith(']')) {
+    host = host.slice(1, -1);
+    if (!isIPv6(host)) throw new RangeError(`expected an IPv6 address inside [brackets], got ${got}`);
+  } else if (host.includes(':')) {
+    throw new RangeError(`expected an IPv6 address in brackets like "[::1]:8080", got ${got}`);
+  } else if (!isHost(host)) {
+    throw new RangeError(`expected a host name or IP address before ":port", got ${got}`);
+  }
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
+  if (!(port >= minPort && port <= 65535)) {
+    throw new RangeError(`expected a port ${minPort}-65535 after the host, got ${got}`);
+  }
+  return { host, port };
+}
+
+function hostPort(allowPortZero: boolean) {
+  return z.string({ error: expected(HOST_PORT_HINT) }).transform((input, ctx): HostPort => {
+    try {
+      return parseHostPort(input, { allowPortZero });
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message, input });
+      return z.NEVER;
+    }
+  });
+}
+
+const CIDR_HINT = 'an IP address or CIDR like "10.0.0.0/8" or "::1/128"';
+
+/** "10.0.0.0/8" stays as is, a bare IP gets its full-length prefix: the output always has "/bits". */
+const cidr = z.string({ error: expected(CIDR_HINT) }).transform((input, ctx) => {
+  const [address = '', bits, extra] = input.split('/');
+  const max = isIPv4(address) ? 32 : isIPv6(address) ? 128 : 0;
+  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : -1;
+  if (max === 0 || extra !== undefined || prefix < 0 || prefix > max) {
+    ctx.addIssue({ code: 'custom', message: `expected ${CIDR_HINT}, got ${describeValue(input)}`, input });
+    return z.NEVER;
+  }
+  return `${address}/${prefix}`;
+});
+
+const trustedProxies = list(cidr, `a list of CIDRs (${CIDR_HINT})`).describe(
+  'Peers whose X-Forwarded-For / Forwarded headers are believed. A bare IP means /32 (IPv4) or /128 (IPv6).',
+);
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+const HOST_PATTERN_HINT = 'a host name, "*.example.com" or "*"';
+const hostPattern = z
+  .string({ error: expected(HOST_PATTERN_HINT) })
+  .refine((h) => h === '*' || isHost(h.startsWith('*.') ? h.slice(2) : unbracket(h)), {
+    error: expected(HOST_PATTERN_HINT),
+  })
+  // Host headers are case-insensitive; the router compares against lower case.
+  .transform((h) => h.toLowerCase());
+
+const urlPath = text('a path starting with "/"', /^\//);
+
+const regexSource = z.string({ error: expected('a regular expression') }).superRefine((source, ctx) => {
+  try {
+    new RegExp(source);
+  } catch (err) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a valid regular expression, got ${describeValue(source)} (${(err as Error).message})`,
+      input: source,
+    });
+  }
+});
+
+export type PathMatchConfig = { prefix: string } | { exact: string } | { regex: string };
+
+const pathMatch = map('a path match map with one of prefix, exact or regex', {
+  prefix: urlPath.optional().describe('Matches paths starting with this string.'),
+  exact: urlPath.optional().describe('Matches exactly this path (query string excluded).'),
+  regex: regexSource.optional().describe('Matches paths this JavaScript regular expression matches.'),
+})
+  .superRefine(exactlyOne(['prefix', 'exact', 'regex']))
+  .transform(
+    (m): PathMatchConfig =>
+      m.prefix !== undefined
+        ? { prefix: m.prefix }
+        : m.exact !== undefined
+          ? { exact: m.exact }
+          : { regex: m.regex ?? '' },
+  );
+
+export type HeaderMatchConfig = { name: string } & ({ exact: string } | { regex: string } | { present: true });
+
+const headerMatch = map('a header match map', {
+  name: text('a header name', TOKEN).transform((n) => n.toLowerCase()),
+  exact: z
+    .string({ error: expected('a string') })
+    .optional()
+    .describe('The header value must equal this.'),
+  regex: regexSource.optional().describe('The header value must match this regular expression.'),
+  present: z
+    .literal(true, { error: expected('true') })
+    .optional()
+    .describe('The header must be present, any value.'),
+})
+  .superRefine(exactlyOne(['exact', 'regex', 'present']))
+  .transform(
+    (h): HeaderMatchConfig =>
+      h.exact !== undefined
+        ? { name: h.name, exact: h.exact }
+        : h.regex !== undefined
+          ? { name: h.name, regex: h.regex }
+          : { name: h.name, present: true },
+  );
+
+const routeMatch = map('a route match map', {
+  host: z
+    .union([hostPattern, list(hostPattern, `a list of host patterns (${HOST_PATTERN_HINT})`, 1)], {
+      error: expected(`${HOST_PATTERN_HINT}, or a list of them`),
+    })
+    .transform((h) => (typeof h === 'string' ? [h] : h))
+    .optional()
+    .describe('Host header to match: exact, "*.example.com" (any subdomain) or "*"; one or a list.'),
+  path: pathMatch.optional().describe('Exactly one of prefix, exact or regex.'),
+  methods: list(
+    text('an HTTP method', TOKEN).transform((m) => m.toUpperCase()),
+    'a list of HTTP methods',
+    1,
+  )
+    .optional()
+    .describe('Request methods to match, e.g. [GET, POST].'),
+  headers: list(headerMatch, 'a list of header matches')
+    .optional()
+    .describe('All must match. Each: name plus exactly one of exact, regex or present: true.'),
+});
+
+const route = map('a route map', {
+  name: text('a route name').optional().describe('Shown in logs and metrics.'),
+  match: routeMatch.optional().describe('Absent = match every request.'),
+  cluster: text('a cluster name').describe('The cluster (a key of `clusters`) that serves matching requests.'),
+  host_rewrite: z
+    .string({ error: expected('a host or host:port') })
+    .refine((h) => isHost(unbracket(h)) || isHostPortText(h), {
+      error: expected('a host or host:port'),
+    })
+    .optional()
+    .describe('Replaces the Host header sent upstream.'),
+  prefix_rewrite: text('an empty string or a path starting with "/"', /^(\/.*)?$/)
+    .optional()
+    .describe('Replaces the matched path prefix; only with match.path.prefix.'),
+  response_timeout: durationMs({ min: 1 }).optional().describe("Overrides the cluster's response_timeout."),
+}).superRefine((r, ctx) => {
+  const path: unknown = isRecord(r.match) ? r.match.path : undefined;
+  if (r.prefix_rewrite === undefined || (isRecord(path) && typeof path.prefix === 'string')) return;
+  const got = isRecord(path) ? `match.path.${Object.keys(path)[0] ?? 'prefix'}` : 'no path match';
+  ctx.addIssue({
+    code: 'custom',
+    path: ['prefix_rewrite'],
+    message: `prefix_rewrite needs a match.path.prefix to replace, got ${got}`,
+    input: r.prefix_rewrite,
+  });
+}, whenMap);
+
+function isHostPortText(input: string): boolean {
+  try {
+    parseHostPort(input, { allowPortZero: false });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Listeners
+
+const listener = map('a listener map', {
+  name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
+  address: hostPort(true).describe('"host:port" or "[v6]:port" to listen on; port 0 picks a free port.'),
+  // One protocol so far; an enum so tcp can be added without changing the shape.
+  protocol: oneOf(['http1']).default('http1'),
+  trusted_proxies: trustedProxies.optional().describe('Overrides the top-level trusted_proxies for this listener.'),
+  max_header_bytes: sizeBytes({ min: 1 })
+    .prefault('64KiB')
+    .describe('Limit for the request line plus headers; larger requests get 431.'),
+  header_timeout: durationMs({ min: 1 })
+    .prefault('10s')
+    .describe('The whole request head must arrive within this (slowloris protection).'),
+  idle_timeout: durationMs({ min: 1 }).prefault('60s').describe('How long a keep-alive connection may idle.'),
+  max_requests_per_connection: int(0)
+    .default(0)
+    .describe('Close the connection after this many requests; 0 = no limit.'),
+  routes: list(route, 'a list of routes (at least one)', 1).describe('Tried in order; the first match wins.'),
+});
+
+// ---------------------------------------------------------------------------------------------
+// Clusters
+
+export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'] as const;
+const HASHING_POLICIES: readonly unknown[] = ['ring_hash', 'maglev'];
+
+const endpointHost = z
+  .string({ error: expected('a host name or IP address') })
+  .transform(unbracket)
+  .refine(isHost, { error: expected('a host name or IP address') });
+
+const endpoint = z
+  .union(
+    [
+      hostPort(false).transform((hp) => ({ ...hp, weight: 1 })),
+      map('an endpoint map', {
+        host: endpointHost.describe('DNS name (re-resolved every dns_refresh) or IP address.'),
+        port: int(1, 65535),
+        weight: int(1, 1000).default(1).describe('Relative share of traffic, 1-1000.'),
+      }),
+    ],
+    { error: expected('"host:port" or a map with host, port and weight') },
+  )
+  .describe('"host:port", or { host, port, weight }.');
+
+export type HashKeyConfig = { header: string } | { cookie: string } | { source_ip: true };
+
+const hashKey = map('a hash key map with one of header, cookie or source_ip', {
+  header: text('a header name', TOKEN)
+    .transform((n) => n.toLowerCase())
+    .optional()
+    .describe('Hash this request header.'),
+  cookie: text('a cookie name', TOKEN).optional().describe('Hash this cookie.'),
+  source_ip: z
+    .literal(true, { error: expected('true') })
+    .optional()
+    .describe('Hash the client IP.'),
+})
+  .superRefine(exactlyOne(['header', 'cookie', 'source_ip']))
+  .transform(
+    (k): HashKeyConfig =>
+      k.header !== undefined
+        ? { header: k.header }
+        : k.cookie !== undefined
+          ? { cookie: k.cookie }
+          : { source_ip: true },
+  );
+
+const passiveHealth = map('a passive_health map', {
+  consecutive_failures: int(1).default(5).describe('Connect failures in a row that eject an endpoint.'),
+  ejection_time: durationMs({ min: 1 }).prefault('10s').describe('How long an ejected endpoint sits out.'),
+});
+
+const pool = map('a pool map', {
+  max_connections: int(1).default(100).describe('Upstream connections per cluster.'),
+  max_pending: int(0).default(1000).describe('Requests allowed to wait for a connection.'),
+  pending_timeout: durationMs({ min: 1 }).prefault('5s').describe('Longest wait for a connection; then 503.'),
+  max_requests_per_connection: int(0)
+    .default(0)
+    .describe('Retire a connection after this many requests; 0 = no limit.'),
+  idle_timeout: durationMs({ min: 1 }).prefault('60s').describe('Close upstream connections idle this long.'),
+  connect_timeout: durationMs({ min: 1 }).prefault('5s').describe('Give up on a TCP connect after this long.'),
+});
+
+const cluster = map('a cluster map', {
+  endpoints: list(endpoint, 'a list of endpoints (at least one)', 1).describe('The upstream servers.'),
+  lb: oneOf(LB_POLICIES).default('round_robin').describe('Load-balancing policy.'),
+  hash_key: hashKey
+    .optional()
+    .describe('What ring_hash and maglev hash: exactly one of header, cookie or source_ip: true.'),
+  dns_refresh: durationMs({ min: 1 }).prefault('30s').describe('How often DNS names are re-resolved.'),
+  response_timeout: durationMs({ min: 1 })
+    .prefault('30s')
+    .describe('Wait this long for the response head once the request is sent; then 504.'),
+  passive_health: passiveHealth.prefault({}).describe('Eject endpoints that keep failing to connect.'),
+  pool: pool.prefault({}).describe('Upstream connection pool limits.'),
+}).superRefine((c, ctx) => {
+  const hashing = HASHING_POLICIES.includes(c.lb);
+  if (hashing && c.hash_key === undefined) {
+    ctx.addIssue({ code: 'custom', message: `missing required key "hash_key" (lb ${c.lb} needs one)`, input: c });
+  } else if (!hashing && c.hash_key !== undefined && typeof c.lb === 'string') {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['hash_key'],
+      message: `hash_key is only used by lb ring_hash or maglev, got lb ${c.lb}`,
+      input: c.hash_key,
+    });
+  }
+}, whenMap);
+
+// ---------------------------------------------------------------------------------------------
+// The whole file
+
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+const accessLog = map('an access_log map', {
+  enabled: bool().default(true),
+  path: text('stdout, stderr or a file path').default('stdout').describe('stdout, stderr or a file path.'),
+});
+
+const admin = map('an admin map', {
+  address: hostPort(true).prefault('127.0.0.1:9901').describe('Where the admin API listens.'),
+});
+
+const workersError = expected('an integer >= 1 or "auto"');
+const workers = z.union(
+  [z.int({ error: workersError }).min(1, { error: workersError }), z.literal('auto', { error: workersError })],
+  { error: workersError },
+);
+
+const viaToken = text("a token (letters, digits, !#$%&'*+.^_`|~-) or false", TOKEN);
+
+export const configSchema = map('a map of settings', {
+  log_level: oneOf(LOG_LEVELS).default('info'),
+  access_log: accessLog.prefault({}).describe('One line per request.'),
+  workers: workers.default(1).describe('Worker processes; "auto" = one per CPU.'),
+  drain_timeout: durationMs().prefault('30s').describe('On shutdown, how long in-flight requests get to finish.'),
+  trusted_proxies: trustedProxies.default([]),
+  via: z
+    .union([z.literal(false, { error: expected('false') }), viaToken], { error: expected('a token or false') })
+    .default('muxgate')
+    .describe('Pseudonym in Via headers; false leaves Via alone.'),
+  admin: z
+    .union([z.literal(false, { error: expected('false') }), admin], { error: expected('false or a map with address') })
+    .prefault({})
+    .describe('The admin API; false disables it.'),
+  listeners: list(listener, 'a list of listeners (at least one)', 1).describe('Addresses muxgate accepts traffic on.'),
+  clusters: z
+    .record(text('a cluster name'), cluster, { error: expected('a map of cluster name to cluster') })
+    .meta({ minProperties: 1 })
+    .describe('Cluster name -> cluster. Routes refer to clusters by name.'),
+}).superRefine(crossCheck, whenMap);
+
+// ---------------------------------------------------------------------------------------------
+// Checks across sections
+
+function formatHostPort(a: HostPort): string {
+  return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
+}
+
+function isHostPort(value: unknown): value is HostPort {
+  return isRecord(value) && typeof value.host === 'string' && typeof value.port === 'number';
+}
+
+function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  const clusters = isRecord(config.clusters) ? Object.keys(config.clusters) : undefined;
+  if (clusters?.length === 0) {
+    ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'expected at least one cluster, got an empty map' });
+  }
+
+  const names = new Map<string, number>();
+  // Port 0 means "any free port", so several listeners on port 0 do not clash.
+  const addresses = new Map<string, string>();
+  const adminAddress = isRecord(config.admin) ? config.admin.address : undefined;
+  if (isHostPort(adminAddress) && adminAddress.port !== 0) addresses.set(formatHostPort(adminAddress), 'admin');
+
+  const listeners = Array.isArray(config.listeners) ? config.listeners : [];
+  listeners.forEach((l: unknown, i) => {
+    if (!isRecord(l)) return;
+    if (typeof l.name === 'string') {
+      const first = names.get(l.name);
+      if (first === undefined) names.set(l.name, i);
+      else {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'name'],
+          message: `expected a unique listener name, got ${describeValue(l.name)} again (first used by listeners[${first}])`,
+        });
+      }
+    }
+    if (isHostPort(l.address) && l.address.port !== 0) {
+      const key = formatHostPort(l.address);
+      const owner = addresses.get(key);
+      if (owner === undefined) addresses.set(key, `listener ${describeValue(l.name)}`);
+      else {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'address'],
+          message: `expected a unique address, got ${describeValue(key)} again (already used by ${owner})`,
+        });
+      }
+    }
+    const routes = Array.isArray(l.routes) ? l.routes : [];
+    routes.forEach((r: unknown, j) => {
+      if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listeners', i, 'routes', j, 'cluster'],
+        message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
+      });
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Types for the rest of muxgate
+
+export type Config = z.output<typeof configSchema>;
+/** What people write (durations as strings, endpoints as "host:port"...), e.g. for tests building configs. */
+export type ConfigInput = z.input<typeof configSchema>;
+export type LogLevel = Config['log_level'];
+export type AccessLogConfig = Config['access_log'];
+export type AdminConfig = Exclude<Config['admin'], false>;
+export type ListenerConfig = Config['listeners'][number];
+export type RouteConfig = ListenerConfig['routes'][number];
+export type RouteMatchConfig = NonNullable<RouteConfig['match']>;
+export type ClusterConfig = z.output<typeof cluster>;
+export type LbPolicyName = ClusterConfig['lb'];
+export type EndpointConfig = ClusterConfig['endpoints'][number];
+export type PassiveHealthConfig = ClusterConfig['passive_health'];
+export type PoolConfig = ClusterConfig['pool'];

@@ -1,0 +1,80 @@
+/**
+ * Every error muxgate answers or logs has a stable code. The code is what operators grep for and what
+ * clients read from the `muxgate-error` response header; the text is only for humans.
+ * `source` says which side caused it, `status` is the HTTP status sent downstream when a response can
+ * still be sent.
+ */
+export type ErrorSource = 'downstream' | 'upstream' | 'internal';
+
+export interface ErrorInfo {
+  readonly status: number;
+  readonly source: ErrorSource;
+  readonly text: string;
+}
+
+export const ERRORS = {
+  // Malformed or ambiguous requests: rejected, never forwarded, connection closed.
+  invalid_request_line: { status: 400, source: 'downstream', text: 'Malformed request line' },
+  invalid_header: { status: 400, source: 'downstream', text: 'Malformed header field' },
+  obs_fold: { status: 400, source: 'downstream', text: 'Obsolete line folding is not allowed' },
+  bare_lf: { status: 400, source: 'downstream', text: 'Lines must end with CRLF' },
+  missing_host: { status: 400, source: 'downstream', text: 'Missing Host header' },
+  multiple_host: { status: 400, source: 'downstream', text: 'More than one Host header' },
+  invalid_host: { status: 400, source: 'downstream', text: 'Invalid Host header' },
+  invalid_content_length: { status: 400, source: 'downstream', text: 'Invalid Content-Length' },
+  conflicting_content_length: { status: 400, source: 'downstream', text: 'Conflicting Content-Length values' },
+  ambiguous_framing: { status: 400, source: 'downstream', text: 'Both Content-Length and Transfer-Encoding' },
+  unsupported_transfer_encoding: { status: 501, source: 'downstream', text: 'Only Transfer-Encoding: chunked is supported' },
+  invalid_chunk: { status: 400, source: 'downstream', text: 'Malformed chunked body' },
+  header_too_large: { status: 431, source: 'downstream', text: 'Request header section too large' },
+  too_many_headers: { status: 431, source: 'downstream', text: 'Too many header fields' },
+  unsupported_version: { status: 505, source: 'downstream', text: 'HTTP version not supported' },
+  expectation_failed: { status: 417, source: 'downstream', text: 'Unsupported expectation' },
+  method_not_allowed: { status: 405, source: 'downstream', text: 'Method not allowed here' },
+  header_timeout: { status: 408, source: 'downstream', text: 'Request header timeout' },
+  no_route: { status: 404, source: 'downstream', text: 'No route matches this request' },
+  downstream_closed: { status: 499, source: 'downstream', text: 'Client closed the connection' },
+  // Upstream failures.
+  upstream_connect_failed: { status: 502, source: 'upstream', text: 'Could not connect to the upstream' },
+  upstream_reset: { status: 502, source: 'upstream', text: 'Upstream closed the connection early' },
+  upstream_protocol_error: { status: 502, source: 'upstream', text: 'Upstream sent an invalid response' },
+  upstream_timeout: { status: 504, source: 'upstream', text: 'Upstream did not answer in time' },
+  no_healthy_endpoint: { status: 503, source: 'upstream', text: 'No healthy upstream endpoint' },
+  pool_queue_full: { status: 503, source: 'upstream', text: 'Upstream connection pool queue is full' },
+  pool_queue_timeout: { status: 503, source: 'upstream', text: 'Timed out waiting for an upstream connection' },
+  // Ours.
+  internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
+  shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
+} as const satisfies Record<string, ErrorInfo>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+const REASONS: Record<number, string> = {
+  400: 'Bad Request',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  408: 'Request Timeout',
+  417: 'Expectation Failed',
+  431: 'Request Header Fields Too Large',
+  499: 'Client Closed Request',
+  500: 'Internal Server Error',
+  501: 'Not Implemented',
+  502: 'Bad Gateway',
+  503: 'Service Unavailable',
+  504: 'Gateway Timeout',
+  505: 'HTTP Version Not Supported',
+};
+
+export function reasonPhrase(status: number): string {
+  return REASONS[status] ?? 'Error';
+}
+
+/** A failure carrying its stable code; used where an exception is the natural control flow (config, startup). */
+export class MuxgateError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+    this.name = 'MuxgateError';
+  }
+}

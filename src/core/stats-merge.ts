@@ -1,0 +1,54 @@
+import type { ClusterSnapshot, EndpointSnapshot, ListenerSnapshot, StatsSnapshot } from './stats.ts';
+
+/** Sums per-worker snapshots into one (counters add; names and addresses are shared). */
+export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot & { workers: number } {
+  const listeners = new Map<string, ListenerSnapshot>();
+  const clusters = new Map<string, ClusterSnapshot>();
+  for (const p of parts) {
+    for (const l of p.listeners) {
+      const m = listeners.get(l.name);
+      if (m === undefined) listeners.set(l.name, structuredClone(l));
+      else addInto(m, l);
+    }
+    for (const c of p.clusters) {
+      const m = clusters.get(c.name);
+      if (m === undefined) {
+        clusters.set(c.name, structuredClone(c));
+        continue;
+      }
+      addInto(m, c);
+      for (const e of c.endpoints) {
+        const me = m.endpoints.find((x) => x.key === e.key);
+        if (me === undefined) m.endpoints.push(structuredClone(e));
+        else mergeEndpoint(me, e);
+      }
+    }
+  }
+  return {
+    pid: process.pid,
+    uptime_s: parts[0]?.uptime_s ?? 0,
+    workers: parts.length,
+    listeners: [...listeners.values()],
+    clusters: [...clusters.values()],
+  };
+}
+
+function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
+  into.healthy &&= e.healthy;
+  into.active += e.active;
+  into.requests += e.requests;
+  into.errors += e.errors;
+  addInto(into.pool, e.pool);
+}
+
+/** Adds every numeric field (and error_codes maps) of `b` into `a`. */
+function addInto(a: object, b: object): void {
+  const ar = a as Record<string, unknown>;
+  for (const [k, v] of Object.entries(b)) {
+    if (typeof v === 'number' && typeof ar[k] === 'number') ar[k] = (ar[k] as number) + v;
+    else if (k === 'error_codes' && typeof v === 'object' && v !== null) {
+      const codes = ar[k] as Record<string, number>;
+      for (const [code, n] of Object.entries(v as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;
+    }
+  }
+}

@@ -1,0 +1,115 @@
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Http1Listener } from '../listener/http1-listener.ts';
+
+/**
+ * The stats snapshot: a plain JSON view of counters the data path keeps on its own objects. Building
+ * it only reads; admin and metrics code get the snapshot, never the live objects.
+ */
+export interface StatsSnapshot {
+  pid: number;
+  uptime_s: number;
+  listeners: ListenerSnapshot[];
+  clusters: ClusterSnapshot[];
+}
+
+export interface ListenerSnapshot {
+  name: string;
+  address: string;
+  connections_open: number;
+  connections_total: number;
+  requests: number;
+  errors: number;
+  error_codes: Record<string, number>;
+  bytes_in: number;
+  bytes_out: number;
+}
+
+export interface PoolSnapshot {
+  key: string;
+  open: number;
+  idle: number;
+  busy: number;
+  connecting: number;
+  pending: number;
+  connects_total: number;
+  connect_failures: number;
+  reused: number;
+  queue_full: number;
+  queue_timeouts: number;
+}
+
+export interface EndpointSnapshot {
+  key: string;
+  host: string;
+  weight: number;
+  healthy: boolean;
+  active: number;
+  requests: number;
+  errors: number;
+  pool: PoolSnapshot;
+}
+
+export interface ClusterSnapshot {
+  name: string;
+  lb: string;
+  requests: number;
+  errors: number;
+  error_codes: Record<string, number>;
+  endpoints: EndpointSnapshot[];
+}
+
+const startedAt = Date.now();
+
+export function snapshotStats(listeners: readonly Http1Listener[], clusters: readonly Cluster[]): StatsSnapshot {
+  return {
+    pid: process.pid,
+    uptime_s: Math.round((Date.now() - startedAt) / 1000),
+    listeners: listeners.map((l) => {
+      const s = l.ctx.stats;
+      const a = l.address();
+      return {
+        name: l.ctx.name,
+        address: a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
+        connections_open: s.connectionsOpen,
+        connections_total: s.connectionsTotal,
+        requests: s.requests,
+        errors: s.errors,
+        error_codes: Object.fromEntries(s.errorCodes),
+        bytes_in: s.bytesIn,
+        bytes_out: s.bytesOut,
+      };
+    }),
+    clusters: clusters.map((c) => ({
+      name: c.name,
+      lb: c.opts.lb,
+      requests: c.requests,
+      errors: c.errors,
+      error_codes: Object.fromEntries(c.errorCodes),
+      endpoints: c.endpoints.map((e) => {
+        const p = e.pool;
+        return {
+          key: e.key,
+          host: e.host,
+          weight: e.weight,
+          healthy: e.healthy,
+          active: e.active,
+          requests: e.requests,
+          errors: e.errors,
+          pool: {
+            key: p.key,
+            open: p.open,
+            idle: p.idleCount,
+            busy: p.busy,
+            connecting: p.connecting,
+            pending: p.pendingCount,
+            connects_total: p.connectsTotal,
+            connect_failures: p.connectFailures,
+            reused: p.reused,
+            queue_full: p.queueFull,
+            queue_timeouts: p.queueTimeouts,
+          },
+        };
+      }),
+    })),
+  };
+}

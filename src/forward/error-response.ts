@@ -1,0 +1,29 @@
+import { ERRORS, type ErrorCode, reasonPhrase } from '../core/errors.ts';
+
+const cache = new Map<string, Buffer>();
+
+/**
+ * The bytes of a proxy-generated error response: short text body, `muxgate-error: <code>` so clients
+ * and operators can tell a proxy error from an upstream one, and `connection: close` when the
+ * connection cannot be trusted for another request. Cached: the set of variants is small.
+ */
+export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean): Buffer {
+  const key = `${code}|${close ? 1 : 0}|${headOnly ? 1 : 0}`;
+  let b = cache.get(key);
+  if (b === undefined) {
+    const info = ERRORS[code];
+    const body = `${info.text} (${code})\n`;
+    b = Buffer.from(
+      `HTTP/1.1 ${info.status} ${reasonPhrase(info.status)}\r\n` +
+        'content-type: text/plain; charset=utf-8\r\n' +
+        `content-length: ${Buffer.byteLength(body)}\r\n` +
+        `muxgate-error: ${code}\r\n` +
+        (close ? 'connection: close\r\n' : '') +
+        '\r\n' +
+        (headOnly ? '' : body),
+      'latin1',
+    );
+    cache.set(key, b);
+  }
+  return b;
+}

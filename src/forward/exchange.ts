@@ -1,0 +1,368 @@
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Endpoint } from '../cluster/endpoint.ts';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { ChunkedScanner } from '../http1/chunked.ts';
+import type { RequestHead } from '../http1/request-head.ts';
+import type { Http1Session } from '../listener/http1-session.ts';
+import type { PoolWaiter } from '../pool/pool-waiter.ts';
+import type { UpstreamConnection, UpstreamUser } from '../pool/upstream-connection.ts';
+import type { Route } from '../router/route.ts';
+import { ResponseRelay } from './response-relay.ts';
+import { buildUpstreamHead } from './upstream-head.ts';
+
+/** Body bytes held while waiting for an upstream connection, before the client is paused. */
+const PENDING_BODY_LIMIT = 64 * 1024;
+
+/** Methods that may be sent twice (RFC 9110 §9.2.2): only these are retried after a keep-alive race. */
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/**
+ * One request/response exchange: picks an endpoint, waits for a pooled connection, streams the
+ * request head and body upstream, and lets the ResponseRelay stream the response back. It is the
+ * pool's waiter while queued and the connection's user while leased. Every path ends in exactly one
+ * of `complete`, `fail` (nothing sent downstream yet: answer with an error) or `abort` (a response
+ * is half-sent: the only honest signal left is to drop the downstream connection).
+ */
+export class Exchange implements PoolWaiter, UpstreamUser {
+  // PoolWaiter links (owned by the pool's queue).
+  queuedAt = 0;
+  queuePrev: PoolWaiter | null = null;
+  queueNext: PoolWaiter | null = null;
+  queued = false;
+
+  readonly session: Http1Session;
+  readonly head: RequestHead;
+  readonly route: Route | null;
+  readonly path: string;
+  /** Close the downstream connection after this exchange. */
+  closeDownstream: boolean;
+  endpoint: Endpoint | null = null;
+  conn: UpstreamConnection | null = null;
+  private upstreamHead = '';
+  private hashKey: string | undefined = undefined;
+
+  // Request body state.
+  requestDone = true;
+  private reqRemaining = 0;
+  private reqScanner: ChunkedScanner | null = null;
+  private pendingBody: Buffer[] | null = null;
+  private pendingBytes = 0;
+
+  private readonly relay: ResponseRelay;
+  private done = false;
+  private connectAttempts = 0;
+  private retried = false;
+  upstreamPaused = false;
+
+  // Accounting for the access log and stats.
+  private readonly startedAt = performance.now();
+  private poolStartedAt = 0;
+  private poolWaitMs = 0;
+  bytesIn: number;
+  bytesOut = 0;
+  status = 0;
+  error: ErrorCode | null = null;
+
+  constructor(session: Http1Session, head: RequestHead, route: Route | null, path: string, last: boolean) {
+    this.session = session;
+    this.head = head;
+    this.route = route;
+    this.path = path;
+    this.closeDownstream = last;
+    this.bytesIn = head.headBytes;
+    this.relay = new ResponseRelay(this);
+  }
+
+  /** Start forwarding; `buf[start, end)` are bytes received after the head. Returns how many were body. */
+  begin(buf: Buffer, start: number, end: number): number {
+    const head = this.head;
+    if (head.chunked) {
+      this.requestDone = false;
+      this.reqScanner = new ChunkedScanner(this.session.ctx.limits.maxHeaderBytes);
+    } else if (head.contentLength > 0) {
+      this.requestDone = false;
+      this.reqRemaining = head.contentLength;
+    }
+    const route = this.route;
+    if (route === null) {
+      this.fail('no_route');
+      return 0;
+    }
+    const cluster = route.cluster;
+    this.hashKey = cluster.hashKeyOf({ lower: head.lower, values: head.values, peerAddress: this.session.peer });
+    const endpoint = cluster.pick(this.hashKey);
+    if (endpoint === undefined) {
+      this.fail('no_healthy_endpoint');
+      return 0;
+    }
+    this.useEndpoint(endpoint);
+    cluster.requests++;
+    const ctx = this.session.ctx;
+    this.upstreamHead = buildUpstreamHead(head, route, {
+      peer: this.session.peer,
+      proto: ctx.proto,
+      host: head.host,
+      trusted: this.session.trusted,
+      via: ctx.via === null ? null : `1.${head.minor} ${ctx.via}`,
+    });
+    let used = 0;
+    if (!this.requestDone && end > start) {
+      used = this.onRequestBody(buf, start, end);
+      if (used < 0) return 0;
+    }
+    this.poolStartedAt = performance.now();
+    endpoint.pool.acquire(this);
+    return used;
+  }
+
+  // --- request body (from the session) ---
+
+  /** Consume request body bytes from buf[start, end). Returns bytes used, or -1 if the body is malformed. */
+  onRequestBody(buf: Buffer, start: number, end: number): number {
+    let take: number;
+    if (this.reqScanner !== null) {
+      take = this.reqScanner.feed(buf, start, end);
+      if (take < 0) {
+        this.requestDone = true; // nothing more of it will be read: the connection closes
+        if (this.relay.headSent) this.abort('invalid_chunk');
+        else this.fail('invalid_chunk');
+        return -1;
+      }
+      if (this.reqScanner.done) this.requestDone = true;
+    } else {
+      take = end - start < this.reqRemaining ? end - start : this.reqRemaining;
+      this.reqRemaining -= take;
+      if (this.reqRemaining === 0) this.requestDone = true;
+    }
+    this.bytesIn += take;
+    if (take === 0 || this.done) return take;
+    const slice = take === buf.length ? buf : buf.subarray(start, start + take);
+    const conn = this.conn;
+    if (conn !== null) {
+      conn.deadline = performance.now() + this.responseTimeoutMs();
+      if (!conn.socket.write(slice)) this.session.pauseForBody();
+    } else {
+      (this.pendingBody ??= []).push(slice);
+      this.pendingBytes += take;
+      if (this.pendingBytes > PENDING_BODY_LIMIT) this.session.pauseForBody();
+    }
+    return take;
+  }
+
+  // --- PoolWaiter ---
+
+  onPoolReady(conn: UpstreamConnection): void {
+    conn.user = this;
+    if (this.done) {
+      conn.pool.release(conn, true);
+      return;
+    }
+    this.conn = conn;
+    this.poolWaitMs = performance.now() - this.poolStartedAt;
+    conn.deadline = performance.now() + this.responseTimeoutMs();
+    const socket = conn.socket;
+    socket.cork();
+    let ok = socket.write(this.upstreamHead, 'latin1');
+    const pending = this.pendingBody;
+    if (pending !== null) {
+      for (const b of pending) ok = socket.write(b);
+      this.pendingBody = null;
+      this.pendingBytes = 0;
+    }
+    socket.uncork();
+    if (ok) this.session.resumeForBody();
+  }
+
+  onPoolError(code: ErrorCode): void {
+    if (this.done) return;
+    const endpoint = this.endpoint!;
+    // A refused or timed-out connect sent nothing: safe to try another endpoint once, whatever the method.
+    if (code === 'upstream_connect_failed' && ++this.connectAttempts < 2) {
+      const next = this.route!.cluster.pick(this.hashKey);
+      if (next !== undefined) {
+        this.releaseEndpoint();
+        this.useEndpoint(next);
+        next.pool.acquire(this);
+        return;
+      }
+    }
+    endpoint.errors++;
+    this.fail(code);
+  }
+
+  // --- UpstreamUser ---
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.done) return;
+    this.conn!.deadline = performance.now() + this.responseTimeoutMs();
+    const out = this.session.socket;
+    out.cork();
+    this.relay.onData(chunk);
+    out.uncork();
+  }
+
+  onUpstreamClose(hadError: boolean): void {
+    if (this.done) return;
+    if (this.relay.onUpstreamEnd()) return; // a close-delimited body just ended
+    if (!this.relay.gotBytes && this.canRetry()) {
+      // Keep-alive race: the upstream closed a reused connection just as we sent on it. Nothing was
+      // processed (no response byte came back) and the request has no body: send it once more, fresh.
+      this.retried = true;
+      const conn = this.conn!;
+      this.conn = null;
+      conn.pool.release(conn, false);
+      this.poolStartedAt = performance.now();
+      this.endpoint!.pool.acquire(this, true);
+      return;
+    }
+    void hadError;
+    if (this.relay.headSent) this.abort('upstream_reset');
+    else this.fail('upstream_reset');
+  }
+
+  onUpstreamDrain(): void {
+    this.session.resumeForBody();
+  }
+
+  onUpstreamTimeout(): void {
+    if (this.done) return;
+    if (this.relay.headSent) this.abort('upstream_timeout');
+    else this.fail('upstream_timeout');
+  }
+
+  // --- from the session ---
+
+  onDownstreamDrain(): void {
+    if (this.upstreamPaused && this.conn !== null) {
+      this.upstreamPaused = false;
+      this.conn.socket.resume();
+    }
+  }
+
+  /** The client half-closed. Mid-body that is an abort; after the request it just means "close after". */
+  onDownstreamEnd(): void {
+    if (this.done) return;
+    if (!this.requestDone) {
+      this.abort('downstream_closed');
+      return;
+    }
+    this.closeDownstream = true;
+  }
+
+  onDownstreamClose(): void {
+    if (this.done) return;
+    this.finishWith('downstream_closed', false);
+  }
+
+  // --- endings ---
+
+  /** The response was fully relayed. `upstreamReusable` is the relay's verdict on the connection. */
+  complete(upstreamReusable: boolean): void {
+    if (this.done) return;
+    this.done = true;
+    const conn = this.conn;
+    if (conn !== null) {
+      this.conn = null;
+      if (this.upstreamPaused) {
+        this.upstreamPaused = false;
+        conn.socket.resume();
+      }
+      conn.deadline = 0;
+      conn.pool.release(conn, upstreamReusable && this.requestDone);
+    }
+    if (!this.requestDone) this.closeDownstream = true;
+    this.releaseEndpoint();
+    this.logAccess();
+    this.session.onExchangeDone(!this.closeDownstream);
+  }
+
+  /** Nothing was sent downstream yet: answer with the error's status. */
+  fail(code: ErrorCode): void {
+    if (this.done) return;
+    const info = ERRORS[code];
+    const close = this.closeDownstream || !this.requestDone || info.source === 'downstream';
+    this.finishWith(code, true);
+    this.session.sendError(code, close, this.head.method === 'HEAD');
+    this.session.onExchangeDone(!close);
+  }
+
+  /** A response is partly sent: drop the downstream connection so the client sees a truncated message. */
+  abort(code: ErrorCode): void {
+    if (this.done) return;
+    this.finishWith(code, false);
+    this.session.destroy();
+  }
+
+  private finishWith(code: ErrorCode, answered: boolean): void {
+    this.done = true;
+    this.error = code;
+    if (answered || this.status === 0) this.status = ERRORS[code].status;
+    if (this.queued) this.endpoint?.pool.cancel(this);
+    const conn = this.conn;
+    if (conn !== null) {
+      this.conn = null;
+      conn.pool.release(conn, false);
+    }
+    const ctx = this.session.ctx;
+    ctx.stats.recordError(code);
+    if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);
+    this.releaseEndpoint();
+    this.logAccess();
+  }
+
+  responseTimeoutMs(): number {
+    return this.route!.responseTimeoutMs;
+  }
+
+  private canRetry(): boolean {
+    const conn = this.conn;
+    return (
+      !this.retried &&
+      conn !== null &&
+      conn.requests > 1 &&
+      IDEMPOTENT.has(this.head.method) &&
+      this.head.contentLength <= 0 &&
+      !this.head.chunked
+    );
+  }
+
+  private useEndpoint(e: Endpoint): void {
+    this.endpoint = e;
+    e.active++;
+    e.requests++;
+  }
+
+  private releaseEndpoint(): void {
+    const e = this.endpoint;
+    if (e !== null && e.active > 0) e.active--;
+  }
+
+  private logAccess(): void {
+    const log = this.session.ctx.accessLog;
+    if (log === null) return;
+    const head = this.head;
+    log.info({
+      listener: this.session.ctx.name,
+      client: this.session.peer,
+      method: head.method,
+      host: head.host,
+      path: this.path,
+      status: this.status,
+      bytes_in: this.bytesIn,
+      bytes_out: this.bytesOut,
+      duration_ms: round2(performance.now() - this.startedAt),
+      upstream: this.endpoint?.key,
+      pool_wait_ms: round2(this.poolWaitMs),
+      error: this.error ?? undefined,
+    });
+  }
+
+  /** Who we are talking to, for the relay. */
+  get cluster(): Cluster | null {
+    return this.route?.cluster ?? null;
+  }
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}

@@ -1,0 +1,179 @@
+import { ChunkedScanner } from '../http1/chunked.ts';
+import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
+import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
+import type { Exchange } from './exchange.ts';
+import { copyFields, RESPONSE_SKIP } from './hop-by-hop.ts';
+
+const NONE = 0; // no body (HEAD, 1xx, 204, 304)
+const LENGTH = 1; // Content-Length
+const CHUNKED = 2; // chunked, relayed as is (or decoded for HTTP/1.0 clients)
+const CLOSE = 3; // delimited by the upstream closing; re-chunked for HTTP/1.1 clients
+
+/** Upstream response heads larger than this are a protocol error (a sane upstream never comes close). */
+const MAX_RESPONSE_HEAD = 64 * 1024;
+
+/**
+ * Streams one upstream response to the downstream socket: parses heads (relaying 1xx), rewrites the
+ * final head, then relays the body by its framing without buffering it. Decides whether the upstream
+ * connection can be reused: only when the body ended exactly where its framing said.
+ */
+export class ResponseRelay {
+  private readonly ex: Exchange;
+  private buf: Buffer | null = null;
+  private scanned = 0;
+  private mode = NONE;
+  private remaining = 0;
+  private scanner: ChunkedScanner | null = null;
+  private rechunk = false;
+  headSent = false;
+  gotBytes = false;
+  private res: ResponseHead | null = null;
+
+  constructor(ex: Exchange) {
+    this.ex = ex;
+  }
+
+  onData(chunk: Buffer): void {
+    this.gotBytes = true;
+    if (this.headSent) {
+      this.relayBody(chunk, 0);
+      return;
+    }
+    let buf = chunk;
+    if (this.buf !== null) {
+      buf = Buffer.concat([this.buf, chunk]);
+      this.buf = null;
+    }
+    let pos = 0;
+    for (;;) {
+      const end = findHeadEnd(buf, pos, resumeFrom(pos, this.scanned), buf.length);
+      if (end === NEED_MORE) {
+        if (buf.length - pos > MAX_RESPONSE_HEAD) return this.ex.fail('upstream_protocol_error');
+        this.buf = pos === 0 ? buf : buf.subarray(pos);
+        this.scanned = this.buf.length;
+        return;
+      }
+      if (end === BARE_LF) return this.ex.fail('upstream_protocol_error');
+      const res = parseResponseHead(buf, pos, end);
+      if (res === null || res.status === 101) return this.ex.fail('upstream_protocol_error');
+      this.scanned = 0;
+      pos = end;
+      if (res.status >= 200) {
+        this.writeHead(res);
+        break;
+      }
+      // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come.
+      if (this.ex.head.minor === 1) this.write(interimHead(res));
+    }
+    if (this.mode === NONE) {
+      this.ex.complete(pos === buf.length && this.res!.reusable);
+      return;
+    }
+    if (pos < buf.length) this.relayBody(buf, pos);
+  }
+
+  /** The upstream closed. Returns true when that was the end of a close-delimited body. */
+  onUpstreamEnd(): boolean {
+    if (!this.headSent || this.mode !== CLOSE) return false;
+    if (this.rechunk) this.write('0\r\n\r\n');
+    this.ex.complete(false);
+    return true;
+  }
+
+  private writeHead(res: ResponseHead): void {
+    const ex = this.ex;
+    const head = ex.head;
+    this.res = res;
+    const s = res.status;
+    const http10 = head.minor === 0;
+    if (head.method === 'HEAD' || s === 204 || s === 304) {
+      this.mode = NONE;
+    } else if (res.chunked) {
+      this.mode = CHUNKED;
+      this.scanner = new ChunkedScanner(64 * 1024, http10);
+      if (http10) ex.closeDownstream = true; // decoded, so the end of the body is the end of the connection
+    } else if (res.contentLength >= 0) {
+      this.mode = LENGTH;
+      this.remaining = res.contentLength;
+    } else {
+      this.mode = CLOSE;
+      if (http10) ex.closeDownstream = true;
+      else this.rechunk = true;
+    }
+    if (ex.session.ctx.draining) ex.closeDownstream = true;
+    let out = `HTTP/1.1 ${s} ${res.reason}\r\n`;
+    out += copyFields(res.names, res.lower, res.values, RESPONSE_SKIP, res.connection);
+    const via = ex.session.ctx.via;
+    out += viaField(res, via);
+    if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    if ((res.chunked && !http10) || this.rechunk) out += 'transfer-encoding: chunked\r\n';
+    if (ex.closeDownstream) out += 'connection: close\r\n';
+    else if (http10) out += 'connection: keep-alive\r\n';
+    this.write(`${out}\r\n`);
+    ex.status = s;
+    this.headSent = true;
+  }
+
+  private relayBody(buf: Buffer, pos: number): void {
+    const ex = this.ex;
+    const len = buf.length;
+    switch (this.mode) {
+      case LENGTH: {
+        const avail = len - pos;
+        const take = avail < this.remaining ? avail : this.remaining;
+        this.write(take === len ? buf : buf.subarray(pos, pos + take));
+        this.remaining -= take;
+        if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);
+        return;
+      }
+      case CHUNKED: {
+        const scanner = this.scanner!;
+        const n = scanner.feed(buf, pos, len);
+        if (n < 0) return ex.abort('upstream_protocol_error');
+        const ranges = scanner.ranges;
+        if (ranges === null) this.write(n === len ? buf : buf.subarray(pos, pos + n));
+        else for (let i = 0; i < ranges.length; i += 2) this.write(buf.subarray(ranges[i], ranges[i + 1]));
+        if (scanner.done) ex.complete(pos + n === len && this.res!.reusable);
+        return;
+      }
+      case CLOSE: {
+        const data = pos === 0 ? buf : buf.subarray(pos);
+        if (data.length === 0) return;
+        if (this.rechunk) this.write(`${data.length.toString(16)}\r\n`);
+        this.write(data);
+        if (this.rechunk) this.write('\r\n');
+        return;
+      }
+      default:
+        // Bytes after a body-less response: the upstream is out of sync; the connection is not reused.
+        return ex.complete(false);
+    }
+  }
+
+  private write(data: Buffer | string): void {
+    const ex = this.ex;
+    const socket = ex.session.socket;
+    const n = typeof data === 'string' ? data.length : data.length;
+    ex.bytesOut += n;
+    ex.session.ctx.stats.bytesOut += n;
+    const ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
+    if (!ok && !ex.upstreamPaused && ex.conn !== null) {
+      ex.upstreamPaused = true;
+      ex.conn.socket.pause();
+    }
+  }
+}
+
+function interimHead(res: ResponseHead): string {
+  return `HTTP/1.1 ${res.status} ${res.reason}\r\n${copyFields(res.names, res.lower, res.values, RESPONSE_SKIP, res.connection)}\r\n`;
+}
+
+function viaField(res: ResponseHead, via: string | null): string {
+  let prev: string | null = null;
+  for (let i = 0; i < res.lower.length; i++) {
+    if (res.lower[i] === 'via') prev = prev === null ? res.values[i]! : `${prev}, ${res.values[i]}`;
+  }
+  if (via === null) return prev === null ? '' : `via: ${prev}\r\n`;
+  const mine = `1.${res.minor} ${via}`;
+  return `via: ${prev === null ? mine : `${prev}, ${mine}`}\r\n`;
+}

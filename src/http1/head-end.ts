@@ -1,0 +1,28 @@
+/**
+ * Finds the end of an HTTP/1.1 head (the empty line) in a buffer, insisting on CRLF line endings:
+ * a bare LF is a classic request-smuggling ingredient (RFC 9112 §2.2 lets a recipient accept it; we
+ * do not), so it is reported at once instead of waiting for a CRLF that never comes.
+ *
+ * Returns the index just past the terminating CRLFCRLF, NEED_MORE, or BARE_LF.
+ * `from` lets callers resume a scan where the previous chunk ended.
+ */
+export const NEED_MORE = -1;
+export const BARE_LF = -2;
+
+export function findHeadEnd(buf: Uint8Array, start: number, from: number, end: number): number {
+  let pos = from < start ? start : from;
+  while (pos < end) {
+    const lf = buf.indexOf(10, pos);
+    if (lf === -1 || lf >= end) return NEED_MORE;
+    if (lf === start || buf[lf - 1] !== 13) return BARE_LF;
+    // An empty line: CRLF directly after the previous line's CRLF.
+    if (lf - 3 >= start && buf[lf - 2] === 10 && buf[lf - 3] === 13) return lf + 1;
+    pos = lf + 1;
+  }
+  return NEED_MORE;
+}
+
+/** Where a resumed scan can safely start, given the bytes already scanned. */
+export function resumeFrom(start: number, scannedEnd: number): number {
+  return scannedEnd - 3 > start ? scannedEnd - 3 : start;
+}

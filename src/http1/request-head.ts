@@ -1,0 +1,189 @@
+import type { ErrorCode } from '../core/errors.ts';
+import { HOST, TARGET, TCHAR } from './chars.ts';
+import { parseFieldLines, type FieldLines } from './field-lines.ts';
+
+/**
+ * A parsed, validated request head. Framing facts are derived here once so the data path never looks
+ * them up again. Header fields are kept as parallel arrays (raw name, lower-case name, value) in wire
+ * order so they can be forwarded as received, minus what the proxy must strip.
+ */
+export interface RequestHead extends FieldLines {
+  method: string;
+  /** origin-form path and query ("/a?b"), or "*" for OPTIONS *. */
+  target: string;
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** Host header value, or the authority of an absolute-form target (which then replaces Host). */
+  host: string;
+  /** Content-Length, or -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** Lower-cased tokens of the Connection header, null when absent. */
+  connection: string[] | null;
+  /** Whether the client wants the connection kept open after this exchange. */
+  keepAlive: boolean;
+  expectContinue: boolean;
+  /** Bytes of the head on the wire, CRLFCRLF included. */
+  headBytes: number;
+}
+
+export interface RequestLimits {
+  maxHeaders: number;
+}
+
+/** Parses buf[start, end) where end is just past the head's CRLFCRLF (see findHeadEnd). */
+export function parseRequestHead(buf: Buffer, start: number, end: number, limits: RequestLimits): RequestHead | ErrorCode {
+  const text = buf.toString('latin1', start, end - 2);
+  const lineEnd = text.indexOf('\r\n');
+  const line = text.slice(0, lineEnd);
+
+  // request-line = method SP request-target SP HTTP-version, single spaces only (RFC 9112 §3).
+  const sp1 = line.indexOf(' ');
+  if (sp1 <= 0) return 'invalid_request_line';
+  const sp2 = line.indexOf(' ', sp1 + 1);
+  if (sp2 === -1 || sp2 === sp1 + 1) return 'invalid_request_line';
+  const method = line.slice(0, sp1);
+  for (let i = 0; i < sp1; i++) if (TCHAR[line.charCodeAt(i)] !== 1) return 'invalid_request_line';
+  for (let i = sp1 + 1; i < sp2; i++) if (TARGET[line.charCodeAt(i)] !== 1) return 'invalid_request_line';
+  const version = line.slice(sp2 + 1);
+  let minor: number;
+  if (version === 'HTTP/1.1') minor = 1;
+  else if (version === 'HTTP/1.0') minor = 0;
+  else if (/^HTTP\/\d\.\d$/.test(version)) return 'unsupported_version';
+  else return 'invalid_request_line';
+
+  let target = line.slice(sp1 + 1, sp2);
+  let absoluteAuthority: string | null = null;
+  const c0 = target.charCodeAt(0);
+  if (c0 === 0x2f /* / */) {
+    // origin-form: the common case.
+  } else if (target === '*') {
+    if (method !== 'OPTIONS') return 'invalid_request_line';
+  } else if (method === 'CONNECT') {
+    return 'method_not_allowed';
+  } else {
+    // absolute-form (RFC 9112 §3.2.2): the authority replaces Host.
+    const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
+    if (m === null) return 'invalid_request_line';
+    absoluteAuthority = m[1] ?? '';
+    const rest = m[2] ?? '';
+    target = rest === '' ? '/' : rest.charCodeAt(0) === 0x3f ? `/${rest}` : rest;
+    if (target.charCodeAt(0) !== 0x2f) return 'invalid_request_line';
+  }
+
+  const fields = parseFieldLines(text, lineEnd + 2, limits.maxHeaders);
+  if (typeof fields === 'string') return fields;
+
+  let host: string | null = null;
+  let hostCount = 0;
+  let contentLength = -1;
+  let chunked = false;
+  let teSeen = false;
+  let connection: string[] | null = null;
+  let expectContinue = false;
+  const { lower, values } = fields;
+  for (let i = 0; i < lower.length; i++) {
+    const name = lower[i]!;
+    // Dispatch on length first: most fields are none of these and fail the first compare.
+    switch (name.length) {
+      case 4:
+        if (name === 'host') {
+          hostCount++;
+          host = values[i]!;
+        }
+        break;
+      case 6:
+        if (name === 'expect') {
+          if (values[i]!.toLowerCase() !== '100-continue') return 'expectation_failed';
+          expectContinue = true;
+        }
+        break;
+      case 10:
+        if (name === 'connection') connection = appendTokens(connection, values[i]!);
+        break;
+      case 14:
+        if (name === 'content-length') {
+          const n = parseContentLength(values[i]!);
+          if (n < 0) return 'invalid_content_length';
+          if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
+          contentLength = n;
+        }
+        break;
+      case 17:
+        if (name === 'transfer-encoding') {
+          // Only a lone, final "chunked" is accepted: anything else is either unsupported or a
+          // smuggling attempt ("chunked, identity", "xchunked", a second TE line...).
+          if (teSeen || values[i]!.toLowerCase() !== 'chunked') return 'unsupported_transfer_encoding';
+          teSeen = true;
+          chunked = true;
+        }
+        break;
+    }
+  }
+  if (chunked && contentLength !== -1) return 'ambiguous_framing';
+  if (chunked && minor === 0) return 'ambiguous_framing';
+  if (hostCount > 1) return 'multiple_host';
+  if (absoluteAuthority !== null) {
+    host = absoluteAuthority;
+  } else if (host === null) {
+    if (minor === 1) return 'missing_host';
+    host = '';
+  }
+  for (let i = 0; i < host.length; i++) if (HOST[host.charCodeAt(i)] !== 1) return 'invalid_host';
+
+  let keepAlive = minor === 1;
+  if (connection !== null) {
+    if (connection.includes('close')) keepAlive = false;
+    else if (minor === 0 && connection.includes('keep-alive')) keepAlive = true;
+  }
+
+  return {
+    method,
+    target,
+    minor,
+    host,
+    names: fields.names,
+    lower,
+    values,
+    contentLength,
+    chunked,
+    connection,
+    keepAlive,
+    expectContinue,
+    headBytes: end - start,
+  };
+}
+
+/** 1*DIGIT, or a list of identical values ("5, 5", RFC 9110 §8.6); -1 when invalid or differing. */
+export function parseContentLength(v: string): number {
+  let n = -1;
+  let cur = -1;
+  let digits = 0;
+  for (let i = 0; i <= v.length; i++) {
+    const c = i < v.length ? v.charCodeAt(i) : 0x2c;
+    if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 15) return -1; // beyond 2^53: refuse rather than lose precision
+      cur = (cur === -1 ? 0 : cur * 10) + (c - 0x30);
+    } else if (c === 0x2c) {
+      if (cur === -1) return -1;
+      if (n !== -1 && n !== cur) return -1;
+      n = cur;
+      cur = -1;
+      digits = 0;
+      while (i + 1 < v.length && (v.charCodeAt(i + 1) === 0x20 || v.charCodeAt(i + 1) === 0x09)) i++;
+    } else {
+      return -1;
+    }
+  }
+  return n;
+}
+
+function appendTokens(into: string[] | null, value: string): string[] {
+  const out = into ?? [];
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '') out.push(t);
+  }
+  return out;
+}
+

@@ -1,0 +1,264 @@
+import type { Socket } from 'node:net';
+import { unmapIPv4 } from '../core/cidr.ts';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { errorResponse } from '../forward/error-response.ts';
+import { Exchange } from '../forward/exchange.ts';
+import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
+import { parseRequestHead } from '../http1/request-head.ts';
+import { hostWithoutPort } from '../router/router.ts';
+import type { ListenerContext } from './listener-context.ts';
+
+const HEAD = 0; // waiting for / reading a request head
+const EXCHANGE = 1; // a request is being forwarded
+const CLOSING = 2; // the last response is written; waiting for the socket to go
+
+/** Bytes of pipelined requests held while one is in flight, before reading pauses. */
+const PIPELINE_BUFFER = 64 * 1024;
+
+/**
+ * One downstream HTTP/1.1 connection: reads request heads, hands each request to an Exchange, and
+ * serves pipelined requests strictly one after another so responses leave in request order.
+ * Bytes that arrive while an exchange is running belong to its body until the body ends; anything
+ * after that is the next request and waits in `buf`.
+ */
+export class Http1Session implements Expirable {
+  readonly socket: Socket;
+  readonly ctx: ListenerContext;
+  readonly peer: string;
+  readonly trusted: boolean;
+  private state = HEAD;
+  /** Unconsumed input: buf[bufStart, bufEnd). */
+  private buf: Buffer | null = null;
+  private bufStart = 0;
+  private scanned = 0;
+  exchange: Exchange | null = null;
+  deadline = 0;
+  private headStarted = false;
+  private requests = 0;
+  private readPausedForBody = false;
+  private readPausedForPipeline = false;
+  /** The client half-closed: finish the current response, then close. */
+  private clientEnded = false;
+  /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
+  private processing = false;
+
+  constructor(socket: Socket, ctx: ListenerContext) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.peer = unmapIPv4(socket.remoteAddress ?? '');
+    this.trusted = ctx.trusted.has(this.peer);
+    socket.setNoDelay(true);
+    ctx.stats.connectionsOpen++;
+    ctx.stats.connectionsTotal++;
+    this.deadline = performance.now() + ctx.limits.idleTimeoutMs;
+    sweeper.add(this);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('end', () => this.onEnd());
+    socket.on('drain', () => this.exchange?.onDownstreamDrain());
+    socket.on('error', () => {});
+    socket.on('close', () => this.onClose());
+  }
+
+  private onData(chunk: Buffer): void {
+    this.ctx.stats.bytesIn += chunk.length;
+    const ex = this.exchange;
+    if (ex !== null && !ex.requestDone) {
+      const used = ex.onRequestBody(chunk, 0, chunk.length);
+      if (used < 0 || used === chunk.length) return;
+      this.stash(chunk.subarray(used));
+      return;
+    }
+    this.stash(chunk);
+    if (this.state === HEAD) this.processInput();
+  }
+
+  /** Append bytes to the input buffer; pause reading if a pipelining client runs too far ahead. */
+  private stash(chunk: Buffer): void {
+    if (this.buf === null || this.bufStart === this.buf.length) {
+      this.buf = chunk;
+      this.bufStart = 0;
+      this.scanned = 0;
+    } else {
+      const rest = this.buf.subarray(this.bufStart);
+      this.scanned -= this.bufStart;
+      this.buf = Buffer.concat([rest, chunk]);
+      this.bufStart = 0;
+    }
+    if (this.state !== HEAD && this.buf.length - this.bufStart > PIPELINE_BUFFER && !this.readPausedForPipeline) {
+      this.readPausedForPipeline = true;
+      this.socket.pause();
+    }
+  }
+
+  /** Parse and start as many requests as the buffer holds (one at a time: each waits for the previous). */
+  private processInput(): void {
+    if (this.processing) return;
+    this.processing = true;
+    try {
+      this.parseLoop();
+    } finally {
+      this.processing = false;
+    }
+  }
+
+  private parseLoop(): void {
+    while (this.state === HEAD && this.buf !== null && this.bufStart < this.buf.length) {
+      const buf = this.buf;
+      let start = this.bufStart;
+      // RFC 9112 §2.2: ignore empty lines before a request line.
+      while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start++, start++;
+      this.bufStart = start;
+      if (start === buf.length) return;
+      if (!this.headStarted) {
+        this.headStarted = true;
+        this.deadline = performance.now() + this.ctx.limits.headerTimeoutMs;
+      }
+      const end = findHeadEnd(buf, start, resumeFrom(start, this.scanned), buf.length);
+      if (end === NEED_MORE) {
+        this.scanned = buf.length;
+        if (buf.length - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
+        return;
+      }
+      if (end === BARE_LF) return this.reject('bare_lf');
+      if (end - start > this.ctx.limits.maxHeaderBytes) return this.reject('header_too_large');
+      const head = parseRequestHead(buf, start, end, this.ctx.limits);
+      if (typeof head === 'string') return this.reject(head);
+      this.bufStart = end;
+      this.scanned = end;
+      this.headStarted = false;
+      this.deadline = 0;
+      this.requests++;
+      this.ctx.stats.requests++;
+      const max = this.ctx.limits.maxRequestsPerConnection;
+      const last = !head.keepAlive || this.clientEnded || this.ctx.draining || (max > 0 && this.requests >= max);
+      const path = pathOf(head.target);
+      const route = this.ctx.router.match({
+        method: head.method,
+        host: hostWithoutPort(head.host),
+        path,
+        lower: head.lower,
+        values: head.values,
+      });
+      this.state = EXCHANGE;
+      const ex = new Exchange(this, head, route, path, last);
+      this.exchange = ex;
+      // Body bytes already received ride along; the exchange takes what belongs to it.
+      const used = ex.begin(buf, end, buf.length);
+      if (used > 0 && this.buf === buf) this.bufStart += used;
+    }
+  }
+
+  /** Called by the exchange when its response is complete (or it failed after answering). */
+  onExchangeDone(keepAlive: boolean): void {
+    this.exchange = null;
+    if (this.readPausedForBody) {
+      this.readPausedForBody = false;
+      this.maybeResume();
+    }
+    if (!keepAlive || this.clientEnded && this.bufferedBytes() === 0) {
+      this.close();
+      return;
+    }
+    this.state = HEAD;
+    this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+    if (this.readPausedForPipeline) {
+      this.readPausedForPipeline = false;
+      this.maybeResume();
+    }
+    if (this.bufferedBytes() > 0) this.processInput();
+  }
+
+  /** Backpressure from the upstream while relaying a request body. */
+  pauseForBody(): void {
+    if (!this.readPausedForBody) {
+      this.readPausedForBody = true;
+      this.socket.pause();
+    }
+  }
+
+  resumeForBody(): void {
+    if (this.readPausedForBody) {
+      this.readPausedForBody = false;
+      this.maybeResume();
+    }
+  }
+
+  /** Answer with a proxy error when nothing of a response was sent yet. */
+  sendError(code: ErrorCode, close: boolean, headOnly: boolean): void {
+    const b = errorResponse(code, close, headOnly);
+    this.ctx.stats.bytesOut += b.length;
+    this.socket.write(b);
+  }
+
+  expire(): void {
+    if (this.state === HEAD && this.headStarted) {
+      this.reject('header_timeout');
+    } else {
+      this.socket.destroy();
+    }
+  }
+
+  /** Shutdown: idle connections go now, busy ones after their current response. */
+  drain(): void {
+    if (this.state === HEAD && !this.headStarted) this.socket.destroy();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private reject(code: ErrorCode): void {
+    this.ctx.stats.requests++;
+    this.ctx.stats.recordError(code);
+    this.ctx.accessLog?.info({
+      listener: this.ctx.name,
+      client: this.peer,
+      status: ERRORS[code].status,
+      error: code,
+    });
+    this.sendError(code, true, false);
+    this.close();
+  }
+
+  private close(): void {
+    this.state = CLOSING;
+    this.buf = null;
+    // Give the client a moment to read the response and close first (it then holds the TIME_WAIT).
+    this.deadline = performance.now() + 2000;
+    this.socket.end();
+  }
+
+  private bufferedBytes(): number {
+    return this.buf === null ? 0 : this.buf.length - this.bufStart;
+  }
+
+  private maybeResume(): void {
+    if (!this.readPausedForBody && !this.readPausedForPipeline && !this.socket.destroyed) this.socket.resume();
+  }
+
+  private onEnd(): void {
+    this.clientEnded = true;
+    if (this.exchange === null) {
+      // Between requests: an incomplete head is abandoned, a complete one was already dispatched.
+      if (this.state !== CLOSING) this.close();
+      return;
+    }
+    this.exchange.onDownstreamEnd();
+  }
+
+  private onClose(): void {
+    sweeper.delete(this);
+    this.ctx.stats.connectionsOpen--;
+    this.state = CLOSING;
+    const ex = this.exchange;
+    this.exchange = null;
+    ex?.onDownstreamClose();
+  }
+}
+
+function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
+}
+

@@ -1,0 +1,44 @@
+import type { CidrSet } from '../core/cidr.ts';
+import type { Logger } from '../core/log.ts';
+import type { Router } from '../router/router.ts';
+
+export interface ListenerLimits {
+  maxHeaderBytes: number;
+  maxHeaders: number;
+  headerTimeoutMs: number;
+  idleTimeoutMs: number;
+  /** 0 = unlimited. */
+  maxRequestsPerConnection: number;
+}
+
+/** Counters of one listener, written by the data path and only read by stats/admin. */
+export class ListenerStats {
+  connectionsOpen = 0;
+  connectionsTotal = 0;
+  requests = 0;
+  errors = 0;
+  bytesIn = 0;
+  bytesOut = 0;
+  readonly errorCodes = new Map<string, number>();
+
+  recordError(code: string): void {
+    this.errors++;
+    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
+  }
+}
+
+/** Everything a downstream connection needs from its listener, resolved once at start. */
+export interface ListenerContext {
+  name: string;
+  router: Router;
+  limits: ListenerLimits;
+  trusted: CidrSet;
+  /** "muxgate" (the Via pseudonym) or null when Via is off. */
+  via: string | null;
+  proto: 'http' | 'https';
+  accessLog: Logger | null;
+  log: Logger;
+  stats: ListenerStats;
+  /** Set while draining: every response closes its connection. */
+  draining: boolean;
+}

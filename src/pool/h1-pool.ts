@@ -1,0 +1,234 @@
+import type { ErrorCode } from '../core/errors.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { PendingQueue } from './pending-queue.ts';
+import type { PoolKey } from './pool-key.ts';
+import type { PoolWaiter } from './pool-waiter.ts';
+import { BUSY, CLOSED, CONNECTING, IDLE, UpstreamConnection } from './upstream-connection.ts';
+
+export interface PoolOptions {
+  maxConnections: number;
+  maxPending: number;
+  pendingTimeoutMs: number;
+  /** 0 = unlimited. */
+  maxRequestsPerConnection: number;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+}
+
+/** Told about every connect attempt's outcome; the endpoint uses it for passive health. */
+export interface ConnectObserver {
+  connectSucceeded(): void;
+  connectFailed(): void;
+}
+
+/**
+ * A bounded pool of HTTP/1.1 connections to one endpoint (one PoolKey).
+ *
+ * Invariant: open connections (idle + busy + connecting) never exceed `maxConnections`. A request that
+ * finds no idle connection waits in a FIFO queue; under the cap it also starts a connect, at the cap
+ * it waits for a release. Whichever connection becomes ready first serves the queue head, so a
+ * request never waits for "its own" connect while another connection sits free. Beyond the cap the
+ * queue holds at most `maxPending` waiters (then `pool_queue_full`), each for at most
+ * `pendingTimeoutMs` (then `pool_queue_timeout`).
+ *
+ * NOTE: the pool does not resolve names, choose endpoints or parse HTTP; it hands out sockets.
+ */
+export class H1Pool implements Expirable {
+  readonly key: PoolKey;
+  readonly address: string;
+  readonly port: number;
+  readonly opts: PoolOptions;
+  private readonly observer: ConnectObserver | null;
+  /** Most recently used last: reuse is LIFO so surplus connections age out through idle_timeout. */
+  private readonly idle: UpstreamConnection[] = [];
+  private readonly pending = new PendingQueue();
+  busy = 0;
+  connecting = 0;
+  deadline = 0;
+  private closed = false;
+
+  // Counters for the stats snapshot.
+  connectsTotal = 0;
+  connectFailures = 0;
+  queueFull = 0;
+  queueTimeouts = 0;
+  reused = 0;
+
+  constructor(key: PoolKey, address: string, port: number, opts: PoolOptions, observer: ConnectObserver | null = null) {
+    this.key = key;
+    this.address = address;
+    this.port = port;
+    this.opts = opts;
+    this.observer = observer;
+  }
+
+  get open(): number {
+    return this.idle.length + this.busy + this.connecting;
+  }
+  get idleCount(): number {
+    return this.idle.length;
+  }
+  get pendingCount(): number {
+    return this.pending.length;
+  }
+
+  /**
+   * Lease a connection to `w`. `fresh` skips idle connections (used to retry after a keep-alive race).
+   * May call back synchronously.
+   */
+  acquire(w: PoolWaiter, fresh = false): void {
+    if (this.closed) {
+      w.onPoolError('shutting_down');
+      return;
+    }
+    if (!fresh) {
+      const conn = this.idle.pop();
+      if (conn !== undefined) {
+        this.reused++;
+        this.lease(conn, w);
+        return;
+      }
+    }
+    if (this.open < this.opts.maxConnections) {
+      this.enqueue(w);
+      this.connect();
+      return;
+    }
+    // At the cap: only waiters beyond those already covered by connects in flight count against max_pending.
+    if (this.pending.length - this.connecting >= this.opts.maxPending) {
+      this.queueFull++;
+      w.onPoolError('pool_queue_full');
+      return;
+    }
+    this.enqueue(w);
+  }
+
+  /** A waiter gave up (client went away): drop it from the queue. */
+  cancel(w: PoolWaiter): void {
+    if (!w.queued) return;
+    const wasHead = this.pending.head === w;
+    this.pending.remove(w);
+    if (wasHead) this.armQueueDeadline();
+  }
+
+  /** Give a leased connection back. Not reusable (or past its request budget) means it is closed. */
+  release(conn: UpstreamConnection, reusable: boolean): void {
+    if (conn.state !== BUSY && conn.state !== CLOSED) return;
+    if (conn.user === null) return;
+    conn.user = null;
+    this.busy--;
+    const max = this.opts.maxRequestsPerConnection;
+    if (conn.state === CLOSED || !reusable || this.closed || (max > 0 && conn.requests >= max)) {
+      if (conn.state !== CLOSED) {
+        conn.state = CLOSED;
+        conn.destroy();
+      }
+      // The freed slot may let a queued request connect.
+      if (this.pending.length > this.connecting && this.open < this.opts.maxConnections) this.connect();
+      return;
+    }
+    this.dispatch(conn);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const c of this.idle.splice(0)) {
+      c.state = CLOSED;
+      c.destroy();
+    }
+    for (let w = this.pending.shift(); w !== null; w = this.pending.shift()) w.onPoolError('shutting_down');
+    this.deadline = 0;
+    sweeper.delete(this);
+  }
+
+  // --- called by UpstreamConnection ---
+
+  onConnected(conn: UpstreamConnection): void {
+    this.connecting--;
+    this.observer?.connectSucceeded();
+    this.dispatch(conn);
+  }
+
+  onConnectFailed(conn: UpstreamConnection, _why: string): void {
+    if (conn.state !== CONNECTING) return;
+    conn.state = CLOSED;
+    this.connecting--;
+    this.connectFailures++;
+    this.observer?.connectFailed();
+    // Fail the oldest waiter that this attempt was covering; the others keep their own attempts.
+    if (this.pending.length > this.connecting) {
+      const w = this.pending.shift();
+      this.armQueueDeadline();
+      w?.onPoolError('upstream_connect_failed');
+    }
+  }
+
+  onIdleClosed(conn: UpstreamConnection): void {
+    const i = this.idle.indexOf(conn);
+    if (i !== -1) this.idle.splice(i, 1);
+  }
+
+  /** Sweeper callback: the queue head waited too long. */
+  expire(now: number): void {
+    const limit = now - this.opts.pendingTimeoutMs;
+    let w = this.pending.head;
+    while (w !== null && w.queuedAt <= limit) {
+      this.pending.remove(w);
+      this.queueTimeouts++;
+      w.onPoolError('pool_queue_timeout');
+      w = this.pending.head;
+    }
+    this.armQueueDeadline();
+  }
+
+  private connect(): void {
+    this.connecting++;
+    this.connectsTotal++;
+    new UpstreamConnection(this, this.address, this.port, this.opts.connectTimeoutMs);
+  }
+
+  /** A connection is ready (new or released): serve the queue head, or park it idle. */
+  private dispatch(conn: UpstreamConnection): void {
+    const w = this.pending.shift();
+    if (w !== null) {
+      this.armQueueDeadline();
+      this.lease(conn, w);
+      return;
+    }
+    if (this.closed) {
+      conn.state = CLOSED;
+      conn.destroy();
+      return;
+    }
+    conn.state = IDLE;
+    conn.deadline = performance.now() + this.opts.idleTimeoutMs;
+    this.idle.push(conn);
+  }
+
+  private lease(conn: UpstreamConnection, w: PoolWaiter): void {
+    conn.state = BUSY;
+    conn.deadline = 0;
+    conn.requests++;
+    this.busy++;
+    // The waiter sets conn.user in onPoolReady before it writes anything.
+    w.onPoolReady(conn);
+  }
+
+  private enqueue(w: PoolWaiter): void {
+    this.pending.push(w, performance.now());
+    if (this.pending.length === 1) this.armQueueDeadline();
+  }
+
+  private armQueueDeadline(): void {
+    const head = this.pending.head;
+    if (head === null) {
+      if (this.deadline !== 0) {
+        this.deadline = 0;
+        sweeper.delete(this);
+      }
+      return;
+    }
+    this.deadline = head.queuedAt + this.opts.pendingTimeoutMs;
+    sweeper.add(this);
+  }
+}

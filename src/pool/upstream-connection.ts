@@ -1,0 +1,82 @@
+import net from 'node:net';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import type { H1Pool } from './h1-pool.ts';
+
+/**
+ * The side of an exchange that leases a connection. While leased, every socket event goes to it; the
+ * pool never reads or writes a leased connection.
+ */
+export interface UpstreamUser {
+  onUpstreamData(chunk: Buffer): void;
+  /** The upstream ended or reset the connection (or it failed); the user must release it as not reusable. */
+  onUpstreamClose(hadError: boolean): void;
+  onUpstreamDrain(): void;
+  /** The deadline the user set (`conn.deadline`) passed. */
+  onUpstreamTimeout(): void;
+}
+
+export const CONNECTING = 0;
+export const IDLE = 1;
+export const BUSY = 2;
+export const CLOSED = 3;
+
+/** One HTTP/1.1 connection to an endpoint, owned by its pool, leased to one exchange at a time. */
+export class UpstreamConnection implements Expirable {
+  readonly socket: net.Socket;
+  readonly pool: H1Pool;
+  state = CONNECTING;
+  /** Exchanges this connection has carried (for max_requests_per_connection and reuse decisions). */
+  requests = 0;
+  user: UpstreamUser | null = null;
+  deadline = 0;
+
+  constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
+    this.pool = pool;
+    this.deadline = performance.now() + connectTimeoutMs;
+    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
+    this.socket = socket;
+    sweeper.add(this);
+    socket.on('connect', () => {
+      this.deadline = 0;
+      pool.onConnected(this);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      if (this.user !== null) this.user.onUpstreamData(chunk);
+      else socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
+    });
+    socket.on('drain', () => this.user?.onUpstreamDrain());
+    // Half-close from the upstream means it will not take another request; the user may still be
+    // reading a close-delimited body, which the 'end' delivers as the message end via close below.
+    socket.on('end', () => socket.destroy());
+    socket.on('error', () => {});
+    socket.on('close', (hadError: boolean) => this.onClose(hadError));
+  }
+
+  expire(): void {
+    if (this.state === CONNECTING) {
+      this.socket.destroy();
+      this.pool.onConnectFailed(this, 'timeout');
+    } else if (this.state === IDLE) {
+      this.socket.destroy();
+    } else if (this.state === BUSY) {
+      this.user?.onUpstreamTimeout();
+    }
+  }
+
+  private onClose(hadError: boolean): void {
+    sweeper.delete(this);
+    const prev = this.state;
+    if (prev === CLOSED) return;
+    if (prev === CONNECTING) {
+      this.pool.onConnectFailed(this, hadError ? 'error' : 'closed');
+      return;
+    }
+    this.state = CLOSED;
+    if (prev === IDLE) this.pool.onIdleClosed(this);
+    else if (this.user !== null) this.user.onUpstreamClose(hadError);
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}

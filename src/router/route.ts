@@ -1,0 +1,37 @@
+import type { Cluster } from '../cluster/cluster.ts';
+
+/** The parts of a request a route can match on. Header names in `lower` are lower-cased. */
+export interface RouteInput {
+  method: string;
+  /** Host without port, lower-cased. */
+  host: string;
+  /** Path without the query string, as received (not percent-decoded). */
+  path: string;
+  lower: readonly string[];
+  values: readonly string[];
+}
+
+export type PathMatch = { kind: 'exact'; value: string } | { kind: 'prefix'; value: string } | { kind: 'regex'; re: RegExp };
+
+export interface HeaderMatch {
+  name: string;
+  exact?: string | undefined;
+  regex?: RegExp | undefined;
+  present?: boolean | undefined;
+}
+
+/** A compiled route: matchers plus what to do with a match. */
+export interface Route {
+  name: string;
+  /** null = any host. Exact names, and suffixes from "*.example.com" (stored as ".example.com"). */
+  hostsExact: Set<string> | null;
+  hostSuffixes: string[];
+  path: PathMatch | null;
+  methods: Set<string> | null;
+  headers: HeaderMatch[];
+  cluster: Cluster;
+  hostRewrite: string | undefined;
+  prefixRewrite: string | undefined;
+  /** Overrides the cluster's response timeout when set. */
+  responseTimeoutMs: number;
+}

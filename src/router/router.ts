@@ -1,0 +1,75 @@
+import type { HeaderMatch, Route, RouteInput } from './route.ts';
+
+/**
+ * First-match routing over an ordered list of routes. Matching is cheap checks first (method set,
+ * host set) so most non-matching routes are rejected without touching the path or headers.
+ */
+export class Router {
+  readonly routes: readonly Route[];
+
+  constructor(routes: readonly Route[]) {
+    this.routes = routes;
+  }
+
+  match(req: RouteInput): Route | null {
+    const routes = this.routes;
+    for (let i = 0; i < routes.length; i++) {
+      const r = routes[i]!;
+      if (r.methods !== null && !r.methods.has(req.method)) continue;
+      if (r.hostsExact !== null && !hostMatches(r, req.host)) continue;
+      if (r.path !== null && !pathMatches(r, req.path)) continue;
+      if (r.headers.length !== 0 && !headersMatch(r.headers, req)) continue;
+      return r;
+    }
+    return null;
+  }
+}
+
+function hostMatches(r: Route, host: string): boolean {
+  if (r.hostsExact!.has(host)) return true;
+  for (const suffix of r.hostSuffixes) {
+    // "*.example.com" matches "a.example.com" and "a.b.example.com", not "example.com".
+    if (host.length > suffix.length && host.endsWith(suffix)) return true;
+  }
+  return false;
+}
+
+function pathMatches(r: Route, path: string): boolean {
+  const m = r.path!;
+  if (m.kind === 'prefix') return path.startsWith(m.value);
+  if (m.kind === 'exact') return path === m.value;
+  return m.re.test(path);
+}
+
+function headersMatch(matchers: readonly HeaderMatch[], req: RouteInput): boolean {
+  for (const h of matchers) {
+    const i = req.lower.indexOf(h.name);
+    if (h.present === true) {
+      if (i === -1) return false;
+      continue;
+    }
+    if (h.present === false) {
+      if (i !== -1) return false;
+      continue;
+    }
+    if (i === -1) return false;
+    const v = req.values[i]!;
+    if (h.exact !== undefined && v !== h.exact) return false;
+    if (h.regex !== undefined && !h.regex.test(v)) return false;
+  }
+  return true;
+}
+
+/** "Example.COM:8080" -> "example.com"; "[::1]:80" -> "[::1]". */
+export function hostWithoutPort(host: string): string {
+  let end = host.length;
+  if (host.charCodeAt(0) === 0x5b /* [ */) {
+    const close = host.indexOf(']');
+    end = close === -1 ? host.length : close + 1;
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon !== -1) end = colon;
+  }
+  const h = end === host.length ? host : host.slice(0, end);
+  return h.toLowerCase();
+}

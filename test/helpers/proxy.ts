@@ -1,0 +1,74 @@
+import type { AddressInfo } from 'node:net';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { validateConfig } from '../../src/config/load.ts';
+import type { ConfigInput } from '../../src/config/schema.ts';
+import { MuxgateServer } from '../../src/runtime/server.ts';
+
+export interface TestProxy {
+  server: MuxgateServer;
+  port: number;
+  url: string;
+  /** Access log lines written so far, parsed. */
+  accessLog: Record<string, unknown>[];
+  /** Event log lines (warn and above by default). */
+  eventLog: Record<string, unknown>[];
+  close(): Promise<void>;
+}
+
+function collector(into: Record<string, unknown>[]): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) if (line !== '') into.push(JSON.parse(line));
+      cb();
+    },
+  });
+}
+
+export interface ProxyOptions {
+  /** Upstream endpoints ("127.0.0.1:PORT"), used when `clusters` is not given. */
+  upstreams?: string[];
+  listener?: Partial<NonNullable<ConfigInput['listeners']>[number]>;
+  cluster?: Record<string, unknown>;
+  clusters?: ConfigInput['clusters'];
+  routes?: unknown[];
+  config?: Partial<ConfigInput>;
+}
+
+/** Starts muxgate in-process on 127.0.0.1 port 0 with a one-cluster config, logs captured. */
+export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
+  const input = {
+    log_level: 'warn',
+    admin: false,
+    access_log: { enabled: false },
+    ...o.config,
+    listeners: [
+      {
+        name: 'test',
+        address: '127.0.0.1:0',
+        routes: o.routes ?? [{ cluster: 'up' }],
+        ...o.listener,
+      },
+    ],
+    clusters: o.clusters ?? { up: { endpoints: o.upstreams ?? [], ...o.cluster } },
+  };
+  const config = validateConfig(input, 'test');
+  const accessLog: Record<string, unknown>[] = [];
+  const eventLog: Record<string, unknown>[] = [];
+  const server = new MuxgateServer(config, {
+    log: pino({ level: config.log_level }, collector(eventLog)),
+    accessLog: pino({ base: null }, collector(accessLog)),
+  });
+  await server.start();
+  const port = (server.address('test') as AddressInfo).port;
+  return {
+    server,
+    port,
+    url: `http://127.0.0.1:${port}`,
+    accessLog,
+    eventLog,
+    close: async () => {
+      server.close();
+    },
+  };
+}
