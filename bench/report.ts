@@ -163,6 +163,16 @@ export function consoleLine(r: RunResult): string {
   return `${String(r.round).padEnd(6)}${r.scenario.padEnd(10)}${r.proxy.padEnd(12)}${fmtRps(r.rps).padStart(10)}${fmtMs(r.p50Ms).padStart(11)}${fmtMs(r.p99Ms).padStart(11)}${fmtMiB(r.rssKiB).padStart(11)}  ${describeErrors(r)}`;
 }
 
+const PROXY_NOTES: Record<string, string> = {
+  muxgate: '`node bin/muxgate.ts start -c <yaml>`, `pool.max_connections: 100`, access log off, admin off.',
+  nginx:
+    '`master_process off`, `upstream { keepalive 64; }`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`, ' +
+    '`proxy_max_temp_file_size 0`, access log off.',
+  haproxy: '`mode http`, `http-reuse always`, `nbthread 1`, no logging.',
+  'http-proxy':
+    'node-http-proxy (`http-proxy` 1.x) with `new http.Agent({ keepAlive: true, maxSockets: 100 })` (`bench/http-proxy-server.ts`).',
+};
+
 export function renderResults(input: ReportInput): string {
   const { machine, method, results } = input;
   const out: string[] = [];
@@ -195,11 +205,7 @@ export function renderResults(input: ReportInput): string {
       'and a 64 KiB static file for `GET /64k`.',
     `- Proxies (each a single process / single thread, pinned to core ${method.proxyCpu}, upstream keep-alive on, no logging): ` +
       `${method.proxies.join(', ')}.`,
-    '  - muxgate: `node bin/muxgate.ts start -c <yaml>`, `pool.max_connections: 100`, access log off, admin off.',
-    '  - nginx: `master_process off`, `upstream { keepalive 64; }`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`, ' +
-      '`proxy_max_temp_file_size 0`, access log off.',
-    '  - HAProxy: `mode http`, `http-reuse always`, `nbthread 1`, no logging.',
-    '  - node-http-proxy: `http-proxy` 1.x with `new http.Agent({ keepAlive: true, maxSockets: 100 })` (`bench/http-proxy-server.ts`).',
+    ...method.proxies.map((p) => `  - ${p}: ${PROXY_NOTES[p] ?? ''}`),
     `- Load: wrk pinned to core ${method.loadCpu} (shared with the backend), \`--latency\`, ${method.durationS} s per run ` +
       `after a ${method.warmupS} s warm-up run that is discarded.`,
     `- ${method.rounds} round(s), interleaved: each round runs every scenario against every proxy, ` +

@@ -274,7 +274,7 @@ async function main(): Promise<number> {
     await stopAll();
     writeReport();
   }
-  if (wrote) console.log(`\nwrote ${relative(repoRoot, opts.out) || opts.out}`);
+  if (wrote) console.log(`\nwrote ${opts.out.startsWith(repoRoot) ? relative(repoRoot, opts.out) : opts.out}`);
   if (interrupted) return 130;
   return startFailures.size || checkFailures.size || results.some((r) => !r.ok) ? 1 : 0;
 }

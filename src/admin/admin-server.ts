@@ -4,7 +4,7 @@ import type { StatsSnapshot } from '../core/stats.ts';
 
 /** What the admin API may see: a snapshot function, nothing live. */
 export interface AdminSource {
-  snapshot(): StatsSnapshot;
+  snapshot(): StatsSnapshot | Promise<StatsSnapshot>;
   /** False while draining, so a load balancer in front stops sending traffic. */
   healthy(): boolean;
 }
@@ -24,7 +24,10 @@ export class AdminServer {
         return;
       }
       if (path === '/stats') {
-        send(res, 200, 'application/json', `${JSON.stringify(source.snapshot(), null, 2)}\n`);
+        Promise.resolve(source.snapshot()).then(
+          (snap) => send(res, 200, 'application/json', `${JSON.stringify(snap, null, 2)}\n`),
+          (err: Error) => send(res, 500, 'text/plain; charset=utf-8', `stats unavailable: ${err.message}\n`),
+        );
       } else if (path === '/healthz') {
         const ok = source.healthy();
         send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'draining\n');

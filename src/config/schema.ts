@@ -295,6 +295,9 @@ const listener = map('a listener map', {
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
     .describe('Limit for the request line plus headers; larger requests get 431.'),
+  max_headers: int(1)
+    .default(100)
+    .describe('Limit on the number of request header fields; more get 431.'),
   header_timeout: durationMs({ min: 1 })
     .prefault('10s')
     .describe('The whole request head must arrive within this (slowloris protection).'),
@@ -359,7 +362,7 @@ const passiveHealth = map('a passive_health map', {
 });
 
 const pool = map('a pool map', {
-  max_connections: int(1).default(100).describe('Upstream connections per cluster.'),
+  max_connections: int(1).default(100).describe('Upstream connections per endpoint (the pool cap).'),
   max_pending: int(0).default(1000).describe('Requests allowed to wait for a connection.'),
   pending_timeout: durationMs({ min: 1 }).prefault('5s').describe('Longest wait for a connection; then 503.'),
   max_requests_per_connection: int(0)

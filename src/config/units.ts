@@ -24,54 +24,60 @@ const SIZE_UNITS: Readonly<Record<string, number>> = {
 const DURATION_PATTERN = /^(\d+(?:\.\d+)?) ?(ms|s|m|h)?$/;
 const SIZE_PATTERN = /^(\d+(?:\.\d+)?) ?(B|KB|MB|GB|KiB|MiB|GiB)?$/;
 
-const DURATION_HINT = 'a duration like "5s" or "250ms"';
-const SIZE_HINT = 'a size like "64KiB", "1MiB" or "512B"';
+/** One kind of quantity: its syntax, its units, and the range its value must fall in. */
+interface Unit {
+  pattern: RegExp;
+  units: Readonly<Record<string, number>>;
+  base: string;
+  hint: string;
+  max: number;
+}
+
+const DURATION: Unit = {
+  pattern: DURATION_PATTERN,
+  units: DURATION_UNITS,
+  base: 'ms',
+  hint: 'a duration like "5s" or "250ms"',
+  max: MAX_DURATION_MS,
+};
+const SIZE: Unit = {
+  pattern: SIZE_PATTERN,
+  units: SIZE_UNITS,
+  base: 'B',
+  hint: 'a size like "64KiB", "1MiB" or "512B"',
+  max: Number.MAX_SAFE_INTEGER,
+};
 
 type Checked = { value: number } | { error: string };
 
-function convert(
-  input: string | number,
-  pattern: RegExp,
-  units: Readonly<Record<string, number>>,
-  baseUnit: string,
-  hint: string,
-  min: number,
-  max: number,
-): Checked {
+function convert(unit: Unit, input: string | number, min: number): Checked {
+  const got = describeValue(input);
   let value: number;
   if (typeof input === 'number') {
-    if (!Number.isInteger(input) || input < 0) return { error: `expected ${hint}, got ${describeValue(input)}` };
+    if (!Number.isInteger(input) || input < 0) return { error: `expected ${unit.hint}, got ${got}` };
     value = input;
   } else {
-    const m = pattern.exec(input);
-    const unit = units[m?.[2] ?? baseUnit];
-    if (!m || unit === undefined) return { error: `expected ${hint}, got ${describeValue(input)}` };
+    const m = unit.pattern.exec(input);
+    const factor = unit.units[m?.[2] ?? unit.base];
+    if (!m || factor === undefined) return { error: `expected ${unit.hint}, got ${got}` };
     // Fractions ("1.5s") are convenient; the result is rounded to whole base units.
-    value = Math.round(Number(m[1]) * unit);
+    value = Math.round(Number(m[1]) * factor);
   }
-  if (value < min) return { error: `expected at least ${min}${baseUnit}, got ${describeValue(input)}` };
-  if (value > max) return { error: `expected at most ${max}${baseUnit}, got ${describeValue(input)}` };
+  if (value < min) return { error: `expected at least ${min}${unit.base}, got ${got}` };
+  if (value > unit.max) return { error: `expected at most ${unit.max}${unit.base}, got ${got}` };
   return { value };
-}
-
-function checkDuration(input: string | number, min = 0): Checked {
-  return convert(input, DURATION_PATTERN, DURATION_UNITS, 'ms', DURATION_HINT, min, MAX_DURATION_MS);
-}
-
-function checkSize(input: string | number, min = 0): Checked {
-  return convert(input, SIZE_PATTERN, SIZE_UNITS, 'B', SIZE_HINT, min, Number.MAX_SAFE_INTEGER);
 }
 
 /** "250ms" | "5s" | "1m" | "1h" | integer milliseconds -> milliseconds. Throws a RangeError saying what was wrong. */
 export function parseDuration(input: string | number): number {
-  const checked = checkDuration(input);
+  const checked = convert(DURATION, input, 0);
   if ('error' in checked) throw new RangeError(checked.error);
   return checked.value;
 }
 
 /** "512B" | "10KB" (10*1000) | "64KiB" (64*1024) | integer bytes -> bytes. Throws a RangeError saying what was wrong. */
 export function parseSize(input: string | number): number {
-  const checked = checkSize(input);
+  const checked = convert(SIZE, input, 0);
   if ('error' in checked) throw new RangeError(checked.error);
   return checked.value;
 }
@@ -80,26 +86,24 @@ export function parseSize(input: string | number): number {
  * A zod schema for both units: the input is a string matching the pattern or a non-negative integer
  * (which is what the JSON Schema shows editors), the output the integer count of base units.
  */
-function unitSchema(pattern: RegExp, hint: string, check: (input: string | number) => Checked) {
-  const error = (issue: { input?: unknown }) => `expected ${hint}, got ${describeValue(issue.input)}`;
+function unitSchema(unit: Unit, min: number) {
+  const error = (issue: { input?: unknown }) => `expected ${unit.hint}, got ${describeValue(issue.input)}`;
   return z
-    .union([z.int({ error }).min(0, { error }), z.string({ error }).regex(pattern, { error })], { error })
+    .union([z.int({ error }).min(0, { error }), z.string({ error }).regex(unit.pattern, { error })], { error })
     .transform((input, ctx) => {
-      const checked = check(input);
+      const checked = convert(unit, input, min);
       if ('value' in checked) return checked.value;
-      ctx.issues.push({ code: 'custom', message: checked.error, input });
+      ctx.addIssue({ code: 'custom', message: checked.error, input });
       return z.NEVER;
     });
 }
 
 /** Duration -> milliseconds. `min` rejects e.g. a zero timeout that would fire immediately. */
 export function durationMs(options: { min?: number } = {}) {
-  const min = options.min ?? 0;
-  return unitSchema(DURATION_PATTERN, DURATION_HINT, (input) => checkDuration(input, min));
+  return unitSchema(DURATION, options.min ?? 0);
 }
 
 /** Size -> bytes. */
 export function sizeBytes(options: { min?: number } = {}) {
-  const min = options.min ?? 0;
-  return unitSchema(SIZE_PATTERN, SIZE_HINT, (input) => checkSize(input, min));
+  return unitSchema(SIZE, options.min ?? 0);
 }

@@ -1,7 +1,7 @@
 import type { ClusterSnapshot, EndpointSnapshot, ListenerSnapshot, StatsSnapshot } from './stats.ts';
 
 /** Sums per-worker snapshots into one (counters add; names and addresses are shared). */
-export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot & { workers: number } {
+export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot & { workers: number[] } {
   const listeners = new Map<string, ListenerSnapshot>();
   const clusters = new Map<string, ClusterSnapshot>();
   for (const p of parts) {
@@ -27,7 +27,7 @@ export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot &
   return {
     pid: process.pid,
     uptime_s: parts[0]?.uptime_s ?? 0,
-    workers: parts.length,
+    workers: parts.map((p) => p.pid),
     listeners: [...listeners.values()],
     clusters: [...clusters.values()],
   };

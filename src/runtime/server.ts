@@ -88,7 +88,7 @@ export class MuxgateServer {
         router: new Router(routes),
         limits: {
           maxHeaderBytes: l.max_header_bytes,
-          maxHeaders: (l as { max_headers?: number }).max_headers ?? 100,
+          maxHeaders: l.max_headers,
           headerTimeoutMs: l.header_timeout,
           idleTimeoutMs: l.idle_timeout,
           maxRequestsPerConnection: l.max_requests_per_connection,

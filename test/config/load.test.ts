@@ -59,6 +59,7 @@ describe('loading a valid config', () => {
           address: { host: '127.0.0.1', port: 0 },
           protocol: 'http1',
           max_header_bytes: 65_536,
+          max_headers: 100,
           header_timeout: 10_000,
           idle_timeout: 60_000,
           max_requests_per_connection: 0,

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { promisify } from 'node:util';
+import { type Backend, httpBackend } from '../helpers/backend.ts';
+import { muxgate, portOf, startMuxgate } from '../helpers/cli.ts';
+
+const run = promisify(execFile);
+let dir: string;
+let backend: Backend<import('node:http').Server>;
+
+before(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'muxgate-cli-'));
+  backend = await httpBackend((req, res) => {
+    const delay = req.url === '/slow' ? 800 : 0;
+    setTimeout(() => res.end(`backend saw ${req.method} ${req.url}\n`), delay);
+  });
+});
+after(async () => {
+  rmSync(dir, { recursive: true, force: true });
+  await backend.close();
+});
+
+function writeConfig(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+const validConfig = (upstream: string) => `log_level: info
+access_log: { enabled: false }
+admin:
+  address: 127.0.0.1:0
+listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - match: { path: { prefix: /api/ } }
+        cluster: api
+        prefix_rewrite: /
+clusters:
+  api:
+    endpoints: ["${upstream}"]
+    pool: { max_connections: 7 }
+`;
+
+describe('muxgate CLI', () => {
+  test('--version prints the package version and exits 0', async () => {
+    const r = await muxgate(['--version']);
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+    assert.equal(r.code, 0);
+    assert.equal(r.stdout, `muxgate ${pkg.version}\n`);
+  });
+
+  test('--help exits 0 with usage; no command exits 2; an unknown command exits 2', async () => {
+    const help = await muxgate(['--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /muxgate proxy --listen ADDR:PORT --to HOST:PORT/);
+    assert.equal((await muxgate([])).code, 2);
+    const bad = await muxgate(['frobnicate']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /unknown command "frobnicate"/);
+  });
+
+  test('check prints the resolved listeners, routes and clusters with defaults', async () => {
+    const r = await muxgate(['check', '-c', writeConfig('ok.yaml', validConfig('127.0.0.1:1'))]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^config ok/);
+    assert.match(r.stdout, /web {2}127\.0\.0\.1:0 {2}http1/);
+    assert.match(r.stdout, /path prefix=\/api\/ -> api prefix_rewrite=\//);
+    assert.match(r.stdout, /max_connections=7 max_pending=1000 pending_timeout=5000ms/);
+  });
+
+  test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {
+    const text = validConfig('127.0.0.1:1').replace('endpoints: ["127.0.0.1:1"]', 'endpoints:\n      - { host: a, port: 80a }');
+    const file = writeConfig('bad.yaml', text);
+    const r = await muxgate(['check', '-c', file]);
+    assert.equal(r.code, 2);
+    const line = text.split('\n').findIndex((l) => l.includes('80a')) + 1;
+    assert.equal(r.stderr.trim(), `bad.yaml:${line} clusters.api.endpoints[0].port: expected an integer 1-65535, got "80a"`);
+  });
+
+  test('a missing config file is a usage error naming the file', async () => {
+    const r = await muxgate(['check', '-c', join(dir, 'nope.yaml')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /nope\.yaml: cannot read the config file/);
+  });
+
+  test('schema prints a JSON Schema', async () => {
+    const r = await muxgate(['schema']);
+    assert.equal(r.code, 0);
+    const schema = JSON.parse(r.stdout) as { properties: Record<string, unknown> };
+    for (const k of ['listeners', 'clusters', 'admin', 'trusted_proxies']) assert.ok(k in schema.properties, k);
+  });
+
+  test('proxy: bad arguments exit 2 with a clear message', async () => {
+    const noTo = await muxgate(['proxy', '--listen', '127.0.0.1:0']);
+    assert.equal(noTo.code, 2);
+    assert.match(noTo.stderr, /missing --to/);
+    const badTo = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', 'localhost:http']);
+    assert.equal(badTo.code, 2);
+    assert.match(badTo.stderr, /command line: clusters\.upstream\.endpoints\[0\]/);
+    const tcp = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--mode', 'tcp']);
+    assert.equal(tcp.code, 2);
+    assert.match(tcp.stderr, /--mode tcp is not available yet/);
+    const workers = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--workers', 'x']);
+    assert.equal(workers.code, 2);
+  });
+
+  test('proxy: a reverse proxy from one line, reachable with curl, stopped by SIGTERM with exit 0', async () => {
+    const m = startMuxgate(['proxy', '--listen', '127.0.0.1:0', '--to', backend.addr, '--admin', '127.0.0.1:0']);
+    try {
+      const port = portOf(await m.waitFor((l) => l.msg === 'listening'));
+      const adminPort = portOf(await m.waitFor((l) => l.msg === 'admin listening'));
+      const { stdout } = await run('curl', ['-sS', `http://127.0.0.1:${port}/hello`]);
+      assert.equal(stdout, 'backend saw GET /hello\n');
+      const access = await m.waitFor((l) => l.path === '/hello');
+      assert.equal(access.status, 200);
+      const stats = JSON.parse((await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/stats`])).stdout);
+      assert.equal(stats.listeners[0].requests, 1);
+      assert.equal(stats.clusters[0].endpoints[0].pool.open, 1);
+      const health = await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/healthz`]);
+      assert.equal(health.stdout, 'ok\n');
+    } finally {
+      assert.equal(await m.stop('SIGTERM'), 0);
+    }
+  });
+
+  test('start: SIGTERM lets an in-flight request finish, refuses new connections, exits 0', async () => {
+    const m = startMuxgate(['start', '-c', writeConfig('drain.yaml', validConfig(backend.addr))]);
+    let exited = false;
+    try {
+      const port = portOf(await m.waitFor((l) => l.msg === 'listening'));
+      const inflight = fetch(`http://127.0.0.1:${port}/api/slow`).then(async (r) => ({ status: r.status, body: await r.text() }));
+      await new Promise((r) => setTimeout(r, 200));
+      m.child.kill('SIGTERM');
+      await m.waitFor((l) => l.msg === 'draining');
+      await assert.rejects(fetch(`http://127.0.0.1:${port}/api/x`, { headers: { connection: 'close' } }));
+      assert.deepEqual(await inflight, { status: 200, body: 'backend saw GET /slow\n' });
+      assert.equal(await m.exited, 0);
+      exited = true;
+    } finally {
+      if (!exited) await m.stop('SIGKILL');
+    }
+  });
+
+  test('--workers 2: both workers share the port, stats are summed, a killed worker is restarted', async () => {
+    const m = startMuxgate([
+      'proxy',
+      '--listen',
+      '127.0.0.1:0',
+      '--to',
+      backend.addr,
+      '--workers',
+      '2',
+      '--admin',
+      '127.0.0.1:0',
+      '--no-access-log',
+    ]);
+    try {
+      const ready = await m.waitFor((l) => l.msg === 'all workers listening');
+      const pids = ready.pids as number[];
+      assert.equal(pids.length, 2);
+      const listening = m.lines.filter((l) => l.msg === 'listening');
+      assert.equal(listening.length, 2);
+      assert.equal(new Set(listening.map((l) => l.address)).size, 1, 'one shared address');
+      const port = portOf(listening[0]!);
+      const adminPort = portOf(await m.waitFor((l) => l.msg === 'admin listening'));
+      // Separate connections so the kernel can spread them across the two workers.
+      for (let i = 0; i < 20; i++) {
+        const r = await fetch(`http://127.0.0.1:${port}/n${i}`, { headers: { connection: 'close' } });
+        assert.equal(r.status, 200);
+        await r.text();
+      }
+      const stats = JSON.parse((await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/stats`])).stdout);
+      assert.deepEqual([...stats.workers].sort(), [...pids].sort());
+      assert.equal(stats.listeners[0].requests, 20);
+      process.kill(pids[0]!, 'SIGKILL');
+      const restart = await m.waitFor((l) => l.msg === 'worker exited; restarting');
+      assert.equal(restart.pid, pids[0]);
+      await m.waitFor((l) => l.msg === 'listening' && !listening.includes(l));
+      const r = await fetch(`http://127.0.0.1:${port}/after`, { headers: { connection: 'close' } });
+      assert.equal(await r.text(), 'backend saw GET /after\n');
+    } finally {
+      assert.equal(await m.stop('SIGTERM'), 0);
+    }
+  });
+});
