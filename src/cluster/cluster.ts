@@ -23,14 +23,12 @@ export interface ClusterOptions {
   responseTimeoutMs: number;
   passiveHealth: PassiveHealth;
   pool: PoolOptions;
+  /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
+  resolve?: (host: string) => Promise<string[]>;
 }
 
-/** The request facts a hash key can be taken from. */
-export interface HashInput {
-  lower: readonly string[];
-  values: readonly string[];
-  peerAddress: string;
-}
+const systemResolve = async (host: string): Promise<string[]> =>
+  (await lookup(host, { all: true })).map((a) => a.address);
 
 /**
  * A named set of endpoints with a selection policy. Configured names are resolved to addresses at
@@ -69,15 +67,15 @@ export class Cluster {
   }
 
   /** The ring_hash / maglev key of a request, or undefined when the policy needs none or it is absent. */
-  hashKeyOf(req: HashInput): string | undefined {
+  hashKeyOf(lower: readonly string[], values: readonly string[], peerAddress: string): string | undefined {
     const src = this.opts.hashKey;
     if (src === undefined) return undefined;
-    if (src.sourceIp === true) return req.peerAddress;
+    if (src.sourceIp === true) return peerAddress;
     if (src.header !== undefined) {
-      const i = req.lower.indexOf(src.header);
-      return i === -1 ? undefined : req.values[i];
+      const i = lower.indexOf(src.header);
+      return i === -1 ? undefined : values[i];
     }
-    if (src.cookie !== undefined) return cookieValue(req, src.cookie);
+    if (src.cookie !== undefined) return cookieValue(lower, values, src.cookie);
     return undefined;
   }
 
@@ -101,7 +99,7 @@ export class Cluster {
         addresses = [cfg.host];
       } else {
         try {
-          addresses = (await lookup(cfg.host, { all: true })).map((a) => a.address);
+          addresses = await (this.opts.resolve ?? systemResolve)(cfg.host);
         } catch (err) {
           // Keep the previous addresses of this name, if any: a DNS blip must not empty the cluster.
           const prev = this.endpoints.filter((e) => e.host === cfg.host && e.port === cfg.port);
@@ -128,10 +126,10 @@ export class Cluster {
   }
 }
 
-function cookieValue(req: HashInput, name: string): string | undefined {
-  for (let i = 0; i < req.lower.length; i++) {
-    if (req.lower[i] !== 'cookie') continue;
-    for (const part of req.values[i]!.split(';')) {
+function cookieValue(lower: readonly string[], values: readonly string[], name: string): string | undefined {
+  for (let i = 0; i < lower.length; i++) {
+    if (lower[i] !== 'cookie') continue;
+    for (const part of values[i]!.split(';')) {
       const eq = part.indexOf('=');
       if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
     }

@@ -52,6 +52,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   private done = false;
   private connectAttempts = 0;
   private retried = false;
+  private countsActive = false;
   upstreamPaused = false;
 
   // Accounting for the access log and stats.
@@ -89,7 +90,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return 0;
     }
     const cluster = route.cluster;
-    this.hashKey = cluster.hashKeyOf({ lower: head.lower, values: head.values, peerAddress: this.session.peer });
+    this.hashKey = cluster.hashKeyOf(head.lower, head.values, this.session.peer);
     const endpoint = cluster.pick(this.hashKey);
     if (endpoint === undefined) {
       this.fail('no_healthy_endpoint');
@@ -201,7 +202,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     out.uncork();
   }
 
-  onUpstreamClose(hadError: boolean): void {
+  onUpstreamClose(): void {
     if (this.done) return;
     if (this.relay.onUpstreamEnd()) return; // a close-delimited body just ended
     if (!this.relay.gotBytes && this.canRetry()) {
@@ -215,7 +216,6 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.endpoint!.pool.acquire(this, true);
       return;
     }
-    void hadError;
     if (this.relay.headSent) this.abort('upstream_reset');
     else this.fail('upstream_reset');
   }
@@ -328,13 +328,16 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   private useEndpoint(e: Endpoint): void {
     this.endpoint = e;
+    this.countsActive = true;
     e.active++;
     e.requests++;
   }
 
+  /** Ends this exchange's share of the endpoint's in-flight count (read by least_request). */
   private releaseEndpoint(): void {
-    const e = this.endpoint;
-    if (e !== null && e.active > 0) e.active--;
+    if (!this.countsActive) return;
+    this.countsActive = false;
+    this.endpoint!.active--;
   }
 
   private logAccess(): void {

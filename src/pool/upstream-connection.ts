@@ -9,7 +9,7 @@ import type { H1Pool } from './h1-pool.ts';
 export interface UpstreamUser {
   onUpstreamData(chunk: Buffer): void;
   /** The upstream ended or reset the connection (or it failed); the user must release it as not reusable. */
-  onUpstreamClose(hadError: boolean): void;
+  onUpstreamClose(): void;
   onUpstreamDrain(): void;
   /** The deadline the user set (`conn.deadline`) passed. */
   onUpstreamTimeout(): void;
@@ -73,7 +73,7 @@ export class UpstreamConnection implements Expirable {
     }
     this.state = CLOSED;
     if (prev === IDLE) this.pool.onIdleClosed(this);
-    else if (this.user !== null) this.user.onUpstreamClose(hadError);
+    else if (this.user !== null) this.user.onUpstreamClose();
   }
 
   destroy(): void {
