@@ -202,9 +202,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     out.uncork();
   }
 
-  onUpstreamClose(): void {
+  onUpstreamClose(hadError: boolean): void {
     if (this.done) return;
-    if (this.relay.onUpstreamEnd()) return; // a close-delimited body just ended
+    // A clean close (FIN) ends a close-delimited body; a reset truncates it, which is aborted below.
+    if (!hadError && this.relay.onUpstreamEnd()) return;
     if (!this.relay.gotBytes && this.canRetry()) {
       // Keep-alive race: the upstream closed a reused connection just as we sent on it. Nothing was
       // processed (no response byte came back) and the request has no body: send it once more, fresh.
@@ -280,7 +281,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   fail(code: ErrorCode): void {
     if (this.done) return;
     const info = ERRORS[code];
-    const close = this.closeDownstream || !this.requestDone || info.source === 'downstream';
+    // A downstream error means the connection cannot be trusted, except no_route: the request was
+    // well-formed (and, when requestDone, fully read), so the connection is still in sync.
+    const close = this.closeDownstream || !this.requestDone || (info.source === 'downstream' && code !== 'no_route');
     this.finishWith(code, true);
     this.session.sendError(code, close, this.head.method === 'HEAD');
     this.session.onExchangeDone(!close);

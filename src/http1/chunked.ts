@@ -13,6 +13,7 @@ const TRAILER_VALUE = 9;
 const TRAILER_LF = 10;
 const FINAL_LF = 11;
 const DONE = 12;
+const FAILED = -1;
 
 /** 13 hex digits stay below 2^52, so sizes never lose precision in a double. */
 const MAX_SIZE_DIGITS = 13;
@@ -47,6 +48,7 @@ export class ChunkedScanner {
 
   /** Consumes buf[start, end). Returns how many bytes belong to the body, or -1 on malformed input. */
   feed(buf: Uint8Array, start: number, end: number): number {
+    if (this.state === FAILED) return -1;
     const ranges = this.ranges;
     if (ranges !== null) ranges.length = 0;
     let i = start;
@@ -107,6 +109,7 @@ export class ChunkedScanner {
           if (c === 0x0d) state = FINAL_LF;
           else if (TCHAR[c] === 1) state = TRAILER_NAME;
           else return this.fail(); // includes obs-fold (SP/HTAB)
+          if (++this.trailerBytes > this.maxTrailerBytes) return this.fail();
           i++;
           break;
         case TRAILER_NAME:
@@ -139,7 +142,7 @@ export class ChunkedScanner {
   }
 
   private fail(): number {
-    this.state = -1;
+    this.state = FAILED;
     return -1;
   }
 }

@@ -55,12 +55,14 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   let target = line.slice(sp1 + 1, sp2);
   let absoluteAuthority: string | null = null;
   const c0 = target.charCodeAt(0);
-  if (c0 === 0x2f /* / */) {
+  if (method === 'CONNECT') {
+    // No tunnels, whatever the target form: "CONNECT /" forwarded would turn the upstream connection
+    // into a tunnel the proxy does not know about.
+    return 'method_not_allowed';
+  } else if (c0 === 0x2f /* / */) {
     // origin-form: the common case.
   } else if (target === '*') {
     if (method !== 'OPTIONS') return 'invalid_request_line';
-  } else if (method === 'CONNECT') {
-    return 'method_not_allowed';
   } else {
     // absolute-form (RFC 9112 §3.2.2): the authority replaces Host.
     const m = /^https?:\/\/([^/?#]*)(.*)$/i.exec(target);
@@ -104,6 +106,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
       case 14:
         if (name === 'content-length') {
           const n = parseContentLength(values[i]!);
+          if (n === CL_CONFLICT) return 'conflicting_content_length';
           if (n < 0) return 'invalid_content_length';
           if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
           contentLength = n;
@@ -121,13 +124,18 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     }
   }
   if (chunked && contentLength !== -1) return 'ambiguous_framing';
-  if (chunked && minor === 0) return 'ambiguous_framing';
+  // RFC 9112 §6.1: chunked framing does not exist in HTTP/1.0; a 1.0 message claiming it is faulty.
+  if (chunked && minor === 0) return 'transfer_encoding_http10';
   if (hostCount > 1) return 'multiple_host';
   if (absoluteAuthority !== null) {
+    // RFC 9110 §4.2.1: an http(s) URI with an empty host is invalid.
+    if (absoluteAuthority === '' || absoluteAuthority.charCodeAt(0) === 0x3a /* : */) return 'invalid_host';
     host = absoluteAuthority;
   } else if (host === null) {
     if (minor === 1) return 'missing_host';
     host = '';
+  } else if (host === '') {
+    return 'invalid_host'; // a reverse proxy routes by authority; an empty one names nothing
   }
   for (let i = 0; i < host.length; i++) if (HOST[host.charCodeAt(i)] !== 1) return 'invalid_host';
 
@@ -154,7 +162,10 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   };
 }
 
-/** 1*DIGIT, or a list of identical values ("5, 5", RFC 9110 §8.6); -1 when invalid or differing. */
+/** parseContentLength's answer for a list of differing values ("5, 6"). */
+export const CL_CONFLICT = -2;
+
+/** 1*DIGIT, or a list of identical values ("5, 5", RFC 9110 §8.6); -1 when invalid, CL_CONFLICT when differing. */
 export function parseContentLength(v: string): number {
   let n = -1;
   let cur = -1;
@@ -166,7 +177,7 @@ export function parseContentLength(v: string): number {
       cur = (cur === -1 ? 0 : cur * 10) + (c - 0x30);
     } else if (c === 0x2c) {
       if (cur === -1) return -1;
-      if (n !== -1 && n !== cur) return -1;
+      if (n !== -1 && n !== cur) return CL_CONFLICT;
       n = cur;
       cur = -1;
       digits = 0;

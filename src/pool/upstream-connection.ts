@@ -8,8 +8,11 @@ import type { H1Pool } from './h1-pool.ts';
  */
 export interface UpstreamUser {
   onUpstreamData(chunk: Buffer): void;
-  /** The upstream ended or reset the connection (or it failed); the user must release it as not reusable. */
-  onUpstreamClose(): void;
+  /**
+   * The upstream ended or reset the connection (or it failed); the user must release it as not reusable.
+   * `hadError` is true for a reset: the connection did not end cleanly (a close-delimited body is truncated).
+   */
+  onUpstreamClose(hadError: boolean): void;
   onUpstreamDrain(): void;
   /** The deadline the user set (`conn.deadline`) passed. */
   onUpstreamTimeout(): void;
@@ -73,7 +76,7 @@ export class UpstreamConnection implements Expirable {
     }
     this.state = CLOSED;
     if (prev === IDLE) this.pool.onIdleClosed(this);
-    else if (this.user !== null) this.user.onUpstreamClose();
+    else if (this.user !== null) this.user.onUpstreamClose(hadError);
   }
 
   destroy(): void {

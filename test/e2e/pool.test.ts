@@ -83,11 +83,7 @@ describe('pool cap under load', () => {
       assert.equal(r.body.toString(), `served /r/${i}`, `client ${i} got its own response`);
     });
     // The clients kept their connections (keep-alive), so all 2,000 were concurrent to the end.
-    assert.equal(
-      clients.filter((c) => c.ended).length,
-      0,
-      'no downstream connection was closed',
-    );
+    assert.equal(clients.filter((c) => c.ended).length, 0, 'no downstream connection was closed');
     t.diagnostic(
       `backend accepted=${backend.accepted} peak=${backend.peak} maxInFlight=${maxInFlight}; pool maxOpen=${maxOpen} maxPending=${maxPending}`,
     );
@@ -200,7 +196,9 @@ describe('pending queue', () => {
     assert.equal(again.status, 200);
   });
 
-  test('pending_timeout: a request queued longer than 200ms gets pool_queue_timeout', { timeout: 15_000 }, async (t) => {
+  test('pending_timeout: a request queued longer than 200ms gets pool_queue_timeout', {
+    timeout: 15_000,
+  }, async (t) => {
     const arrived: string[] = [];
     const backend = await httpBackend((req, res) => {
       arrived.push(req.url ?? '');
@@ -218,9 +216,15 @@ describe('pending queue', () => {
       b!.close();
     });
     const order: string[] = [];
-    const first = a!.request(get('/slow')).then((r) => (order.push('first'), r));
+    const first = a!.request(get('/slow')).then((r) => {
+      order.push('first');
+      return r;
+    });
     await waitUntil(() => arrived.length === 1, 'the first request reached the backend');
-    const second = b!.request(get('/queued')).then((r) => (order.push('second'), r));
+    const second = b!.request(get('/queued')).then((r) => {
+      order.push('second');
+      return r;
+    });
     const r2 = await second;
     assert.equal(r2.status, 503);
     assert.equal(r2.headers['muxgate-error'], 'pool_queue_timeout');

@@ -1,5 +1,6 @@
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { Worker } from 'node:worker_threads';
 
 export interface Backend<S> {
   server: S;
@@ -70,4 +71,55 @@ export function readHead(s: net.Socket): Promise<{ head: string; rest: Buffer }>
     s.on('data', onData);
     s.once('error', reject);
   });
+}
+
+/**
+ * A local address where TCP connects hang (for connect timeouts without relying on the network): a
+ * listener whose thread never accepts, with its accept queue filled by two held connections, so the
+ * kernel drops further SYNs. `hangs` says whether that held here (checked with a probe connect).
+ */
+export async function blackhole(): Promise<{ port: number; addr: string; hangs: boolean; close(): Promise<void> }> {
+  const release = new Int32Array(new SharedArrayBuffer(4));
+  // The worker's event loop is blocked in Atomics.wait, so libuv never calls accept().
+  const worker = new Worker(
+    `const { parentPort, workerData } = require('node:worker_threads');
+     const srv = require('node:net').createServer();
+     srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+       parentPort.postMessage(srv.address().port);
+       Atomics.wait(workerData, 0, 0);
+       srv.close();
+     });`,
+    { eval: true, workerData: release },
+  );
+  const port = await new Promise<number>((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+  });
+  const held: net.Socket[] = [];
+  const attempt = (ms: number) =>
+    new Promise<'connected' | 'failed' | 'pending'>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      held.push(s);
+      s.on('error', () => resolve('failed'));
+      s.on('connect', () => resolve('connected'));
+      setTimeout(() => resolve('pending'), ms);
+    });
+  // Linux queues backlog + 1 connections; allow a few in case the limit is counted differently.
+  let hangs = false;
+  for (let i = 0; i < 4 && !hangs; i++) {
+    const r = await attempt(300);
+    if (r === 'failed') break;
+    hangs = r === 'pending';
+  }
+  return {
+    port,
+    addr: `127.0.0.1:${port}`,
+    hangs,
+    close: async () => {
+      for (const s of held) s.destroy();
+      Atomics.store(release, 0, 1);
+      Atomics.notify(release, 0);
+      await worker.terminate();
+    },
+  };
 }

@@ -1,12 +1,19 @@
 import net from 'node:net';
 
 /**
+ * One step of a raw exchange: bytes to write, or a function awaited before the next write (e.g. "wait
+ * until the upstream has seen the bytes so far"). Strings are written as UTF-8: use a latin1 Buffer
+ * for exact non-ASCII bytes.
+ */
+export type RawPart = string | Buffer | (() => Promise<unknown>);
+
+/**
  * Sends raw bytes and collects everything the peer sends until it closes the connection or goes quiet
  * for `quietMs`. For tests that need exact bytes on the wire (smuggling, framing, pipelining).
  */
 export function rawExchange(
   port: number,
-  data: string | Buffer | (string | Buffer)[],
+  data: string | Buffer | RawPart[],
   opts: { quietMs?: number; timeoutMs?: number; endAfterWrite?: boolean } = {},
 ): Promise<{ text: string; closed: boolean }> {
   return new Promise((resolve, reject) => {
@@ -28,6 +35,17 @@ export function rawExchange(
     s.on('connect', async () => {
       const parts = Array.isArray(data) ? data : [data];
       for (const p of parts) {
+        if (typeof p === 'function') {
+          try {
+            await p();
+          } catch (err) {
+            clearTimeout(total);
+            s.destroy();
+            reject(err);
+            return;
+          }
+          continue;
+        }
         s.write(p);
         if (parts.length > 1) await new Promise((r) => setTimeout(r, 20));
       }

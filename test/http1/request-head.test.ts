@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import type { ErrorCode } from '../../src/core/errors.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../../src/http1/head-end.ts';
-import { parseContentLength, parseRequestHead, type RequestHead } from '../../src/http1/request-head.ts';
+import { CL_CONFLICT, parseContentLength, parseRequestHead, type RequestHead } from '../../src/http1/request-head.ts';
 
 const bytes = (s: string) => Buffer.from(s, 'latin1');
 
@@ -89,7 +89,8 @@ describe('findHeadEnd', () => {
 
 describe('parseRequestHead: accepted forms', () => {
   test('origin-form: method, target with query, version, fields in wire order with values trimmed', () => {
-    const text = 'GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Mixed-Case:  v1 \t\r\nx-empty:\r\nAccept: */*\r\n\r\n';
+    const text =
+      'GET /a/b?c=d HTTP/1.1\r\nHost: example.com\r\nX-Mixed-Case:  v1 \t\r\nx-empty:\r\nAccept: */*\r\n\r\n';
     const h = accept(text);
     assert.equal(h.method, 'GET');
     assert.equal(h.target, '/a/b?c=d');
@@ -221,13 +222,21 @@ describe('parseRequestHead: rejections', () => {
     ['asterisk-form with a method other than OPTIONS', 'GET * HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['a relative target not starting with "/"', 'GET a/b HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['absolute-form with a non-http scheme', 'GET ftp://a/b HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
-    ['absolute-form whose path is only a fragment', 'GET http://a#f HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
+    [
+      'absolute-form whose path is only a fragment',
+      'GET http://a#f HTTP/1.1\r\nHost: a\r\n\r\n',
+      'invalid_request_line',
+    ],
     // version
     ['HTTP/2.0', 'GET / HTTP/2.0\r\nHost: a\r\n\r\n', 'unsupported_version'],
     ['HTTP/1.2', 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', 'unsupported_version'],
     ['HTTP/0.9', 'GET / HTTP/0.9\r\nHost: a\r\n\r\n', 'unsupported_version'],
     // method
-    ['CONNECT in authority-form', 'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n', 'method_not_allowed'],
+    [
+      'CONNECT in authority-form',
+      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
+      'method_not_allowed',
+    ],
     ['CONNECT with an origin-form target', 'CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n', 'method_not_allowed'],
     // field lines
     ['obs-fold: a line starting with SP', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n', 'obs_fold'],
@@ -250,7 +259,11 @@ describe('parseRequestHead: rejections', () => {
     ['HTTP/1.1 without Host', 'GET / HTTP/1.1\r\nX: a\r\n\r\n', 'missing_host'],
     ['two Host headers', 'GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'multiple_host'],
     ['two identical Host headers', 'GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n', 'multiple_host'],
-    ['two Host headers next to an absolute-form target', 'GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n', 'multiple_host'],
+    [
+      'two Host headers next to an absolute-form target',
+      'GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n',
+      'multiple_host',
+    ],
     ['a space inside Host', 'GET / HTTP/1.1\r\nHost: a b\r\n\r\n', 'invalid_host'],
     ['a slash in Host', 'GET / HTTP/1.1\r\nHost: a/b\r\n\r\n', 'invalid_host'],
     ['userinfo in Host', 'GET / HTTP/1.1\r\nHost: user@a\r\n\r\n', 'invalid_host'],
@@ -258,37 +271,140 @@ describe('parseRequestHead: rejections', () => {
     ['HTAB inside Host', 'GET / HTTP/1.1\r\nHost: a\tb\r\n\r\n', 'invalid_host'],
     ['userinfo in an absolute-form authority', 'GET http://u@a/ HTTP/1.1\r\n\r\n', 'invalid_host'],
     ['an invalid Host on HTTP/1.0', 'GET / HTTP/1.0\r\nHost: a"b\r\n\r\n', 'invalid_host'],
+    ['an empty Host header', 'GET / HTTP/1.1\r\nHost:\r\n\r\n', 'invalid_host'],
+    ['an absolute-form target with an empty host', 'GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_host'],
+    ['an absolute-form target with only a port', 'GET http://:80/x HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_host'],
     // Content-Length
-    ['a non-numeric Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n', 'invalid_content_length'],
+    [
+      'a non-numeric Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: abc\r\n\r\n',
+      'invalid_content_length',
+    ],
     ['a negative Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n', 'invalid_content_length'],
-    ['a Content-Length with a plus sign', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n', 'invalid_content_length'],
-    ['a hexadecimal Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n', 'invalid_content_length'],
-    ['a fractional Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1.5\r\n\r\n', 'invalid_content_length'],
+    [
+      'a Content-Length with a plus sign',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'a hexadecimal Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x10\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'a fractional Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1.5\r\n\r\n',
+      'invalid_content_length',
+    ],
     ['an empty Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length:\r\n\r\n', 'invalid_content_length'],
-    ['a Content-Length of two space-separated numbers', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n', 'invalid_content_length'],
-    ['a 16-digit Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000000000\r\n\r\n', 'invalid_content_length'],
-    ['a huge Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n', 'invalid_content_length'],
-    ['a Content-Length list with differing values "5, 6"', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n', 'invalid_content_length'],
-    ['a Content-Length list with an empty element', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n', 'invalid_content_length'],
-    ['two differing Content-Length lines', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n', 'conflicting_content_length'],
-    ['a Content-Length list and a differing line', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 6\r\n\r\n', 'conflicting_content_length'],
+    [
+      'a Content-Length of two space-separated numbers',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5 5\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'a 16-digit Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000000000000\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'a huge Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999999\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'a Content-Length list with differing values "5, 6"',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 6\r\n\r\n',
+      'conflicting_content_length',
+    ],
+    [
+      'a Content-Length list with an empty element',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5,\r\n\r\n',
+      'invalid_content_length',
+    ],
+    [
+      'two differing Content-Length lines',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n',
+      'conflicting_content_length',
+    ],
+    [
+      'a Content-Length list and a differing line',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5, 5\r\nContent-Length: 6\r\n\r\n',
+      'conflicting_content_length',
+    ],
     // Transfer-Encoding
-    ['Content-Length then Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n', 'ambiguous_framing'],
-    ['Transfer-Encoding then Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n', 'ambiguous_framing'],
-    ['Transfer-Encoding with Content-Length 0', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n', 'ambiguous_framing'],
-    ['Transfer-Encoding in an HTTP/1.0 request', 'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n', 'ambiguous_framing'],
-    ['"gzip, chunked"', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['"chunked, identity"', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['"chunked, chunked"', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['"xchunked"', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['"identity"', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['an empty Transfer-Encoding', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['"chunked" on two lines', 'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['a non-chunked Transfer-Encoding in HTTP/1.0', 'POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n', 'unsupported_transfer_encoding'],
-    ['a bogus TE next to Content-Length', 'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n', 'unsupported_transfer_encoding'],
+    [
+      'Content-Length then Transfer-Encoding',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'ambiguous_framing',
+    ],
+    [
+      'Transfer-Encoding then Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n',
+      'ambiguous_framing',
+    ],
+    [
+      'Transfer-Encoding with Content-Length 0',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'ambiguous_framing',
+    ],
+    [
+      'Transfer-Encoding in an HTTP/1.0 request',
+      'POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'transfer_encoding_http10',
+    ],
+    [
+      '"gzip, chunked"',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      '"chunked, identity"',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      '"chunked, chunked"',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      '"xchunked"',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      '"identity"',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      'an empty Transfer-Encoding',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding:\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      '"chunked" on two lines',
+      'POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      'a non-chunked Transfer-Encoding in HTTP/1.0',
+      'POST / HTTP/1.0\r\nTransfer-Encoding: gzip\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
+    [
+      'a bogus TE next to Content-Length',
+      'POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: xchunked\r\n\r\n',
+      'unsupported_transfer_encoding',
+    ],
     // Expect
     ['an Expect other than 100-continue', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 200-ok\r\n\r\n', 'expectation_failed'],
-    ['an Expect with extra parameters', 'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue; x=1\r\n\r\n', 'expectation_failed'],
+    [
+      'an Expect with extra parameters',
+      'POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue; x=1\r\n\r\n',
+      'expectation_failed',
+    ],
   ];
   for (const [name, text, code] of cases) {
     test(`rejects ${name} with ${code}`, () => {
@@ -316,8 +432,12 @@ describe('parseContentLength', () => {
   });
 
   test('returns -1 for anything else', () => {
-    for (const v of ['', ' ', 'a', '-0', '4 2', '42 ', ' 42', '42,', ',42', '42,,42', '4,2', '1e3', '9'.repeat(16)]) {
+    for (const v of ['', ' ', 'a', '-0', '4 2', '42 ', ' 42', '42,', ',42', '42,,42', '1e3', '9'.repeat(16)]) {
       assert.equal(parseContentLength(v), -1, JSON.stringify(v));
     }
+  });
+
+  test('returns CL_CONFLICT for a list of differing values', () => {
+    for (const v of ['4,2', '5, 6', '1, 1, 2']) assert.equal(parseContentLength(v), CL_CONFLICT, JSON.stringify(v));
   });
 });
