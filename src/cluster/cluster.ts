@@ -104,7 +104,11 @@ export class Cluster {
           // Keep the previous addresses of this name, if any: a DNS blip must not empty the cluster.
           const prev = this.endpoints.filter((e) => e.host === cfg.host && e.port === cfg.port);
           this.log.warn({ cluster: this.name, host: cfg.host, err: (err as Error).message }, 'dns resolution failed');
-          for (const e of prev) if (!keep.has(e)) (keep.add(e), next.push(e));
+          for (const e of prev) {
+            if (keep.has(e)) continue;
+            keep.add(e);
+            next.push(e);
+          }
           continue;
         }
       }

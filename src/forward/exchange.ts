@@ -131,7 +131,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       }
       if (this.reqScanner.done) this.requestDone = true;
     } else {
-      take = end - start < this.reqRemaining ? end - start : this.reqRemaining;
+      take = Math.min(end - start , this.reqRemaining);
       this.reqRemaining -= take;
       if (this.reqRemaining === 0) this.requestDone = true;
     }

@@ -41,7 +41,7 @@ export function copyFields(
   for (let i = 0; i < lower.length; i++) {
     const n = lower[i]!;
     if (skip.has(n)) continue;
-    if (connection !== null && connection.includes(n)) continue;
+    if (connection?.includes(n)) continue;
     out += `${names[i]}: ${values[i]}\r\n`;
   }
   return out;

@@ -48,14 +48,19 @@ export class ResponseRelay {
     for (;;) {
       const end = findHeadEnd(buf, pos, resumeFrom(pos, this.scanned), buf.length);
       if (end === NEED_MORE) {
-        if (buf.length - pos > MAX_RESPONSE_HEAD) return this.ex.fail('upstream_protocol_error');
+        if (buf.length - pos > MAX_RESPONSE_HEAD) {
+          this.ex.fail('upstream_protocol_error');
+          return;
+        }
         this.buf = pos === 0 ? buf : buf.subarray(pos);
         this.scanned = this.buf.length;
         return;
       }
-      if (end === BARE_LF) return this.ex.fail('upstream_protocol_error');
-      const res = parseResponseHead(buf, pos, end);
-      if (res === null || res.status === 101) return this.ex.fail('upstream_protocol_error');
+      const res = end === BARE_LF ? null : parseResponseHead(buf, pos, end);
+      if (res === null || res.status === 101) {
+        this.ex.fail('upstream_protocol_error');
+        return;
+      }
       this.scanned = 0;
       pos = end;
       if (res.status >= 200) {
@@ -120,7 +125,7 @@ export class ResponseRelay {
     switch (this.mode) {
       case LENGTH: {
         const avail = len - pos;
-        const take = avail < this.remaining ? avail : this.remaining;
+        const take = Math.min(avail , this.remaining);
         this.write(take === len ? buf : buf.subarray(pos, pos + take));
         this.remaining -= take;
         if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);
@@ -129,7 +134,10 @@ export class ResponseRelay {
       case CHUNKED: {
         const scanner = this.scanner!;
         const n = scanner.feed(buf, pos, len);
-        if (n < 0) return ex.abort('upstream_protocol_error');
+        if (n < 0) {
+          ex.abort('upstream_protocol_error');
+          return;
+        }
         const ranges = scanner.ranges;
         if (ranges === null) this.write(n === len ? buf : buf.subarray(pos, pos + n));
         else for (let i = 0; i < ranges.length; i += 2) this.write(buf.subarray(ranges[i], ranges[i + 1]));
@@ -146,7 +154,7 @@ export class ResponseRelay {
       }
       default:
         // Bytes after a body-less response: the upstream is out of sync; the connection is not reused.
-        return ex.complete(false);
+        ex.complete(false);
     }
   }
 

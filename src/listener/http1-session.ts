@@ -107,7 +107,7 @@ export class Http1Session implements Expirable {
       const buf = this.buf;
       let start = this.bufStart;
       // RFC 9112 §2.2: ignore empty lines before a request line.
-      while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start++, start++;
+      while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start += 2;
       this.bufStart = start;
       if (start === buf.length) return;
       if (!this.headStarted) {
@@ -120,10 +120,16 @@ export class Http1Session implements Expirable {
         if (buf.length - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
         return;
       }
-      if (end === BARE_LF) return this.reject('bare_lf');
-      if (end - start > this.ctx.limits.maxHeaderBytes) return this.reject('header_too_large');
-      const head = parseRequestHead(buf, start, end, this.ctx.limits);
-      if (typeof head === 'string') return this.reject(head);
+      const head =
+        end === BARE_LF
+          ? 'bare_lf'
+          : end - start > this.ctx.limits.maxHeaderBytes
+            ? 'header_too_large'
+            : parseRequestHead(buf, start, end, this.ctx.limits);
+      if (typeof head === 'string') {
+        this.reject(head);
+        return;
+      }
       this.bufStart = end;
       this.scanned = end;
       this.headStarted = false;

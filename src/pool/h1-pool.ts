@@ -1,4 +1,4 @@
-import type { ErrorCode } from '../core/errors.ts';
+
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { PendingQueue } from './pending-queue.ts';
 import type { PoolKey } from './pool-key.ts';

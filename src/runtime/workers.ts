@@ -60,7 +60,12 @@ async function reservePorts(config: Config): Promise<{ ports: Record<string, num
   }
   // Closed once every worker listens: until then the reservation keeps the port ours; after, the
   // primary must not hold a socket in the reuseport group or it would be handed connections.
-  return { ports, release: () => held.forEach((s) => s.close()) };
+  return {
+    ports,
+    release: () => {
+      for (const s of held) s.close();
+    },
+  };
 }
 
 /**
@@ -107,8 +112,13 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
         (w) =>
           new Promise<StatsSnapshot | null>((resolve) => {
             const id = nextReq++;
-            const t = setTimeout(() => (waiting.delete(id), resolve(null)), 1000);
-            waiting.set(id, (s) => (clearTimeout(t), waiting.delete(id), resolve(s)));
+            const settle = (s: StatsSnapshot | null) => {
+              clearTimeout(t);
+              waiting.delete(id);
+              resolve(s);
+            };
+            const t = setTimeout(() => settle(null), 1000);
+            waiting.set(id, settle);
             w.send({ type: 'stats', id } satisfies ToWorker);
           }),
       ),

@@ -394,6 +394,21 @@ describe('keep-alive race', () => {
     });
   }
 
+  test('a POST without a body is not retried either (not idempotent)', { timeout: 15_000 }, async (t) => {
+    const backend = await racyBackend('fin');
+    t.after(() => backend.close());
+    const proxy = await startProxy({ upstreams: [backend.addr] });
+    t.after(() => proxy.close());
+    const c = await RawClient.connect(proxy.port);
+    t.after(() => c.close());
+    assert.equal((await c.request(get('/a'))).status, 200);
+    const r2 = await c.request('POST /b HTTP/1.1\r\nHost: pool.test\r\nContent-Length: 0\r\n\r\n');
+    assert.equal(r2.status, 502);
+    assert.equal(r2.headers['muxgate-error'], 'upstream_reset');
+    assert.deepEqual(backend.seen, ['/a', '/b']);
+    assert.equal(backend.accepted, 1);
+  });
+
   test('the retry happens once: a GET dropped again on the fresh connection gets upstream_reset', {
     timeout: 15_000,
   }, async (t) => {

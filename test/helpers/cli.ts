@@ -72,7 +72,13 @@ export function startMuxgate(args: string[]): RunningMuxgate {
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
         const t = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; saw ${JSON.stringify(lines)}`)), timeoutMs);
-        watchers.push({ pred, resolve: (l) => (clearTimeout(t), resolve(l)) });
+        watchers.push({
+          pred,
+          resolve: (l) => {
+            clearTimeout(t);
+            resolve(l);
+          },
+        });
       });
     },
     async stop(signal = 'SIGTERM') {

@@ -139,7 +139,9 @@ export class RawClient {
         continue;
       }
       if (this.ended) {
-        throw new Error(`connection closed before a complete response; got ${JSON.stringify(this.buf.toString('latin1'))}`);
+        throw new Error(
+          `connection closed before a complete response; got ${JSON.stringify(this.buf.toString('latin1'))}`,
+        );
       }
       await this.waitFor(deadline, 'a response');
     }
@@ -163,10 +165,13 @@ export class RawClient {
 
   private waitFor(deadline: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.wake = null;
-        reject(new Error(`timed out waiting for ${what}; unread: ${JSON.stringify(this.buf.toString('latin1'))}`));
-      }, Math.max(0, deadline - Date.now()));
+      const timer = setTimeout(
+        () => {
+          this.wake = null;
+          reject(new Error(`timed out waiting for ${what}; unread: ${JSON.stringify(this.buf.toString('latin1'))}`));
+        },
+        Math.max(0, deadline - Date.now()),
+      );
       this.wake = () => {
         clearTimeout(timer);
         this.wake = null;

@@ -304,7 +304,7 @@ export function connect(port: number, t?: TestContext): Promise<SocketReader> {
  * timeout destroys the connection.
  */
 export function rawHttpBackend(
-  onRequest: (req: WireRequest, r: SocketReader) => void | boolean | Promise<void | boolean>,
+  onRequest: (req: WireRequest, r: SocketReader) => undefined | boolean | Promise<undefined | boolean>,
 ): Promise<Backend<net.Server>> {
   return rawBackend((s) => {
     const r = new SocketReader(s);
