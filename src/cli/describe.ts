@@ -12,25 +12,41 @@ export function describeConfig(c: Config): string {
   lines.push(`access_log: ${c.access_log.enabled ? c.access_log.path : 'off'}`);
   lines.push('', 'listeners:');
   for (const l of c.listeners) {
-    lines.push(`  ${l.name}  ${hp(l.address)}  ${l.protocol}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`);
+    lines.push(
+      `  ${l.name}  ${hp(l.address)}  ${l.protocol}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
+    );
     l.routes.forEach((r, i) => {
       const m = r.match;
       const parts: string[] = [];
       if (m?.host) parts.push(`host=${m.host.join('|')}`);
-      if (m?.path) parts.push(`path ${Object.entries(m.path).map(([k, v]) => `${k}=${v}`).join('')}`);
+      if (m?.path)
+        parts.push(
+          `path ${Object.entries(m.path)
+            .map(([k, v]) => `${k}=${v}`)
+            .join('')}`,
+        );
       if (m?.methods) parts.push(`methods=${m.methods.join('|')}`);
       if (m?.headers) parts.push(`headers=${m.headers.map((h) => h.name).join(',')}`);
-      const rw = [r.host_rewrite ? `host_rewrite=${r.host_rewrite}` : '', r.prefix_rewrite !== undefined ? `prefix_rewrite=${r.prefix_rewrite}` : '']
+      const rw = [
+        r.host_rewrite ? `host_rewrite=${r.host_rewrite}` : '',
+        r.prefix_rewrite !== undefined ? `prefix_rewrite=${r.prefix_rewrite}` : '',
+      ]
         .filter(Boolean)
         .join(' ');
-      lines.push(`    [${i}] ${r.name ?? ''} ${parts.length ? parts.join(' ') : 'any request'} -> ${r.cluster} ${rw}`.trimEnd());
+      lines.push(
+        `    [${i}] ${r.name ?? ''} ${parts.length ? parts.join(' ') : 'any request'} -> ${r.cluster} ${rw}`.trimEnd(),
+      );
     });
   }
   lines.push('', 'clusters:');
   for (const [name, cl] of Object.entries(c.clusters)) {
     const p = cl.pool;
-    lines.push(`  ${name}  lb=${cl.lb}${cl.hash_key ? ` hash_key=${JSON.stringify(cl.hash_key)}` : ''}  response_timeout=${cl.response_timeout}ms`);
-    lines.push(`    pool: max_connections=${p.max_connections} max_pending=${p.max_pending} pending_timeout=${p.pending_timeout}ms idle_timeout=${p.idle_timeout}ms connect_timeout=${p.connect_timeout}ms max_requests_per_connection=${p.max_requests_per_connection || 'unlimited'}`);
+    lines.push(
+      `  ${name}  lb=${cl.lb}${cl.hash_key ? ` hash_key=${JSON.stringify(cl.hash_key)}` : ''}  response_timeout=${cl.response_timeout}ms`,
+    );
+    lines.push(
+      `    pool: max_connections=${p.max_connections} max_pending=${p.max_pending} pending_timeout=${p.pending_timeout}ms idle_timeout=${p.idle_timeout}ms connect_timeout=${p.connect_timeout}ms max_requests_per_connection=${p.max_requests_per_connection || 'unlimited'}`,
+    );
     for (const e of cl.endpoints) lines.push(`    endpoint ${hp(e)} weight=${e.weight}`);
   }
   return `${lines.join('\n')}\n`;

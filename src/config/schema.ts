@@ -295,9 +295,7 @@ const listener = map('a listener map', {
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
     .describe('Limit for the request line plus headers; larger requests get 431.'),
-  max_headers: int(1)
-    .default(100)
-    .describe('Limit on the number of request header fields; more get 431.'),
+  max_headers: int(1).default(100).describe('Limit on the number of request header fields; more get 431.'),
   header_timeout: durationMs({ min: 1 })
     .prefault('10s')
     .describe('The whole request head must arrive within this (slowloris protection).'),

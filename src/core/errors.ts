@@ -25,7 +25,11 @@ export const ERRORS = {
   conflicting_content_length: { status: 400, source: 'downstream', text: 'Conflicting Content-Length values' },
   ambiguous_framing: { status: 400, source: 'downstream', text: 'Both Content-Length and Transfer-Encoding' },
   transfer_encoding_http10: { status: 400, source: 'downstream', text: 'Transfer-Encoding is not allowed in HTTP/1.0' },
-  unsupported_transfer_encoding: { status: 501, source: 'downstream', text: 'Only Transfer-Encoding: chunked is supported' },
+  unsupported_transfer_encoding: {
+    status: 501,
+    source: 'downstream',
+    text: 'Only Transfer-Encoding: chunked is supported',
+  },
   invalid_chunk: { status: 400, source: 'downstream', text: 'Malformed chunked body' },
   header_too_large: { status: 431, source: 'downstream', text: 'Request header section too large' },
   too_many_headers: { status: 431, source: 'downstream', text: 'Too many header fields' },

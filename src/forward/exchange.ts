@@ -7,6 +7,7 @@ import type { Http1Session } from '../listener/http1-session.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { UpstreamConnection, UpstreamUser } from '../pool/upstream-connection.ts';
 import type { Route } from '../router/route.ts';
+import { errorResponse } from './error-response.ts';
 import { ResponseRelay } from './response-relay.ts';
 import { buildUpstreamHead } from './upstream-head.ts';
 
@@ -131,7 +132,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       }
       if (this.reqScanner.done) this.requestDone = true;
     } else {
-      take = Math.min(end - start , this.reqRemaining);
+      take = Math.min(end - start, this.reqRemaining);
       this.reqRemaining -= take;
       if (this.reqRemaining === 0) this.requestDone = true;
     }
@@ -284,8 +285,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     // A downstream error means the connection cannot be trusted, except no_route: the request was
     // well-formed (and, when requestDone, fully read), so the connection is still in sync.
     const close = this.closeDownstream || !this.requestDone || (info.source === 'downstream' && code !== 'no_route');
+    const headOnly = this.head.method === 'HEAD';
+    this.bytesOut += errorResponse(code, close, headOnly).length; // the access log line counts the error response
     this.finishWith(code, true);
-    this.session.sendError(code, close, this.head.method === 'HEAD');
+    this.session.sendError(code, close, headOnly);
     this.session.onExchangeDone(!close);
   }
 

@@ -28,6 +28,8 @@ export class ResponseRelay {
   headSent = false;
   gotBytes = false;
   private res: ResponseHead | null = null;
+  /** A 100 Continue was relayed: a client that sent Expect: 100-continue is now sending its body. */
+  private continued = false;
 
   constructor(ex: Exchange) {
     this.ex = ex;
@@ -69,6 +71,7 @@ export class ResponseRelay {
       }
       // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come.
       if (this.ex.head.minor === 1) this.write(interimHead(res));
+      if (res.status === 100) this.continued = true;
     }
     if (this.mode === NONE) {
       this.ex.complete(pos === buf.length && this.res!.reusable);
@@ -106,12 +109,16 @@ export class ResponseRelay {
       else this.rechunk = true;
     }
     if (ex.session.ctx.draining) ex.closeDownstream = true;
+    // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the
+    // connection cannot carry another request; say so (RFC 9110 §10.1.1).
+    if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
     let out = `HTTP/1.1 ${s} ${res.reason}\r\n`;
     out += copyFields(res.names, res.lower, res.values, RESPONSE_SKIP, res.connection);
     const via = ex.session.ctx.via;
     out += viaField(res, via);
     if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
-    if ((res.chunked && !http10) || this.rechunk) out += 'transfer-encoding: chunked\r\n';
+    // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
+    if (((res.chunked && !http10) || this.rechunk) && s !== 204) out += 'transfer-encoding: chunked\r\n';
     if (ex.closeDownstream) out += 'connection: close\r\n';
     else if (http10) out += 'connection: keep-alive\r\n';
     this.write(`${out}\r\n`);
@@ -125,7 +132,7 @@ export class ResponseRelay {
     switch (this.mode) {
       case LENGTH: {
         const avail = len - pos;
-        const take = Math.min(avail , this.remaining);
+        const take = Math.min(avail, this.remaining);
         this.write(take === len ? buf : buf.subarray(pos, pos + take));
         this.remaining -= take;
         if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);

@@ -13,9 +13,10 @@ export const FIELD_VALUE = new Uint8Array(256);
 FIELD_VALUE[0x09] = 1;
 for (let c = 0x20; c <= 0xff; c++) if (c !== 0x7f) FIELD_VALUE[c] = 1;
 
-/** request-target: visible ASCII only (no spaces, controls or raw non-ASCII). */
+/** request-target: visible ASCII only (no spaces, controls or raw non-ASCII), and no "#": a fragment is never sent. */
 export const TARGET = new Uint8Array(256);
 for (let c = 0x21; c <= 0x7e; c++) TARGET[c] = 1;
+TARGET[0x23] = 0;
 
 /** Host: reg-name / IP-literal / port characters (RFC 3986). */
 export const HOST = new Uint8Array(256);

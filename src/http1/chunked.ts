@@ -87,7 +87,7 @@ export class ChunkedScanner {
           i++;
           break;
         case DATA: {
-          const take = Math.min(end - i , this.remaining);
+          const take = Math.min(end - i, this.remaining);
           if (ranges !== null) ranges.push(i, i + take);
           this.payloadBytes += take;
           this.remaining -= take;

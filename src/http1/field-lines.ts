@@ -38,3 +38,13 @@ export function parseFieldLines(text: string, pos: number, maxFields: number): F
   }
   return { names, lower, values };
 }
+
+/** Adds the lower-cased, trimmed tokens of a comma-separated field value (e.g. Connection) to a list. */
+export function appendTokens(into: string[] | null, value: string): string[] {
+  const out = into ?? [];
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '') out.push(t);
+  }
+  return out;
+}

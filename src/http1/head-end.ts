@@ -10,7 +10,7 @@ export const NEED_MORE = -1;
 export const BARE_LF = -2;
 
 export function findHeadEnd(buf: Uint8Array, start: number, from: number, end: number): number {
-  let pos = Math.max(from , start);
+  let pos = Math.max(from, start);
   while (pos < end) {
     const lf = buf.indexOf(10, pos);
     if (lf === -1 || lf >= end) return NEED_MORE;
@@ -24,5 +24,5 @@ export function findHeadEnd(buf: Uint8Array, start: number, from: number, end: n
 
 /** Where a resumed scan can safely start, given the bytes already scanned. */
 export function resumeFrom(start: number, scannedEnd: number): number {
-  return Math.max(scannedEnd - 3 , start);
+  return Math.max(scannedEnd - 3, start);
 }

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../core/errors.ts';
 import { HOST, TARGET, TCHAR } from './chars.ts';
-import { parseFieldLines, type FieldLines } from './field-lines.ts';
+import { appendTokens, type FieldLines, parseFieldLines } from './field-lines.ts';
 
 /**
  * A parsed, validated request head. Framing facts are derived here once so the data path never looks
@@ -32,7 +32,12 @@ export interface RequestLimits {
 }
 
 /** Parses buf[start, end) where end is just past the head's CRLFCRLF (see findHeadEnd). */
-export function parseRequestHead(buf: Buffer, start: number, end: number, limits: RequestLimits): RequestHead | ErrorCode {
+export function parseRequestHead(
+  buf: Buffer,
+  start: number,
+  end: number,
+  limits: RequestLimits,
+): RequestHead | ErrorCode {
   const text = buf.toString('latin1', start, end - 2);
   const lineEnd = text.indexOf('\r\n');
   const line = text.slice(0, lineEnd);
@@ -187,14 +192,5 @@ export function parseContentLength(v: string): number {
     }
   }
   return n;
-}
-
-function appendTokens(into: string[] | null, value: string): string[] {
-  const out = into ?? [];
-  for (const part of value.split(',')) {
-    const t = part.trim().toLowerCase();
-    if (t !== '') out.push(t);
-  }
-  return out;
 }
 

@@ -1,4 +1,4 @@
-import { parseFieldLines, type FieldLines } from './field-lines.ts';
+import { appendTokens, type FieldLines, parseFieldLines } from './field-lines.ts';
 import { parseContentLength } from './request-head.ts';
 
 /** A parsed upstream response head; `null` from the parser means the upstream broke the protocol. */
@@ -56,11 +56,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
       teSeen = true;
       chunked = true;
     } else if (name === 'connection') {
-      connection ??= [];
-      for (const part of values[i]!.split(',')) {
-        const t = part.trim().toLowerCase();
-        if (t !== '') connection.push(t);
-      }
+      connection = appendTokens(connection, values[i]!);
     }
   }
   // RFC 9112 §6.3: both present is a smuggling signal; refuse rather than guess.

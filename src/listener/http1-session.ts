@@ -162,7 +162,7 @@ export class Http1Session implements Expirable {
       this.readPausedForBody = false;
       this.maybeResume();
     }
-    if (!keepAlive || this.clientEnded && this.bufferedBytes() === 0) {
+    if (!keepAlive || (this.clientEnded && this.bufferedBytes() === 0)) {
       this.close();
       return;
     }
@@ -267,4 +267,3 @@ function pathOf(target: string): string {
   const q = target.indexOf('?');
   return q === -1 ? target : target.slice(0, q);
 }
-

@@ -1,4 +1,3 @@
-
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { PendingQueue } from './pending-queue.ts';
 import type { PoolKey } from './pool-key.ts';

@@ -11,7 +11,10 @@ export interface RouteInput {
   values: readonly string[];
 }
 
-export type PathMatch = { kind: 'exact'; value: string } | { kind: 'prefix'; value: string } | { kind: 'regex'; re: RegExp };
+export type PathMatch =
+  | { kind: 'exact'; value: string }
+  | { kind: 'prefix'; value: string }
+  | { kind: 'regex'; re: RegExp };
 
 export interface HeaderMatch {
   name: string;

@@ -37,7 +37,8 @@ export function applyWorkerPorts(config: Config): Config {
 /** In a worker: tell the primary we listen, and answer its stats requests over IPC. */
 export function serveWorker(server: MuxgateServer): void {
   process.on('message', (m: ToWorker) => {
-    if (m?.type === 'stats') process.send?.({ type: 'stats', id: m.id, snapshot: server.snapshot() } satisfies FromWorker);
+    if (m?.type === 'stats')
+      process.send?.({ type: 'stats', id: m.id, snapshot: server.snapshot() } satisfies FromWorker);
   });
   // If the primary dies, do not linger as an orphan holding the port.
   process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
@@ -104,7 +105,15 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
   for (let i = 0; i < n; i++) spawn(i);
   log.info({ workers: n }, 'primary started');
 
-  const admin = config.admin === false ? null : await startAdmin(config, log, () => collect(), () => !stopping);
+  const admin =
+    config.admin === false
+      ? null
+      : await startAdmin(
+          config,
+          log,
+          () => collect(),
+          () => !stopping,
+        );
 
   function collect(): Promise<StatsSnapshot> {
     return Promise.all(

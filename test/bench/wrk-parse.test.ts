@@ -51,5 +51,8 @@ test('units: times and counts', () => {
 
 test('output without the essential lines is an error, not zeros', () => {
   assert.throws(() => parseWrkOutput('unable to connect to 127.0.0.1:18101 Connection refused'), /Requests\/sec/);
-  assert.throws(() => parseWrkOutput(CLEAN.replace(/ {2}Latency Distribution[\s\S]*?1\.03ms\n/, '')), /Latency Distribution/);
+  assert.throws(
+    () => parseWrkOutput(CLEAN.replace(/ {2}Latency Distribution[\s\S]*?1\.03ms\n/, '')),
+    /Latency Distribution/,
+  );
 });

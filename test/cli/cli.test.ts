@@ -75,12 +75,18 @@ describe('muxgate CLI', () => {
   });
 
   test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {
-    const text = validConfig('127.0.0.1:1').replace('endpoints: ["127.0.0.1:1"]', 'endpoints:\n      - { host: a, port: 80a }');
+    const text = validConfig('127.0.0.1:1').replace(
+      'endpoints: ["127.0.0.1:1"]',
+      'endpoints:\n      - { host: a, port: 80a }',
+    );
     const file = writeConfig('bad.yaml', text);
     const r = await muxgate(['check', '-c', file]);
     assert.equal(r.code, 2);
     const line = text.split('\n').findIndex((l) => l.includes('80a')) + 1;
-    assert.equal(r.stderr.trim(), `bad.yaml:${line} clusters.api.endpoints[0].port: expected an integer 1-65535, got "80a"`);
+    assert.equal(
+      r.stderr.trim(),
+      `bad.yaml:${line} clusters.api.endpoints[0].port: expected an integer 1-65535, got "80a"`,
+    );
   });
 
   test('a missing config file is a usage error naming the file', async () => {
@@ -134,7 +140,10 @@ describe('muxgate CLI', () => {
     let exited = false;
     try {
       const port = portOf(await m.waitFor((l) => l.msg === 'listening'));
-      const inflight = fetch(`http://127.0.0.1:${port}/api/slow`).then(async (r) => ({ status: r.status, body: await r.text() }));
+      const inflight = fetch(`http://127.0.0.1:${port}/api/slow`).then(async (r) => ({
+        status: r.status,
+        body: await r.text(),
+      }));
       await new Promise((r) => setTimeout(r, 200));
       m.child.kill('SIGTERM');
       await m.waitFor((l) => l.msg === 'draining');

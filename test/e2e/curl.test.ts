@@ -136,6 +136,8 @@ describe('curl through the proxy', () => {
     assert.doesNotMatch(res.head, /transfer-encoding/i);
     assert.match(res.head, /^connection: close$/im);
     assert.equal(res.body, `0 ${sha256('')}`);
+    assert.match(r.stderr, /Closing connection/);
+    assert.doesNotMatch(r.stderr, /left intact/);
     assert.equal(seen[0]!.version, '1.1', 'the upstream is spoken to in HTTP/1.1');
   });
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { httpBackend } from '../helpers/backend.ts';
+import { httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { startProxy, type ProxyOptions } from '../helpers/proxy.ts';
 import { connect, curl, deferred, field, fieldNames, rawHttpBackend, within } from '../helpers/wire.ts';
 
@@ -188,7 +188,13 @@ describe('Content-Length bodies', () => {
 
 describe('chunked bodies', () => {
   it('relays a chunked request body to the upstream byte for byte, extensions and trailers included', async (t) => {
-    const upstreamReq = deferred<{ head: string; rawBody: Buffer; te: string[]; cl: string | undefined; trailers: string }>();
+    const upstreamReq = deferred<{
+      head: string;
+      rawBody: Buffer;
+      te: string[];
+      cl: string | undefined;
+      trailers: string;
+    }>();
     const up = await rawUpstream(t, (req, r) => {
       upstreamReq.resolve({
         head: req.head,
@@ -202,10 +208,18 @@ describe('chunked bodies', () => {
     const proxy = await proxyTo(t, [up.addr]);
     const c = await connect(proxy.port, t);
 
-    const body = '5\r\nhello\r\n7;name=val\r\n, world\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Checksum: abc123\r\nX-Other: 1\r\n\r\n';
+    const body =
+      '5\r\nhello\r\n7;name=val\r\n, world\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nX-Checksum: abc123\r\nX-Other: 1\r\n\r\n';
     const head = 'POST /upload HTTP/1.1\r\nHost: app\r\nTransfer-Encoding: chunked\r\n\r\n';
     // Split at awkward places: inside a size line, inside the data, inside a trailer.
-    await writeSlowly(c, [head, body.slice(0, 2), body.slice(2, 14), body.slice(14, 40), body.slice(40, 70), body.slice(70)]);
+    await writeSlowly(c, [
+      head,
+      body.slice(0, 2),
+      body.slice(2, 14),
+      body.slice(14, 40),
+      body.slice(40, 70),
+      body.slice(70),
+    ]);
     const r = await c.readResponse();
     assert.equal(r.status, 200);
     assert.equal(r.body.toString(), 'ok');
@@ -214,11 +228,18 @@ describe('chunked bodies', () => {
     assert.equal(got.rawBody.toString('latin1'), body);
     assert.deepEqual(got.te, ['chunked'], 'framing restated once');
     assert.equal(got.cl, undefined);
-    assert.equal(got.trailers, JSON.stringify([['X-Checksum', 'abc123'], ['X-Other', '1']]));
+    assert.equal(
+      got.trailers,
+      JSON.stringify([
+        ['X-Checksum', 'abc123'],
+        ['X-Other', '1'],
+      ]),
+    );
   });
 
   it('relays a chunked response with trailers to the client, and the connection stays in sync', async (t) => {
-    const chunkedBody = '4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Checksum: deadbeef\r\nX-Done: yes\r\n\r\n';
+    const chunkedBody =
+      '4\r\nWiki\r\n5;ext=1\r\npedia\r\nE\r\n in\r\n\r\nchunks.\r\n0\r\nX-Checksum: deadbeef\r\nX-Done: yes\r\n\r\n';
     const up = await rawUpstream(t, (req, r) => {
       if (req.target === '/chunked') {
         r.write(`HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum, X-Done\r\n\r\n${chunkedBody}`);
@@ -269,6 +290,22 @@ describe('Expect: 100-continue', () => {
     // The connection is still good for a plain request.
     c.write('POST /again HTTP/1.1\r\nHost: app\r\nContent-Length: 3\r\n\r\nabc');
     assert.equal((await c.readResponse()).body.toString(), `3 ${sha256('abc')}`);
+  });
+
+  it('closes, and says so, when the upstream gives a final answer instead of 100 Continue', async (t) => {
+    const up = await rawBackend(async (s) => {
+      await readHead(s);
+      s.write('HTTP/1.1 401 Unauthorized\r\nContent-Length: 4\r\n\r\nnope');
+    });
+    t.after(() => up.close());
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    c.write('POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n');
+    const r = await c.readResponse();
+    assert.equal(r.status, 401);
+    assert.equal(r.body.toString(), 'nope');
+    assert.equal(field(r, 'connection'), 'close', 'the body will never come: the connection ends here');
+    assert.equal(await c.waitEnded(2000), true);
   });
 
   it('curl --data-binary @file sends Expect: 100-continue, gets the 100 and uploads the body', async (t) => {
@@ -368,6 +405,21 @@ describe('bodiless responses', () => {
     assert.equal((await c.readResponse()).body.toString(), 'next');
     assert.equal(up.accepted, 1, 'the upstream connection stayed in sync and was reused');
   });
+
+  it('never relays Transfer-Encoding on a 204, even when the upstream sends it (RFC 9112 §6.1)', async (t) => {
+    const up = await rawUpstream(t, (req, r) => {
+      if (req.target === '/204') r.write('HTTP/1.1 204 No Content\r\nTransfer-Encoding: chunked\r\n\r\n');
+      else r.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext');
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    c.write('DELETE /204 HTTP/1.1\r\nHost: app\r\n\r\n');
+    const r204 = await c.readResponse();
+    assert.equal(r204.status, 204);
+    assert.equal(field(r204, 'transfer-encoding'), undefined);
+    c.write('GET /next HTTP/1.1\r\nHost: app\r\n\r\n');
+    assert.equal((await c.readResponse()).body.toString(), 'next');
+  });
 });
 
 describe('interim responses', () => {
@@ -398,7 +450,9 @@ describe('interim responses', () => {
 
   it('does not send 1xx responses to an HTTP/1.0 client', async (t) => {
     const up = await rawUpstream(t, (_req, r) => {
-      r.write('HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+      r.write(
+        'HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+      );
     });
     const proxy = await proxyTo(t, [up.addr]);
     const c = await connect(proxy.port, t);
@@ -413,15 +467,15 @@ describe('interim responses', () => {
 
 describe('pipelining', () => {
   it('answers pipelined requests in order, each routed to its own cluster, a slow one first', async (t) => {
-    const order: string[] = [];
+    const bySide = { a: [] as string[], b: [] as string[] };
     const a = await nodeUpstream(t, async (req, res) => {
-      order.push(`a ${req.url}`);
+      bySide.a.push(`${req.method} ${req.url}`);
       const body = (await readAll(req)).toString();
       if (req.url === '/a/slow') await sleep(150);
       res.end(`a:${req.url}:${body}`);
     });
     const b = await nodeUpstream(t, async (req, res) => {
-      order.push(`b ${req.url}`);
+      bySide.b.push(`${req.method} ${req.url}`);
       await readAll(req);
       const out = `b:${req.url}`;
       res.writeHead(200, { 'content-length': out.length });
@@ -450,8 +504,30 @@ describe('pipelining', () => {
       bodies.push(method === 'HEAD' ? `HEAD cl=${field(r, 'content-length')}` : r.body.toString());
     }
     assert.deepEqual(bodies, ['a:/a/slow:', 'b:/b/1', 'a:/a/echo:payload', 'HEAD cl=6', 'b:/b/3']);
-    assert.deepEqual(order, ['a /a/slow', 'b /b/1', 'a /a/echo', 'b /b/2', 'b /b/3']);
+    assert.deepEqual(bySide, { a: ['GET /a/slow', 'POST /a/echo'], b: ['GET /b/1', 'HEAD /b/2', 'GET /b/3'] });
     assert.equal(c.ended, false);
+  });
+
+  it('answers the request that said close, closes, and forwards nothing pipelined after it', async (t) => {
+    const urls: string[] = [];
+    const up = await nodeUpstream(t, (req, res) => {
+      urls.push(req.url ?? '');
+      res.end(req.url);
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    c.write(
+      'GET /1 HTTP/1.1\r\nHost: app\r\n\r\n' +
+        'GET /2 HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n' +
+        'GET /3 HTTP/1.1\r\nHost: app\r\n\r\n',
+    );
+    const r1 = await c.readResponse();
+    assert.equal(field(r1, 'connection'), undefined);
+    const r2 = await c.readResponse();
+    assert.equal(field(r2, 'connection'), 'close');
+    assert.equal((await c.readToEnd(2000)).length, 0, 'nothing after the response that closed');
+    assert.deepEqual([r1.body.toString(), r2.body.toString()], ['/1', '/2']);
+    assert.deepEqual(urls, ['/1', '/2']);
   });
 });
 
@@ -586,6 +662,9 @@ describe('close-delimited upstream responses', () => {
     assert.equal(field(r, 'transfer-encoding'), undefined);
     assert.equal(field(r, 'connection'), 'close');
     assert.ok(r.body.equals(body));
-    assert.deepEqual(fieldNames(r).filter((n) => n === 'content-length'), []);
+    assert.deepEqual(
+      fieldNames(r).filter((n) => n === 'content-length'),
+      [],
+    );
   });
 });

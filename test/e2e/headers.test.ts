@@ -5,6 +5,7 @@
  * head the proxy sent is visible.
  */
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
 import { httpBackend } from '../helpers/backend.ts';
 import { startProxy, type ProxyOptions } from '../helpers/proxy.ts';
@@ -36,6 +37,15 @@ async function proxyTo(t: TestContext, addr: string, o: Omit<ProxyOptions, 'upst
   const proxy = await startProxy({ upstreams: [addr], ...o });
   t.after(() => proxy.close());
   return proxy;
+}
+
+/** Whether this host can listen on ::1 (some containers have no IPv6 loopback). */
+function ipv6Loopback(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(0, '::1', () => s.close(() => resolve(true)));
+  });
 }
 
 /** Sends one request on a fresh connection and returns the response. */
@@ -192,6 +202,27 @@ describe('forwarding headers', () => {
     }
   });
 
+  it('brackets and quotes an IPv6 client address in Forwarded (RFC 7239 §6)', async (t) => {
+    if (!(await ipv6Loopback())) {
+      t.skip('no IPv6 loopback on this host');
+      return;
+    }
+    const up = await recordingUpstream(t);
+    for (const trusted of [[], ['::1/128']]) {
+      const proxy = await proxyTo(t, up.backend.addr, { listener: { address: '[::1]:0', trusted_proxies: trusted } });
+      const c = await connect(proxy.port, t, '::1');
+      c.write('GET / HTTP/1.1\r\nHost: [::1]\r\nX-Forwarded-For: 192.0.2.1\r\nForwarded: for=192.0.2.1\r\n\r\n');
+      assert.equal((await c.readResponse()).status, 200);
+    }
+    assert.deepEqual(
+      up.requests.map((r) => [field(r, 'x-forwarded-for'), field(r, 'forwarded')]),
+      [
+        ['::1', 'for="[::1]";host="[::1]";proto=http'],
+        ['192.0.2.1, ::1', 'for=192.0.2.1, for="[::1]";host="[::1]";proto=http'],
+      ],
+    );
+  });
+
   it('appends Via to responses with the protocol version each message arrived in', async (t) => {
     const up = await recordingUpstream(t, (req, r) => {
       if (req.target === '/cached') r.write('HTTP/1.1 200 OK\r\nVia: 1.0 origin-cache\r\nContent-Length: 1\r\n\r\nc');
@@ -258,7 +289,11 @@ describe('route rewrites', () => {
     await send('/strip/deep/path?y=1');
     await send('/strip?y=2');
     await send('/untouched/api/?z=3');
-    const seen = up.requests.map((r) => ({ target: r.target, host: fieldAll(r, 'host'), xfh: field(r, 'x-forwarded-host') }));
+    const seen = up.requests.map((r) => ({
+      target: r.target,
+      host: fieldAll(r, 'host'),
+      xfh: field(r, 'x-forwarded-host'),
+    }));
     assert.deepEqual(seen, [
       { target: '/v2/users/7?id=1&q=a%20b&next=/api/x', host: ['internal.svc:8080'], xfh: 'public.example' },
       { target: '/deep/path?y=1', host: ['public.example'], xfh: 'public.example' },
@@ -282,7 +317,8 @@ describe('fields passed through unchanged', () => {
   ];
 
   function assertLines(head: string) {
-    for (const l of lines) assert.ok(head.includes(`\r\n${l}\r\n`), `missing ${JSON.stringify(l)} in ${JSON.stringify(head)}`);
+    for (const l of lines)
+      assert.ok(head.includes(`\r\n${l}\r\n`), `missing ${JSON.stringify(l)} in ${JSON.stringify(head)}`);
     assert.ok(head.indexOf('X-Multi: one') < head.indexOf('X-Multi: two'), 'repeated fields keep their order');
   }
 

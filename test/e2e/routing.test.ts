@@ -80,7 +80,8 @@ describe('routing', () => {
     }
   }
 
-  const get = (host: string, path = '/', extra = '') => routeOf(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`);
+  const get = (host: string, path = '/', extra = '') =>
+    routeOf(`GET ${path} HTTP/1.1\r\nHost: ${host}\r\n${extra}\r\n`);
 
   it('matches an exact host, ignoring case and port', async () => {
     assert.equal(await get('api.example.com'), 'exact');
@@ -132,8 +133,7 @@ describe('routing', () => {
   });
 
   it('matches methods (configured in any case, compared as sent)', async () => {
-    const req = (method: string) =>
-      routeOf(`${method} /m/x HTTP/1.1\r\nHost: m.test\r\nContent-Length: 2\r\n\r\nhi`);
+    const req = (method: string) => routeOf(`${method} /m/x HTTP/1.1\r\nHost: m.test\r\nContent-Length: 2\r\n\r\nhi`);
     assert.equal(await req('POST'), 'methods');
     assert.equal(await req('PUT'), 'methods');
     assert.equal(await req('GET'), '404 no_route');
@@ -182,7 +182,10 @@ describe('routing', () => {
 
   it('routes an absolute-form request by its authority, which replaces Host', async () => {
     const before = seen.length;
-    assert.equal(await routeOf('GET http://api.example.com/abs?q=1 HTTP/1.1\r\nHost: sub.example.com\r\n\r\n'), 'exact');
+    assert.equal(
+      await routeOf('GET http://api.example.com/abs?q=1 HTTP/1.1\r\nHost: sub.example.com\r\n\r\n'),
+      'exact',
+    );
     assert.equal(await routeOf('GET http://SUB.example.com:8080 HTTP/1.1\r\nHost: api.example.com\r\n\r\n'), 'wild');
     assert.equal(await routeOf('GET https://paths.test/items/7?x HTTP/1.1\r\nHost: api.example.com\r\n\r\n'), 'pregex');
     assert.deepEqual(seen.slice(before), [

@@ -15,7 +15,9 @@ export interface Backend<S> {
   close(): Promise<void>;
 }
 
-function track<S extends net.Server>(server: S): Omit<Backend<S>, 'port' | 'addr' | 'close'> & { sockets: Set<net.Socket> } {
+function track<S extends net.Server>(
+  server: S,
+): Omit<Backend<S>, 'port' | 'addr' | 'close'> & { sockets: Set<net.Socket> } {
   const b = { server, accepted: 0, open: 0, peak: 0, sockets: new Set<net.Socket>() };
   server.on('connection', (s: net.Socket) => {
     b.accepted++;

@@ -41,7 +41,8 @@ export interface RunningMuxgate {
 export function startMuxgate(args: string[]): RunningMuxgate {
   const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   const lines: Record<string, unknown>[] = [];
-  const watchers: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] = [];
+  const watchers: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] =
+    [];
   const onText = (buf: { rest: string }) => (c: Buffer) => {
     buf.rest += c.toString('utf8');
     let i = buf.rest.indexOf('\n');
@@ -71,7 +72,10 @@ export function startMuxgate(args: string[]): RunningMuxgate {
       const seen = lines.find(pred);
       if (seen) return Promise.resolve(seen);
       return new Promise((resolve, reject) => {
-        const t = setTimeout(() => reject(new Error(`no matching log line within ${timeoutMs} ms; saw ${JSON.stringify(lines)}`)), timeoutMs);
+        const t = setTimeout(
+          () => reject(new Error(`no matching log line within ${timeoutMs} ms; saw ${JSON.stringify(lines)}`)),
+          timeoutMs,
+        );
         watchers.push({
           pred,
           resolve: (l) => {

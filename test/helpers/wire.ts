@@ -186,7 +186,10 @@ export class SocketReader {
     return true;
   }
 
-  private async readHeadParts(what: string, timeoutMs: number): Promise<{ head: string; startLine: string; fields: Field[] }> {
+  private async readHeadParts(
+    what: string,
+    timeoutMs: number,
+  ): Promise<{ head: string; startLine: string; fields: Field[] }> {
     const head = (await this.readUntil('\r\n\r\n', what, timeoutMs)).toString('latin1');
     const lines = head.slice(0, -4).split('\r\n');
     const startLine = lines.shift() ?? '';
@@ -201,7 +204,8 @@ export class SocketReader {
     const empty = { body: Buffer.alloc(0), rawBody: Buffer.alloc(0), trailers: [], chunked: false };
     if (framing === 'none') return empty;
     const te = fieldAll({ fields }, 'transfer-encoding');
-    if (te.length > 0 && /(^|,)\s*chunked\s*$/i.test(te.join(','))) return { ...(await this.readChunked(timeoutMs)), chunked: true };
+    if (te.length > 0 && /(^|,)\s*chunked\s*$/i.test(te.join(',')))
+      return { ...(await this.readChunked(timeoutMs)), chunked: true };
     const cl = field({ fields }, 'content-length');
     if (cl !== undefined) {
       const body = await this.readExactly(Number(cl), `a ${cl}-byte body`, timeoutMs);
@@ -284,10 +288,10 @@ function parseFieldLine(line: string): Field {
   return [line.slice(0, colon), line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '')];
 }
 
-/** Opens a client connection to 127.0.0.1:port; with `t`, it is destroyed when the test ends. */
-export function connect(port: number, t?: TestContext): Promise<SocketReader> {
+/** Opens a client connection to host:port; with `t`, it is destroyed when the test ends. */
+export function connect(port: number, t?: TestContext, host = '127.0.0.1'): Promise<SocketReader> {
   return new Promise((resolve, reject) => {
-    const s = net.connect(port, '127.0.0.1');
+    const s = net.connect(port, host);
     s.setNoDelay(true);
     t?.after(() => s.destroy());
     s.once('connect', () => {

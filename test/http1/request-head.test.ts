@@ -212,6 +212,7 @@ describe('parseRequestHead: rejections', () => {
     ['a space inside the target', 'GET /a b HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['HTAB as the separator', 'GET\t/ HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['a control character in the target', 'GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
+    ['a fragment in the target', 'GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['a NUL in the target', 'GET /a\x00 HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['a bare CR in the target', 'GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
     ['a DEL in the target', 'GET /a\x7f HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_request_line'],
