@@ -193,4 +193,3 @@ export function parseContentLength(v: string): number {
   }
   return n;
 }
-
