@@ -308,6 +308,11 @@ async function measure(
     const wrk = await runWrk({ ...wrkOpts, durationS });
     const gone = down();
     if (gone) return gone;
+    // A proxy that is up but answers nothing (wedged: e.g. leaked upstream sockets) is a failed run,
+    // not a run with 0 req/s and "no errors" (wrk reports no error when no request ever completes).
+    if (wrk.requests === 0) {
+      return { ...base, ok: false, failure: `${proxy} answered no request in ${durationS} s (stalled)` };
+    }
     return {
       ...base,
       ok: true,
