@@ -1,7 +1,16 @@
 import type { ClusterSnapshot, EndpointSnapshot, ListenerSnapshot, StatsSnapshot } from './stats.ts';
 
+export interface WorkerShare {
+  pid: number;
+  connections_open: number;
+  connections_total: number;
+  requests: number;
+}
+
 /** Sums per-worker snapshots into one (counters add; names and addresses are shared). */
-export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot & { workers: number[] } {
+export function mergeSnapshots(
+  parts: readonly StatsSnapshot[],
+): StatsSnapshot & { workers: number[]; per_worker: WorkerShare[] } {
   const listeners = new Map<string, ListenerSnapshot>();
   const clusters = new Map<string, ClusterSnapshot>();
   for (const p of parts) {
@@ -28,6 +37,13 @@ export function mergeSnapshots(parts: readonly StatsSnapshot[]): StatsSnapshot &
     pid: process.pid,
     uptime_s: parts[0]?.uptime_s ?? 0,
     workers: parts.map((p) => p.pid),
+    // How evenly the kernel spreads connections over SO_REUSEPORT workers.
+    per_worker: parts.map((p) => ({
+      pid: p.pid,
+      connections_open: sum(p.listeners, 'connections_open'),
+      connections_total: sum(p.listeners, 'connections_total'),
+      requests: sum(p.listeners, 'requests'),
+    })),
     listeners: [...listeners.values()],
     clusters: [...clusters.values()],
   };
@@ -51,4 +67,10 @@ function addInto(a: object, b: object): void {
       for (const [code, n] of Object.entries(v as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;
     }
   }
+}
+
+function sum(ls: readonly ListenerSnapshot[], k: 'connections_open' | 'connections_total' | 'requests'): number {
+  let n = 0;
+  for (const l of ls) n += l[k];
+  return n;
 }

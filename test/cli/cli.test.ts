@@ -187,6 +187,13 @@ describe('muxgate CLI', () => {
       const stats = JSON.parse((await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/stats`])).stdout);
       assert.deepEqual([...stats.workers].sort(), [...pids].sort());
       assert.equal(stats.listeners[0].requests, 20);
+      const shares = stats.per_worker as { pid: number; connections_total: number }[];
+      assert.deepEqual(shares.map((w) => w.pid).sort(), [...pids].sort());
+      assert.equal(
+        shares.reduce((n, w) => n + w.connections_total, 0),
+        20,
+        'each worker reports its own connections',
+      );
       process.kill(pids[0]!, 'SIGKILL');
       const restart = await m.waitFor((l) => l.msg === 'worker exited; restarting');
       assert.equal(restart.pid, pids[0]);
