@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
+import { type RequestHead, requestField, requestFieldValues } from '../http1/request-head.ts';
 import type { PoolOptions } from '../pool/h1-pool.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import { Endpoint, type PassiveHealth } from './endpoint.ts';
@@ -67,15 +68,12 @@ export class Cluster {
   }
 
   /** The ring_hash / maglev key of a request, or undefined when the policy needs none or it is absent. */
-  hashKeyOf(lower: readonly string[], values: readonly string[], peerAddress: string): string | undefined {
+  hashKeyOf(head: RequestHead, peerAddress: string): string | undefined {
     const src = this.opts.hashKey;
     if (src === undefined) return undefined;
     if (src.sourceIp === true) return peerAddress;
-    if (src.header !== undefined) {
-      const i = lower.indexOf(src.header);
-      return i === -1 ? undefined : values[i];
-    }
-    if (src.cookie !== undefined) return cookieValue(lower, values, src.cookie);
+    if (src.header !== undefined) return requestField(head, src.header);
+    if (src.cookie !== undefined) return cookieValue(requestFieldValues(head, 'cookie'), src.cookie);
     return undefined;
   }
 
@@ -130,10 +128,9 @@ export class Cluster {
   }
 }
 
-function cookieValue(lower: readonly string[], values: readonly string[], name: string): string | undefined {
-  for (let i = 0; i < lower.length; i++) {
-    if (lower[i] !== 'cookie') continue;
-    for (const part of values[i]!.split(';')) {
+function cookieValue(cookieFields: readonly string[], name: string): string | undefined {
+  for (const field of cookieFields) {
+    for (const part of field.split(';')) {
       const eq = part.indexOf('=');
       if (eq !== -1 && part.slice(0, eq).trim() === name) return part.slice(eq + 1).trim();
     }

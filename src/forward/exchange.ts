@@ -1,6 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { Http1Session } from '../listener/http1-session.ts';
@@ -10,6 +11,8 @@ import type { Route } from '../router/route.ts';
 import { errorResponse } from './error-response.ts';
 import { ResponseRelay } from './response-relay.ts';
 import { buildUpstreamHead } from './upstream-head.ts';
+
+const upstreamBatch = new WriteBatch();
 
 /** Body bytes held while waiting for an upstream connection, before the client is paused. */
 const PENDING_BODY_LIMIT = 64 * 1024;
@@ -39,7 +42,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   closeDownstream: boolean;
   endpoint: Endpoint | null = null;
   conn: UpstreamConnection | null = null;
-  private upstreamHead = '';
+  private upstreamHead: Buffer | null = null;
   private hashKey: string | undefined = undefined;
 
   // Request body state.
@@ -91,7 +94,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return 0;
     }
     const cluster = route.cluster;
-    this.hashKey = cluster.hashKeyOf(head.lower, head.values, this.session.peer);
+    this.hashKey = cluster.hashKeyOf(head, this.session.peer);
     const endpoint = cluster.pick(this.hashKey);
     if (endpoint === undefined) {
       this.fail('no_healthy_endpoint');
@@ -160,18 +163,18 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return;
     }
     this.conn = conn;
-    this.poolWaitMs = performance.now() - this.poolStartedAt;
-    conn.deadline = performance.now() + this.responseTimeoutMs();
-    const socket = conn.socket;
-    socket.cork();
-    let ok = socket.write(this.upstreamHead, 'latin1');
+    const now = performance.now();
+    this.poolWaitMs = now - this.poolStartedAt;
+    conn.deadline = now + this.responseTimeoutMs();
+    // Head and held body in one write (flushed here, so one shared batch serves every exchange).
+    upstreamBatch.add(this.upstreamHead!);
     const pending = this.pendingBody;
     if (pending !== null) {
-      for (const b of pending) ok = socket.write(b);
+      for (const b of pending) upstreamBatch.add(b);
       this.pendingBody = null;
       this.pendingBytes = 0;
     }
-    socket.uncork();
+    const ok = upstreamBatch.flush(conn.socket);
     if (ok) this.session.resumeForBody();
   }
 
@@ -197,10 +200,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   onUpstreamData(chunk: Buffer): void {
     if (this.done) return;
     this.conn!.deadline = performance.now() + this.responseTimeoutMs();
-    const out = this.session.socket;
-    out.cork();
     this.relay.onData(chunk);
-    out.uncork();
   }
 
   onUpstreamClose(hadError: boolean): void {
@@ -233,6 +233,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   }
 
   // --- from the session ---
+
+  /** The client reads slower than the upstream sends: stop reading the upstream until 'drain'. */
+  onDownstreamBlocked(): void {
+    if (!this.upstreamPaused && this.conn !== null) {
+      this.upstreamPaused = true;
+      this.conn.socket.pause();
+    }
+  }
 
   onDownstreamDrain(): void {
     if (this.upstreamPaused && this.conn !== null) {

@@ -1,3 +1,5 @@
+import { isToken } from '../http1/chars.ts';
+
 /**
  * X-Forwarded-For / -Proto / -Host, RFC 7239 Forwarded and Via for the upstream request.
  *
@@ -6,6 +8,15 @@
  * discarded and replaced, so a client cannot forge its address. Via is a trace, not a claim, and is
  * always appended (RFC 9110 §7.6.3).
  */
+/** The forwarding headers a request arrived with (joined when repeated). */
+export interface IncomingForwarding {
+  xForwardedFor: string | null;
+  xForwardedProto: string | null;
+  xForwardedHost: string | null;
+  forwarded: string | null;
+  via: string | null;
+}
+
 export interface ForwardedFacts {
   peer: string;
   proto: 'http' | 'https';
@@ -16,24 +27,12 @@ export interface ForwardedFacts {
   via: string | null;
 }
 
-export function forwardedHeaders(lower: readonly string[], values: readonly string[], f: ForwardedFacts): string {
-  let xff: string | null = null;
-  let xfp: string | null = null;
-  let xfh: string | null = null;
-  let fwd: string | null = null;
-  let via: string | null = null;
-  for (let i = 0; i < lower.length; i++) {
-    const n = lower[i]!;
-    if (n.charCodeAt(0) === 0x78 /* x */) {
-      if (n === 'x-forwarded-for') xff = xff === null ? values[i]! : `${xff}, ${values[i]}`;
-      else if (n === 'x-forwarded-proto') xfp ??= values[i]!;
-      else if (n === 'x-forwarded-host') xfh ??= values[i]!;
-    } else if (n === 'forwarded') {
-      fwd = fwd === null ? values[i]! : `${fwd}, ${values[i]}`;
-    } else if (n === 'via') {
-      via = via === null ? values[i]! : `${via}, ${values[i]}`;
-    }
-  }
+export function forwardedHeaders(head: IncomingForwarding, f: ForwardedFacts): string {
+  const xff = head.xForwardedFor;
+  const xfp = head.xForwardedProto;
+  const xfh = head.xForwardedHost;
+  const fwd = head.forwarded;
+  const via = head.via;
   const peer = f.peer;
   const fwdFor = peer.indexOf(':') === -1 ? peer : `"[${peer}]"`;
   const element = `for=${fwdFor};host=${quoteIfNeeded(f.host)};proto=${f.proto}`;
@@ -52,7 +51,18 @@ export function forwardedHeaders(lower: readonly string[], values: readonly stri
   return out;
 }
 
-/** RFC 7239 values are tokens or quoted strings; a host with a port (":") must be quoted. */
+const quoted = new Map<string, string>();
+
+/**
+ * RFC 7239 values are tokens or quoted strings; a host with a port (":") must be quoted. Memoised:
+ * a proxy sees few distinct hosts, and this runs for every request.
+ */
 function quoteIfNeeded(v: string): string {
-  return /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/.test(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+  let q = quoted.get(v);
+  if (q === undefined) {
+    q = isToken(v) ? v : `"${v.replace(/["\\]/g, '\\$&')}"`;
+    if (quoted.size >= 1024) quoted.clear();
+    quoted.set(v, q);
+  }
+  return q;
 }

@@ -1,8 +1,8 @@
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
+import { renderHead } from '../http1/field-scan.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
 import type { Exchange } from './exchange.ts';
-import { copyFields, RESPONSE_SKIP } from './hop-by-hop.ts';
 
 const NONE = 0; // no body (HEAD, 1xx, 204, 304)
 const LENGTH = 1; // Content-Length
@@ -70,7 +70,7 @@ export class ResponseRelay {
         break;
       }
       // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come.
-      if (this.ex.head.minor === 1) this.write(interimHead(res));
+      if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, this.ex.session.ctx.via)));
       if (res.status === 100) this.continued = true;
     }
     if (this.mode === NONE) {
@@ -112,16 +112,13 @@ export class ResponseRelay {
     // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the
     // connection cannot carry another request; say so (RFC 9110 §10.1.1).
     if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
-    let out = `HTTP/1.1 ${s} ${res.reason}\r\n`;
-    out += copyFields(res.names, res.lower, res.values, RESPONSE_SKIP, res.connection);
-    const via = ex.session.ctx.via;
-    out += viaField(res, via);
-    if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    let tail = viaField(res, ex.session.ctx.via);
+    if (res.contentLength >= 0) tail += `content-length: ${res.contentLength}\r\n`;
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
-    if (((res.chunked && !http10) || this.rechunk) && s !== 204) out += 'transfer-encoding: chunked\r\n';
-    if (ex.closeDownstream) out += 'connection: close\r\n';
-    else if (http10) out += 'connection: keep-alive\r\n';
-    this.write(`${out}\r\n`);
+    if (((res.chunked && !http10) || this.rechunk) && s !== 204) tail += 'transfer-encoding: chunked\r\n';
+    if (ex.closeDownstream) tail += 'connection: close\r\n';
+    else if (http10) tail += 'connection: keep-alive\r\n';
+    this.write(headBytes(res, tail));
     ex.status = s;
     this.headSent = true;
   }
@@ -167,27 +164,19 @@ export class ResponseRelay {
 
   private write(data: Buffer | string): void {
     const ex = this.ex;
-    const socket = ex.session.socket;
-    const n = typeof data === 'string' ? data.length : data.length;
-    ex.bytesOut += n;
-    ex.session.ctx.stats.bytesOut += n;
-    const ok = typeof data === 'string' ? socket.write(data, 'latin1') : socket.write(data);
-    if (!ok && !ex.upstreamPaused && ex.conn !== null) {
-      ex.upstreamPaused = true;
-      ex.conn.socket.pause();
-    }
+    ex.bytesOut += data.length;
+    ex.session.ctx.stats.bytesOut += data.length;
+    ex.session.queue(data);
   }
 }
 
-function interimHead(res: ResponseHead): string {
-  return `HTTP/1.1 ${res.status} ${res.reason}\r\n${copyFields(res.names, res.lower, res.values, RESPONSE_SKIP, res.connection)}\r\n`;
+/** The head sent downstream: our status line, the upstream's relayed fields as they came, then `tail`. */
+function headBytes(res: ResponseHead, tail: string): Buffer {
+  return renderHead(`HTTP/1.1 ${res.status} ${res.reason}\r\n`, res.buf, res.fields, tail);
 }
 
 function viaField(res: ResponseHead, via: string | null): string {
-  let prev: string | null = null;
-  for (let i = 0; i < res.lower.length; i++) {
-    if (res.lower[i] === 'via') prev = prev === null ? res.values[i]! : `${prev}, ${res.values[i]}`;
-  }
+  const prev = res.via;
   if (via === null) return prev === null ? '' : `via: ${prev}\r\n`;
   const mine = `1.${res.minor} ${via}`;
   return `via: ${prev === null ? mine : `${prev}, ${mine}`}\r\n`;

@@ -1,13 +1,27 @@
 import type { ErrorCode } from '../core/errors.ts';
 import { HOST, TARGET, TCHAR } from './chars.ts';
-import { appendTokens, type FieldLines, parseFieldLines } from './field-lines.ts';
+import {
+  appendTokens,
+  DROP,
+  dropConnectionListed,
+  F_COLON,
+  F_FLAG,
+  F_START,
+  FIELD_STRIDE,
+  fieldStrings,
+  fieldValue,
+  fieldValueAt as value,
+  nameIs,
+  scanFields,
+} from './field-scan.ts';
 
 /**
  * A parsed, validated request head. Framing facts are derived here once so the data path never looks
- * them up again. Header fields are kept as parallel arrays (raw name, lower-case name, value) in wire
- * order so they can be forwarded as received, minus what the proxy must strip.
+ * them up again. Fields stay in `buf` as offsets (see field-scan.ts): the ones the proxy rewrites or
+ * must not forward (hop-by-hop, framing, Host, forwarding headers, names listed in Connection) carry
+ * DROP; the rest are copied upstream byte for byte. Only fields the proxy reads become strings.
  */
-export interface RequestHead extends FieldLines {
+export interface RequestHead {
   method: string;
   /** origin-form path and query ("/a?b"), or "*" for OPTIONS *. */
   target: string;
@@ -23,8 +37,16 @@ export interface RequestHead extends FieldLines {
   /** Whether the client wants the connection kept open after this exchange. */
   keepAlive: boolean;
   expectContinue: boolean;
+  /** Incoming forwarding headers (joined when repeated), null when absent. */
+  xForwardedFor: string | null;
+  xForwardedProto: string | null;
+  xForwardedHost: string | null;
+  forwarded: string | null;
+  via: string | null;
   /** Bytes of the head on the wire, CRLFCRLF included. */
   headBytes: number;
+  buf: Buffer;
+  fields: number[];
 }
 
 export interface RequestLimits {
@@ -38,9 +60,9 @@ export function parseRequestHead(
   end: number,
   limits: RequestLimits,
 ): RequestHead | ErrorCode {
-  const text = buf.toString('latin1', start, end - 2);
-  const lineEnd = text.indexOf('\r\n');
-  const line = text.slice(0, lineEnd);
+  const lineEnd = buf.indexOf(13, start) - start;
+  if (buf[start + lineEnd + 1] !== 0x0a) return 'invalid_request_line'; // a bare CR
+  const line = buf.toString('latin1', start, start + lineEnd);
 
   // request-line = method SP request-target SP HTTP-version, single spaces only (RFC 9112 §3).
   const sp1 = line.indexOf(' ');
@@ -78,8 +100,9 @@ export function parseRequestHead(
     if (target.charCodeAt(0) !== 0x2f) return 'invalid_request_line';
   }
 
-  const fields = parseFieldLines(text, lineEnd + 2, limits.maxHeaders);
-  if (typeof fields === 'string') return fields;
+  const fields: number[] = [];
+  const bad = scanFields(buf, start + lineEnd + 2, end - 2, limits.maxHeaders, fields);
+  if (bad !== null) return bad;
 
   let host: string | null = null;
   let hostCount = 0;
@@ -88,42 +111,90 @@ export function parseRequestHead(
   let teSeen = false;
   let connection: string[] | null = null;
   let expectContinue = false;
-  const { lower, values } = fields;
-  for (let i = 0; i < lower.length; i++) {
-    const name = lower[i]!;
-    // Dispatch on length first: most fields are none of these and fail the first compare.
-    switch (name.length) {
+  let xff: string | null = null;
+  let xfp: string | null = null;
+  let xfh: string | null = null;
+  let fwd: string | null = null;
+  let via: string | null = null;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    const s = fields[f + F_START]!;
+    const colon = fields[f + F_COLON]!;
+    // Dispatch on the name's length: most fields are none of these and cost one switch.
+    switch (colon - s) {
+      case 2:
+        if (nameIs(buf, s, colon, 'te')) fields[f + F_FLAG] = DROP;
+        break;
+      case 3:
+        if (nameIs(buf, s, colon, 'via')) {
+          via = join(via, value(buf, fields, f));
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
       case 4:
-        if (name === 'host') {
+        if (nameIs(buf, s, colon, 'host')) {
           hostCount++;
-          host = values[i]!;
+          host = value(buf, fields, f);
+          fields[f + F_FLAG] = DROP;
         }
         break;
       case 6:
-        if (name === 'expect') {
-          if (values[i]!.toLowerCase() !== '100-continue') return 'expectation_failed';
+        if (nameIs(buf, s, colon, 'expect')) {
+          if (value(buf, fields, f).toLowerCase() !== '100-continue') return 'expectation_failed';
           expectContinue = true;
         }
         break;
+      case 7:
+        if (nameIs(buf, s, colon, 'upgrade')) fields[f + F_FLAG] = DROP;
+        break;
+      case 9:
+        if (nameIs(buf, s, colon, 'forwarded')) {
+          fwd = join(fwd, value(buf, fields, f));
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
       case 10:
-        if (name === 'connection') connection = appendTokens(connection, values[i]!);
+        if (nameIs(buf, s, colon, 'connection')) {
+          connection = appendTokens(connection, value(buf, fields, f));
+          fields[f + F_FLAG] = DROP;
+        } else if (nameIs(buf, s, colon, 'keep-alive')) {
+          fields[f + F_FLAG] = DROP;
+        }
         break;
       case 14:
-        if (name === 'content-length') {
-          const n = parseContentLength(values[i]!);
+        if (nameIs(buf, s, colon, 'content-length')) {
+          const n = parseContentLength(value(buf, fields, f));
           if (n === CL_CONFLICT) return 'conflicting_content_length';
           if (n < 0) return 'invalid_content_length';
           if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
           contentLength = n;
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
+      case 15:
+        if (nameIs(buf, s, colon, 'x-forwarded-for')) {
+          xff = join(xff, value(buf, fields, f));
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
+      case 16:
+        if (nameIs(buf, s, colon, 'proxy-connection')) {
+          fields[f + F_FLAG] = DROP;
+        } else if (nameIs(buf, s, colon, 'x-forwarded-host')) {
+          xfh ??= value(buf, fields, f);
+          fields[f + F_FLAG] = DROP;
         }
         break;
       case 17:
-        if (name === 'transfer-encoding') {
+        if (nameIs(buf, s, colon, 'transfer-encoding')) {
           // Only a lone, final "chunked" is accepted: anything else is either unsupported or a
           // smuggling attempt ("chunked, identity", "xchunked", a second TE line...).
-          if (teSeen || values[i]!.toLowerCase() !== 'chunked') return 'unsupported_transfer_encoding';
+          if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return 'unsupported_transfer_encoding';
           teSeen = true;
           chunked = true;
+          fields[f + F_FLAG] = DROP;
+        } else if (nameIs(buf, s, colon, 'x-forwarded-proto')) {
+          xfp ??= value(buf, fields, f);
+          fields[f + F_FLAG] = DROP;
         }
         break;
     }
@@ -150,21 +221,51 @@ export function parseRequestHead(
     else if (minor === 0 && connection.includes('keep-alive')) keepAlive = true;
   }
 
+  if (connection !== null) dropConnectionListed(buf, fields, connection);
+
   return {
     method,
     target,
     minor,
     host,
-    names: fields.names,
-    lower,
-    values,
     contentLength,
     chunked,
     connection,
     keepAlive,
     expectContinue,
+    xForwardedFor: xff,
+    xForwardedProto: xfp,
+    xForwardedHost: xfh,
+    forwarded: fwd,
+    via,
     headBytes: end - start,
+    buf,
+    fields,
   };
+}
+
+function join(prev: string | null, v: string): string {
+  return prev === null ? v : `${prev}, ${v}`;
+}
+
+/** First value of the request field named `lower` (lower-case), or undefined. */
+export function requestField(head: RequestHead, lower: string): string | undefined {
+  return fieldValue(head.buf, head.fields, lower);
+}
+
+/** Every value of the request field named `lower` (lower-case), in order. */
+export function requestFieldValues(head: RequestHead, lower: string): string[] {
+  const out: string[] = [];
+  const { buf, fields } = head;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (nameIs(buf, fields[f + F_START]!, fields[f + F_COLON]!, lower)) out.push(value(buf, fields, f));
+  }
+  return out;
+}
+
+/** Every field as strings, in wire order (for tests and diagnostics; the data path never needs this). */
+export function requestFields(head: RequestHead): { names: string[]; lower: string[]; values: string[] } {
+  return fieldStrings(head.buf, head.fields);
 }
 
 /** parseContentLength's answer for a list of differing values ("5, 6"). */

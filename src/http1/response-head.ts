@@ -1,8 +1,24 @@
-import { appendTokens, type FieldLines, parseFieldLines } from './field-lines.ts';
-import { parseContentLength } from './request-head.ts';
+import {
+  appendTokens,
+  DROP,
+  dropConnectionListed,
+  F_COLON,
+  F_FLAG,
+  F_START,
+  FIELD_STRIDE,
+  fieldStrings,
+  fieldValueAt as value,
+  nameIs,
+  scanFields,
+} from './field-scan.ts';
+import { CL_CONFLICT, parseContentLength } from './request-head.ts';
 
-/** A parsed upstream response head; `null` from the parser means the upstream broke the protocol. */
-export interface ResponseHead extends FieldLines {
+/**
+ * A parsed upstream response head; `null` from the parser means the upstream broke the protocol.
+ * Fields stay in `buf` as offsets (see field-scan.ts); those the proxy must not relay (hop-by-hop,
+ * framing, Via, names listed in Connection) carry DROP in their flag slot.
+ */
+export interface ResponseHead {
   status: number;
   minor: number;
   reason: string;
@@ -13,50 +29,89 @@ export interface ResponseHead extends FieldLines {
   connection: string[] | null;
   /** Whether the upstream lets this connection carry another request. */
   reusable: boolean;
+  /** Via values from the upstream, joined, or null. */
+  via: string | null;
   headBytes: number;
+  buf: Buffer;
+  fields: number[];
 }
 
 const MAX_RESPONSE_FIELDS = 1000;
 
 export function parseResponseHead(buf: Buffer, start: number, end: number): ResponseHead | null {
-  const text = buf.toString('latin1', start, end - 2);
-  const lineEnd = text.indexOf('\r\n');
+  const lineEnd = buf.indexOf(13, start);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ]; a missing SP before an empty
   // reason is tolerated because common servers send it.
-  if (lineEnd < 12 || !text.startsWith('HTTP/1.') || text.charCodeAt(8) !== 0x20) return null;
-  const m = text.charCodeAt(7) - 0x30;
-  if (m !== 0 && m !== 1) return null;
-  const d0 = text.charCodeAt(9) - 0x30;
-  const d1 = text.charCodeAt(10) - 0x30;
-  const d2 = text.charCodeAt(11) - 0x30;
+  if (lineEnd - start < 12) return null;
+  for (let i = 0; i < 7; i++) if (buf[start + i] !== HTTP_1_DOT[i]) return null;
+  const m = buf[start + 7]! - 0x30;
+  if ((m !== 0 && m !== 1) || buf[start + 8] !== 0x20) return null;
+  const d0 = buf[start + 9]! - 0x30;
+  const d1 = buf[start + 10]! - 0x30;
+  const d2 = buf[start + 11]! - 0x30;
   if (d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return null;
-  if (lineEnd > 12 && text.charCodeAt(12) !== 0x20) return null;
-  const reason = lineEnd > 13 ? text.slice(13, lineEnd) : '';
-  for (let i = 0; i < reason.length; i++) {
-    const c = reason.charCodeAt(i);
+  if (lineEnd - start > 12 && buf[start + 12] !== 0x20) return null;
+  for (let i = start + 13; i < lineEnd; i++) {
+    const c = buf[i]!;
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
   }
-  const fields = parseFieldLines(text, lineEnd + 2, MAX_RESPONSE_FIELDS);
-  if (typeof fields === 'string') return null;
+  if (buf[lineEnd + 1] !== 0x0a) return null;
+  const reason = lineEnd - start > 13 ? buf.toString('latin1', start + 13, lineEnd) : '';
+
+  const fields: number[] = [];
+  if (scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS, fields) !== null) return null;
 
   let contentLength = -1;
   let chunked = false;
   let teSeen = false;
   let connection: string[] | null = null;
-  const { lower, values } = fields;
-  for (let i = 0; i < lower.length; i++) {
-    const name = lower[i]!;
-    if (name === 'content-length') {
-      const n = parseContentLength(values[i]!);
-      if (n < 0 || (contentLength !== -1 && contentLength !== n)) return null;
-      contentLength = n;
-    } else if (name === 'transfer-encoding') {
-      // A response framed by anything but a lone chunked cannot be relayed safely on a reused connection.
-      if (teSeen || values[i]!.toLowerCase() !== 'chunked') return null;
-      teSeen = true;
-      chunked = true;
-    } else if (name === 'connection') {
-      connection = appendTokens(connection, values[i]!);
+  let via: string | null = null;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    const s = fields[f + F_START]!;
+    const colon = fields[f + F_COLON]!;
+    // Dispatch on the name's length: most fields are none of these and cost one switch.
+    switch (colon - s) {
+      case 2:
+        if (nameIs(buf, s, colon, 'te')) fields[f + F_FLAG] = DROP;
+        break;
+      case 3:
+        if (nameIs(buf, s, colon, 'via')) {
+          const v = value(buf, fields, f);
+          via = via === null ? v : `${via}, ${v}`;
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
+      case 7:
+        if (nameIs(buf, s, colon, 'upgrade')) fields[f + F_FLAG] = DROP;
+        break;
+      case 10:
+        if (nameIs(buf, s, colon, 'connection')) {
+          connection = appendTokens(connection, value(buf, fields, f));
+          fields[f + F_FLAG] = DROP;
+        } else if (nameIs(buf, s, colon, 'keep-alive')) {
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
+      case 14:
+        if (nameIs(buf, s, colon, 'content-length')) {
+          const n = parseContentLength(value(buf, fields, f));
+          if (n < 0 || n === CL_CONFLICT || (contentLength !== -1 && contentLength !== n)) return null;
+          contentLength = n;
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
+      case 16:
+        if (nameIs(buf, s, colon, 'proxy-connection')) fields[f + F_FLAG] = DROP;
+        break;
+      case 17:
+        if (nameIs(buf, s, colon, 'transfer-encoding')) {
+          // A response framed by anything but a lone chunked cannot be relayed safely on a reused connection.
+          if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return null;
+          teSeen = true;
+          chunked = true;
+          fields[f + F_FLAG] = DROP;
+        }
+        break;
     }
   }
   // RFC 9112 §6.3: both present is a smuggling signal; refuse rather than guess.
@@ -65,18 +120,26 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
   if (connection !== null) {
     if (connection.includes('close')) reusable = false;
     else if (m === 0 && connection.includes('keep-alive')) reusable = true;
+    dropConnectionListed(buf, fields, connection);
   }
   return {
     status: d0 * 100 + d1 * 10 + d2,
     minor: m,
     reason,
-    names: fields.names,
-    lower,
-    values,
     contentLength,
     chunked,
     connection,
     reusable,
+    via,
     headBytes: end - start,
+    buf,
+    fields,
   };
+}
+
+const HTTP_1_DOT = [0x48, 0x54, 0x54, 0x50, 0x2f, 0x31, 0x2e];
+
+/** Every field as strings, in wire order (for tests and diagnostics). */
+export function responseFields(res: ResponseHead): { names: string[]; lower: string[]; values: string[] } {
+  return fieldStrings(res.buf, res.fields);
 }

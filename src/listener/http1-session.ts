@@ -2,6 +2,7 @@ import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
@@ -40,6 +41,10 @@ export class Http1Session implements Expirable {
   private readPausedForPipeline = false;
   /** The client half-closed: finish the current response, then close. */
   private clientEnded = false;
+  /** Output of the current event, written once the event is handled (see queue). */
+  private readonly out = new WriteBatch();
+  private flushScheduled = false;
+  private readonly flushNow = () => this.flush();
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
 
@@ -143,8 +148,7 @@ export class Http1Session implements Expirable {
         method: head.method,
         host: hostWithoutPort(head.host),
         path,
-        lower: head.lower,
-        values: head.values,
+        head,
       });
       this.state = EXCHANGE;
       const ex = new Exchange(this, head, route, path, last);
@@ -194,7 +198,30 @@ export class Http1Session implements Expirable {
   sendError(code: ErrorCode, close: boolean, headOnly: boolean): void {
     const b = errorResponse(code, close, headOnly);
     this.ctx.stats.bytesOut += b.length;
-    this.socket.write(b);
+    this.queue(b);
+  }
+
+  /**
+   * Queue bytes for the client. Everything queued while handling one I/O event leaves in one write,
+   * flushed from a microtask, which Node runs right after the event's callback and before any other
+   * I/O: order is kept and a response head and its body share a syscall.
+   */
+  queue(data: Buffer | string): void {
+    this.out.add(data);
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      queueMicrotask(this.flushNow);
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.out.empty) return;
+    if (this.socket.destroyed) {
+      this.out.flush(this.socket); // drops the data; keeps the batch empty
+      return;
+    }
+    if (!this.out.flush(this.socket)) this.exchange?.onDownstreamBlocked();
   }
 
   expire(): void {
@@ -228,6 +255,7 @@ export class Http1Session implements Expirable {
   }
 
   private close(): void {
+    this.flush();
     this.state = CLOSING;
     this.buf = null;
     // Give the client a moment to read the response and close first (it then holds the TIME_WAIT).

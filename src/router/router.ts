@@ -1,3 +1,4 @@
+import { type RequestHead, requestField } from '../http1/request-head.ts';
 import type { HeaderMatch, Route, RouteInput } from './route.ts';
 
 /**
@@ -18,7 +19,7 @@ export class Router {
       if (r.methods !== null && !r.methods.has(req.method)) continue;
       if (r.hostsExact !== null && !hostMatches(r, req.host)) continue;
       if (r.path !== null && !pathMatches(r, req.path)) continue;
-      if (r.headers.length !== 0 && !headersMatch(r.headers, req)) continue;
+      if (r.headers.length !== 0 && !headersMatch(r.headers, req.head)) continue;
       return r;
     }
     return null;
@@ -41,19 +42,18 @@ function pathMatches(r: Route, path: string): boolean {
   return m.re.test(path);
 }
 
-function headersMatch(matchers: readonly HeaderMatch[], req: RouteInput): boolean {
+function headersMatch(matchers: readonly HeaderMatch[], head: RequestHead): boolean {
   for (const h of matchers) {
-    const i = req.lower.indexOf(h.name);
+    const v = requestField(head, h.name);
     if (h.present === true) {
-      if (i === -1) return false;
+      if (v === undefined) return false;
       continue;
     }
     if (h.present === false) {
-      if (i !== -1) return false;
+      if (v !== undefined) return false;
       continue;
     }
-    if (i === -1) return false;
-    const v = req.values[i]!;
+    if (v === undefined) return false;
     if (h.exact !== undefined && v !== h.exact) return false;
     if (h.regex !== undefined && !h.regex.test(v)) return false;
   }

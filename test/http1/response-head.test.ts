@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { findHeadEnd } from '../../src/http1/head-end.ts';
-import { parseResponseHead, type ResponseHead } from '../../src/http1/response-head.ts';
+import { renderHead } from '../../src/http1/field-scan.ts';
+import { parseResponseHead, type ResponseHead, responseFields } from '../../src/http1/response-head.ts';
 
 function parse(head: string, prefix = ''): ResponseHead | null {
   const buf = Buffer.from(prefix + head, 'latin1');
@@ -23,9 +24,10 @@ describe('parseResponseHead: accepted responses', () => {
     assert.equal(r.status, 200);
     assert.equal(r.minor, 1);
     assert.equal(r.reason, 'OK');
-    assert.deepEqual(r.names, ['Content-Type', 'Content-Length', 'X-A']);
-    assert.deepEqual(r.lower, ['content-type', 'content-length', 'x-a']);
-    assert.deepEqual(r.values, ['text/plain', '5', 'b']);
+    const f = responseFields(r);
+    assert.deepEqual(f.names, ['Content-Type', 'Content-Length', 'X-A']);
+    assert.deepEqual(f.lower, ['content-type', 'content-length', 'x-a']);
+    assert.deepEqual(f.values, ['text/plain', '5', 'b']);
     assert.equal(r.contentLength, 5);
     assert.equal(r.chunked, false);
     assert.equal(r.connection, null);
@@ -132,5 +134,28 @@ describe('parseResponseHead: responses that break the protocol are refused (null
     const fields = (n: number) => Array.from({ length: n }, (_, i) => `X-${i}: ${i}\r\n`).join('');
     assert.notEqual(parse(`HTTP/1.1 200 OK\r\n${fields(1000)}\r\n`), null);
     assert.equal(parse(`HTTP/1.1 200 OK\r\n${fields(1001)}\r\n`), null);
+  });
+});
+
+describe('relayed field lines', () => {
+  test('hop-by-hop, framing, Via and Connection-listed fields are dropped; the rest are kept byte for byte', () => {
+    const r = accept(
+      'HTTP/1.1 200 OK\r\nX-Keep: a  b\r\nConnection: keep-alive, X-Secret\r\nKeep-Alive: timeout=5\r\n' +
+        'x-secret: 1\r\nTE: trailers\r\nUpgrade: h2c\r\nProxy-Connection: x\r\nVia: 1.1 a\r\n' +
+        'Content-Length: 3\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n',
+    );
+    const out = renderHead('HTTP/1.1 200 OK\r\n', r.buf, r.fields, 'via: x\r\n');
+    assert.equal(
+      out.toString('latin1'),
+      'HTTP/1.1 200 OK\r\nX-Keep: a  b\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nvia: x\r\n\r\n',
+    );
+    assert.equal(r.via, '1.1 a');
+    assert.deepEqual(r.connection, ['keep-alive', 'x-secret']);
+  });
+
+  test('a chunked response drops its Transfer-Encoding line (the proxy restates framing)', () => {
+    const r = accept('HTTP/1.1 200 OK\r\ntransfer-encoding: Chunked\r\nX-A: 1\r\n\r\n');
+    assert.equal(r.chunked, true);
+    assert.equal(renderHead('', r.buf, r.fields, '').toString('latin1'), 'X-A: 1\r\n\r\n');
   });
 });

@@ -1,0 +1,144 @@
+import type { ErrorCode } from '../core/errors.ts';
+import { FIELD_VALUE, TCHAR } from './chars.ts';
+
+/**
+ * Field lines scanned as bytes, without making strings: each field is recorded as offsets into the
+ * head's buffer, so fields that only pass through are copied as bytes and only the few the proxy
+ * reads are ever decoded. Layout per field in the offsets array (FIELD_STRIDE numbers):
+ * line start, colon, value start, value end (OWS trimmed), line end (the CR), and a flag slot the
+ * caller may use (e.g. "drop this line").
+ */
+export const F_START = 0;
+export const F_COLON = 1;
+export const F_VSTART = 2;
+export const F_VEND = 3;
+export const F_EOL = 4;
+export const F_FLAG = 5;
+export const FIELD_STRIDE = 6;
+
+/**
+ * Scans CRLF-terminated field lines in buf[pos, end), where `end` is the CR of the empty line that
+ * closes the head. Strict (RFC 9112 §5): no whitespace before the colon, no obs-fold, no control
+ * characters in values. Returns null when valid, else the error code.
+ */
+export function scanFields(
+  buf: Uint8Array,
+  pos: number,
+  end: number,
+  maxFields: number,
+  out: number[],
+): ErrorCode | null {
+  let count = 0;
+  while (pos < end) {
+    const c0 = buf[pos]!;
+    if (c0 === 0x20 || c0 === 0x09) return 'obs_fold';
+    let i = pos;
+    while (TCHAR[buf[i]!] === 1) i++;
+    if (i === pos || buf[i] !== 0x3a /* : */) return 'invalid_header';
+    const colon = i++;
+    while (buf[i] === 0x20 || buf[i] === 0x09) i++;
+    const vs = i;
+    let c = buf[i]!;
+    while (c !== 0x0d) {
+      if (FIELD_VALUE[c] !== 1) return 'invalid_header';
+      c = buf[++i]!;
+    }
+    if (buf[i + 1] !== 0x0a) return 'invalid_header'; // a bare CR inside the line
+    const eol = i;
+    while (i > vs && (buf[i - 1] === 0x20 || buf[i - 1] === 0x09)) i--;
+    if (++count > maxFields) return 'too_many_headers';
+    out.push(pos, colon, vs, i, eol, 0);
+    pos = eol + 2;
+  }
+  return null;
+}
+
+/** Case-insensitive compare of a field name in buf[start, start + lower.length) with a lower-case name. */
+export function nameIs(buf: Uint8Array, start: number, colon: number, lower: string): boolean {
+  const n = lower.length;
+  if (colon - start !== n) return false;
+  // Names are tchars, so OR-ing 0x20 lower-cases letters and leaves '-' and digits alone.
+  for (let i = 0; i < n; i++) if ((buf[start + i]! | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Bytes of the field lines not flagged DROP (CRLF included). */
+export function keptFieldBytes(fields: readonly number[]): number {
+  let n = 0;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (fields[f + F_FLAG] !== DROP) n += fields[f + F_EOL]! + 2 - fields[f + F_START]!;
+  }
+  return n;
+}
+
+/** Flag of a field that is not relayed. */
+export const DROP = 1;
+
+/**
+ * A head as bytes: `first` (the start line and any fields the proxy writes first), the kept field
+ * lines of `buf` copied as they came, then `tail` and the empty line. Strings are latin1.
+ */
+export function renderHead(first: string, buf: Buffer, fields: readonly number[], tail: string): Buffer {
+  const out = Buffer.allocUnsafe(first.length + keptFieldBytes(fields) + tail.length + 2);
+  let off = out.write(first, 0, 'latin1');
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (fields[f + F_FLAG] === DROP) continue;
+    off += buf.copy(out, off, fields[f + F_START], fields[f + F_EOL]! + 2);
+  }
+  off += out.write(tail, off, 'latin1');
+  out[off] = 0x0d;
+  out[off + 1] = 0x0a;
+  return out;
+}
+
+/** The value of field `f` (an index into the offsets) as a latin1 string. */
+export function fieldValueAt(buf: Buffer, fields: readonly number[], f: number): string {
+  return buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]);
+}
+
+/** First value of the field named `lower`, or undefined. */
+export function fieldValue(buf: Buffer, fields: readonly number[], lower: string): string | undefined {
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (nameIs(buf, fields[f + F_START]!, fields[f + F_COLON]!, lower)) return fieldValueAt(buf, fields, f);
+  }
+  return undefined;
+}
+
+/** Every field as strings, in wire order (for tests and diagnostics; the data path never needs this). */
+export function fieldStrings(
+  buf: Buffer,
+  fields: readonly number[],
+): { names: string[]; lower: string[]; values: string[] } {
+  const names: string[] = [];
+  const values: string[] = [];
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    names.push(buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]));
+    values.push(fieldValueAt(buf, fields, f));
+  }
+  return { names, lower: names.map((n) => n.toLowerCase()), values };
+}
+
+/** Flags every field whose name is listed in Connection (RFC 9110 §7.6.1: those are hop-by-hop too). */
+export function dropConnectionListed(buf: Buffer, fields: number[], connection: readonly string[]): void {
+  for (const token of connection) {
+    if (token === 'close' || token === 'keep-alive') continue;
+    for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+      if (nameIs(buf, fields[f + F_START]!, fields[f + F_COLON]!, token)) fields[f + F_FLAG] = DROP;
+    }
+  }
+}
+
+/** Adds the lower-cased, trimmed tokens of a comma-separated field value (e.g. Connection) to a list. */
+export function appendTokens(into: string[] | null, value: string): string[] {
+  const out = into ?? [];
+  // The usual values, without splitting.
+  if (value === 'keep-alive' || value === 'close') {
+    out.push(value);
+    return out;
+  }
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t !== '') out.push(t);
+  }
+  return out;
+}
