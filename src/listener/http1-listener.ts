@@ -16,9 +16,7 @@ export class Http1Listener {
         socket.destroy();
         return;
       }
-      const s = new Http1Session(socket, this.ctx);
-      this.sessions.add(s);
-      socket.once('close', () => this.sessions.delete(s));
+      new Http1Session(socket, this.ctx, this.sessions);
     });
   }
 

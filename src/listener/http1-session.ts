@@ -41,16 +41,18 @@ export class Http1Session implements Expirable {
   private readPausedForPipeline = false;
   /** The client half-closed: finish the current response, then close. */
   private clientEnded = false;
-  /** Output of the current event, written once the event is handled (see queue). */
-  private readonly out = new WriteBatch();
-  private flushScheduled = false;
-  private readonly flushNow = () => this.flush();
+  /** Output of the current event, written once the event is handled (see queue); made on first use. */
+  private out: WriteBatch | null = null;
+  private readonly sessions: Set<Http1Session>;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
 
-  constructor(socket: Socket, ctx: ListenerContext) {
+  /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
+  constructor(socket: Socket, ctx: ListenerContext, sessions: Set<Http1Session>) {
     this.socket = socket;
     this.ctx = ctx;
+    this.sessions = sessions;
+    sessions.add(this);
     this.peer = unmapIPv4(socket.remoteAddress ?? '');
     this.trusted = ctx.trusted.has(this.peer);
     socket.setNoDelay(true);
@@ -58,14 +60,16 @@ export class Http1Session implements Expirable {
     ctx.stats.connectionsTotal++;
     this.deadline = performance.now() + ctx.limits.idleTimeoutMs;
     sweeper.add(this);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
-    socket.on('end', () => this.onEnd());
-    socket.on('drain', () => this.exchange?.onDownstreamDrain());
-    socket.on('error', () => {});
-    socket.on('close', () => this.onClose());
+    // Shared handlers find the session through the socket: no closures per connection.
+    (socket as SessionSocket)[kSession] = this;
+    socket.on('data', onSocketData);
+    socket.on('end', onSocketEnd);
+    socket.on('drain', onSocketDrain);
+    socket.on('error', ignore);
+    socket.on('close', onSocketClose);
   }
 
-  private onData(chunk: Buffer): void {
+  onData(chunk: Buffer): void {
     this.ctx.stats.bytesIn += chunk.length;
     const ex = this.exchange;
     if (ex !== null && !ex.requestDone) {
@@ -207,21 +211,19 @@ export class Http1Session implements Expirable {
    * I/O: order is kept and a response head and its body share a syscall.
    */
   queue(data: Buffer | string): void {
-    this.out.add(data);
-    if (!this.flushScheduled) {
-      this.flushScheduled = true;
-      queueMicrotask(this.flushNow);
-    }
+    const out = (this.out ??= new WriteBatch());
+    if (out.empty) scheduleFlush(this);
+    out.add(data);
   }
 
-  private flush(): void {
-    this.flushScheduled = false;
-    if (this.out.empty) return;
+  flush(): void {
+    const out = this.out;
+    if (out === null || out.empty) return;
     if (this.socket.destroyed) {
-      this.out.flush(this.socket); // drops the data; keeps the batch empty
+      out.flush(this.socket); // drops the data; keeps the batch empty
       return;
     }
-    if (!this.out.flush(this.socket)) this.exchange?.onDownstreamBlocked();
+    if (!out.flush(this.socket)) this.exchange?.onDownstreamBlocked();
   }
 
   expire(): void {
@@ -271,7 +273,7 @@ export class Http1Session implements Expirable {
     if (!this.readPausedForBody && !this.readPausedForPipeline && !this.socket.destroyed) this.socket.resume();
   }
 
-  private onEnd(): void {
+  onEnd(): void {
     this.clientEnded = true;
     if (this.exchange === null) {
       // Between requests: an incomplete head is abandoned, a complete one was already dispatched.
@@ -281,14 +283,54 @@ export class Http1Session implements Expirable {
     this.exchange.onDownstreamEnd();
   }
 
-  private onClose(): void {
+  onClose(): void {
     sweeper.delete(this);
+    this.sessions.delete(this);
     this.ctx.stats.connectionsOpen--;
     this.state = CLOSING;
     const ex = this.exchange;
     this.exchange = null;
     ex?.onDownstreamClose();
   }
+}
+
+const kSession = Symbol('muxgate.session');
+type SessionSocket = Socket & { [kSession]: Http1Session };
+
+function onSocketData(this: SessionSocket, chunk: Buffer): void {
+  this[kSession].onData(chunk);
+}
+function onSocketEnd(this: SessionSocket): void {
+  this[kSession].onEnd();
+}
+function onSocketDrain(this: SessionSocket): void {
+  this[kSession].exchange?.onDownstreamDrain();
+}
+function onSocketClose(this: SessionSocket): void {
+  this[kSession].onClose();
+}
+function ignore(): void {}
+
+/**
+ * Sessions with queued output, flushed together from one microtask: Node runs it right after the
+ * current I/O callback, before any other I/O, so order is kept and each session writes once.
+ */
+const toFlush: Http1Session[] = [];
+let flushQueued = false;
+
+function scheduleFlush(s: Http1Session): void {
+  toFlush.push(s);
+  if (!flushQueued) {
+    flushQueued = true;
+    queueMicrotask(flushAll);
+  }
+}
+
+function flushAll(): void {
+  flushQueued = false;
+  // Index loop: a flush may queue more (it never does today, but then they are flushed too).
+  for (let i = 0; i < toFlush.length; i++) toFlush[i]!.flush();
+  toFlush.length = 0;
 }
 
 function pathOf(target: string): string {
