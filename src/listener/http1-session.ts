@@ -109,6 +109,12 @@ export class Http1Session implements Expirable {
     } finally {
       this.processing = false;
     }
+    // Drop a fully consumed buffer: an idle keep-alive connection should hold no input bytes.
+    if (this.buf !== null && this.bufStart >= this.buf.length) {
+      this.buf = null;
+      this.bufStart = 0;
+      this.scanned = 0;
+    }
   }
 
   private parseLoop(): void {
