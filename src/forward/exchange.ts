@@ -102,14 +102,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.useEndpoint(endpoint);
     cluster.requests++;
-    const ctx = this.session.ctx;
-    this.upstreamHead = buildUpstreamHead(head, route, {
-      peer: this.session.peer,
-      proto: ctx.proto,
-      host: head.host,
-      trusted: this.session.trusted,
-      via: ctx.via === null ? null : `1.${head.minor} ${ctx.via}`,
-    });
+    this.upstreamHead = buildUpstreamHead(head, route, this.session.forwardingFields(head));
     let used = 0;
     if (!this.requestDone && end > start) {
       used = this.onRequestBody(buf, start, end);

@@ -1,14 +1,13 @@
 import { renderHead } from '../http1/field-scan.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { Route } from '../router/route.ts';
-import { type ForwardedFacts, forwardedHeaders } from './forwarded-headers.ts';
 
 /**
  * The request head as sent upstream, always HTTP/1.1: route rewrites applied, the client's fields
  * copied as bytes except those the parser flagged (hop-by-hop, framing, Host, forwarding headers),
- * framing restated from what was validated (never copied), forwarding headers added.
+ * framing restated from what was validated (never copied), then `forwarding` (see forwarded-headers.ts).
  */
-export function buildUpstreamHead(head: RequestHead, route: Route, facts: ForwardedFacts): Buffer {
+export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: string): Buffer {
   let target = head.target;
   const path = route.path;
   if (route.prefixRewrite !== undefined && path !== null && path.kind === 'prefix') {
@@ -21,6 +20,6 @@ export function buildUpstreamHead(head: RequestHead, route: Route, facts: Forwar
     : head.contentLength >= 0
       ? `content-length: ${head.contentLength}\r\n`
       : '';
-  tail += forwardedHeaders(head, facts);
+  tail += forwarding;
   return renderHead(first, head.buf, head.fields, tail);
 }

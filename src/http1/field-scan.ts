@@ -142,3 +142,21 @@ export function appendTokens(into: string[] | null, value: string): string[] {
   }
   return out;
 }
+
+/**
+ * Adds the tokens of Connection field `f` to a list. The two values nearly every peer sends,
+ * "keep-alive" and "close", are recognised on the bytes without decoding.
+ */
+export function connectionTokens(into: string[] | null, buf: Buffer, fields: readonly number[], f: number): string[] {
+  const vs = fields[f + F_VSTART]!;
+  const ve = fields[f + F_VEND]!;
+  if (nameIs(buf, vs, ve, 'keep-alive')) return push(into, 'keep-alive');
+  if (nameIs(buf, vs, ve, 'close')) return push(into, 'close');
+  return appendTokens(into, fieldValueAt(buf, fields, f));
+}
+
+function push(into: string[] | null, token: string): string[] {
+  if (into === null) return [token];
+  into.push(token);
+  return into;
+}

@@ -7,7 +7,10 @@ import {
   F_COLON,
   F_FLAG,
   F_START,
+  F_VEND,
+  F_VSTART,
   FIELD_STRIDE,
+  connectionTokens,
   fieldStrings,
   fieldValue,
   fieldValueAt as value,
@@ -154,7 +157,7 @@ export function parseRequestHead(
         break;
       case 10:
         if (nameIs(buf, s, colon, 'connection')) {
-          connection = appendTokens(connection, value(buf, fields, f));
+          connection = connectionTokens(connection, buf, fields, f);
           fields[f + F_FLAG] = DROP;
         } else if (nameIs(buf, s, colon, 'keep-alive')) {
           fields[f + F_FLAG] = DROP;
@@ -162,7 +165,7 @@ export function parseRequestHead(
         break;
       case 14:
         if (nameIs(buf, s, colon, 'content-length')) {
-          const n = parseContentLength(value(buf, fields, f));
+          const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
           if (n === CL_CONFLICT) return 'conflicting_content_length';
           if (n < 0) return 'invalid_content_length';
           if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
@@ -273,11 +276,16 @@ export const CL_CONFLICT = -2;
 
 /** 1*DIGIT, or a list of identical values ("5, 5", RFC 9110 §8.6); -1 when invalid, CL_CONFLICT when differing. */
 export function parseContentLength(v: string): number {
+  return parseContentLengthAt(Buffer.from(v, 'latin1'), 0, v.length);
+}
+
+/** parseContentLength over the bytes buf[start, end), so the data path never decodes the value. */
+export function parseContentLengthAt(buf: Uint8Array, start: number, end: number): number {
   let n = -1;
   let cur = -1;
   let digits = 0;
-  for (let i = 0; i <= v.length; i++) {
-    const c = i < v.length ? v.charCodeAt(i) : 0x2c;
+  for (let i = start; i <= end; i++) {
+    const c = i < end ? buf[i]! : 0x2c;
     if (c >= 0x30 && c <= 0x39) {
       if (++digits > 15) return -1; // beyond 2^53: refuse rather than lose precision
       cur = (cur === -1 ? 0 : cur * 10) + (c - 0x30);
@@ -287,7 +295,7 @@ export function parseContentLength(v: string): number {
       n = cur;
       cur = -1;
       digits = 0;
-      while (i + 1 < v.length && (v.charCodeAt(i + 1) === 0x20 || v.charCodeAt(i + 1) === 0x09)) i++;
+      while (i + 1 < end && (buf[i + 1] === 0x20 || buf[i + 1] === 0x09)) i++;
     } else {
       return -1;
     }

@@ -1,17 +1,19 @@
 import {
-  appendTokens,
   DROP,
   dropConnectionListed,
   F_COLON,
   F_FLAG,
   F_START,
+  F_VEND,
+  F_VSTART,
   FIELD_STRIDE,
+  connectionTokens,
   fieldStrings,
   fieldValueAt as value,
   nameIs,
   scanFields,
 } from './field-scan.ts';
-import { CL_CONFLICT, parseContentLength } from './request-head.ts';
+import { CL_CONFLICT, parseContentLengthAt } from './request-head.ts';
 
 /**
  * A parsed upstream response head; `null` from the parser means the upstream broke the protocol.
@@ -86,7 +88,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
         break;
       case 10:
         if (nameIs(buf, s, colon, 'connection')) {
-          connection = appendTokens(connection, value(buf, fields, f));
+          connection = connectionTokens(connection, buf, fields, f);
           fields[f + F_FLAG] = DROP;
         } else if (nameIs(buf, s, colon, 'keep-alive')) {
           fields[f + F_FLAG] = DROP;
@@ -94,7 +96,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
         break;
       case 14:
         if (nameIs(buf, s, colon, 'content-length')) {
-          const n = parseContentLength(value(buf, fields, f));
+          const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
           if (n < 0 || n === CL_CONFLICT || (contentLength !== -1 && contentLength !== n)) return null;
           contentLength = n;
           fields[f + F_FLAG] = DROP;

@@ -6,7 +6,8 @@ import { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
-import { parseRequestHead } from '../http1/request-head.ts';
+import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
+import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import { hostWithoutPort } from '../router/router.ts';
 import type { ListenerContext } from './listener-context.ts';
 
@@ -46,6 +47,13 @@ export class Http1Session implements Expirable {
   private readonly sessions: Set<Http1Session>;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
+
+  // Per-connection memos: a client usually sends the same Host on every request.
+  private lastHost: string | null = null;
+  private lastHostLower = '';
+  private fwdHost: string | null = null;
+  private fwdMinor = -1;
+  private fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
   constructor(socket: Socket, ctx: ListenerContext, sessions: Set<Http1Session>) {
@@ -156,7 +164,7 @@ export class Http1Session implements Expirable {
       const path = pathOf(head.target);
       const route = this.ctx.router.match({
         method: head.method,
-        host: hostWithoutPort(head.host),
+        host: this.routingHost(head.host),
         path,
         head,
       });
@@ -167,6 +175,38 @@ export class Http1Session implements Expirable {
       const used = ex.begin(buf, end, buf.length);
       if (used > 0 && this.buf === buf) this.bufStart += used;
     }
+  }
+
+  private routingHost(host: string): string {
+    if (host !== this.lastHost) {
+      this.lastHost = host;
+      this.lastHostLower = hostWithoutPort(host);
+    }
+    return this.lastHostLower;
+  }
+
+  /**
+   * The forwarding fields (X-Forwarded-*, Forwarded, Via) for a request on this connection. From an
+   * untrusted peer, incoming values are discarded, so without an incoming Via the block depends only
+   * on Host and the HTTP version: it is built once and reused for the connection's next requests.
+   */
+  forwardingFields(head: RequestHead): string {
+    const cacheable = !this.trusted && head.via === null;
+    if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
+    const via = this.ctx.via;
+    const block = forwardedHeaders(head, {
+      peer: this.peer,
+      proto: this.ctx.proto,
+      host: head.host,
+      trusted: this.trusted,
+      via: via === null ? null : `1.${head.minor} ${via}`,
+    });
+    if (cacheable) {
+      this.fwdHost = head.host;
+      this.fwdMinor = head.minor;
+      this.fwdFields = block;
+    }
+    return block;
   }
 
   /** Called by the exchange when its response is complete (or it failed after answering). */
