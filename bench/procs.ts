@@ -1,8 +1,9 @@
 // Registry of every child process the harness starts, so that all of them are
-// stopped and waited for at the end, on errors and on Ctrl-C.
+// stopped and waited for at the end, on errors and on Ctrl-C. Stopping one also
+// stops the processes it started itself (nginx and muxgate workers), by pid.
 
 import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ExitInfo {
   code: number | null;
@@ -45,9 +46,71 @@ export function spawnTracked(name: string, command: string, args: readonly strin
   return tracked;
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. */
+/** `(pid, state, ppid)` from /proc/<pid>/stat, or undefined when it is gone. */
+function procStat(pid: number): { state: string; ppid: number } | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return { state: rest[0] ?? '?', ppid: Number(rest[1]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** True while `pid` exists and is not a zombie. */
+export function isRunning(pid: number): boolean {
+  const s = procStat(pid);
+  return s !== undefined && s.state !== 'Z' && s.state !== 'X';
+}
+
+/** Pids of every running descendant of `pid` (nginx or muxgate workers), from the ppid of each /proc entry. */
+export function descendantPids(pid: number): number[] {
+  const children = new Map<number, number[]>();
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc');
+  } catch {
+    return [];
+  }
+  for (const e of entries) {
+    const p = Number(e);
+    if (!Number.isInteger(p)) continue;
+    const s = procStat(p);
+    if (s === undefined || s.state === 'Z') continue;
+    const list = children.get(s.ppid);
+    if (list) list.push(p);
+    else children.set(s.ppid, [p]);
+  }
+  const out: number[] = [];
+  const walk = (p: number): void => {
+    for (const c of children.get(p) ?? []) {
+      out.push(c);
+      walk(c);
+    }
+  };
+  walk(pid);
+  return out;
+}
+
+function killPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * SIGTERM, then SIGKILL after `graceMs`; resolves once the process has exited. Its descendants (seen
+ * before the SIGTERM) get the same grace to exit with it, then SIGKILL: a worker must not outlive the
+ * master that was killed.
+ */
 export async function stopTracked(t: Tracked, graceMs = 3000): Promise<ExitInfo> {
   if (t.exit) return t.exit;
+  const descendants = descendantPids(t.pid);
   try {
     t.process.kill('SIGTERM');
   } catch {
@@ -59,13 +122,18 @@ export async function stopTracked(t: Tracked, graceMs = 3000): Promise<ExitInfo>
   });
   const first = await Promise.race([t.exited, timeout]);
   clearTimeout(timer);
-  if (first !== 'timeout') return first;
-  try {
-    t.process.kill('SIGKILL');
-  } catch {
-    // already gone
+  if (first === 'timeout') {
+    try {
+      t.process.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
   }
-  return t.exited;
+  const exit = await t.exited;
+  const deadline = Date.now() + (first === 'timeout' ? 0 : graceMs);
+  while (descendants.some(isRunning) && Date.now() < deadline) await sleep(50);
+  for (const pid of descendants.filter(isRunning)) killPid(pid, 'SIGKILL');
+  return exit;
 }
 
 /** Stops every process still running (in parallel) and waits for all of them. */
@@ -73,14 +141,16 @@ export async function stopAll(): Promise<void> {
   await Promise.all([...live].map((t) => stopTracked(t)));
 }
 
-/** Last resort for process 'exit': synchronous SIGKILL of anything left. */
+/** Last resort for process 'exit': synchronous SIGKILL of anything left, and of its descendants. */
 export function killAllSync(): void {
   for (const t of live) {
+    const descendants = descendantPids(t.pid);
     try {
       t.process.kill('SIGKILL');
     } catch {
       // ignore
     }
+    for (const pid of descendants) killPid(pid, 'SIGKILL');
   }
 }
 

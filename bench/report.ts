@@ -28,6 +28,7 @@ export interface MachineInfo {
   nginx: string;
   haproxy: string;
   wrk: string;
+  h2load: string;
   muxgateRevision: string;
 }
 
@@ -37,6 +38,8 @@ export interface Method {
   warmupS: number;
   proxies: readonly string[];
   scenarios: readonly { name: string; description: string; wrk: string }[];
+  /** the figures measured otherwise than by wrk scenarios: name and one-line method */
+  figures: readonly { name: string; method: string }[];
   proxyCpu: string;
   loadCpu: string;
 }
@@ -51,6 +54,8 @@ export interface ReportInput {
   checkFailures: ReadonlyMap<string, string>;
   /** true when the run was interrupted before completing */
   interrupted: boolean;
+  /** rendered markdown of each figure in `method.figures` (bench/fixed-rate.ts, idle-memory.ts, workers.ts) */
+  figureSections: readonly string[];
 }
 
 export function median(values: readonly number[]): number | undefined {
@@ -126,7 +131,7 @@ export const fmtRps = (v: number | undefined): string =>
 export const fmtMs = (v: number | undefined): string =>
   v === undefined ? '–' : v >= 100 ? `${v.toFixed(0)} ms` : v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`;
 export const fmtMiB = (kib: number | undefined): string => (kib === undefined ? '–' : `${(kib / 1024).toFixed(1)} MiB`);
-const fmtRatio = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(2));
+export const fmtRatio = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(2));
 
 export function describeErrors(r: RunResult): string {
   if (!r.ok) return `FAILED: ${r.failure ?? 'unknown'}`;
@@ -139,7 +144,7 @@ export function describeErrors(r: RunResult): string {
   return `⚠ ${parts.join('; ')}`;
 }
 
-function mdTable(
+export function mdTable(
   header: readonly string[],
   rows: readonly (readonly string[])[],
   align: readonly ('l' | 'r')[],
@@ -164,7 +169,8 @@ export function consoleLine(r: RunResult): string {
 }
 
 const PROXY_NOTES: Record<string, string> = {
-  muxgate: '`node bin/muxgate.ts start -c <yaml>`, `pool.max_connections: 100`, access log off, admin off.',
+  muxgate:
+    "`node bin/muxgate.js start -c <yaml>`, `pool.max_connections: 100`, `idle_timeout: 300s` (like the others' keep-alive timeouts), access log off, admin off.",
   nginx:
     '`master_process off`, `upstream { keepalive 64; }`, `proxy_http_version 1.1`, `proxy_set_header Connection ""`, ' +
     '`proxy_max_temp_file_size 0`, access log off.',
@@ -194,6 +200,7 @@ export function renderResults(input: ReportInput): string {
     `- nginx: ${machine.nginx}`,
     `- HAProxy: ${machine.haproxy}`,
     `- wrk: ${machine.wrk}`,
+    `- h2load: ${machine.h2load}`,
     `- muxgate revision: ${machine.muxgateRevision}`,
     '',
   );
@@ -203,7 +210,8 @@ export function renderResults(input: ReportInput): string {
     `- Backend: nginx, one process (\`master_process off\`), access log off, pinned to core ${method.loadCpu}. ` +
       'It returns `hello world\\n` (12 bytes) for `GET /` and `POST /post` (request body read and discarded), ' +
       'and a 64 KiB static file for `GET /64k`.',
-    `- Proxies (each a single process / single thread, pinned to core ${method.proxyCpu}, upstream keep-alive on, no logging): ` +
+    `- Proxies (each a single process / single thread, pinned to core ${method.proxyCpu}, upstream keep-alive on, no logging; ` +
+      'except in `workers`): ' +
       `${method.proxies.join(', ')}.`,
     ...method.proxies.map((p) => `  - ${p}: ${PROXY_NOTES[p] ?? ''}`),
     `- Load: wrk pinned to core ${method.loadCpu} (shared with the backend), \`--latency\`, ${method.durationS} s per run ` +
@@ -220,6 +228,7 @@ export function renderResults(input: ReportInput): string {
     '',
   );
   for (const s of method.scenarios) out.push(`- \`${s.name}\`: ${s.description} — \`${s.wrk}\``);
+  for (const f of method.figures) out.push(`- \`${f.name}\`: ${f.method}`);
   out.push('');
 
   if (input.startFailures.size) {
@@ -273,26 +282,31 @@ export function renderResults(input: ReportInput): string {
     );
   }
 
-  out.push('<details>', '<summary>Raw per-round numbers</summary>', '');
-  out.push(
-    mdTable(
-      ['round', 'scenario', 'proxy', 'req/s', 'requests', 'p50', 'p99', 'RSS', 'errors'],
-      results.map((r) => [
-        String(r.round),
-        r.scenario,
-        r.proxy,
-        fmtRps(r.rps),
-        r.requests === undefined ? '–' : String(r.requests),
-        fmtMs(r.p50Ms),
-        fmtMs(r.p99Ms),
-        fmtMiB(r.rssKiB),
-        describeErrors(r).replaceAll('\n', ' ') || 'none',
-      ]),
-      ['r', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'l'],
-    ),
-    '',
-    '</details>',
-    '',
-  );
+  if (results.length) {
+    out.push('<details>', '<summary>Raw per-round numbers (wrk scenarios)</summary>', '');
+    out.push(
+      mdTable(
+        ['round', 'scenario', 'proxy', 'req/s', 'requests', 'p50', 'p99', 'RSS', 'errors'],
+        results.map((r) => [
+          String(r.round),
+          r.scenario,
+          r.proxy,
+          fmtRps(r.rps),
+          r.requests === undefined ? '–' : String(r.requests),
+          fmtMs(r.p50Ms),
+          fmtMs(r.p99Ms),
+          fmtMiB(r.rssKiB),
+          describeErrors(r).replaceAll('\n', ' ') || 'none',
+        ]),
+        ['r', 'l', 'l', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ),
+      '',
+      '</details>',
+      '',
+    );
+  }
+
+  for (const section of input.figureSections) out.push(section);
+
   return out.join('\n');
 }

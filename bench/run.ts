@@ -1,27 +1,44 @@
 // Benchmark harness: muxgate vs nginx vs HAProxy vs node-http-proxy, all in
-// front of the same nginx backend. See `--help`, bench/scenarios.ts (what is
-// measured) and bench/servers.ts (how the servers are configured).
+// front of the same nginx backend. See `--help`, bench/scenarios.ts (the wrk
+// scenarios), bench/servers.ts (how the servers are configured) and the three
+// other figures: bench/fixed-rate.ts (latency at a fixed rate), bench/idle-memory.ts
+// (RSS per idle connection) and bench/workers.ts (workers: 2 vs 1).
 //
-//   npm run bench -- [--scenario get-12b,post-16k] [--rounds 3] [--duration 10]
-//                    [--only muxgate,nginx] [--out bench/RESULTS.md]
+//   npm run bench -- [--scenario get-12b,post-16k,latency-fixed-rate,idle-rss,workers]
+//                    [--rounds 3] [--duration 10] [--only muxgate,nginx]
+//                    [--idle-connections 9000] [--out bench/RESULTS.md]
+//
+// Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
+// against the same running proxies (its rate comes from nginx's get-12b result),
+// then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
+// unpinned).
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { killAllSync, readRssKiB, stopAll } from './procs.ts';
+import { type FigureContext, rotate } from './figure.ts';
 import {
-  CONSOLE_HEADER,
-  consoleLine,
-  type MachineInfo,
-  type Method,
-  type ReportInput,
-  type RunResult,
-  renderResults,
-} from './report.ts';
-import { type Scenario, scenarios as allScenarios } from './scenarios.ts';
+  FIXED_RATE_SCENARIO,
+  type FixedRateState,
+  fixedRateMethod,
+  renderFixedRate,
+  runFixedRateFigure,
+} from './fixed-rate.ts';
+import {
+  IDLE_DEFAULT_CONNECTIONS,
+  IDLE_PORTS,
+  IDLE_RSS_SCENARIO,
+  type IdleRssRun,
+  idleRssMethod,
+  renderIdleRss,
+  runIdleRssFigure,
+} from './idle-memory.ts';
+import { machineInfo } from './machine.ts';
+import { killAllSync, readRssKiB, stopAll } from './procs.ts';
+import { CONSOLE_HEADER, consoleLine, type Method, type ReportInput, type RunResult, renderResults } from './report.ts';
+import { GET_12B, type Scenario, scenarios as allScenarios } from './scenarios.ts';
 import {
   assertPortFree,
   BACKEND_PORT,
@@ -37,26 +54,46 @@ import {
   StartError,
   serverOutput,
   startServer,
+  stopServer,
 } from './servers.ts';
+import {
+  renderWorkers,
+  runWorkersFigure,
+  WORKERS_SCENARIO,
+  WORKERS_VARIANTS,
+  type WorkersState,
+  type WorkersVariant,
+  workersMethod,
+  workersPorts,
+} from './workers.ts';
 import { runWrk, runWrkRaw, wrkArgv } from './wrk.ts';
 
 const WARMUP_S = 1;
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
+const FIGURES = [FIXED_RATE_SCENARIO, IDLE_RSS_SCENARIO, WORKERS_SCENARIO] as const;
+type Figure = (typeof FIGURES)[number];
+const SCENARIO_NAMES = [...allScenarios.map((s) => s.name), ...FIGURES];
+
 const USAGE = `usage: npm run bench -- [options]
 
-  --scenario NAMES   comma-separated scenarios (default: all: ${allScenarios.map((s) => s.name).join(', ')})
-  --only NAMES       comma-separated proxies (default: all: ${PROXY_NAMES.join(', ')})
-  --rounds N         interleaved rounds (default 3)
-  --duration S       seconds per wrk run (default 10; plus a ${WARMUP_S} s warm-up run)
-  --out FILE         markdown report (default bench/RESULTS.md)
+  --scenario NAMES        comma-separated scenarios (default: all: ${SCENARIO_NAMES.join(', ')})
+  --only NAMES            comma-separated proxies (default: all: ${PROXY_NAMES.join(', ')});
+                          ${FIXED_RATE_SCENARIO} and ${IDLE_RSS_SCENARIO} add nginx (their reference);
+                          ${WORKERS_SCENARIO} runs the muxgate and nginx among them
+  --rounds N              interleaved rounds (default 3)
+  --duration S            seconds per wrk or h2load run (default 10; plus a ${WARMUP_S} s warm-up)
+  --idle-connections N    idle connections for ${IDLE_RSS_SCENARIO} (default ${IDLE_DEFAULT_CONNECTIONS})
+  --out FILE              markdown report (default bench/RESULTS.md)
 `;
 
 interface Options {
   scenarios: Scenario[];
+  figures: Figure[];
   proxies: ProxyName[];
   rounds: number;
   durationS: number;
+  idleConnections: number;
   out: string;
 }
 
@@ -89,6 +126,7 @@ function parseOptions(argv: string[]): Options | undefined {
       only: { type: 'string' },
       rounds: { type: 'string' },
       duration: { type: 'string' },
+      'idle-connections': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -98,60 +136,22 @@ function parseOptions(argv: string[]): Options | undefined {
     process.stdout.write(USAGE);
     return undefined;
   }
-  const names = parseList(
-    values.scenario,
-    allScenarios.map((s) => s.name),
-    'scenario',
-  );
+  const names = parseList(values.scenario, SCENARIO_NAMES, 'scenario');
+  const figures = FIGURES.filter((f) => names.includes(f));
+  let proxies = parseList(values.only, PROXY_NAMES, 'proxy');
+  const needNginx = figures.filter((f) => f === FIXED_RATE_SCENARIO || f === IDLE_RSS_SCENARIO);
+  if (needNginx.length && !proxies.includes('nginx')) {
+    console.log(`note: ${needNginx.join(' and ')} compare with nginx: adding nginx to --only`);
+    proxies = PROXY_NAMES.filter((p) => p === 'nginx' || proxies.includes(p));
+  }
   return {
     scenarios: allScenarios.filter((s) => names.includes(s.name)),
-    proxies: parseList(values.only, PROXY_NAMES, 'proxy'),
+    figures,
+    proxies,
     rounds: positiveInt(values.rounds, 3, 'rounds'),
     durationS: positiveInt(values.duration, 10, 'duration'),
+    idleConnections: positiveInt(values['idle-connections'], IDLE_DEFAULT_CONNECTIONS, 'idle-connections'),
     out: values.out ?? join(repoRoot, 'bench', 'RESULTS.md'),
-  };
-}
-
-// ---------------------------------------------------------------------------
-// machine description
-
-function firstLine(cmd: string, args: string[]): string {
-  const r = spawnSync(cmd, args, { encoding: 'utf8' });
-  if (r.error) return `not found (${r.error.message})`;
-  return (
-    `${r.stdout ?? ''}\n${r.stderr ?? ''}`
-      .split('\n')
-      .map((l) => l.trim())
-      .find(Boolean) ?? 'unknown'
-  );
-}
-
-function machineInfo(): MachineInfo {
-  let cpuModel = 'unknown';
-  try {
-    cpuModel = /^model name\s*:\s*(.+)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? cpuModel;
-  } catch {
-    // not Linux?
-  }
-  const rev = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' });
-  const dirty = spawnSync('git', ['status', '--porcelain', '--untracked-files=no'], {
-    cwd: repoRoot,
-    encoding: 'utf8',
-  });
-  const muxgateRevision =
-    rev.status === 0
-      ? `${rev.stdout.trim()}${dirty.stdout.trim() ? ' (with uncommitted changes)' : ''}`
-      : 'no git commit yet (working tree)';
-  return {
-    date: new Date().toISOString(),
-    cpuModel,
-    cores: os.availableParallelism(),
-    kernel: `${os.type()} ${os.release()}`,
-    node: process.version,
-    nginx: firstLine('nginx', ['-v']).replace(/^nginx version:\s*/, ''),
-    haproxy: firstLine('haproxy', ['-v']),
-    wrk: firstLine('wrk', ['-v']),
-    muxgateRevision,
   };
 }
 
@@ -159,10 +159,48 @@ function machineInfo(): MachineInfo {
 
 let interrupted = false;
 
-function rotate<T>(list: readonly T[], by: number): T[] {
-  if (list.length === 0) return [];
-  const k = by % list.length;
-  return [...list.slice(k), ...list.slice(0, k)];
+/** What a run collects; the report is rendered from it after every measurement. */
+interface RunState {
+  results: RunResult[];
+  startFailures: Map<string, string>;
+  checkFailures: Map<string, string>;
+  fixedRate: FixedRateState;
+  idle: IdleRssRun[];
+  workers: WorkersState;
+}
+
+function workersVariantsFor(opts: Options): WorkersVariant[] {
+  return WORKERS_VARIANTS.filter((v) => opts.proxies.includes(v.proxy));
+}
+
+function figureMethod(f: Figure, opts: Options): string {
+  if (f === FIXED_RATE_SCENARIO) return fixedRateMethod(opts.durationS, WARMUP_S);
+  if (f === IDLE_RSS_SCENARIO) return idleRssMethod(opts.idleConnections);
+  return workersMethod(opts.durationS);
+}
+
+function figureSection(f: Figure, opts: Options, st: RunState): string {
+  if (f === FIXED_RATE_SCENARIO) {
+    const { runs, targetRps, rateSource } = st.fixedRate;
+    return renderFixedRate({ runs, proxies: opts.proxies, targetRps, rateSource });
+  }
+  if (f === IDLE_RSS_SCENARIO) return renderIdleRss(st.idle, opts.proxies, opts.idleConnections);
+  return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
+}
+
+/** Every port a run listens on, so that a busy one is reported before anything starts. */
+function portsUsed(opts: Options): [number, string][] {
+  const ports: [number, string][] = [[BACKEND_PORT, 'backend']];
+  if (opts.scenarios.length || opts.figures.includes(FIXED_RATE_SCENARIO)) {
+    for (const p of opts.proxies) ports.push([PROXY_PORTS[p], p]);
+  }
+  if (opts.figures.includes(IDLE_RSS_SCENARIO)) {
+    for (const p of opts.proxies) ports.push([IDLE_PORTS[p], `${p} (${IDLE_RSS_SCENARIO})`]);
+  }
+  if (opts.figures.includes(WORKERS_SCENARIO)) {
+    for (const v of workersVariantsFor(opts)) for (const port of workersPorts(v)) ports.push([port, v.id]);
+  }
+  return ports;
 }
 
 async function main(): Promise<number> {
@@ -171,7 +209,10 @@ async function main(): Promise<number> {
 
   const major = Number(process.versions.node.split('.')[0]);
   if (major < 26) throw new Error(`run the harness with node >= 26 (npm run bench / npx node), not ${process.version}`);
-  for (const tool of ['taskset', 'wrk', 'nginx']) {
+  const tools = ['taskset', 'wrk', 'nginx'];
+  if (opts.figures.includes(FIXED_RATE_SCENARIO)) tools.push('h2load');
+  if (opts.figures.includes(WORKERS_SCENARIO)) tools.push('ss');
+  for (const tool of tools) {
     const r = spawnSync('sh', ['-c', `command -v ${tool}`]);
     if (r.status !== 0) throw new Error(`${tool} is required but not found in PATH`);
   }
@@ -179,8 +220,7 @@ async function main(): Promise<number> {
   const runDir = join(repoRoot, 'bench', 'out', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   mkdirSync(runDir, { recursive: true });
 
-  await assertPortFree(BACKEND_PORT, 'backend');
-  for (const p of opts.proxies) await assertPortFree(PROXY_PORTS[p], p);
+  for (const [port, what] of portsUsed(opts)) await assertPortFree(port, what);
 
   const machine = machineInfo();
   const method: Method = {
@@ -199,23 +239,49 @@ async function main(): Promise<number> {
         cpu: LOAD_CPU,
       }).join(' ')}`,
     })),
+    figures: opts.figures.map((f) => ({ name: f, method: figureMethod(f, opts) })),
     proxyCpu: PROXY_CPU,
     loadCpu: LOAD_CPU,
   };
-  const results: RunResult[] = [];
-  const startFailures = new Map<string, string>();
-  const checkFailures = new Map<string, string>();
-  const report = (): ReportInput => ({ machine, method, results, startFailures, checkFailures, interrupted });
+  const st: RunState = {
+    results: [],
+    startFailures: new Map(),
+    checkFailures: new Map(),
+    fixedRate: { runs: [], targetRps: undefined, rateSource: 'not measured' },
+    idle: [],
+    workers: { runs: [], spread: [] },
+  };
+  const report = (): ReportInput => ({
+    machine,
+    method,
+    results: st.results,
+    startFailures: st.startFailures,
+    checkFailures: st.checkFailures,
+    interrupted,
+    figureSections: opts.figures.map((f) => figureSection(f, opts, st)),
+  });
   let wrote = false;
   const writeReport = (): void => {
     // never replace a previous report with an empty one (e.g. the backend did not start)
-    if (results.length === 0 && startFailures.size === 0) return;
+    const measured = st.results.length + st.fixedRate.runs.length + st.idle.length + st.workers.runs.length;
+    if (measured === 0 && st.startFailures.size === 0) return;
     writeFileSync(opts.out, renderResults(report()));
     wrote = true;
   };
+  const ctx: FigureContext = {
+    runDir,
+    rounds: opts.rounds,
+    durationS: opts.durationS,
+    warmupS: WARMUP_S,
+    proxies: opts.proxies,
+    stopped: () => interrupted,
+    recorded: writeReport,
+    startFailures: st.startFailures,
+    checkFailures: st.checkFailures,
+  };
 
   console.log(
-    `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s, scenarios ${opts.scenarios.map((s) => s.name).join(', ')}`,
+    `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s, scenarios ${[...opts.scenarios.map((s) => s.name), ...opts.figures].join(', ')}`,
   );
   console.log(`proxies on core ${PROXY_CPU}: ${opts.proxies.join(', ')}; wrk + backend on core ${LOAD_CPU}`);
   console.log(`configs and logs: ${relative(repoRoot, runDir)}`);
@@ -223,52 +289,31 @@ async function main(): Promise<number> {
   try {
     // backend
     const backend = await startServer(backendSpec(runDir), runDir);
-    for (const s of opts.scenarios) {
+    for (const s of opts.figures.length ? [...opts.scenarios, GET_12B] : opts.scenarios) {
       const err = await checkEndpoint(BACKEND_PORT, s.path, s.check);
       if (err) throw new Error(`backend sanity check failed: ${err}\n${serverOutput(backend)}`);
     }
 
-    // proxies
-    const running = new Map<ProxyName, RunningServer>();
-    for (const name of opts.proxies) {
-      if (interrupted) break;
+    // the wrk scenarios, then latency-fixed-rate on the same proxies
+    if (opts.scenarios.length || opts.figures.includes(FIXED_RATE_SCENARIO)) {
+      const running = await startProxies(opts, st, runDir);
       try {
-        const server = await startServer(proxySpec(name, runDir), runDir);
-        running.set(name, server);
-        console.log(`started ${name} (pid ${server.tracked.pid}, port ${server.spec.port})`);
-      } catch (err) {
-        if (!(err instanceof StartError)) throw err;
-        startFailures.set(name, `${err.message}\n${err.details}`);
-        console.error(`✗ ${name} failed to start: ${err.message}\n${err.details}\n`);
+        await runWrkScenarios(opts, st, running, writeReport);
+        if (opts.figures.includes(FIXED_RATE_SCENARIO) && !interrupted) {
+          const nginxRps = st.results
+            .filter((r) => r.scenario === GET_12B.name && r.proxy === 'nginx' && r.ok)
+            .map((r) => r.rps!);
+          await runFixedRateFigure(ctx, running, nginxRps, st.fixedRate);
+        }
+      } finally {
+        for (const server of running.values()) await stopServer(server);
       }
     }
-    for (const [name, server] of running) {
-      for (const s of opts.scenarios) {
-        const err = await checkEndpoint(server.spec.port, s.path, s.check);
-        if (err) {
-          checkFailures.set(`${s.name}/${name}`, err);
-          console.error(`✗ ${name}: sanity check for ${s.name} failed: ${err}`);
-        }
-      }
+    if (opts.figures.includes(IDLE_RSS_SCENARIO) && !interrupted) {
+      await runIdleRssFigure(ctx, opts.idleConnections, st.idle);
     }
-
-    // interleaved rounds
-    console.log(`\n${CONSOLE_HEADER}`);
-    const proxies = opts.proxies.filter((p) => running.has(p));
-    for (let round = 1; round <= opts.rounds && !interrupted; round++) {
-      for (const scenario of opts.scenarios) {
-        if (interrupted) break;
-        for (const name of rotate(proxies, round - 1)) {
-          if (interrupted) break;
-          if (checkFailures.has(`${scenario.name}/${name}`)) continue;
-          const server = running.get(name)!;
-          const result = await measure(round, scenario, name, server, opts.durationS);
-          if (interrupted) break;
-          results.push(result);
-          console.log(consoleLine(result));
-          writeReport();
-        }
-      }
+    if (opts.figures.includes(WORKERS_SCENARIO) && !interrupted) {
+      await runWorkersFigure(ctx, workersVariantsFor(opts), st.workers);
     }
   } finally {
     await stopAll();
@@ -276,9 +321,67 @@ async function main(): Promise<number> {
   }
   if (wrote) console.log(`\nwrote ${opts.out.startsWith(repoRoot) ? relative(repoRoot, opts.out) : opts.out}`);
   if (interrupted) return 130;
-  return startFailures.size || checkFailures.size || results.some((r) => !r.ok) ? 1 : 0;
+  const failed =
+    st.startFailures.size > 0 ||
+    st.checkFailures.size > 0 ||
+    [...st.results, ...st.fixedRate.runs, ...st.idle, ...st.workers.runs, ...st.workers.spread].some((r) => !r.ok);
+  return failed ? 1 : 0;
 }
 
+/** Starts the proxies of the wrk scenarios and latency-fixed-rate (pinned) and checks each scenario once. */
+async function startProxies(opts: Options, st: RunState, runDir: string): Promise<Map<ProxyName, RunningServer>> {
+  const running = new Map<ProxyName, RunningServer>();
+  for (const name of opts.proxies) {
+    if (interrupted) break;
+    try {
+      const server = await startServer(proxySpec(name, runDir), runDir);
+      running.set(name, server);
+      console.log(`started ${name} (pid ${server.tracked.pid}, port ${server.spec.port})`);
+    } catch (err) {
+      if (!(err instanceof StartError)) throw err;
+      st.startFailures.set(name, `${err.message}\n${err.details}`);
+      console.error(`✗ ${name} failed to start: ${err.message}\n${err.details}\n`);
+    }
+  }
+  const checks: [string, Scenario][] = opts.scenarios.map((s) => [s.name, s]);
+  if (opts.figures.includes(FIXED_RATE_SCENARIO)) checks.push([FIXED_RATE_SCENARIO, GET_12B]);
+  for (const [name, server] of running) {
+    for (const [scenario, s] of checks) {
+      const err = await checkEndpoint(server.spec.port, s.path, s.check);
+      if (err) {
+        st.checkFailures.set(`${scenario}/${name}`, err);
+        console.error(`✗ ${name}: sanity check for ${scenario} failed: ${err}`);
+      }
+    }
+  }
+  return running;
+}
+
+/** The wrk scenarios, in interleaved rounds. */
+async function runWrkScenarios(
+  opts: Options,
+  st: RunState,
+  running: ReadonlyMap<ProxyName, RunningServer>,
+  writeReport: () => void,
+): Promise<void> {
+  if (opts.scenarios.length === 0) return;
+  console.log(`\n${CONSOLE_HEADER}`);
+  const proxies = opts.proxies.filter((p) => running.has(p));
+  for (let round = 1; round <= opts.rounds && !interrupted; round++) {
+    for (const scenario of opts.scenarios) {
+      if (interrupted) break;
+      for (const name of rotate(proxies, round - 1)) {
+        if (interrupted) break;
+        if (st.checkFailures.has(`${scenario.name}/${name}`)) continue;
+        const result = await measure(round, scenario, name, running.get(name)!, opts.durationS);
+        if (interrupted) break;
+        st.results.push(result);
+        console.log(consoleLine(result));
+        writeReport();
+      }
+    }
+  }
+}
 async function measure(
   round: number,
   scenario: Scenario,

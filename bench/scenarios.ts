@@ -54,8 +54,9 @@ export const scenarios: readonly Scenario[] = [
     script: here('./post-16k.lua'),
     check: { method: 'POST', requestBytes: REQUEST_16K_BYTES, responseBytes: 12 },
   },
-  // TODO(scenario): fixed-rate latency, e.g. GET 12 bytes at a constant 10k req/s
-  // measuring p50/p99/p99.9 without coordinated omission. That needs wrk2's
-  // `-R <rate>`, which Debian's wrk 4.1 does not have; add it here once wrk2 (or
-  // another constant-rate load generator) is available.
+  // Latency at a fixed rate, idle-connection memory and workers are measured
+  // otherwise: bench/fixed-rate.ts, bench/idle-memory.ts, bench/workers.ts.
 ];
+
+/** get-12b's GET / is also what the other figures request (its sanity check, and wrk arguments for nginx's maximum). */
+export const GET_12B: Scenario = scenarios.find((s) => s.name === 'get-12b')!;

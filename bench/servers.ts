@@ -2,11 +2,13 @@
 //
 // Every server runs as a single process (one worker, one thread) pinned with
 // taskset; `taskset` execs the server, so the pid we hold is the server's own
-// pid (used for RSS and for stopping it).
+// pid (used for RSS and for stopping it). The exception is the `workers`
+// scenario (`ProxyOptions.workers`): there the pid is the master / primary.
 
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawnTracked, stopTracked, type Tracked } from './procs.ts';
@@ -26,6 +28,24 @@ export const PROXY_PORTS: Record<ProxyName, number> = {
 /** taskset CPU lists: proxies alone on core 0, wrk and the backend share core 1. */
 export const PROXY_CPU = '0';
 export const LOAD_CPU = '1';
+/** every core: a process started with this is not pinned */
+export const ALL_CPUS = `0-${os.availableParallelism() - 1}`;
+
+/** Variations on a proxy's standard setup, for the scenarios that need another one. */
+export interface ProxyOptions {
+  /** names this instance's config and log files (`<proxy>-<tag>`), so they do not overwrite the standard ones */
+  tag?: string;
+  /** listen port (default PROXY_PORTS[name]) */
+  port?: number;
+  /** taskset CPU list (default PROXY_CPU) */
+  cpu?: string;
+  /** muxgate `workers`; nginx `worker_processes` with a master process and `listen … reuseport` */
+  workers?: number;
+  /** muxgate admin API port (default: admin off) */
+  adminPort?: number;
+  /** downstream connections it must hold at once: raises nginx `worker_connections` and HAProxy `maxconn` */
+  maxConnections?: number;
+}
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -58,15 +78,32 @@ export class StartError extends Error {
 // ---------------------------------------------------------------------------
 // config generation (pure functions returning file contents)
 
-function nginxCommon(dir: string, name: string): string {
-  return `daemon off;
-master_process off;
+interface NginxProcessOptions {
+  workers?: number | undefined;
+  maxConnections?: number | undefined;
+}
+
+function nginxCommon(dir: string, name: string, opts: NginxProcessOptions = {}): string {
+  const workers = opts.workers ?? 1;
+  // worker_connections counts upstream connections too; it is preallocated, so only raise it when needed
+  const connections = Math.max(8192, (opts.maxConnections ?? 0) + 1024);
+  const rlimit = Math.max(16384, connections);
+  // One process unless asked for workers: several need the master process. As root, the master would
+  // run its workers as `nobody`; keep them root like the single-process setup.
+  const processes =
+    workers > 1
+      ? `master_process on;
+worker_processes ${workers};
+${process.getuid?.() === 0 ? 'user root;\n' : ''}`
+      : `master_process off;
 worker_processes 1;
-pid ${join(dir, `${name}.pid`)};
+`;
+  return `daemon off;
+${processes}pid ${join(dir, `${name}.pid`)};
 error_log ${join(dir, `${name}.error.log`)} warn;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile ${rlimit};
 events {
-  worker_connections 8192;
+  worker_connections ${connections};
 }
 `;
 }
@@ -115,16 +152,24 @@ ${nginxHttpCommon(dir, 'backend')}  sendfile on;
 `;
 }
 
-export function nginxProxyConfig(dir: string, port: number, backendPort: number): string {
-  return `${nginxCommon(dir, 'nginx')}http {
-${nginxHttpCommon(dir, 'nginx')}  upstream backend {
+export function nginxProxyConfig(
+  dir: string,
+  port: number,
+  backendPort: number,
+  opts: NginxProcessOptions & { name?: string } = {},
+): string {
+  const name = opts.name ?? 'nginx';
+  // reuseport: one listen socket per worker, the kernel spreads connections like muxgate's workers
+  const reuseport = (opts.workers ?? 1) > 1 ? ' reuseport' : '';
+  return `${nginxCommon(dir, name, opts)}http {
+${nginxHttpCommon(dir, name)}  upstream backend {
     server 127.0.0.1:${backendPort};
     keepalive 64;
     keepalive_requests 1000000000;
     keepalive_timeout 300s;
   }
   server {
-    listen 127.0.0.1:${port} backlog=4096;
+    listen 127.0.0.1:${port} backlog=4096${reuseport};
     # keep 16 KiB request bodies in memory
     client_body_buffer_size 64k;
     location / {
@@ -139,10 +184,12 @@ ${nginxHttpCommon(dir, 'nginx')}  upstream backend {
 `;
 }
 
-export function haproxyConfig(port: number, backendPort: number): string {
+export function haproxyConfig(port: number, backendPort: number, maxConnections = 0): string {
+  // HAProxy wants about 2 fds per maxconn (client + server side) and refuses to start when the fd
+  // limit (20000 here) is lower: a small margin keeps 9,000 idle connections under it.
   return `global
   nbthread 1
-  maxconn 4096
+  maxconn ${Math.max(4096, maxConnections + 256)}
 
 defaults
   mode http
@@ -162,13 +209,21 @@ backend be
 `;
 }
 
-export function muxgateConfig(port: number, backendPort: number): string {
+export function muxgateConfig(
+  port: number,
+  backendPort: number,
+  opts: { workers?: number | undefined; adminPort?: number | undefined } = {},
+): string {
+  // idle_timeout as long as the other proxies' keep-alive timeouts (300 s); a short drain so stopping is quick
   return `log_level: warn
 access_log: { enabled: false }
-admin: false
+workers: ${opts.workers ?? 1}
+drain_timeout: 2s
+admin: ${opts.adminPort === undefined ? 'false' : `{ address: "127.0.0.1:${opts.adminPort}" }`}
 listeners:
   - name: bench
     address: 127.0.0.1:${port}
+    idle_timeout: 300s
     routes:
       - cluster: backend
 clusters:
@@ -208,31 +263,37 @@ export function backendSpec(dir: string): ServerSpec {
   };
 }
 
-export function proxySpec(name: ProxyName, dir: string): ServerSpec {
-  const port = PROXY_PORTS[name];
+/** `opts.workers` is only for muxgate and nginx; `opts.adminPort` only for muxgate. */
+export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {}): ServerSpec {
+  const port = opts.port ?? PROXY_PORTS[name];
+  const cpu = opts.cpu ?? PROXY_CPU;
+  const id = opts.tag ? `${name}-${opts.tag}` : name;
+  if (opts.workers !== undefined && opts.workers > 1 && name !== 'muxgate' && name !== 'nginx') {
+    throw new Error(`${name}: the bench runs it as one process only`);
+  }
   switch (name) {
     case 'nginx': {
-      const conf = writeConfig(dir, 'nginx.conf', nginxProxyConfig(dir, port, BACKEND_PORT));
-      const args = nginxArgs(dir, 'nginx', conf);
-      return { name, port, cpu: PROXY_CPU, command: 'nginx', args, logFiles: [join(dir, 'nginx.error.log')] };
+      const conf = writeConfig(dir, `${id}.conf`, nginxProxyConfig(dir, port, BACKEND_PORT, { ...opts, name: id }));
+      const args = nginxArgs(dir, id, conf);
+      return { name: id, port, cpu, command: 'nginx', args, logFiles: [join(dir, `${id}.error.log`)] };
     }
     case 'haproxy': {
-      const conf = writeConfig(dir, 'haproxy.cfg', haproxyConfig(port, BACKEND_PORT));
+      const conf = writeConfig(dir, `${id}.cfg`, haproxyConfig(port, BACKEND_PORT, opts.maxConnections));
       // -db: stay in the foreground, no daemon / master-worker
-      return { name, port, cpu: PROXY_CPU, command: 'haproxy', args: ['-db', '-f', conf], logFiles: [] };
+      return { name: id, port, cpu, command: 'haproxy', args: ['-db', '-f', conf], logFiles: [] };
     }
     case 'http-proxy': {
       const script = join(repoRoot, 'bench', 'http-proxy-server.ts');
       const args = [script, String(port), String(BACKEND_PORT)];
-      return { name, port, cpu: PROXY_CPU, command: process.execPath, args, logFiles: [] };
+      return { name: id, port, cpu, command: process.execPath, args, logFiles: [] };
     }
     case 'muxgate': {
-      const conf = writeConfig(dir, 'muxgate.yaml', muxgateConfig(port, BACKEND_PORT));
-      // Same as `npx node bin/muxgate.ts start -c <conf>`, minus the npx wrapper
+      const conf = writeConfig(dir, `${id}.yaml`, muxgateConfig(port, BACKEND_PORT, opts));
+      // Same as `npx node bin/muxgate.js start -c <conf>`, minus the npx wrapper
       // process (so the pid we measure is muxgate's own): process.execPath is
       // the npm-installed node 26 that runs this harness.
-      const args = [join(repoRoot, 'bin', 'muxgate.ts'), 'start', '-c', conf];
-      return { name, port, cpu: PROXY_CPU, command: process.execPath, args, logFiles: [] };
+      const args = [join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
+      return { name: id, port, cpu, command: process.execPath, args, logFiles: [] };
     }
   }
 }
