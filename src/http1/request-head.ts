@@ -1,7 +1,6 @@
 import type { ErrorCode } from '../core/errors.ts';
 import { HOST, TARGET, TCHAR } from './chars.ts';
 import {
-  appendTokens,
   DROP,
   dropConnectionListed,
   F_COLON,
