@@ -1,4 +1,5 @@
-import { type ChildProcess, fork } from 'node:child_process';
+import { fork } from 'node:child_process';
+import cluster from 'node:cluster';
 import net from 'node:net';
 import { AdminServer } from '../admin/admin-server.ts';
 import type { Config } from '../config/schema.ts';
@@ -9,6 +10,26 @@ import type { MuxgateServer } from './server.ts';
 
 const WORKER_ENV = 'MUXGATE_WORKER_ID';
 const PORTS_ENV = 'MUXGATE_WORKER_PORTS';
+const MODE_ENV = 'MUXGATE_WORKER_MODE';
+/** Set to 1 to use the node:cluster fallback even where SO_REUSEPORT works (tests use it). */
+const FORCE_CLUSTER_ENV = 'MUXGATE_FORCE_CLUSTER';
+
+/** How workers share a listening address. */
+export type WorkerMode = 'reuseport' | 'cluster';
+
+/** In a worker: whether to bind with SO_REUSEPORT (false under the node:cluster fallback). */
+export function workerUsesReusePort(): boolean {
+  return process.env[MODE_ENV] !== 'cluster';
+}
+
+/** A worker process, whichever way it was started. */
+interface WorkerHandle {
+  pid: number | undefined;
+  send(m: ToWorker): void;
+  kill(signal: NodeJS.Signals): void;
+  onMessage(f: (m: FromWorker) => void): void;
+  onExit(f: (code: number | null, signal: string | null) => void): void;
+}
 
 export function isWorker(): boolean {
   return process.env[WORKER_ENV] !== undefined;
@@ -45,27 +66,59 @@ export function serveWorker(server: MuxgateServer): void {
   process.send?.({ type: 'ready' } satisfies FromWorker);
 }
 
-/** Binds port-0 listeners once in the primary (with SO_REUSEPORT) to learn the port all workers will share. */
-async function reservePorts(config: Config): Promise<{ ports: Record<string, number>; release: () => void }> {
+/**
+ * Binds port-0 listeners once in the primary (with SO_REUSEPORT) to learn the port all workers will
+ * share. Returns null when the platform refuses SO_REUSEPORT: the caller falls back to node:cluster.
+ */
+async function reservePorts(config: Config): Promise<{ ports: Record<string, number>; release: () => void } | null> {
   const ports: Record<string, number> = {};
   const held: net.Server[] = [];
+  const release = () => {
+    for (const s of held) s.close();
+  };
+  // Probe every listener address (port 0, so nothing is taken), keeping the port-0 ones.
   for (const l of config.listeners) {
-    if (l.address.port !== 0) continue;
     const s = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      s.once('error', reject);
-      s.listen({ host: l.address.host, port: 0, reusePort: true }, () => resolve());
-    });
-    ports[l.name] = (s.address() as net.AddressInfo).port;
-    held.push(s);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        s.once('error', reject);
+        s.listen({ host: l.address.host, port: 0, reusePort: true }, () => resolve());
+      });
+    } catch {
+      release();
+      return null;
+    }
+    if (l.address.port === 0) {
+      ports[l.name] = (s.address() as net.AddressInfo).port;
+      held.push(s);
+    } else {
+      s.close();
+    }
   }
   // Closed once every worker listens: until then the reservation keeps the port ours; after, the
   // primary must not hold a socket in the reuseport group or it would be handed connections.
+  return { ports, release };
+}
+
+function forkWorker(mode: WorkerMode, env: NodeJS.ProcessEnv): WorkerHandle {
+  if (mode === 'cluster') {
+    cluster.setupPrimary({ exec: process.argv[1]!, args: process.argv.slice(2), silent: false });
+    const w = cluster.fork(env);
+    return {
+      pid: w.process.pid,
+      send: (m) => w.send(m),
+      kill: (signal) => w.process.kill(signal),
+      onMessage: (f) => w.on('message', f),
+      onExit: (f) => w.on('exit', f),
+    };
+  }
+  const child = fork(process.argv[1]!, process.argv.slice(2), { env, stdio: 'inherit' });
   return {
-    ports,
-    release: () => {
-      for (const s of held) s.close();
-    },
+    pid: child.pid,
+    send: (m) => child.send(m),
+    kill: (signal) => child.kill(signal),
+    onMessage: (f) => child.on('message', f),
+    onExit: (f) => child.on('exit', f),
   };
 }
 
@@ -75,27 +128,37 @@ async function reservePorts(config: Config): Promise<{ ports: Record<string, num
  */
 export async function runPrimary(config: Config, n: number): Promise<number> {
   const log = createLogger(config.log_level);
-  const { ports, release } = await reservePorts(config);
-  const workers = new Map<number, ChildProcess>();
+  const reserved = process.env[FORCE_CLUSTER_ENV] === '1' ? null : await reservePorts(config);
+  const mode: WorkerMode = reserved === null ? 'cluster' : 'reuseport';
+  const ports = reserved?.ports ?? {};
+  const release = reserved?.release ?? (() => {});
+  if (mode === 'cluster') {
+    log.warn(
+      'SO_REUSEPORT is not available: falling back to node:cluster (the primary accepts and hands out connections)',
+    );
+  }
+  const workers = new Map<number, WorkerHandle>();
   let stopping = false;
   let readyCount = 0;
   let nextReq = 1;
   const waiting = new Map<number, (s: StatsSnapshot | null) => void>();
 
   const spawn = (id: number) => {
-    const child = fork(process.argv[1]!, process.argv.slice(2), {
-      env: { ...process.env, [WORKER_ENV]: String(id), [PORTS_ENV]: JSON.stringify(ports) },
-      stdio: 'inherit',
+    const child = forkWorker(mode, {
+      ...process.env,
+      [WORKER_ENV]: String(id),
+      [PORTS_ENV]: JSON.stringify(ports),
+      [MODE_ENV]: mode,
     });
     workers.set(id, child);
-    child.on('message', (m: FromWorker) => {
+    child.onMessage((m: FromWorker) => {
       if (m?.type === 'stats') waiting.get(m.id)?.(m.snapshot);
       else if (m?.type === 'ready' && ++readyCount === n) {
         release();
-        log.info({ workers: n, pids: [...workers.values()].map((w) => w.pid) }, 'all workers listening');
+        log.info({ workers: n, mode, pids: [...workers.values()].map((w) => w.pid) }, 'all workers listening');
       }
     });
-    child.on('exit', (code, signal) => {
+    child.onExit((code, signal) => {
       workers.delete(id);
       if (stopping) return;
       log.error({ worker: id, pid: child.pid, code, signal }, 'worker exited; restarting');

@@ -204,4 +204,30 @@ describe('muxgate CLI', () => {
       assert.equal(await m.stop('SIGTERM'), 0);
     }
   });
+
+  test('--workers 2 without SO_REUSEPORT: the node:cluster fallback is logged and serves on one port', async () => {
+    const m = startMuxgate(
+      ['proxy', '--listen', '127.0.0.1:0', '--to', backend.addr, '--workers', '2', '--admin', '127.0.0.1:0'],
+      { MUXGATE_FORCE_CLUSTER: '1' },
+    );
+    try {
+      await m.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('SO_REUSEPORT is not available'));
+      const ready = await m.waitFor((l) => l.msg === 'all workers listening');
+      assert.equal(ready.mode, 'cluster');
+      const listening = m.lines.filter((l) => l.msg === 'listening');
+      assert.equal(listening.length, 2);
+      assert.equal(new Set(listening.map((l) => l.address)).size, 1, 'one shared address');
+      const port = portOf(listening[0]!);
+      const adminPort = portOf(await m.waitFor((l) => l.msg === 'admin listening'));
+      for (let i = 0; i < 10; i++) {
+        const r = await fetch(`http://127.0.0.1:${port}/c${i}`, { headers: { connection: 'close' } });
+        assert.equal(await r.text(), `backend saw GET /c${i}\n`);
+      }
+      const stats = JSON.parse((await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/stats`])).stdout);
+      assert.equal(stats.listeners[0].requests, 10);
+      assert.equal(stats.per_worker.length, 2);
+    } finally {
+      assert.equal(await m.stop('SIGTERM'), 0);
+    }
+  });
 });

@@ -38,8 +38,11 @@ export interface RunningMuxgate {
 }
 
 /** Starts a long-running muxgate (start/proxy) and follows its JSON logs. */
-export function startMuxgate(args: string[]): RunningMuxgate {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+export function startMuxgate(args: string[], env: NodeJS.ProcessEnv = {}): RunningMuxgate {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+  });
   const lines: Record<string, unknown>[] = [];
   const watchers: { pred: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }[] =
     [];
