@@ -36,6 +36,12 @@ export function mergeSnapshots(
   return {
     pid: process.pid,
     uptime_s: parts[0]?.uptime_s ?? 0,
+    memory: {
+      rss: sumMemory(parts, 'rss'),
+      heap_total: sumMemory(parts, 'heap_total'),
+      heap_used: sumMemory(parts, 'heap_used'),
+      external: sumMemory(parts, 'external'),
+    },
     workers: parts.map((p) => p.pid),
     // How evenly the kernel spreads connections over SO_REUSEPORT workers.
     per_worker: parts.map((p) => ({
@@ -72,5 +78,11 @@ function addInto(a: object, b: object): void {
 function sum(ls: readonly ListenerSnapshot[], k: 'connections_open' | 'connections_total' | 'requests'): number {
   let n = 0;
   for (const l of ls) n += l[k];
+  return n;
+}
+
+function sumMemory(parts: readonly StatsSnapshot[], k: keyof StatsSnapshot['memory']): number {
+  let n = 0;
+  for (const p of parts) n += p.memory[k];
   return n;
 }

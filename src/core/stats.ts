@@ -8,6 +8,8 @@ import type { Http1Listener } from '../listener/http1-listener.ts';
 export interface StatsSnapshot {
   pid: number;
   uptime_s: number;
+  /** process.memoryUsage() in bytes: rss, heap_total, heap_used, external. */
+  memory: { rss: number; heap_total: number; heap_used: number; external: number };
   listeners: ListenerSnapshot[];
   clusters: ClusterSnapshot[];
 }
@@ -64,6 +66,7 @@ export function snapshotStats(listeners: readonly Http1Listener[], clusters: rea
   return {
     pid: process.pid,
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
+    memory: memory(),
     listeners: listeners.map((l) => {
       const s = l.ctx.stats;
       const a = l.address();
@@ -112,4 +115,9 @@ export function snapshotStats(listeners: readonly Http1Listener[], clusters: rea
       }),
     })),
   };
+}
+
+function memory(): StatsSnapshot['memory'] {
+  const m = process.memoryUsage();
+  return { rss: m.rss, heap_total: m.heapTotal, heap_used: m.heapUsed, external: m.external };
 }
