@@ -56,6 +56,8 @@ export interface ReportInput {
   interrupted: boolean;
   /** rendered markdown of each figure in `method.figures` (bench/fixed-rate.ts, idle-memory.ts, workers.ts) */
   figureSections: readonly string[];
+  /** bench/analysis.md, appended verbatim when present */
+  analysis?: string | undefined;
 }
 
 export function median(values: readonly number[]): number | undefined {
@@ -307,6 +309,10 @@ export function renderResults(input: ReportInput): string {
   }
 
   for (const section of input.figureSections) out.push(section);
+
+  // The hand-written part (profiles, CPU per request, what limits muxgate) lives in bench/analysis.md
+  // so that regenerating the numbers never loses it.
+  if (input.analysis !== undefined) out.push('', input.analysis.trim(), '');
 
   return out.join('\n');
 }

@@ -14,7 +14,7 @@
 // unpinned).
 
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -69,6 +69,15 @@ import {
 import { runWrk, runWrkRaw, wrkArgv } from './wrk.ts';
 
 const WARMUP_S = 1;
+
+/** The hand-written analysis appended to RESULTS.md (see bench/analysis.md), if present. */
+function readAnalysis(): string | undefined {
+  try {
+    return readFileSync(join(repoRoot, 'bench', 'analysis.md'), 'utf8');
+  } catch {
+    return undefined;
+  }
+}
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
 const FIGURES = [FIXED_RATE_SCENARIO, IDLE_RSS_SCENARIO, WORKERS_SCENARIO] as const;
@@ -259,6 +268,7 @@ async function main(): Promise<number> {
     checkFailures: st.checkFailures,
     interrupted,
     figureSections: opts.figures.map((f) => figureSection(f, opts, st)),
+    analysis: readAnalysis(),
   });
   let wrote = false;
   const writeReport = (): void => {
