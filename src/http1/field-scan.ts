@@ -160,3 +160,56 @@ function push(into: string[] | null, token: string): string[] {
   into.push(token);
   return into;
 }
+
+// The fields the proxy acts on, by name (what each parser does with them is its own business).
+export const K_OTHER = 0;
+export const K_TE = 1;
+export const K_VIA = 2;
+export const K_HOST = 3;
+export const K_EXPECT = 4;
+export const K_UPGRADE = 5;
+export const K_FORWARDED = 6;
+export const K_CONNECTION = 7;
+export const K_KEEP_ALIVE = 8;
+export const K_CONTENT_LENGTH = 9;
+export const K_X_FORWARDED_FOR = 10;
+export const K_PROXY_CONNECTION = 11;
+export const K_X_FORWARDED_HOST = 12;
+export const K_TRANSFER_ENCODING = 13;
+export const K_X_FORWARDED_PROTO = 14;
+
+/**
+ * Which known field buf[start, colon) names, case-insensitively, or K_OTHER. Dispatches on the
+ * name's length first, so the usual field costs one switch and at most one compare.
+ */
+export function fieldKind(buf: Uint8Array, start: number, colon: number): number {
+  switch (colon - start) {
+    case 2:
+      return nameIs(buf, start, colon, 'te') ? K_TE : K_OTHER;
+    case 3:
+      return nameIs(buf, start, colon, 'via') ? K_VIA : K_OTHER;
+    case 4:
+      return nameIs(buf, start, colon, 'host') ? K_HOST : K_OTHER;
+    case 6:
+      return nameIs(buf, start, colon, 'expect') ? K_EXPECT : K_OTHER;
+    case 7:
+      return nameIs(buf, start, colon, 'upgrade') ? K_UPGRADE : K_OTHER;
+    case 9:
+      return nameIs(buf, start, colon, 'forwarded') ? K_FORWARDED : K_OTHER;
+    case 10:
+      if (nameIs(buf, start, colon, 'connection')) return K_CONNECTION;
+      return nameIs(buf, start, colon, 'keep-alive') ? K_KEEP_ALIVE : K_OTHER;
+    case 14:
+      return nameIs(buf, start, colon, 'content-length') ? K_CONTENT_LENGTH : K_OTHER;
+    case 15:
+      return nameIs(buf, start, colon, 'x-forwarded-for') ? K_X_FORWARDED_FOR : K_OTHER;
+    case 16:
+      if (nameIs(buf, start, colon, 'proxy-connection')) return K_PROXY_CONNECTION;
+      return nameIs(buf, start, colon, 'x-forwarded-host') ? K_X_FORWARDED_HOST : K_OTHER;
+    case 17:
+      if (nameIs(buf, start, colon, 'transfer-encoding')) return K_TRANSFER_ENCODING;
+      return nameIs(buf, start, colon, 'x-forwarded-proto') ? K_X_FORWARDED_PROTO : K_OTHER;
+    default:
+      return K_OTHER;
+  }
+}

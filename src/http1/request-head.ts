@@ -14,6 +14,18 @@ import {
   fieldValue,
   fieldValueAt as value,
   nameIs,
+  fieldKind,
+  K_CONNECTION,
+  K_CONTENT_LENGTH,
+  K_EXPECT,
+  K_FORWARDED,
+  K_HOST,
+  K_OTHER,
+  K_TRANSFER_ENCODING,
+  K_VIA,
+  K_X_FORWARDED_FOR,
+  K_X_FORWARDED_HOST,
+  K_X_FORWARDED_PROTO,
   scanFields,
 } from './field-scan.ts';
 
@@ -119,87 +131,54 @@ export function parseRequestHead(
   let fwd: string | null = null;
   let via: string | null = null;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
-    const s = fields[f + F_START]!;
-    const colon = fields[f + F_COLON]!;
-    // Dispatch on the name's length: most fields are none of these and cost one switch.
-    switch (colon - s) {
-      case 2:
-        if (nameIs(buf, s, colon, 'te')) fields[f + F_FLAG] = DROP;
+    switch (fieldKind(buf, fields[f + F_START]!, fields[f + F_COLON]!)) {
+      case K_OTHER:
+        continue; // relayed as is
+      case K_EXPECT:
+        if (value(buf, fields, f).toLowerCase() !== '100-continue') return 'expectation_failed';
+        expectContinue = true;
+        continue; // end to end: the upstream answers it
+      case K_HOST:
+        hostCount++;
+        host = value(buf, fields, f);
         break;
-      case 3:
-        if (nameIs(buf, s, colon, 'via')) {
-          via = join(via, value(buf, fields, f));
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_CONNECTION:
+        connection = connectionTokens(connection, buf, fields, f);
         break;
-      case 4:
-        if (nameIs(buf, s, colon, 'host')) {
-          hostCount++;
-          host = value(buf, fields, f);
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_CONTENT_LENGTH: {
+        const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
+        if (n === CL_CONFLICT) return 'conflicting_content_length';
+        if (n < 0) return 'invalid_content_length';
+        if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
+        contentLength = n;
         break;
-      case 6:
-        if (nameIs(buf, s, colon, 'expect')) {
-          if (value(buf, fields, f).toLowerCase() !== '100-continue') return 'expectation_failed';
-          expectContinue = true;
-        }
+      }
+      case K_TRANSFER_ENCODING:
+        // Only a lone, final "chunked" is accepted: anything else is either unsupported or a
+        // smuggling attempt ("chunked, identity", "xchunked", a second TE line...).
+        if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return 'unsupported_transfer_encoding';
+        teSeen = true;
+        chunked = true;
         break;
-      case 7:
-        if (nameIs(buf, s, colon, 'upgrade')) fields[f + F_FLAG] = DROP;
+      case K_VIA:
+        via = join(via, value(buf, fields, f));
         break;
-      case 9:
-        if (nameIs(buf, s, colon, 'forwarded')) {
-          fwd = join(fwd, value(buf, fields, f));
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_FORWARDED:
+        fwd = join(fwd, value(buf, fields, f));
         break;
-      case 10:
-        if (nameIs(buf, s, colon, 'connection')) {
-          connection = connectionTokens(connection, buf, fields, f);
-          fields[f + F_FLAG] = DROP;
-        } else if (nameIs(buf, s, colon, 'keep-alive')) {
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_X_FORWARDED_FOR:
+        xff = join(xff, value(buf, fields, f));
         break;
-      case 14:
-        if (nameIs(buf, s, colon, 'content-length')) {
-          const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
-          if (n === CL_CONFLICT) return 'conflicting_content_length';
-          if (n < 0) return 'invalid_content_length';
-          if (contentLength !== -1 && contentLength !== n) return 'conflicting_content_length';
-          contentLength = n;
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_X_FORWARDED_HOST:
+        xfh ??= value(buf, fields, f);
         break;
-      case 15:
-        if (nameIs(buf, s, colon, 'x-forwarded-for')) {
-          xff = join(xff, value(buf, fields, f));
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_X_FORWARDED_PROTO:
+        xfp ??= value(buf, fields, f);
         break;
-      case 16:
-        if (nameIs(buf, s, colon, 'proxy-connection')) {
-          fields[f + F_FLAG] = DROP;
-        } else if (nameIs(buf, s, colon, 'x-forwarded-host')) {
-          xfh ??= value(buf, fields, f);
-          fields[f + F_FLAG] = DROP;
-        }
-        break;
-      case 17:
-        if (nameIs(buf, s, colon, 'transfer-encoding')) {
-          // Only a lone, final "chunked" is accepted: anything else is either unsupported or a
-          // smuggling attempt ("chunked, identity", "xchunked", a second TE line...).
-          if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return 'unsupported_transfer_encoding';
-          teSeen = true;
-          chunked = true;
-          fields[f + F_FLAG] = DROP;
-        } else if (nameIs(buf, s, colon, 'x-forwarded-proto')) {
-          xfp ??= value(buf, fields, f);
-          fields[f + F_FLAG] = DROP;
-        }
-        break;
+      // K_TE, K_UPGRADE, K_KEEP_ALIVE, K_PROXY_CONNECTION: hop-by-hop, dropped.
     }
+    // Everything that reaches here is rewritten by the proxy or hop-by-hop: not copied upstream.
+    fields[f + F_FLAG] = DROP;
   }
   if (chunked && contentLength !== -1) return 'ambiguous_framing';
   // RFC 9112 §6.1: chunked framing does not exist in HTTP/1.0; a 1.0 message claiming it is faulty.

@@ -8,9 +8,17 @@ import {
   F_VSTART,
   FIELD_STRIDE,
   connectionTokens,
+  fieldKind,
   fieldStrings,
   fieldValueAt as value,
-  nameIs,
+  K_CONNECTION,
+  K_CONTENT_LENGTH,
+  K_KEEP_ALIVE,
+  K_PROXY_CONNECTION,
+  K_TE,
+  K_TRANSFER_ENCODING,
+  K_UPGRADE,
+  K_VIA,
   scanFields,
 } from './field-scan.ts';
 import { CL_CONFLICT, parseContentLengthAt } from './request-head.ts';
@@ -69,52 +77,37 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
   let connection: string[] | null = null;
   let via: string | null = null;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
-    const s = fields[f + F_START]!;
-    const colon = fields[f + F_COLON]!;
-    // Dispatch on the name's length: most fields are none of these and cost one switch.
-    switch (colon - s) {
-      case 2:
-        if (nameIs(buf, s, colon, 'te')) fields[f + F_FLAG] = DROP;
+    switch (fieldKind(buf, fields[f + F_START]!, fields[f + F_COLON]!)) {
+      case K_TE:
+      case K_UPGRADE:
+      case K_KEEP_ALIVE:
+      case K_PROXY_CONNECTION:
+        break; // hop-by-hop
+      case K_CONNECTION:
+        connection = connectionTokens(connection, buf, fields, f);
         break;
-      case 3:
-        if (nameIs(buf, s, colon, 'via')) {
-          const v = value(buf, fields, f);
-          via = via === null ? v : `${via}, ${v}`;
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_CONTENT_LENGTH: {
+        const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
+        if (n < 0 || n === CL_CONFLICT || (contentLength !== -1 && contentLength !== n)) return null;
+        contentLength = n;
         break;
-      case 7:
-        if (nameIs(buf, s, colon, 'upgrade')) fields[f + F_FLAG] = DROP;
+      }
+      case K_TRANSFER_ENCODING:
+        // A response framed by anything but a lone chunked cannot be relayed safely on a reused connection.
+        if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return null;
+        teSeen = true;
+        chunked = true;
         break;
-      case 10:
-        if (nameIs(buf, s, colon, 'connection')) {
-          connection = connectionTokens(connection, buf, fields, f);
-          fields[f + F_FLAG] = DROP;
-        } else if (nameIs(buf, s, colon, 'keep-alive')) {
-          fields[f + F_FLAG] = DROP;
-        }
+      case K_VIA: {
+        const v = value(buf, fields, f);
+        via = via === null ? v : `${via}, ${v}`;
         break;
-      case 14:
-        if (nameIs(buf, s, colon, 'content-length')) {
-          const n = parseContentLengthAt(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
-          if (n < 0 || n === CL_CONFLICT || (contentLength !== -1 && contentLength !== n)) return null;
-          contentLength = n;
-          fields[f + F_FLAG] = DROP;
-        }
-        break;
-      case 16:
-        if (nameIs(buf, s, colon, 'proxy-connection')) fields[f + F_FLAG] = DROP;
-        break;
-      case 17:
-        if (nameIs(buf, s, colon, 'transfer-encoding')) {
-          // A response framed by anything but a lone chunked cannot be relayed safely on a reused connection.
-          if (teSeen || value(buf, fields, f).toLowerCase() !== 'chunked') return null;
-          teSeen = true;
-          chunked = true;
-          fields[f + F_FLAG] = DROP;
-        }
-        break;
+      }
+      default:
+        continue; // relayed as is (a response's Host or X-Forwarded-* are just fields)
     }
+    // Hop-by-hop, or restated by the proxy: not relayed.
+    fields[f + F_FLAG] = DROP;
   }
   // RFC 9112 §6.3: both present is a smuggling signal; refuse rather than guess.
   if (chunked && contentLength !== -1) return null;
