@@ -1,6 +1,6 @@
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
-import { renderHead } from '../http1/field-scan.ts';
+import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
 import type { Exchange } from './exchange.ts';
 
@@ -112,13 +112,12 @@ export class ResponseRelay {
     // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the
     // connection cannot carry another request; say so (RFC 9110 §10.1.1).
     if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
-    let tail = viaField(res, ex.session.ctx.via);
-    if (res.contentLength >= 0) tail += `content-length: ${res.contentLength}\r\n`;
+    const via = viaField(res, ex.session.ctx.via);
+    const length = res.contentLength >= 0 ? `content-length: ${res.contentLength}\r\n` : '';
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
-    if (((res.chunked && !http10) || this.rechunk) && s !== 204) tail += 'transfer-encoding: chunked\r\n';
-    if (ex.closeDownstream) tail += 'connection: close\r\n';
-    else if (http10) tail += 'connection: keep-alive\r\n';
-    this.write(headBytes(res, tail));
+    const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
+    const conn = ex.closeDownstream ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
+    this.write(headBytes(res, via, length, chunked, conn));
     ex.status = s;
     this.headSent = true;
   }
@@ -170,14 +169,51 @@ export class ResponseRelay {
   }
 }
 
-/** The head sent downstream: our status line, the upstream's relayed fields as they came, then `tail`. */
-function headBytes(res: ResponseHead, tail: string): Buffer {
-  return renderHead(`HTTP/1.1 ${res.status} ${res.reason}\r\n`, res.buf, res.fields, tail);
+/**
+ * The head sent downstream, written straight into one buffer: our status line, the upstream's relayed
+ * field lines as they came, then the fields the proxy states itself and the empty line.
+ */
+function headBytes(res: ResponseHead, a: string, b = '', c = '', d = ''): Buffer {
+  const status = statusLine(res.status, res.reason);
+  const out = Buffer.allocUnsafe(
+    status.length + keptFieldBytes(res.fields) + a.length + b.length + c.length + d.length + 2,
+  );
+  let off = out.write(status, 0, 'latin1');
+  off = copyKeptFields(res.buf, res.fields, out, off);
+  if (a.length > 0) off += out.write(a, off, 'latin1');
+  if (b.length > 0) off += out.write(b, off, 'latin1');
+  if (c.length > 0) off += out.write(c, off, 'latin1');
+  if (d.length > 0) off += out.write(d, off, 'latin1');
+  out[off] = 0x0d;
+  out[off + 1] = 0x0a;
+  return out;
 }
+
+// The last status line built: nearly every response is "200 OK", so this saves a string per response.
+let lastStatus = 0;
+let lastReason = '';
+let lastStatusLine = '';
+
+function statusLine(status: number, reason: string): string {
+  if (status !== lastStatus || reason !== lastReason) {
+    lastStatus = status;
+    lastReason = reason;
+    lastStatusLine = `HTTP/1.1 ${status} ${reason}\r\n`;
+  }
+  return lastStatusLine;
+}
+
+const viaLines = new Map<string, string>();
 
 function viaField(res: ResponseHead, via: string | null): string {
   const prev = res.via;
   if (via === null) return prev === null ? '' : `via: ${prev}\r\n`;
-  const mine = `1.${res.minor} ${via}`;
-  return `via: ${prev === null ? mine : `${prev}, ${mine}`}\r\n`;
+  if (prev === null) {
+    // Memoised: without an upstream Via the line depends only on our pseudonym and the version.
+    const key = `${res.minor}${via}`;
+    let line = viaLines.get(key);
+    if (line === undefined) viaLines.set(key, (line = `via: 1.${res.minor} ${via}\r\n`));
+    return line;
+  }
+  return `via: ${prev}, 1.${res.minor} ${via}\r\n`;
 }

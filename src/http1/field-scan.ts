@@ -19,16 +19,10 @@ export const FIELD_STRIDE = 6;
 /**
  * Scans CRLF-terminated field lines in buf[pos, end), where `end` is the CR of the empty line that
  * closes the head. Strict (RFC 9112 §5): no whitespace before the colon, no obs-fold, no control
- * characters in values. Returns null when valid, else the error code.
+ * characters in values. Returns the offsets (FIELD_STRIDE numbers per field), or the error code.
  */
-export function scanFields(
-  buf: Uint8Array,
-  pos: number,
-  end: number,
-  maxFields: number,
-  out: number[],
-): ErrorCode | null {
-  let count = 0;
+export function scanFields(buf: Uint8Array, pos: number, end: number, maxFields: number): number[] | ErrorCode {
+  let n = 0;
   while (pos < end) {
     const c0 = buf[pos]!;
     if (c0 === 0x20 || c0 === 0x09) return 'obs_fold';
@@ -46,12 +40,22 @@ export function scanFields(
     if (buf[i + 1] !== 0x0a) return 'invalid_header'; // a bare CR inside the line
     const eol = i;
     while (i > vs && (buf[i - 1] === 0x20 || buf[i - 1] === 0x09)) i--;
-    if (++count > maxFields) return 'too_many_headers';
-    out.push(pos, colon, vs, i, eol, 0);
+    if (n === maxFields * FIELD_STRIDE) return 'too_many_headers';
+    scratch[n] = pos;
+    scratch[n + 1] = colon;
+    scratch[n + 2] = vs;
+    scratch[n + 3] = i;
+    scratch[n + 4] = eol;
+    scratch[n + 5] = 0;
+    n += FIELD_STRIDE;
     pos = eol + 2;
   }
-  return null;
+  // One exactly-sized copy per head, instead of an array grown push by push.
+  return scratch.slice(0, n);
 }
+
+/** Scan space shared by every parse (parsing is synchronous); it keeps its capacity. */
+const scratch: number[] = [];
 
 /** Case-insensitive compare of a field name in buf[start, start + lower.length) with a lower-case name. */
 export function nameIs(buf: Uint8Array, start: number, colon: number, lower: string): boolean {
@@ -81,14 +85,20 @@ export const DROP = 1;
 export function renderHead(first: string, buf: Buffer, fields: readonly number[], tail: string): Buffer {
   const out = Buffer.allocUnsafe(first.length + keptFieldBytes(fields) + tail.length + 2);
   let off = out.write(first, 0, 'latin1');
-  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
-    if (fields[f + F_FLAG] === DROP) continue;
-    off += buf.copy(out, off, fields[f + F_START], fields[f + F_EOL]! + 2);
-  }
+  off = copyKeptFields(buf, fields, out, off);
   off += out.write(tail, off, 'latin1');
   out[off] = 0x0d;
   out[off + 1] = 0x0a;
   return out;
+}
+
+/** Copies the field lines not flagged DROP (CRLF included) into `out` at `off`; returns the new offset. */
+export function copyKeptFields(buf: Buffer, fields: readonly number[], out: Buffer, off: number): number {
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (fields[f + F_FLAG] === DROP) continue;
+    off += buf.copy(out, off, fields[f + F_START], fields[f + F_EOL]! + 2);
+  }
+  return off;
 }
 
 /** The value of field `f` (an index into the offsets) as a latin1 string. */

@@ -114,9 +114,8 @@ export function parseRequestHead(
     if (target.charCodeAt(0) !== 0x2f) return 'invalid_request_line';
   }
 
-  const fields: number[] = [];
-  const bad = scanFields(buf, start + lineEnd + 2, end - 2, limits.maxHeaders, fields);
-  if (bad !== null) return bad;
+  const fields = scanFields(buf, start + lineEnd + 2, end - 2, limits.maxHeaders);
+  if (typeof fields === 'string') return fields;
 
   let host: string | null = null;
   let hostCount = 0;

@@ -68,8 +68,8 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
   if (buf[lineEnd + 1] !== 0x0a) return null;
   const reason = lineEnd - start > 13 ? buf.toString('latin1', start + 13, lineEnd) : '';
 
-  const fields: number[] = [];
-  if (scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS, fields) !== null) return null;
+  const fields = scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS);
+  if (typeof fields === 'string') return null;
 
   let contentLength = -1;
   let chunked = false;
