@@ -1,4 +1,3 @@
-import type { Cluster } from '../cluster/cluster.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { WriteBatch } from '../core/write-batch.ts';
@@ -365,11 +364,6 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       pool_wait_ms: round2(this.poolWaitMs),
       error: this.error ?? undefined,
     });
-  }
-
-  /** Who we are talking to, for the relay. */
-  get cluster(): Cluster | null {
-    return this.route?.cluster ?? null;
   }
 }
 
