@@ -12,6 +12,12 @@ const COALESCE_MAX = 16 * 1024;
 export class WriteBatch {
   private readonly parts: (Buffer | string)[] = [];
   private bytes = 0;
+  /** Buffers may be borrowed views (the shared upstream read buffer): copy any not coalesced. */
+  private readonly borrowed: boolean;
+
+  constructor(borrowed = false) {
+    this.borrowed = borrowed;
+  }
 
   get empty(): boolean {
     return this.parts.length === 0;
@@ -31,7 +37,7 @@ export class WriteBatch {
     let ok = true;
     if (n === 1) {
       const p = parts[0]!;
-      ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p);
+      ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(this.borrowed ? Buffer.from(p) : p);
     } else if (this.bytes <= COALESCE_MAX) {
       const out = Buffer.allocUnsafe(this.bytes);
       let off = 0;
@@ -44,7 +50,7 @@ export class WriteBatch {
       socket.cork();
       for (let i = 0; i < n; i++) {
         const p = parts[i]!;
-        ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(p);
+        ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(this.borrowed ? Buffer.from(p) : p);
       }
       socket.uncork();
     }

@@ -54,7 +54,8 @@ export class ResponseRelay {
           this.ex.fail('upstream_protocol_error');
           return;
         }
-        this.buf = pos === 0 ? buf : buf.subarray(pos);
+        // A copy: `buf` may be the shared upstream read buffer, reused by the next read.
+        this.buf = Buffer.from(buf.subarray(pos));
         this.scanned = this.buf.length;
         return;
       }

@@ -257,7 +257,7 @@ export class Http1Session implements Expirable {
    * I/O: order is kept and a response head and its body share a syscall.
    */
   queue(data: Buffer | string): void {
-    const out = (this.out ??= new WriteBatch());
+    const out = (this.out ??= new WriteBatch(true));
     if (out.empty) scheduleFlush(this);
     out.add(data);
   }

@@ -7,6 +7,10 @@ import type { H1Pool } from './h1-pool.ts';
  * pool never reads or writes a leased connection.
  */
 export interface UpstreamUser {
+  /**
+   * Bytes from the upstream. `chunk` is a view of the shared read buffer, valid only during the
+   * call: whoever keeps bytes past it must copy them.
+   */
   onUpstreamData(chunk: Buffer): void;
   /**
    * The upstream ended or reset the connection (or it failed); the user must release it as not reusable.
@@ -17,6 +21,13 @@ export interface UpstreamUser {
   /** The deadline the user set (`conn.deadline`) passed. */
   onUpstreamTimeout(): void;
 }
+
+/**
+ * Every upstream connection reads into this one buffer (Node's `onread`): no buffer is allocated per
+ * read. Reads are delivered one at a time and each is consumed before the next (queued client
+ * output is flushed from a microtask that runs before the next I/O callback, and copied there).
+ */
+const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 export const CONNECTING = 0;
 export const IDLE = 1;
@@ -36,16 +47,26 @@ export class UpstreamConnection implements Expirable {
   constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
     this.pool = pool;
     this.deadline = performance.now() + connectTimeoutMs;
-    const socket = net.connect({ host, port, noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 });
+    const socket = net.connect({
+      host,
+      port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 60_000,
+      onread: {
+        buffer: READ_BUFFER,
+        callback: (n: number): boolean => {
+          if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
+          else socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
+          return true; // backpressure uses socket.pause(), not this return value
+        },
+      },
+    });
     this.socket = socket;
     sweeper.add(this);
     socket.on('connect', () => {
       this.deadline = 0;
       pool.onConnected(this);
-    });
-    socket.on('data', (chunk: Buffer) => {
-      if (this.user !== null) this.user.onUpstreamData(chunk);
-      else socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
     });
     socket.on('drain', () => this.user?.onUpstreamDrain());
     // Half-close from the upstream means it will not take another request; the user may still be
