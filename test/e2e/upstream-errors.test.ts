@@ -4,24 +4,15 @@
  * per-code counts in the stats snapshot.
  */
 import assert from 'node:assert/strict';
-import net, { type AddressInfo } from 'node:net';
 import { describe, test } from 'node:test';
 import { blackhole, httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { RawClient } from '../helpers/client.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
+import { closedPort } from '../helpers/wire.ts';
 
 function get(path: string): string {
   return `GET ${path} HTTP/1.1\r\nHost: errors.test\r\n\r\n`;
-}
-
-/** A port with nothing listening: bound on port 0, read back, closed. */
-async function deadPort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
 }
 
 /** GET through the proxy with Node's fetch; returns the status, error code header and body. */
@@ -62,7 +53,7 @@ async function truncatedResponse(proxy: TestProxy, path: string): Promise<string
 
 describe('connect failures', () => {
   test('nothing listening: 502 upstream_connect_failed', { timeout: 15_000 }, async (t) => {
-    const port = await deadPort();
+    const port = await closedPort();
     const proxy = await startProxy({ upstreams: [`127.0.0.1:${port}`] });
     t.after(() => proxy.close());
     const r = await fetchFrom(proxy);
@@ -102,7 +93,7 @@ describe('connect failures', () => {
   });
 
   test('a failed connect is retried once on another endpoint when one is healthy', { timeout: 15_000 }, async (t) => {
-    const dead = await deadPort();
+    const dead = await closedPort();
     const backend = await httpBackend((_req, res) => res.end('alive'));
     t.after(() => backend.close());
     const proxy = await startProxy({
@@ -130,7 +121,7 @@ describe('passive health', () => {
   test('after consecutive_failures the endpoint is ejected (503 no_healthy_endpoint), after ejection_time tried again', {
     timeout: 15_000,
   }, async (t) => {
-    const port = await deadPort();
+    const port = await closedPort();
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${port}`],
       cluster: { passive_health: { consecutive_failures: 3, ejection_time: '500ms' } },
@@ -160,7 +151,7 @@ describe('passive health', () => {
   test('an ejected endpoint is routed around while a healthy one serves, then tried again', {
     timeout: 15_000,
   }, async (t) => {
-    const dead = await deadPort();
+    const dead = await closedPort();
     const backend = await httpBackend((_req, res) => res.end('alive'));
     t.after(() => backend.close());
     const proxy = await startProxy({
