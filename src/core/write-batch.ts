@@ -10,7 +10,9 @@ const COALESCE_MAX = 16 * 1024;
  * C++); large ones go out corked so the body is never copied.
  */
 export class WriteBatch {
+  /** Parts [0, count); the array keeps its capacity between flushes (truncating it would free it). */
   private readonly parts: (Buffer | string)[] = [];
+  private count = 0;
   private bytes = 0;
   /** Buffers may be borrowed views (the shared upstream read buffer): copy any not coalesced. */
   private readonly borrowed: boolean;
@@ -20,19 +22,19 @@ export class WriteBatch {
   }
 
   get empty(): boolean {
-    return this.parts.length === 0;
+    return this.count === 0;
   }
 
   /** Strings are latin1 (one byte per char): HTTP heads are bytes. */
   add(data: Buffer | string): void {
-    this.parts.push(data);
+    this.parts[this.count++] = data;
     this.bytes += data.length;
   }
 
   /** Writes everything added so far; returns false when the socket asks the writer to wait for 'drain'. */
   flush(socket: Socket): boolean {
     const parts = this.parts;
-    const n = parts.length;
+    const n = this.count;
     if (n === 0) return true;
     let ok = true;
     if (n === 1) {
@@ -54,7 +56,8 @@ export class WriteBatch {
       }
       socket.uncork();
     }
-    parts.length = 0;
+    for (let i = 0; i < n; i++) parts[i] = ''; // drop references, keep the slots
+    this.count = 0;
     this.bytes = 0;
     return ok;
   }

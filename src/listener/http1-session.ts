@@ -361,11 +361,12 @@ function ignore(): void {}
  * Sessions with queued output, flushed together from one microtask: Node runs it right after the
  * current I/O callback, before any other I/O, so order is kept and each session writes once.
  */
-const toFlush: Http1Session[] = [];
+const toFlush: (Http1Session | null)[] = [];
+let toFlushCount = 0;
 let flushQueued = false;
 
 function scheduleFlush(s: Http1Session): void {
-  toFlush.push(s);
+  toFlush[toFlushCount++] = s;
   if (!flushQueued) {
     flushQueued = true;
     queueMicrotask(flushAll);
@@ -374,9 +375,13 @@ function scheduleFlush(s: Http1Session): void {
 
 function flushAll(): void {
   flushQueued = false;
-  // Index loop: a flush may queue more (it never does today, but then they are flushed too).
-  for (let i = 0; i < toFlush.length; i++) toFlush[i]!.flush();
-  toFlush.length = 0;
+  // Index loop: a flush may queue more (it never does today, but then they are flushed too). The
+  // array keeps its capacity: truncating it would free and regrow it on every event.
+  for (let i = 0; i < toFlushCount; i++) {
+    toFlush[i]!.flush();
+    toFlush[i] = null;
+  }
+  toFlushCount = 0;
 }
 
 function pathOf(target: string): string {
