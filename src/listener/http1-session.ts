@@ -162,12 +162,7 @@ export class Http1Session implements Expirable {
       const max = this.ctx.limits.maxRequestsPerConnection;
       const last = !head.keepAlive || this.clientEnded || this.ctx.draining || (max > 0 && this.requests >= max);
       const path = pathOf(head.target);
-      const route = this.ctx.router.match({
-        method: head.method,
-        host: this.routingHost(head.host),
-        path,
-        head,
-      });
+      const route = this.ctx.router.match(head.method, this.routingHost(head.host), path, head);
       this.state = EXCHANGE;
       const ex = new Exchange(this, head, route, path, last);
       this.exchange = ex;

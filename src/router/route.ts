@@ -1,15 +1,4 @@
-import type { RequestHead } from '../http1/request-head.ts';
 import type { Cluster } from '../cluster/cluster.ts';
-
-/** The parts of a request a route can match on. */
-export interface RouteInput {
-  method: string;
-  /** Host without port, lower-cased. */
-  host: string;
-  /** Path without the query string, as received (not percent-decoded). */
-  path: string;
-  head: RequestHead;
-}
 
 export type PathMatch =
   | { kind: 'exact'; value: string }

@@ -1,5 +1,5 @@
 import { type RequestHead, requestField } from '../http1/request-head.ts';
-import type { HeaderMatch, Route, RouteInput } from './route.ts';
+import type { HeaderMatch, Route } from './route.ts';
 
 /**
  * First-match routing over an ordered list of routes. Matching is cheap checks first (method set,
@@ -12,14 +12,19 @@ export class Router {
     this.routes = routes;
   }
 
-  match(req: RouteInput): Route | null {
+  /**
+   * The first route matching the request. `host` is without port and lower-cased; `path` excludes the
+   * query string and is matched as received (not percent-decoded). Arguments, not an object: this runs
+   * for every request.
+   */
+  match(method: string, host: string, path: string, head: RequestHead): Route | null {
     const routes = this.routes;
     for (let i = 0; i < routes.length; i++) {
       const r = routes[i]!;
-      if (r.methods !== null && !r.methods.has(req.method)) continue;
-      if (r.hostsExact !== null && !hostMatches(r, req.host)) continue;
-      if (r.path !== null && !pathMatches(r, req.path)) continue;
-      if (r.headers.length !== 0 && !headersMatch(r.headers, req.head)) continue;
+      if (r.methods !== null && !r.methods.has(method)) continue;
+      if (r.hostsExact !== null && !hostMatches(r, host)) continue;
+      if (r.path !== null && !pathMatches(r, path)) continue;
+      if (r.headers.length !== 0 && !headersMatch(r.headers, head)) continue;
       return r;
     }
     return null;
