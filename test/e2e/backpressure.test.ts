@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
-import { httpBackend } from '../helpers/backend.ts';
+import { httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { startProxy } from '../helpers/proxy.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -96,3 +96,31 @@ function dechunk(b: Buffer): Buffer {
     pos = eol + 2 + size + 2;
   }
 }
+
+test('a response head split across reads survives other responses reusing the read buffer in between', async (t) => {
+  const backend = await rawBackend(async (s) => {
+    s.on('error', () => {});
+    for (;;) {
+      const { head } = await readHead(s).catch(() => ({ head: '' }));
+      if (head === '') return;
+      if (head.startsWith('GET /split')) {
+        s.write(`HTTP/1.1 200 OK\r\nX-First: ${'f'.repeat(200)}`);
+        await new Promise((r) => setTimeout(r, 100));
+        s.write('\r\nX-Second: second\r\nContent-Length: 5\r\n\r\nsplit');
+      } else {
+        s.write(`HTTP/1.1 200 OK\r\nX-Filler: ${'z'.repeat(500)}\r\nContent-Length: 6\r\n\r\nfiller`);
+      }
+    }
+  });
+  t.after(() => backend.close());
+  const proxy = await startProxy({ upstreams: [backend.addr] });
+  t.after(() => proxy.close());
+  const split = fetch(`${proxy.url}/split`);
+  // While the split head waits, other upstream connections read into the shared buffer.
+  const fillers = await Promise.all(Array.from({ length: 20 }, () => fetch(`${proxy.url}/fill`).then((r) => r.text())));
+  assert.deepEqual(new Set(fillers), new Set(['filler']));
+  const r = await split;
+  assert.equal(r.headers.get('x-first'), 'f'.repeat(200));
+  assert.equal(r.headers.get('x-second'), 'second');
+  assert.equal(await r.text(), 'split');
+});
