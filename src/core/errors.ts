@@ -73,13 +73,3 @@ const REASONS: Record<number, string> = {
 export function reasonPhrase(status: number): string {
   return REASONS[status] ?? 'Error';
 }
-
-/** A failure carrying its stable code; used where an exception is the natural control flow (config, startup). */
-export class MuxgateError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.code = code;
-    this.name = 'MuxgateError';
-  }
-}

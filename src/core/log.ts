@@ -17,6 +17,3 @@ export function createAccessLogger(path: string): Logger {
     pino.destination({ dest, sync: false }),
   );
 }
-
-/** A logger that drops everything, for disabled access logs and quiet tests. */
-export const silentLogger: Logger = pino({ level: 'silent' });
