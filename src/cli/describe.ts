@@ -12,6 +12,12 @@ export function describeConfig(c: Config): string {
   lines.push(`access_log: ${c.access_log.enabled ? c.access_log.path : 'off'}`);
   lines.push('', 'listeners:');
   for (const l of c.listeners) {
+    if (l.protocol === 'tcp') {
+      lines.push(
+        `  ${l.name}  ${hp(l.address)}  tcp  -> ${l.cluster}  idle_timeout=${l.idle_timeout}ms connect_attempts=${l.connect_attempts} max_connections=${l.max_connections || 'unlimited'}`,
+      );
+      continue;
+    }
     lines.push(
       `  ${l.name}  ${hp(l.address)}  ${l.protocol}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
     );
@@ -47,6 +53,12 @@ export function describeConfig(c: Config): string {
     lines.push(
       `    pool: max_connections=${p.max_connections} max_pending=${p.max_pending} pending_timeout=${p.pending_timeout}ms idle_timeout=${p.idle_timeout}ms connect_timeout=${p.connect_timeout}ms max_requests_per_connection=${p.max_requests_per_connection || 'unlimited'}`,
     );
+    if (cl.source_addresses !== undefined) {
+      const range = cl.source_port_range;
+      lines.push(
+        `    source_addresses: ${cl.source_addresses.join(', ')}  source_port_range=${range ? `${range.first}-${range.last}` : 'kernel'} port_cooling=${cl.port_cooling === undefined ? 'tcp_fin_timeout' : `${cl.port_cooling}ms`} budget_warn_ratio=${cl.budget_warn_ratio}`,
+      );
+    }
     for (const e of cl.endpoints) lines.push(`    endpoint ${hp(e)} weight=${e.weight}`);
   }
   return `${lines.join('\n')}\n`;

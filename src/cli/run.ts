@@ -3,7 +3,14 @@ import { AdminServer } from '../admin/admin-server.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../core/log.ts';
 import { MuxgateServer } from '../runtime/server.ts';
-import { applyWorkerPorts, isWorker, runPrimary, serveWorker, workerUsesReusePort } from '../runtime/workers.ts';
+import {
+  applyWorkerPorts,
+  isWorker,
+  runPrimary,
+  serveWorker,
+  workerIndex,
+  workerUsesReusePort,
+} from '../runtime/workers.ts';
 
 /**
  * Runs muxgate until SIGTERM/SIGINT, then drains and resolves to the exit code. With several workers
@@ -15,7 +22,11 @@ export async function run(config: Config): Promise<number> {
   if (workers > 1 && !isWorker()) return runPrimary(config, workers);
 
   const log = createLogger(config.log_level);
-  const server = new MuxgateServer(applyWorkerPorts(config), { log, reusePort: workers > 1 && workerUsesReusePort() });
+  const server = new MuxgateServer(applyWorkerPorts(config), {
+    log,
+    reusePort: workers > 1 && workerUsesReusePort(),
+    portSlice: isWorker() ? { index: workerIndex(), count: workers } : undefined,
+  });
   try {
     await server.start();
   } catch (err) {

@@ -4,6 +4,7 @@ import type { ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type RequestHead, requestField, requestFieldValues } from '../http1/request-head.ts';
 import type { PoolOptions } from '../pool/h1-pool.ts';
+import type { Dialer } from '../ports/dialer.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import { Endpoint, type PassiveHealth } from './endpoint.ts';
 import { createSelector } from './selection/index.ts';
@@ -24,6 +25,8 @@ export interface ClusterOptions {
   responseTimeoutMs: number;
   passiveHealth: PassiveHealth;
   pool: PoolOptions;
+  /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
+  dialer: Dialer;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
   resolve?: (host: string) => Promise<string[]>;
 }
@@ -43,6 +46,7 @@ export class Cluster {
   endpoints: Endpoint[] = [];
   private selector: Selector<Endpoint>;
   private refreshTimer: NodeJS.Timeout | null = null;
+  readonly dialer: Dialer;
   requests = 0;
   errors = 0;
   readonly errorCodes = new Map<string, number>();
@@ -50,6 +54,7 @@ export class Cluster {
   constructor(opts: ClusterOptions, log: Logger) {
     this.name = opts.name;
     this.opts = opts;
+    this.dialer = opts.dialer;
     this.log = log;
     this.selector = createSelector<Endpoint>(opts.lb, []);
   }
@@ -113,7 +118,7 @@ export class Cluster {
       for (const address of addresses) {
         const ep =
           byKey.get(poolKey(address, cfg.port)) ??
-          new Endpoint(cfg.host, address, cfg.port, cfg.weight, this.opts.pool, this.opts.passiveHealth);
+          new Endpoint(cfg.host, address, cfg.port, cfg.weight, this.opts.pool, this.opts.passiveHealth, this.dialer);
         if (keep.has(ep)) continue;
         keep.add(ep);
         next.push(ep);

@@ -1,6 +1,7 @@
 import type { ConnectObserver, PoolOptions } from '../pool/h1-pool.ts';
 import { H1Pool } from '../pool/h1-pool.ts';
 import { poolKey } from '../pool/pool-key.ts';
+import type { Dialer } from '../ports/dialer.ts';
 import type { SelectableEndpoint } from './selection/selector.ts';
 
 export interface PassiveHealth {
@@ -28,14 +29,22 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   private readonly health: PassiveHealth;
   private ejectTimer: NodeJS.Timeout | null = null;
 
-  constructor(host: string, address: string, port: number, weight: number, pool: PoolOptions, health: PassiveHealth) {
+  constructor(
+    host: string,
+    address: string,
+    port: number,
+    weight: number,
+    pool: PoolOptions,
+    health: PassiveHealth,
+    dialer: Dialer,
+  ) {
     this.key = poolKey(address, port);
     this.host = host;
     this.address = address;
     this.port = port;
     this.weight = weight;
     this.health = health;
-    this.pool = new H1Pool(this.key, address, port, pool, this);
+    this.pool = new H1Pool(this.key, address, port, pool, dialer, this);
   }
 
   connectSucceeded(): void {

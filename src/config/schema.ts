@@ -4,6 +4,7 @@
  * filled, host patterns/methods/header names normalised. Every error message says what was expected
  * and what was got, because the loader prints them verbatim.
  */
+import { isIP } from 'node:net';
 import { z } from 'zod';
 import { hostPort, type HostPort, isHost, NAME, parseHostPort, TOKEN, trustedProxies, unbracket } from './addresses.ts';
 import { describeValue } from './config-error.ts';
@@ -139,11 +140,10 @@ function isHostPortText(input: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // Listeners
 
-const listener = map('a listener map', {
+const http1Listener = map('a listener map', {
   name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
   address: hostPort(true).describe('"host:port" or "[v6]:port" to listen on; port 0 picks a free port.'),
-  // One protocol so far; an enum so tcp can be added without changing the shape.
-  protocol: oneOf(['http1']).default('http1'),
+  protocol: z.literal('http1').describe('http1 (the default): an HTTP/1.1 reverse proxy with routes.'),
   trusted_proxies: trustedProxies.optional().describe('Overrides the top-level trusted_proxies for this listener.'),
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
@@ -159,10 +159,47 @@ const listener = map('a listener map', {
   routes: list(route, 'a list of routes (at least one)', 1).describe('Tried in order; the first match wins.'),
 });
 
+const tcpListener = map('a tcp listener map', {
+  name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
+  address: hostPort(true).describe('"host:port" or "[v6]:port" to listen on; port 0 picks a free port.'),
+  protocol: z.literal('tcp').describe('tcp: every accepted connection is piped to an endpoint of `cluster`.'),
+  cluster: text('a cluster name').describe('The cluster whose endpoints take the connections.'),
+  idle_timeout: durationMs({ min: 1 })
+    .prefault('1h')
+    .describe('Close a connection (both sides) when no byte moved either way for this long.'),
+  max_connections: int(0)
+    .default(0)
+    .describe('Open downstream connections allowed; more are closed at accept. 0 = no limit.'),
+  connect_attempts: int(1, 10)
+    .default(3)
+    .describe('Endpoints tried (each once) when a connect fails or times out, before the client is closed.'),
+});
+
+const LISTENER_PROTOCOLS = ['http1', 'tcp'] as const;
+
+// `protocol` picks the shape; absent means http1. A discriminated union so a tcp listener with
+// `routes` (or an http1 listener with `cluster`) is told exactly which key does not belong.
+const listener = z.preprocess(
+  (v) => (isRecord(v) && v.protocol === undefined ? { ...v, protocol: 'http1' } : v),
+  z.discriminatedUnion('protocol', [http1Listener, tcpListener], {
+    error: (issue) =>
+      isRecord(issue.input)
+        ? `expected protocol to be one of ${LISTENER_PROTOCOLS.join(', ')}, got ${describeValue(issue.input.protocol)}`
+        : `expected a listener map, got ${describeValue(issue.input)}`,
+  }),
+);
+
 // ---------------------------------------------------------------------------------------------
 // Clusters
 
-export const LB_POLICIES = ['round_robin', 'least_request', 'random', 'ring_hash', 'maglev'] as const;
+export const LB_POLICIES = [
+  'round_robin',
+  'least_request',
+  'least_connections',
+  'random',
+  'ring_hash',
+  'maglev',
+] as const;
 const HASHING_POLICIES: readonly unknown[] = ['ring_hash', 'maglev'];
 
 const endpointHost = z
@@ -170,19 +207,95 @@ const endpointHost = z
   .transform(unbracket)
   .refine(isHost, { error: expected('a host name or IP address') });
 
-const endpoint = z
+const PORT_RANGE = /^(\d{1,5})-(\d{1,5})$/;
+
+/** "9000-9003" -> [9000, 9001, 9002, 9003]; undefined when the text is not a valid range. */
+function portRange(text: string, min = 1): number[] | undefined {
+  const m = PORT_RANGE.exec(text);
+  if (m === null) return undefined;
+  const lo = Number(m[1]);
+  const hi = Number(m[2]);
+  if (lo < min || hi > 65535 || lo > hi) return undefined;
+  return Array.from({ length: hi - lo + 1 }, (_, i) => lo + i);
+}
+
+interface EndpointOut {
+  host: string;
+  port: number;
+  weight: number;
+}
+
+const ENDPOINT_TEXT_HINT = '"host:port" or "host:first-last" (a port range)';
+const endpointText = z.string({ error: expected(ENDPOINT_TEXT_HINT) }).transform((input, ctx): EndpointOut[] => {
+  const colon = input.lastIndexOf(':');
+  const ports = colon > 0 ? portRange(input.slice(colon + 1)) : undefined;
+  try {
+    if (ports !== undefined) {
+      const { host } = parseHostPort(`${input.slice(0, colon)}:1`, { allowPortZero: false });
+      return ports.map((port) => ({ host, port, weight: 1 }));
+    }
+    return [{ ...parseHostPort(input, { allowPortZero: false }), weight: 1 }];
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: (err as Error).message, input });
+    return z.NEVER;
+  }
+});
+
+const portList = z
   .union(
     [
-      hostPort(false).transform((hp) => ({ ...hp, weight: 1 })),
-      map('an endpoint map', {
-        host: endpointHost.describe('DNS name (re-resolved every dns_refresh) or IP address.'),
-        port: int(1, 65535),
-        weight: int(1, 1000).default(1).describe('Relative share of traffic, 1-1000.'),
+      list(int(1, 65535), 'a list of ports', 1),
+      z.string({ error: expected('"first-last"') }).transform((t, ctx) => {
+        const r = portRange(t);
+        if (r !== undefined) return r;
+        ctx.addIssue({
+          code: 'custom',
+          message: `expected a port range "first-last" within 1-65535, got ${describeValue(t)}`,
+          input: t,
+        });
+        return z.NEVER;
       }),
     ],
-    { error: expected('"host:port" or a map with host, port and weight') },
+    { error: expected('a list of ports or a range "first-last"') },
   )
-  .describe('"host:port", or { host, port, weight }.');
+  .describe('Several ports of the same host, as a list or "first-last": one endpoint per port.');
+
+const endpointMap = map('an endpoint map', {
+  host: endpointHost.describe('DNS name (re-resolved every dns_refresh) or IP address.'),
+  port: int(1, 65535).optional(),
+  ports: portList.optional(),
+  weight: int(1, 1000).default(1).describe('Relative share of traffic, 1-1000.'),
+})
+  .superRefine(exactlyOne(['port', 'ports']))
+  .transform((e): EndpointOut[] =>
+    (e.ports ?? [e.port ?? 0]).map((port) => ({ host: e.host, port, weight: e.weight })),
+  );
+
+const endpoint = z
+  .union([endpointText, endpointMap], {
+    error: expected('"host:port", "host:first-last" or a map with host, port (or ports) and weight'),
+  })
+  .describe(
+    '"host:port", "host:first-last", or { host, port | ports, weight }. A port range is one endpoint per port.',
+  );
+
+const sourceAddress = z
+  .string({ error: expected('an IPv4 or IPv6 address') })
+  .transform(unbracket)
+  .refine((a) => isIP(a) !== 0, { error: expected('an IPv4 or IPv6 address') });
+
+const sourcePortRange = z
+  .string({ error: expected('a port range "first-last" within 1024-65535') })
+  .transform((t, ctx) => {
+    const r = portRange(t, 1024);
+    if (r !== undefined) return { first: r[0] ?? 0, last: r[r.length - 1] ?? 0 };
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a port range "first-last" within 1024-65535, got ${describeValue(t)}`,
+      input: t,
+    });
+    return z.NEVER;
+  });
 
 export type HashKeyConfig = { header: string } | { cookie: string } | { source_ip: true };
 
@@ -224,7 +337,9 @@ const pool = map('a pool map', {
 });
 
 const cluster = map('a cluster map', {
-  endpoints: list(endpoint, 'a list of endpoints (at least one)', 1).describe('The upstream servers.'),
+  endpoints: list(endpoint, 'a list of endpoints (at least one)', 1)
+    .transform((lists) => lists.flat())
+    .describe('The upstream servers.'),
   lb: oneOf(LB_POLICIES).default('round_robin').describe('Load-balancing policy.'),
   hash_key: hashKey
     .optional()
@@ -235,7 +350,42 @@ const cluster = map('a cluster map', {
     .describe('Wait this long for the response head once the request is sent; then 504.'),
   passive_health: passiveHealth.prefault({}).describe('Eject endpoints that keep failing to connect.'),
   pool: pool.prefault({}).describe('Upstream connection pool limits.'),
+  source_addresses: list(sourceAddress, 'a list of IP addresses', 1)
+    .optional()
+    .describe(
+      'Local IPs upstream connections leave from. muxgate then picks every source port itself, per (source IP, ' +
+        'destination IP, destination port), so each destination gets the whole port range per source IP.',
+    ),
+  source_port_range: sourcePortRange
+    .optional()
+    .describe("Ports muxgate hands out per source IP and destination; default: the kernel's ip_local_port_range."),
+  port_cooling: durationMs({ min: 1 })
+    .optional()
+    .describe(
+      "How long a port that failed to bind or connect (EADDRINUSE / EADDRNOTAVAIL, e.g. TIME_WAIT) is left alone; default: the kernel's tcp_fin_timeout.",
+    ),
+  budget_warn_ratio: z
+    .number({ error: expected('a number between 0 and 1') })
+    .gt(0, { error: expected('a number between 0 and 1') })
+    .max(1, { error: expected('a number between 0 and 1') })
+    .default(0.8)
+    .describe('Warn when the ports in use or cooling reach this share of a port budget.'),
 }).superRefine((c, ctx) => {
+  if (Array.isArray(c.source_addresses)) {
+    const seen = new Set<string>();
+    c.source_addresses.forEach((a, i) => {
+      if (typeof a !== 'string') return;
+      if (seen.has(a)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['source_addresses', i],
+          message: `expected unique addresses, got ${describeValue(a)} twice`,
+          input: a,
+        });
+      }
+      seen.add(a);
+    });
+  }
   const hashing = HASHING_POLICIES.includes(c.lb);
   if (hashing && c.hash_key === undefined) {
     ctx.addIssue({ code: 'custom', message: `missing required key "hash_key" (lb ${c.lb} needs one)`, input: c });
@@ -341,6 +491,23 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
         });
       }
     }
+    if (l.protocol === 'tcp' && typeof l.cluster === 'string') {
+      const target = isRecord(config.clusters) ? config.clusters[l.cluster] : undefined;
+      if (clusters && !clusters.includes(l.cluster)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'cluster'],
+          message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(l.cluster)}`,
+        });
+      } else if (isRecord(target) && isRecord(target.hash_key) && target.hash_key.source_ip === undefined) {
+        // A TCP connection has no headers or cookies: only the client address can be hashed.
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'cluster'],
+          message: `expected a cluster whose hash_key is source_ip (tcp listeners have no headers or cookies), got ${describeValue(l.cluster)}`,
+        });
+      }
+    }
     const routes = Array.isArray(l.routes) ? l.routes : [];
     routes.forEach((r: unknown, j) => {
       if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;
@@ -363,7 +530,9 @@ export type LogLevel = Config['log_level'];
 export type AccessLogConfig = Config['access_log'];
 export type AdminConfig = Exclude<Config['admin'], false>;
 export type ListenerConfig = Config['listeners'][number];
-export type RouteConfig = ListenerConfig['routes'][number];
+export type Http1ListenerConfig = Extract<ListenerConfig, { protocol: 'http1' }>;
+export type TcpListenerConfig = Extract<ListenerConfig, { protocol: 'tcp' }>;
+export type RouteConfig = Http1ListenerConfig['routes'][number];
 export type RouteMatchConfig = NonNullable<RouteConfig['match']>;
 export type ClusterConfig = z.output<typeof cluster>;
 export type LbPolicyName = ClusterConfig['lb'];

@@ -47,9 +47,16 @@ export const ERRORS = {
   no_healthy_endpoint: { status: 503, source: 'upstream', text: 'No healthy upstream endpoint' },
   pool_queue_full: { status: 503, source: 'upstream', text: 'Upstream connection pool queue is full' },
   pool_queue_timeout: { status: 503, source: 'upstream', text: 'Timed out waiting for an upstream connection' },
+  upstream_ports_exhausted: {
+    status: 503,
+    source: 'upstream',
+    text: 'No free source port to reach the upstream (see the port budget in /stats)',
+  },
+  idle_timeout: { status: 408, source: 'downstream', text: 'Connection idle too long' },
   // Ours.
   internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
   shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
+  too_many_connections: { status: 503, source: 'internal', text: 'The listener has max_connections open' },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -1,4 +1,11 @@
-import type { ClusterSnapshot, EndpointSnapshot, ListenerSnapshot, StatsSnapshot } from './stats.ts';
+import {
+  type ClusterSnapshot,
+  type EndpointSnapshot,
+  type ListenerSnapshot,
+  type PortBudgetSnapshot,
+  type StatsSnapshot,
+  usedRatio,
+} from './stats.ts';
 
 export interface WorkerShare {
   pid: number;
@@ -13,7 +20,30 @@ export function mergeSnapshots(
 ): StatsSnapshot & { workers: number[]; per_worker: WorkerShare[] } {
   const listeners = new Map<string, ListenerSnapshot>();
   const clusters = new Map<string, ClusterSnapshot>();
+  const budgets = new Map<string, PortBudgetSnapshot>();
+  let exhausted = 0;
   for (const p of parts) {
+    exhausted += p.ports.exhausted;
+    for (const b of p.ports.budgets) {
+      const key = `${b.source}>${b.destination}`;
+      const m = budgets.get(key);
+      if (m === undefined) {
+        budgets.set(key, { ...b });
+        continue;
+      }
+      m.in_use += b.in_use;
+      m.cooling += b.cooling;
+      if (b.source === 'kernel') {
+        // One kernel range shared by every worker.
+        m.free = Math.max(0, m.size - m.in_use);
+      } else {
+        // Each worker manages its own slice of the range: the slices add up to the whole.
+        m.size += b.size;
+        m.free += b.free;
+        m.range = spanOf(m.range, b.range);
+      }
+      m.used_ratio = usedRatio(m);
+    }
     for (const l of p.listeners) {
       const m = listeners.get(l.name);
       if (m === undefined) listeners.set(l.name, structuredClone(l));
@@ -52,7 +82,15 @@ export function mergeSnapshots(
     })),
     listeners: [...listeners.values()],
     clusters: [...clusters.values()],
+    ports: { exhausted, budgets: [...budgets.values()] },
   };
+}
+
+/** "100-199" and "200-299" -> "100-299". */
+function spanOf(a: string, b: string): string {
+  const [a1 = 0, a2 = 0] = a.split('-').map(Number);
+  const [b1 = 0, b2 = 0] = b.split('-').map(Number);
+  return `${Math.min(a1, b1)}-${Math.max(a2, b2)}`;
 }
 
 function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {

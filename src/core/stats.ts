@@ -1,5 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Http1Listener } from '../listener/http1-listener.ts';
+import type { TcpListener } from '../listener/tcp-listener.ts';
+import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 
 /**
  * The stats snapshot: a plain JSON view of counters the data path keeps on its own objects. Building
@@ -12,10 +14,21 @@ export interface StatsSnapshot {
   memory: { rss: number; heap_total: number; heap_used: number; external: number };
   listeners: ListenerSnapshot[];
   clusters: ClusterSnapshot[];
+  /**
+   * The source port budget: per (source IP, destination), ports in use / cooling / free. `source`
+   * "kernel" counts connections whose port the kernel picks (clusters without source_addresses).
+   */
+  ports: { exhausted: number; budgets: PortBudgetSnapshot[] };
+}
+
+export interface PortBudgetSnapshot extends BudgetFigures {
+  /** (in_use + cooling) / size. */
+  used_ratio: number;
 }
 
 export interface ListenerSnapshot {
   name: string;
+  protocol: 'http1' | 'tcp';
   address: string;
   connections_open: number;
   connections_total: number;
@@ -62,7 +75,11 @@ export interface ClusterSnapshot {
 
 const startedAt = Date.now();
 
-export function snapshotStats(listeners: readonly Http1Listener[], clusters: readonly Cluster[]): StatsSnapshot {
+export function snapshotStats(
+  listeners: readonly (Http1Listener | TcpListener)[],
+  clusters: readonly Cluster[],
+  ports: PortAllocator,
+): StatsSnapshot {
   return {
     pid: process.pid,
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
@@ -72,6 +89,7 @@ export function snapshotStats(listeners: readonly Http1Listener[], clusters: rea
       const a = l.address();
       return {
         name: l.ctx.name,
+        protocol: l.protocol,
         address: a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
         connections_open: s.connectionsOpen,
         connections_total: s.connectionsTotal,
@@ -114,7 +132,15 @@ export function snapshotStats(listeners: readonly Http1Listener[], clusters: rea
         };
       }),
     })),
+    ports: {
+      exhausted: ports.exhausted,
+      budgets: ports.budgets(performance.now()).map((b) => ({ ...b, used_ratio: usedRatio(b) })),
+    },
   };
+}
+
+export function usedRatio(b: BudgetFigures): number {
+  return b.size === 0 ? 0 : Math.round(((b.in_use + b.cooling) / b.size) * 1000) / 1000;
 }
 
 function memory(): StatsSnapshot['memory'] {

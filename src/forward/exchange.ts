@@ -174,7 +174,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (this.done) return;
     const endpoint = this.endpoint!;
     // A refused or timed-out connect sent nothing: safe to try another endpoint once, whatever the method.
-    if (code === 'upstream_connect_failed' && ++this.connectAttempts < 2) {
+    if ((code === 'upstream_connect_failed' || code === 'upstream_ports_exhausted') && ++this.connectAttempts < 2) {
       const next = this.route!.cluster.pick(this.hashKey);
       if (next !== undefined) {
         this.releaseEndpoint();

@@ -5,6 +5,7 @@ import type { ListenerContext } from './listener-context.ts';
 /** A TCP listener speaking HTTP/1.1 downstream; one Http1Session per accepted connection. */
 export class Http1Listener {
   readonly ctx: ListenerContext;
+  readonly protocol = 'http1';
   private readonly server: net.Server;
   private readonly sessions = new Set<Http1Session>();
 

@@ -1,5 +1,6 @@
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { PendingQueue } from './pending-queue.ts';
+import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
 import { BUSY, CLOSED, CONNECTING, IDLE, UpstreamConnection } from './upstream-connection.ts';
@@ -37,6 +38,7 @@ export class H1Pool implements Expirable {
   readonly address: string;
   readonly port: number;
   readonly opts: PoolOptions;
+  readonly dialer: Dialer;
   private readonly observer: ConnectObserver | null;
   /** Most recently used last: reuse is LIFO so surplus connections age out through idle_timeout. */
   private readonly idle: UpstreamConnection[] = [];
@@ -53,8 +55,16 @@ export class H1Pool implements Expirable {
   queueTimeouts = 0;
   reused = 0;
 
-  constructor(key: PoolKey, address: string, port: number, opts: PoolOptions, observer: ConnectObserver | null = null) {
+  constructor(
+    key: PoolKey,
+    address: string,
+    port: number,
+    opts: PoolOptions,
+    dialer: Dialer,
+    observer: ConnectObserver | null = null,
+  ) {
     this.key = key;
+    this.dialer = dialer;
     this.address = address;
     this.port = port;
     this.opts = opts;
@@ -148,17 +158,18 @@ export class H1Pool implements Expirable {
     this.dispatch(conn);
   }
 
-  onConnectFailed(conn: UpstreamConnection, _why: string): void {
+  onConnectFailed(conn: UpstreamConnection, code: DialFailure): void {
     if (conn.state !== CONNECTING) return;
     conn.state = CLOSED;
     this.connecting--;
     this.connectFailures++;
-    this.observer?.connectFailed();
+    // Running out of source ports says nothing about the endpoint's health.
+    if (code === 'upstream_connect_failed') this.observer?.connectFailed();
     // Fail the oldest waiter that this attempt was covering; the others keep their own attempts.
     if (this.pending.length > this.connecting) {
       const w = this.pending.shift();
       this.armQueueDeadline();
-      w?.onPoolError('upstream_connect_failed');
+      w?.onPoolError(code);
     }
   }
 

@@ -1,5 +1,6 @@
-import net from 'node:net';
+import type net from 'node:net';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
+import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H1Pool } from './h1-pool.ts';
 
 /**
@@ -35,9 +36,11 @@ export const BUSY = 2;
 export const CLOSED = 3;
 
 /** One HTTP/1.1 connection to an endpoint, owned by its pool, leased to one exchange at a time. */
-export class UpstreamConnection implements Expirable {
-  readonly socket: net.Socket;
+export class UpstreamConnection implements Expirable, DialHandler {
+  /** Set once connected; the pool leases only connected connections. */
+  socket!: net.Socket;
   readonly pool: H1Pool;
+  private readonly dial: Dial;
   state = CONNECTING;
   /** Exchanges this connection has carried (for max_requests_per_connection and reuse decisions). */
   requests = 0;
@@ -47,39 +50,49 @@ export class UpstreamConnection implements Expirable {
   constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
     this.pool = pool;
     this.deadline = performance.now() + connectTimeoutMs;
-    const socket = net.connect({
+    sweeper.add(this);
+    this.dial = pool.dialer.dial(
       host,
       port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 60_000,
-      onread: {
-        buffer: READ_BUFFER,
-        callback: (n: number): boolean => {
-          if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
-          else socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
-          return true; // backpressure uses socket.pause(), not this return value
+      {
+        noDelay: true,
+        keepAlive: true,
+        keepAliveInitialDelay: 60_000,
+        onread: {
+          buffer: READ_BUFFER,
+          callback: (n: number): boolean => {
+            if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
+            else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
+            return true; // backpressure uses socket.pause(), not this return value
+          },
         },
       },
-    });
+      this,
+    );
+  }
+
+  onDialConnected(socket: net.Socket): void {
     this.socket = socket;
-    sweeper.add(this);
-    socket.on('connect', () => {
-      this.deadline = 0;
-      pool.onConnected(this);
-    });
+    this.deadline = 0;
     socket.on('drain', () => this.user?.onUpstreamDrain());
     // Half-close from the upstream means it will not take another request; the user may still be
     // reading a close-delimited body, which the 'end' delivers as the message end via close below.
     socket.on('end', () => socket.destroy());
     socket.on('error', () => {});
     socket.on('close', (hadError: boolean) => this.onClose(hadError));
+    this.pool.onConnected(this);
+  }
+
+  onDialFailed(code: DialFailure): void {
+    sweeper.delete(this);
+    this.pool.onConnectFailed(this, code);
   }
 
   expire(): void {
     if (this.state === CONNECTING) {
-      this.socket.destroy();
-      this.pool.onConnectFailed(this, 'timeout');
+      this.dial.cancel();
+      sweeper.delete(this);
+      this.pool.onConnectFailed(this, 'upstream_connect_failed');
     } else if (this.state === IDLE) {
       this.socket.destroy();
     } else if (this.state === BUSY) {
@@ -91,16 +104,13 @@ export class UpstreamConnection implements Expirable {
     sweeper.delete(this);
     const prev = this.state;
     if (prev === CLOSED) return;
-    if (prev === CONNECTING) {
-      this.pool.onConnectFailed(this, hadError ? 'error' : 'closed');
-      return;
-    }
     this.state = CLOSED;
     if (prev === IDLE) this.pool.onIdleClosed(this);
     else if (this.user !== null) this.user.onUpstreamClose(hadError);
   }
 
   destroy(): void {
-    this.socket.destroy();
+    if (this.state === CONNECTING) this.dial.cancel();
+    else this.socket.destroy();
   }
 }

@@ -1,12 +1,22 @@
 import type { AddressInfo } from 'node:net';
 import { Cluster } from '../cluster/cluster.ts';
-import type { Config } from '../config/schema.ts';
+import type { ClusterConfig, Config, Http1ListenerConfig, TcpListenerConfig } from '../config/schema.ts';
 import { CidrSet } from '../core/cidr.ts';
 import { createAccessLogger, createLogger, type Logger } from '../core/log.ts';
 import { type StatsSnapshot, snapshotStats } from '../core/stats.ts';
 import { Http1Listener } from '../listener/http1-listener.ts';
 import { ListenerStats } from '../listener/listener-context.ts';
+import { TcpListener } from '../listener/tcp-listener.ts';
+import { Dialer } from '../ports/dialer.ts';
+import { PortAllocator, type SourcePlan } from '../ports/port-allocator.ts';
 import { Router } from '../router/router.ts';
+import {
+  DEFAULT_EPHEMERAL_RANGE,
+  DEFAULT_FIN_TIMEOUT_S,
+  ephemeralPortRange,
+  type PortRange,
+  readSysctlInt,
+} from '../core/sysctl.ts';
 import { buildRoute } from './build-routes.ts';
 
 export interface ServerOptions {
@@ -16,7 +26,11 @@ export interface ServerOptions {
   accessLog?: Logger | null;
   /** Listen with SO_REUSEPORT (each worker process binds the same address). */
   reusePort?: boolean;
+  /** This worker's share of every source port range (worker index of count); default: all of it. */
+  portSlice?: { index: number; count: number } | undefined;
 }
+
+export type Listener = Http1Listener | TcpListener;
 
 /**
  * One running muxgate data plane: clusters (with their pools) and listeners built from a validated
@@ -28,7 +42,8 @@ export class MuxgateServer {
   private readonly accessLog: Logger | null;
   private readonly reusePort: boolean;
   readonly clusters = new Map<string, Cluster>();
-  readonly listeners: Http1Listener[] = [];
+  readonly listeners: Listener[] = [];
+  readonly ports: PortAllocator;
 
   constructor(config: Config, opts: ServerOptions = {}) {
     this.config = config;
@@ -40,6 +55,26 @@ export class MuxgateServer {
           ? createAccessLogger(config.access_log.path)
           : null;
     this.reusePort = opts.reusePort ?? false;
+    const kernelRange = ephemeralPortRange();
+    if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
+    this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
+    this.ports = new PortAllocator(this.log, this.kernelRange, opts.portSlice);
+  }
+
+  private readonly kernelRange: PortRange;
+
+  /** How a cluster's connections leave: bound to source addresses (muxgate picks ports) or not. */
+  private dialerFor(name: string, c: ClusterConfig): Dialer {
+    if (c.source_addresses === undefined) return new Dialer(this.ports, null, name, c.budget_warn_ratio);
+    const finTimeout = readSysctlInt('net.ipv4.tcp_fin_timeout') ?? DEFAULT_FIN_TIMEOUT_S;
+    const plan: SourcePlan = {
+      cluster: name,
+      sources: c.source_addresses,
+      range: c.source_port_range ?? this.kernelRange,
+      coolingMs: c.port_cooling ?? finTimeout * 1000,
+      warnRatio: c.budget_warn_ratio,
+    };
+    return new Dialer(this.ports, plan, name, c.budget_warn_ratio);
   }
 
   async start(): Promise<void> {
@@ -65,6 +100,7 @@ export class MuxgateServer {
             consecutiveFailures: c.passive_health.consecutive_failures,
             ejectionTimeMs: c.passive_health.ejection_time,
           },
+          dialer: this.dialerFor(name, c),
           pool: {
             maxConnections: c.pool.max_connections,
             maxPending: c.pool.max_pending,
@@ -82,29 +118,55 @@ export class MuxgateServer {
 
     const via = cfg.via === false ? null : cfg.via;
     for (const l of cfg.listeners) {
-      const routes = l.routes.map((r, i) => buildRoute(r, i, this.clusters, cfg.clusters));
-      const listener = new Http1Listener({
+      const listener = l.protocol === 'tcp' ? this.tcpListener(l) : this.http1Listener(l, via);
+      const a = await listener.listen(l.address.host, l.address.port, this.reusePort);
+      this.listeners.push(listener);
+      this.log.info({ listener: l.name, protocol: l.protocol, address: `${a.address}:${a.port}` }, 'listening');
+    }
+  }
+
+  private http1Listener(l: Http1ListenerConfig, via: string | null): Http1Listener {
+    const cfg = this.config;
+    const routes = l.routes.map((r, i) => buildRoute(r, i, this.clusters, cfg.clusters));
+    return new Http1Listener({
+      name: l.name,
+      router: new Router(routes),
+      limits: {
+        maxHeaderBytes: l.max_header_bytes,
+        maxHeaders: l.max_headers,
+        headerTimeoutMs: l.header_timeout,
+        idleTimeoutMs: l.idle_timeout,
+        maxRequestsPerConnection: l.max_requests_per_connection,
+      },
+      trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
+      via,
+      proto: 'http',
+      accessLog: this.accessLog,
+      log: this.log,
+      stats: new ListenerStats(),
+      draining: false,
+    });
+  }
+
+  private tcpListener(l: TcpListenerConfig): TcpListener {
+    const cluster = this.clusters.get(l.cluster);
+    const clusterCfg = this.config.clusters[l.cluster];
+    if (cluster === undefined || clusterCfg === undefined)
+      throw new Error(`listener ${l.name}: unknown cluster ${l.cluster}`);
+    return new TcpListener(
+      {
         name: l.name,
-        router: new Router(routes),
-        limits: {
-          maxHeaderBytes: l.max_header_bytes,
-          maxHeaders: l.max_headers,
-          headerTimeoutMs: l.header_timeout,
-          idleTimeoutMs: l.idle_timeout,
-          maxRequestsPerConnection: l.max_requests_per_connection,
-        },
-        trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
-        via,
-        proto: 'http',
+        cluster,
+        idleTimeoutMs: l.idle_timeout,
+        connectTimeoutMs: clusterCfg.pool.connect_timeout,
+        connectAttempts: l.connect_attempts,
         accessLog: this.accessLog,
         log: this.log,
         stats: new ListenerStats(),
         draining: false,
-      });
-      const a = await listener.listen(l.address.host, l.address.port, this.reusePort);
-      this.listeners.push(listener);
-      this.log.info({ listener: l.name, address: `${a.address}:${a.port}` }, 'listening');
-    }
+      },
+      l.max_connections,
+    );
   }
 
   /** The bound address of a listener (useful with port 0). */
@@ -116,7 +178,7 @@ export class MuxgateServer {
   }
 
   snapshot(): StatsSnapshot {
-    return snapshotStats(this.listeners, [...this.clusters.values()]);
+    return snapshotStats(this.listeners, [...this.clusters.values()], this.ports);
   }
 
   /**

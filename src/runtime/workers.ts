@@ -31,6 +31,11 @@ interface WorkerHandle {
   onExit(f: (code: number | null, signal: string | null) => void): void;
 }
 
+/** In a worker: its index (0-based, kept across restarts), which picks its slice of every source port range. */
+export function workerIndex(): number {
+  return Number(process.env[WORKER_ENV] ?? 0);
+}
+
 export function isWorker(): boolean {
   return process.env[WORKER_ENV] !== undefined;
 }

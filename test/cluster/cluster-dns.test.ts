@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import pino from 'pino';
 import { Cluster, type ClusterOptions } from '../../src/cluster/cluster.ts';
+import { Dialer } from '../../src/ports/dialer.ts';
+import { PortAllocator } from '../../src/ports/port-allocator.ts';
 
 const quiet = pino({ level: 'silent' });
 
@@ -25,6 +27,7 @@ function options(resolve: (host: string) => Promise<string[]>): ClusterOptions {
       idleTimeoutMs: 100,
       connectTimeoutMs: 100,
     },
+    dialer: new Dialer(new PortAllocator(quiet, { first: 32768, last: 60999 }), null, 'c', 0.8),
     resolve,
   };
 }

@@ -81,6 +81,7 @@ describe('loading a valid config', () => {
             idle_timeout: 60_000,
             connect_timeout: 5000,
           },
+          budget_warn_ratio: 0.8,
         },
       },
     });
@@ -150,6 +151,8 @@ describe('loading a valid config', () => {
 
     const [listener] = config.listeners;
     assert.ok(listener);
+    assert.equal(listener.protocol, 'http1', 'protocol defaults to http1');
+    if (listener.protocol !== 'http1') return;
     assert.deepEqual(listener.address, { host: '::1', port: 8080 });
     assert.deepEqual(listener.trusted_proxies, ['127.0.0.1/32']);
     assert.equal(listener.max_header_bytes, 16_000);
@@ -346,7 +349,7 @@ describe('reporting problems', () => {
       'muxgate.yaml:7 listeners[0].routes[0].cluster: expected the name of a cluster (api), got "nowhere"',
       'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout',
       'muxgate.yaml:11 clusters.api.endpoints: expected a list of endpoints (at least one), got an empty list',
-      'muxgate.yaml:12 clusters.api.lb: expected one of round_robin, least_request, random, ring_hash, maglev, got "fastest"',
+      'muxgate.yaml:12 clusters.api.lb: expected one of round_robin, least_request, least_connections, random, ring_hash, maglev, got "fastest"',
     ]);
   });
 

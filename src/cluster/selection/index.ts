@@ -31,6 +31,8 @@ export function createSelector<E extends SelectableEndpoint>(
     case 'round_robin':
       return new RoundRobinSelector(endpoints);
     case 'least_request':
+    // Power of two choices on `active`: requests in flight for HTTP, open connections for TCP.
+    case 'least_connections':
       return new LeastRequestSelector(endpoints, random);
     case 'random':
       return new RandomSelector(endpoints, random);

@@ -23,4 +23,4 @@ export interface Selector<E extends SelectableEndpoint = SelectableEndpoint> {
   pick(hashKey: string | undefined): E | undefined;
 }
 
-export type LbPolicy = 'round_robin' | 'least_request' | 'random' | 'ring_hash' | 'maglev';
+export type LbPolicy = 'round_robin' | 'least_request' | 'least_connections' | 'random' | 'ring_hash' | 'maglev';

@@ -1,0 +1,240 @@
+import type { Socket } from 'node:net';
+import { unmapIPv4 } from '../core/cidr.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import type { Endpoint } from '../cluster/endpoint.ts';
+import type { TcpListenerContext } from '../listener/tcp-listener.ts';
+import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSED = 2;
+
+/**
+ * One L4 connection: the client socket piped to an upstream socket, both ways, with the semantics of
+ * `stream.pipeline`: backpressure (a side that cannot write pauses the other's reads), a FIN is passed
+ * on as a FIN (half-close: each direction ends on its own), and an error or reset on either side
+ * destroys the other. A connect that fails or times out is retried on another endpoint; an idle
+ * tunnel (no byte either way for idle_timeout) is closed on both sides.
+ *
+ * TIME_WAIT: whoever sends the first FIN keeps the 4-tuple in TIME_WAIT. When the upstream ends first,
+ * that is the upstream, and our source port is free at once; when the client ends first, its FIN is
+ * passed on and our side of the upstream connection waits out TIME_WAIT (the port allocator cools such
+ * a port if the kernel refuses it).
+ */
+export class TcpTunnel implements Expirable, DialHandler {
+  private readonly down: Socket;
+  private readonly ctx: TcpListenerContext;
+  private readonly tunnels: Set<TcpTunnel>;
+  private readonly client: string;
+  private up: Socket | null = null;
+  private dial: Dial | null = null;
+  private endpoint: Endpoint | null = null;
+  private readonly tried: Endpoint[] = [];
+  private state = CONNECTING;
+  private readonly startedAt = performance.now();
+  private lastActive = this.startedAt;
+  deadline: number;
+  bytesIn = 0;
+  bytesOut = 0;
+  private error: ErrorCode | null = null;
+  private errorDetail = '';
+  private closedFirst: 'client' | 'upstream' | null = null;
+  /** The local address:port of the upstream connection (kept: it is gone once the socket closes). */
+  private source: string | null = null;
+  private downClosed = false;
+  private upClosed = false;
+
+  constructor(down: Socket, ctx: TcpListenerContext, tunnels: Set<TcpTunnel>) {
+    this.down = down;
+    this.ctx = ctx;
+    this.tunnels = tunnels;
+    tunnels.add(this);
+    this.client = unmapIPv4(down.remoteAddress ?? '');
+    ctx.stats.connectionsOpen++;
+    ctx.stats.connectionsTotal++;
+    ctx.stats.requests++;
+    this.deadline = this.startedAt + ctx.connectTimeoutMs;
+    sweeper.add(this);
+    down.setNoDelay(true);
+    down.on('error', (err: NodeJS.ErrnoException) => this.noteError('downstream_closed', err.code));
+    down.on('close', (hadError: boolean) => this.onDownClose(hadError));
+    this.connect();
+  }
+
+  // --- connecting ---
+
+  private connect(): void {
+    const cluster = this.ctx.cluster;
+    const key = cluster.opts.hashKey?.sourceIp === true ? this.client : undefined;
+    // Round robin and least connections move on by themselves; a hash keeps answering the same
+    // endpoint, so after a failure walk the cluster for one not tried yet.
+    let ep = cluster.pick(key);
+    if (ep !== undefined && this.tried.includes(ep)) {
+      ep = cluster.endpoints.find((e) => e.healthy && !this.tried.includes(e)) ?? ep;
+    }
+    if (ep === undefined) {
+      this.fail('no_healthy_endpoint', 'every endpoint is ejected');
+      return;
+    }
+    this.endpoint = ep;
+    this.tried.push(ep);
+    ep.active++;
+    ep.requests++;
+    this.deadline = performance.now() + this.ctx.connectTimeoutMs;
+    this.dial = cluster.dialer.dial(
+      ep.address,
+      ep.port,
+      { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000, allowHalfOpen: true },
+      this,
+    );
+  }
+
+  onDialConnected(up: Socket): void {
+    if (this.state !== CONNECTING) {
+      up.destroy();
+      return;
+    }
+    this.endpoint?.connectSucceeded();
+    this.state = OPEN;
+    this.up = up;
+    this.source = this.dial?.local || null;
+    this.lastActive = performance.now();
+    this.deadline = this.lastActive + this.ctx.idleTimeoutMs;
+    const down = this.down;
+    up.on('data', (chunk: Buffer) => {
+      this.bytesOut += chunk.length;
+      this.lastActive = performance.now();
+      if (!down.write(chunk)) up.pause();
+    });
+    down.on('data', (chunk: Buffer) => {
+      this.bytesIn += chunk.length;
+      this.lastActive = performance.now();
+      if (!up.write(chunk)) down.pause();
+    });
+    down.on('drain', () => up.resume());
+    up.on('drain', () => down.resume());
+    up.on('end', () => {
+      this.closedFirst ??= 'upstream';
+      down.end();
+    });
+    down.on('end', () => {
+      this.closedFirst ??= 'client';
+      up.end();
+    });
+    up.on('error', (err: NodeJS.ErrnoException) => this.noteError('upstream_reset', err.code));
+    up.on('close', (hadError: boolean) => this.onUpClose(hadError));
+    down.resume();
+  }
+
+  onDialFailed(code: DialFailure, detail: string): void {
+    if (this.state !== CONNECTING) return;
+    this.releaseEndpoint();
+    if (code === 'upstream_connect_failed') this.tried[this.tried.length - 1]?.connectFailed();
+    this.dial = null;
+    if (this.tried.length < this.ctx.connectAttempts && this.tried.length < this.ctx.cluster.endpoints.length) {
+      this.connect();
+      return;
+    }
+    this.fail(code, detail);
+  }
+
+  // --- closing ---
+
+  private onDownClose(hadError: boolean): void {
+    this.downClosed = true;
+    if (this.state === CONNECTING) {
+      this.dial?.cancel();
+      this.noteError('downstream_closed', 'client left before the upstream connected');
+      this.finish();
+      return;
+    }
+    // A reset (or a close before our FIN was delivered) is passed on as a reset; a clean close means
+    // both directions ended and the upstream side finishes by itself.
+    if (hadError || !this.down.writableFinished) this.up?.destroy();
+    this.maybeFinish();
+  }
+
+  private onUpClose(hadError: boolean): void {
+    this.upClosed = true;
+    if (hadError || !(this.up?.writableFinished ?? true)) this.down.destroy();
+    this.maybeFinish();
+  }
+
+  private maybeFinish(): void {
+    if (this.downClosed && (this.upClosed || this.up === null)) this.finish();
+  }
+
+  /** Sweeper: connect timeout, or idle timeout (re-armed from the last byte seen). */
+  expire(now: number): void {
+    if (this.state === CONNECTING) {
+      this.dial?.cancel();
+      this.onDialFailed('upstream_connect_failed', 'connect timeout');
+      return;
+    }
+    if (this.state !== OPEN) return;
+    const due = this.lastActive + this.ctx.idleTimeoutMs;
+    if (due > now) {
+      this.deadline = due;
+      return;
+    }
+    this.destroy('idle_timeout');
+  }
+
+  /** Close both sides now (idle timeout, shutdown). */
+  destroy(code: ErrorCode): void {
+    this.noteError(code, '');
+    this.up?.destroy();
+    this.down.destroy();
+    if (this.state === CONNECTING) this.dial?.cancel();
+  }
+
+  private fail(code: ErrorCode, detail: string): void {
+    this.error = code;
+    this.errorDetail = detail;
+    this.ctx.cluster.recordError(code);
+    // Nothing was read from the client; closing tells it the service is not there.
+    this.down.destroy();
+    this.finish();
+  }
+
+  private noteError(code: ErrorCode, detail: string | undefined): void {
+    if (this.error !== null) return;
+    this.error = code;
+    this.errorDetail = detail ?? '';
+  }
+
+  private releaseEndpoint(): void {
+    if (this.endpoint !== null) {
+      this.endpoint.active--;
+      this.endpoint = null;
+    }
+  }
+
+  private finish(): void {
+    if (this.state === CLOSED) return;
+    const opened = this.state === OPEN;
+    this.state = CLOSED;
+    sweeper.delete(this);
+    this.tunnels.delete(this);
+    const ep = this.endpoint;
+    this.releaseEndpoint();
+    const stats = this.ctx.stats;
+    stats.connectionsOpen--;
+    stats.bytesIn += this.bytesIn;
+    stats.bytesOut += this.bytesOut;
+    const err = this.error;
+    if (err !== null && err !== 'downstream_closed') stats.recordError(err);
+    this.ctx.accessLog?.info({
+      listener: this.ctx.name,
+      client: this.client,
+      upstream: ep?.key ?? null,
+      source: this.source,
+      bytes_in: this.bytesIn,
+      bytes_out: this.bytesOut,
+      duration_ms: Math.round(performance.now() - this.startedAt),
+      closed_by: opened ? this.closedFirst : null,
+      ...(err === null ? {} : { error: err, detail: this.errorDetail || undefined }),
+    });
+  }
+}

@@ -1,0 +1,86 @@
+import net, { type AddressInfo } from 'node:net';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { Logger } from '../core/log.ts';
+import { TcpTunnel } from '../forward/tcp-tunnel.ts';
+import { ListenerStats } from './listener-context.ts';
+
+/** Everything a TCP tunnel needs from its listener, resolved once at start. */
+export interface TcpListenerContext {
+  name: string;
+  cluster: Cluster;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  connectAttempts: number;
+  accessLog: Logger | null;
+  log: Logger;
+  stats: ListenerStats;
+  draining: boolean;
+}
+
+/**
+ * An L4 listener: each accepted connection is piped to an endpoint of one cluster (TcpTunnel). The
+ * client socket is accepted paused, so nothing is read until the upstream side is connected.
+ */
+export class TcpListener {
+  readonly ctx: TcpListenerContext;
+  readonly protocol = 'tcp';
+  private readonly server: net.Server;
+  private readonly tunnels = new Set<TcpTunnel>();
+  /** Connections closed at accept because max_connections were open. */
+  rejected = 0;
+
+  constructor(ctx: TcpListenerContext, maxConnections: number) {
+    this.ctx = ctx;
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
+      if (this.ctx.draining) {
+        socket.destroy();
+        return;
+      }
+      new TcpTunnel(socket, this.ctx, this.tunnels);
+    });
+    if (maxConnections > 0) this.server.maxConnections = maxConnections;
+    this.server.on('drop', () => {
+      this.rejected++;
+      this.ctx.stats.recordError('too_many_connections');
+    });
+  }
+
+  get name(): string {
+    return this.ctx.name;
+  }
+
+  get stats(): ListenerStats {
+    return this.ctx.stats;
+  }
+
+  listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen({ host, port, backlog: 4096, reusePort }, () => {
+        this.server.off('error', reject);
+        resolve(this.server.address() as AddressInfo);
+      });
+    });
+  }
+
+  address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null;
+  }
+
+  get connections(): number {
+    return this.tunnels.size;
+  }
+
+  /** Stop accepting; open tunnels carry on until they end or the drain timeout cuts them. */
+  drain(): void {
+    this.ctx.draining = true;
+    this.server.close();
+  }
+
+  destroyAll(): void {
+    this.server.close();
+    for (const t of this.tunnels) t.destroy('shutting_down');
+  }
+}
+
+export { ListenerStats };
