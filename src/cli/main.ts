@@ -6,6 +6,7 @@ import { loadConfigFile, validateConfig } from '../config/load.ts';
 import { oneLineConfig } from '../config/one-line.ts';
 import type { Config } from '../config/schema.ts';
 import { describeConfig } from './describe.ts';
+import { diagnose, formatDoctor, readMachineFacts } from './doctor.ts';
 import { run } from './run.ts';
 import { USAGE } from './usage.ts';
 
@@ -61,6 +62,13 @@ async function dispatch(argv: string[]): Promise<number> {
       return EXIT_OK;
     case 'proxy':
       return run(proxyConfig(rest));
+    case 'doctor': {
+      const { values } = parse(rest, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } });
+      const config = typeof values.config === 'string' ? loadConfigFile(values.config) : null;
+      const report = diagnose(readMachineFacts(), config);
+      process.stdout.write(values.json === true ? `${JSON.stringify(report, null, 2)}\n` : formatDoctor(report));
+      return EXIT_OK;
+    }
     default:
       throw new UsageError(`unknown command "${cmd}"`);
   }
@@ -86,6 +94,7 @@ function proxyConfig(args: string[]): Config {
     listen: { type: 'string' },
     to: { type: 'string' },
     mode: { type: 'string', default: 'http' },
+    source: { type: 'string' },
     workers: { type: 'string' },
     admin: { type: 'string' },
     'log-level': { type: 'string' },
@@ -93,8 +102,8 @@ function proxyConfig(args: string[]): Config {
   });
   if (typeof values.listen !== 'string') throw new UsageError('missing --listen ADDR:PORT');
   if (typeof values.to !== 'string') throw new UsageError('missing --to HOST:PORT[,HOST:PORT...]');
-  if (values.mode === 'tcp') throw new UsageError('--mode tcp is not available yet: the L4 proxy is not built');
-  if (values.mode !== 'http') throw new UsageError(`--mode must be http or tcp, got "${String(values.mode)}"`);
+  if (values.mode !== 'http' && values.mode !== 'tcp')
+    throw new UsageError(`--mode must be http or tcp, got "${String(values.mode)}"`);
   let workers: number | 'auto' | undefined;
   if (typeof values.workers === 'string') {
     workers = values.workers === 'auto' ? 'auto' : Number(values.workers);
@@ -109,6 +118,8 @@ function proxyConfig(args: string[]): Config {
     admin: typeof values.admin === 'string' ? values.admin : undefined,
     logLevel: typeof values['log-level'] === 'string' ? values['log-level'] : undefined,
     accessLog: values['access-log'] === true,
+    mode: values.mode,
+    sources: typeof values.source === 'string' ? values.source.split(',').map((s: string) => s.trim()) : undefined,
   });
   return validateConfig(input, 'command line');
 }

@@ -6,10 +6,15 @@ Usage:
   muxgate proxy --listen ADDR:PORT --to HOST:PORT[,HOST:PORT...] [options]
                                    a reverse proxy from one line, no config file
   muxgate schema                   print the config JSON Schema (for editors)
+  muxgate doctor [-c FILE] [--json]
+                                   print the kernel limits on connections and, with a config,
+                                   the upstream connections each cluster can reach within them
   muxgate --version | --help
 
 proxy options:
-  --mode http|tcp                  http (default); tcp arrives with the L4 proxy
+  --mode http|tcp                  http (default): HTTP/1.1 reverse proxy; tcp: L4 proxy (pipes bytes)
+  --source IP[,IP...]              leave from these source addresses; muxgate picks each source port
+                                   per destination, multiplying the connection budget
   --workers N|auto                 worker processes (default 1)
   --admin ADDR:PORT                serve /stats and /healthz there (off by default)
   --log-level LEVEL                trace|debug|info|warn|error|fatal|silent (default info)

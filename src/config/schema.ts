@@ -184,7 +184,7 @@ const listener = z.preprocess(
   z.discriminatedUnion('protocol', [http1Listener, tcpListener], {
     error: (issue) =>
       isRecord(issue.input)
-        ? `expected protocol to be one of ${LISTENER_PROTOCOLS.join(', ')}, got ${describeValue(issue.input.protocol)}`
+        ? `expected one of ${LISTENER_PROTOCOLS.join(', ')}, got ${describeValue(issue.input.protocol)}`
         : `expected a listener map, got ${describeValue(issue.input)}`,
   }),
 );
@@ -228,13 +228,24 @@ interface EndpointOut {
 const ENDPOINT_TEXT_HINT = '"host:port" or "host:first-last" (a port range)';
 const endpointText = z.string({ error: expected(ENDPOINT_TEXT_HINT) }).transform((input, ctx): EndpointOut[] => {
   const colon = input.lastIndexOf(':');
-  const ports = colon > 0 ? portRange(input.slice(colon + 1)) : undefined;
+  const portText = colon > 0 ? input.slice(colon + 1) : '';
   try {
-    if (ports !== undefined) {
-      const { host } = parseHostPort(`${input.slice(0, colon)}:1`, { allowPortZero: false });
-      return ports.map((port) => ({ host, port, weight: 1 }));
+    if (!PORT_RANGE.test(portText)) return [{ ...parseHostPort(input, { allowPortZero: false }), weight: 1 }];
+    const ports = portRange(portText);
+    if (ports === undefined) {
+      throw new RangeError(
+        `expected a port range "first-last" within 1-65535 after the host, got ${describeValue(input)}`,
+      );
     }
-    return [{ ...parseHostPort(input, { allowPortZero: false }), weight: 1 }];
+    let host = input.slice(0, colon);
+    if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
+    else if (host.includes(':')) {
+      throw new RangeError(`expected an IPv6 address in brackets like "[::1]:9000-9003", got ${describeValue(input)}`);
+    }
+    if (!isHost(host)) {
+      throw new RangeError(`expected a host name or IP address before ":first-last", got ${describeValue(input)}`);
+    }
+    return ports.map((port) => ({ host, port, weight: 1 }));
   } catch (err) {
     ctx.addIssue({ code: 'custom', message: (err as Error).message, input });
     return z.NEVER;
@@ -365,9 +376,9 @@ const cluster = map('a cluster map', {
       "How long a port that failed to bind or connect (EADDRINUSE / EADDRNOTAVAIL, e.g. TIME_WAIT) is left alone; default: the kernel's tcp_fin_timeout.",
     ),
   budget_warn_ratio: z
-    .number({ error: expected('a number between 0 and 1') })
-    .gt(0, { error: expected('a number between 0 and 1') })
-    .max(1, { error: expected('a number between 0 and 1') })
+    .number({ error: expected('a number > 0 and <= 1') })
+    .gt(0, { error: expected('a number > 0 and <= 1') })
+    .max(1, { error: expected('a number > 0 and <= 1') })
     .default(0.8)
     .describe('Warn when the ports in use or cooling reach this share of a port budget.'),
 }).superRefine((c, ctx) => {

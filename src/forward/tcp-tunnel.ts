@@ -149,15 +149,23 @@ export class TcpTunnel implements Expirable, DialHandler {
       this.finish();
       return;
     }
-    // A reset (or a close before our FIN was delivered) is passed on as a reset; a clean close means
-    // both directions ended and the upstream side finishes by itself.
-    if (hadError || !this.down.writableFinished) this.up?.destroy();
+    // A reset is passed on as a reset (the peer sees ECONNRESET, as it would without a proxy). A clean
+    // close means both directions ended and the upstream side finishes by itself.
+    const up = this.up;
+    if (up !== null && !up.destroyed) {
+      if (hadError) up.resetAndDestroy();
+      else if (!this.down.writableFinished) up.destroy();
+    }
     this.maybeFinish();
   }
 
   private onUpClose(hadError: boolean): void {
     this.upClosed = true;
-    if (hadError || !(this.up?.writableFinished ?? true)) this.down.destroy();
+    const down = this.down;
+    if (!down.destroyed) {
+      if (hadError) down.resetAndDestroy();
+      else if (!(this.up?.writableFinished ?? true)) down.destroy();
+    }
     this.maybeFinish();
   }
 

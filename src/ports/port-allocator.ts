@@ -130,8 +130,9 @@ export class PortAllocator {
   /** connect() without a bound port failed with EADDRNOTAVAIL: the kernel's range is used up for this destination. */
   kernelExhausted(b: KernelBudget, cluster: string, now: number): void {
     this.exhausted++;
-    if (now - (this.exhaustedLogAt.get(b.destination) ?? Number.NEGATIVE_INFINITY) < BUDGET_LOG_INTERVAL_MS) return;
-    this.exhaustedLogAt.set(b.destination, now);
+    const key = `kernel>${b.destination}`;
+    if (now - (this.exhaustedLogAt.get(key) ?? Number.NEGATIVE_INFINITY) < BUDGET_LOG_INTERVAL_MS) return;
+    this.exhaustedLogAt.set(key, now);
     this.log.error(
       {
         cluster,
@@ -220,10 +221,19 @@ function tableFigures(t: PortTable): BudgetFigures {
   };
 }
 
-/** Worker `index` of `count` gets the index-th contiguous slice of the range (the last takes the rest). */
+/**
+ * Worker `index` of `count` gets the index-th contiguous slice of the range (the last takes the rest).
+ * With fewer ports than workers, the first workers get one port each and the rest none (an empty
+ * range, first > last): workers must never hand out the same port.
+ */
 export function sliceOf(range: PortRange, index: number, count: number): PortRange {
   const size = range.last - range.first + 1;
-  if (count <= 1 || size < count) return range;
+  if (count <= 1) return range;
+  if (size < count) {
+    return index < size
+      ? { first: range.first + index, last: range.first + index }
+      : { first: range.first, last: range.first - 1 };
+  }
   const each = Math.floor(size / count);
   const first = range.first + index * each;
   const last = index === count - 1 ? range.last : first + each - 1;

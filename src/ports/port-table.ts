@@ -4,8 +4,9 @@
  * 4-tuple family, so two tables (two destinations) may hand out the same port number at once: that is
  * the point. The kernel, binding with port 0, does not know the destination and cannot do this.
  *
- * Ports are handed out round robin from a cursor, so a port just released is the last to be reused:
- * if it sits in TIME_WAIT, the kernel has the longest time to let it go. A port that fails to bind or
+ * Free ports wait in a FIFO: the port free the longest goes first, and a port just released (or back
+ * from cooling) is the last to be reused: if it sits in TIME_WAIT, the kernel has the longest time to
+ * let it go. A port that fails to bind or
  * connect (EADDRINUSE / EADDRNOTAVAIL: TIME_WAIT, or a connection we do not know about) cools for
  * `coolingMs` before it is tried again. Cooling is a FIFO: every port cools for the same time.
  */
@@ -26,7 +27,10 @@ export class PortTable {
   taken = 0;
   failed = 0;
   private readonly state: Uint8Array;
-  private cursor = 0;
+  /** Free ports (offsets from `first`) in the order they became free: a ring of `size` slots. */
+  private readonly freeRing: Uint16Array;
+  private freeHead = 0;
+  private freeCount: number;
   private coolPorts: number[] = [];
   private coolUntil: number[] = [];
   private coolHead = 0;
@@ -40,39 +44,48 @@ export class PortTable {
     this.last = last;
     this.size = last - first + 1;
     this.coolingMs = coolingMs;
-    this.state = new Uint8Array(this.size);
+    this.state = new Uint8Array(Math.max(0, this.size));
+    this.freeRing = new Uint16Array(Math.max(0, this.size));
+    for (let i = 0; i < this.size; i++) this.freeRing[i] = i;
+    this.freeCount = Math.max(0, this.size);
   }
 
   get free(): number {
-    return this.size - this.inUse - this.cooling;
+    return this.freeCount;
   }
 
   /** Ports in use or cooling, as a share of the range. */
   get usedRatio(): number {
-    return (this.inUse + this.cooling) / this.size;
+    return this.size === 0 ? 1 : (this.inUse + this.cooling) / this.size;
   }
 
-  /** A free port, now marked in use; -1 when none is free (after cooled ports came back). */
+  /** The port free the longest, now marked in use; -1 when none is free (after cooled ports came back). */
   take(now: number): number {
     this.expire(now);
-    if (this.free === 0) return -1;
-    // Round robin from the cursor; a free port exists, so this ends within one lap.
-    const state = this.state;
-    let i = this.cursor;
-    while (state[i] !== FREE) i = i + 1 === this.size ? 0 : i + 1;
-    state[i] = IN_USE;
-    this.cursor = i + 1 === this.size ? 0 : i + 1;
+    if (this.freeCount === 0) return -1;
+    const i = this.freeRing[this.freeHead] ?? 0;
+    this.freeHead = this.freeHead + 1 === this.size ? 0 : this.freeHead + 1;
+    this.freeCount--;
+    this.state[i] = IN_USE;
     this.inUse++;
     this.taken++;
     return this.first + i;
   }
 
-  /** The connection on `port` closed: the port is free (it goes to the back of the round robin). */
+  /** The connection on `port` closed: the port is free, at the back of the queue. */
   release(port: number): void {
     const i = port - this.first;
     if (this.state[i] !== IN_USE) return;
-    this.state[i] = FREE;
     this.inUse--;
+    this.pushFree(i);
+  }
+
+  private pushFree(i: number): void {
+    this.state[i] = FREE;
+    let tail = this.freeHead + this.freeCount;
+    if (tail >= this.size) tail -= this.size;
+    this.freeRing[tail] = i;
+    this.freeCount++;
   }
 
   /** `port` could not be bound or connected: leave it alone for coolingMs. */
@@ -95,8 +108,8 @@ export class PortTable {
     while (h < ports.length && (until[h] ?? 0) <= now) {
       const i = (ports[h] ?? 0) - this.first;
       if (this.state[i] === COOLING) {
-        this.state[i] = FREE;
         this.cooling--;
+        this.pushFree(i);
       }
       h++;
     }

@@ -109,9 +109,15 @@ describe('muxgate CLI', () => {
     const badTo = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', 'localhost:http']);
     assert.equal(badTo.code, 2);
     assert.match(badTo.stderr, /command line: clusters\.upstream\.endpoints\[0\]/);
-    const tcp = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--mode', 'tcp']);
-    assert.equal(tcp.code, 2);
-    assert.match(tcp.stderr, /--mode tcp is not available yet/);
+    const udp = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--mode', 'udp']);
+    assert.equal(udp.code, 2);
+    assert.match(udp.stderr, /--mode must be http or tcp, got "udp"/);
+    const source = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--source', 'gateway']);
+    assert.equal(source.code, 2);
+    assert.match(
+      source.stderr,
+      /command line: clusters\.upstream\.source_addresses\[0\]: expected an IPv4 or IPv6 address, got "gateway"/,
+    );
     const workers = await muxgate(['proxy', '--listen', '127.0.0.1:0', '--to', '127.0.0.1:1', '--workers', 'x']);
     assert.equal(workers.code, 2);
   });

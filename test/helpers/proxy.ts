@@ -33,6 +33,8 @@ export interface ProxyOptions {
   clusters?: ConfigInput['clusters'];
   routes?: unknown[];
   config?: Partial<ConfigInput>;
+  /** An L4 listener (protocol tcp, cluster "up") instead of an HTTP one; the keys are merged in. */
+  tcp?: Record<string, unknown>;
 }
 
 /** Starts muxgate in-process on 127.0.0.1 port 0 with a one-cluster config, logs captured. */
@@ -43,12 +45,14 @@ export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
     access_log: { enabled: false },
     ...o.config,
     listeners: [
-      {
-        name: 'test',
-        address: '127.0.0.1:0',
-        routes: o.routes ?? [{ cluster: 'up' }],
-        ...o.listener,
-      },
+      o.tcp !== undefined
+        ? { name: 'test', address: '127.0.0.1:0', protocol: 'tcp', cluster: 'up', ...o.tcp }
+        : {
+            name: 'test',
+            address: '127.0.0.1:0',
+            routes: o.routes ?? [{ cluster: 'up' }],
+            ...o.listener,
+          },
     ],
     clusters: o.clusters ?? { up: { endpoints: o.upstreams ?? [], ...o.cluster } },
   };

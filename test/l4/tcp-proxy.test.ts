@@ -1,0 +1,429 @@
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { type Backend, blackhole, rawBackend } from '../helpers/backend.ts';
+import { startProxy } from '../helpers/proxy.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { closedPort, connect, SocketReader } from '../helpers/wire.ts';
+
+/** Echoes every byte back and ends its side when the client ends. */
+function echoBackend(): Promise<Backend<net.Server>> {
+  return rawBackend((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+}
+
+/** Says which backend answered (its name), then echoes. */
+function namedBackend(name: string): Promise<Backend<net.Server> & { peers: string[] }> {
+  const peers: string[] = [];
+  return rawBackend((s) => {
+    peers.push(`${s.remoteAddress}`);
+    s.on('error', () => {});
+    s.write(`${name}\n`);
+    s.pipe(s);
+  }).then((b) => Object.assign(b, { peers }));
+}
+
+function connectFrom(port: number, localAddress: string): Promise<SocketReader> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ port, host: '127.0.0.1', localAddress });
+    s.once('connect', () => resolve(new SocketReader(s)));
+    s.once('error', reject);
+  });
+}
+
+describe('L4 TCP proxy', () => {
+  let echo: Backend<net.Server>;
+  before(async () => {
+    echo = await echoBackend();
+  });
+  after(() => echo.close());
+
+  test('pipes bytes both ways and logs one access line per connection with byte counts', async (t) => {
+    const proxy = await startProxy({ upstreams: [echo.addr], tcp: {}, config: { access_log: { enabled: true } } });
+    t.after(() => proxy.close());
+    const c = await connect(proxy.port, t);
+    c.write('hello');
+    assert.equal((await c.readExactly(5)).toString(), 'hello');
+    c.write(' world, twice');
+    assert.equal((await c.readExactly(13)).toString(), ' world, twice');
+    c.socket.end();
+    assert.equal(await c.waitEnded(), true, 'the echo side ends after the client ends');
+    await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
+    const line = proxy.accessLog[0] ?? {};
+    assert.equal(line.listener, 'test');
+    assert.equal(line.client, '127.0.0.1');
+    assert.equal(line.upstream, echo.addr);
+    assert.match(String(line.source), /^127\.0\.0\.1:\d+$/);
+    assert.equal(line.bytes_in, 18);
+    assert.equal(line.bytes_out, 18);
+    assert.equal(line.closed_by, 'client');
+    assert.equal(line.error, undefined);
+    const s = proxy.server.snapshot().listeners[0];
+    assert.equal(s?.protocol, 'tcp');
+    assert.equal(s?.connections_total, 1);
+    assert.equal(s?.connections_open, 0);
+    assert.equal(s?.bytes_in, 18);
+    assert.equal(s?.bytes_out, 18);
+  });
+
+  test('half-close: the client ends its side and still reads the whole answer', async (t) => {
+    // Counts what it got until the client's FIN, then answers and ends.
+    const backend = await rawBackend((s) => {
+      let n = 0;
+      s.on('data', (c: Buffer) => (n += c.length));
+      s.on('end', () => s.end(`got ${n} bytes`));
+      s.on('error', () => {});
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({ upstreams: [backend.addr], tcp: {} });
+    t.after(() => proxy.close());
+    const c = await connect(proxy.port, t);
+    c.socket.end(Buffer.alloc(100_000, 1));
+    assert.equal((await c.readToEnd()).toString(), 'got 100000 bytes');
+  });
+
+  test('half-close: the upstream ends first and still receives what the client sends after', async (t) => {
+    let got = '';
+    const done = Promise.withResolvers<string>();
+    const backend = await rawBackend((s) => {
+      s.end('bye\n'); // a server that speaks once and ends its side, but keeps reading
+      s.on('data', (c: Buffer) => (got += c.toString()));
+      s.on('end', () => done.resolve(got));
+      s.on('error', () => {});
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({ upstreams: [backend.addr], tcp: {}, config: { access_log: { enabled: true } } });
+    t.after(() => proxy.close());
+    // A client that keeps writing after the peer's FIN (Node ends its side by default).
+    const s = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true });
+    t.after(() => s.destroy());
+    const c = new SocketReader(s);
+    assert.equal((await c.readUntil('\n')).toString(), 'bye\n');
+    assert.equal(await c.waitEnded(), true, 'the client sees the upstream FIN');
+    assert.equal(c.closed, false, 'the client side is still open for writing');
+    c.socket.end('late words');
+    assert.equal(await done.promise, 'late words');
+    await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
+    assert.equal(proxy.accessLog[0]?.closed_by, 'upstream');
+  });
+
+  test('a reset on either side destroys the other', async (t) => {
+    const upstreamSockets: net.Socket[] = [];
+    const backend = await rawBackend((s) => {
+      upstreamSockets.push(s);
+      s.on('error', () => {});
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({ upstreams: [backend.addr], tcp: {} });
+    t.after(() => proxy.close());
+
+    const a = await connect(proxy.port, t);
+    a.write('x');
+    await waitUntil(() => upstreamSockets.length === 1, 'the upstream connection');
+    const aReset = new Promise<string | undefined>((r) =>
+      a.socket.once('error', (e: NodeJS.ErrnoException) => r(e.code)),
+    );
+    upstreamSockets[0]?.resetAndDestroy();
+    assert.equal(await aReset, 'ECONNRESET', 'the upstream reset reaches the client as a reset');
+
+    const b = await connect(proxy.port, t);
+    b.write('y');
+    await waitUntil(() => upstreamSockets.length === 2, 'the second upstream connection');
+    const up = upstreamSockets[1];
+    assert.ok(up);
+    const upReset = new Promise<string | undefined>((r) => up.once('error', (e: NodeJS.ErrnoException) => r(e.code)));
+    b.socket.resetAndDestroy();
+    assert.equal(await upReset, 'ECONNRESET', 'the client reset reaches the upstream as a reset');
+    await waitUntil(() => proxy.server.snapshot().listeners[0]?.connections_open === 0, 'no tunnel left');
+  });
+
+  test('a large transfer both ways with a slow reader arrives intact (backpressure)', async (t) => {
+    const proxy = await startProxy({ upstreams: [echo.addr], tcp: {} });
+    t.after(() => proxy.close());
+    const payload = randomBytes(8 * 1024 * 1024);
+    const s = net.connect(proxy.port, '127.0.0.1');
+    t.after(() => s.destroy());
+    const hash = createHash('sha256');
+    let received = 0;
+    s.pause();
+    // Read slowly at first so the proxy has to hold back the echo side.
+    const reading = new Promise<void>((resolve) => {
+      setTimeout(() => {
+        s.on('data', (c: Buffer) => {
+          hash.update(c);
+          received += c.length;
+        });
+        s.on('end', () => resolve());
+        s.resume();
+      }, 300);
+    });
+    s.end(payload);
+    await reading;
+    assert.equal(received, payload.length);
+    assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  });
+
+  test('idle_timeout closes both sides of a quiet connection', async (t) => {
+    const upstreamClosed = Promise.withResolvers<void>();
+    const backend = await rawBackend((s) => {
+      s.on('error', () => {});
+      s.on('end', () => upstreamClosed.resolve()); // the proxy's FIN
+      s.resume();
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({
+      upstreams: [backend.addr],
+      tcp: { idle_timeout: '300ms' },
+      config: { access_log: { enabled: true } },
+    });
+    t.after(() => proxy.close());
+    const started = Date.now();
+    const c = await connect(proxy.port, t);
+    c.write('one byte now and then keeps it open');
+    await new Promise((r) => setTimeout(r, 150));
+    c.write('.');
+    await waitUntil(() => c.closed, 'the idle connection is closed', { timeoutMs: 3000 });
+    await upstreamClosed.promise;
+    assert.ok(Date.now() - started >= 400, 'activity re-armed the idle timer');
+    await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
+    assert.equal(proxy.accessLog[0]?.error, 'idle_timeout');
+  });
+
+  test('a refused connect is retried on the next endpoint', async (t) => {
+    const dead = await closedPort();
+    const proxy = await startProxy({ upstreams: [`127.0.0.1:${dead}`, echo.addr], tcp: {} });
+    t.after(() => proxy.close());
+    for (let i = 0; i < 4; i++) {
+      const c = await connect(proxy.port, t);
+      c.write(`ping ${i}`);
+      assert.equal((await c.readExactly(6)).toString(), `ping ${i}`);
+      c.destroy();
+    }
+    const eps = proxy.server.snapshot().clusters[0]?.endpoints ?? [];
+    assert.ok((eps.find((e) => e.key.endsWith(`:${dead}`))?.pool.connect_failures ?? 0) === 0);
+  });
+
+  test('a connect timeout is retried on the next endpoint', async (t) => {
+    const hole = await blackhole();
+    t.after(() => hole.close());
+    if (!hole.hangs) {
+      t.skip('this kernel answers connects to a full accept queue, so no connect can hang here');
+      return;
+    }
+    const proxy = await startProxy({
+      upstreams: [hole.addr, echo.addr],
+      cluster: { pool: { connect_timeout: '200ms' } },
+      tcp: {},
+    });
+    t.after(() => proxy.close());
+    const results: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const c = await connect(proxy.port, t);
+      c.write('hi');
+      results.push((await c.readExactly(2, 'the echo', 3000)).toString());
+      c.destroy();
+    }
+    assert.deepEqual(results, ['hi', 'hi']);
+  });
+
+  test('when every endpoint fails, the client is closed without data and the error is counted', async (t) => {
+    const dead1 = await closedPort();
+    const dead2 = await closedPort();
+    const proxy = await startProxy({
+      upstreams: [`127.0.0.1:${dead1}`, `127.0.0.1:${dead2}`],
+      tcp: {},
+      config: { access_log: { enabled: true } },
+    });
+    t.after(() => proxy.close());
+    const c = await connect(proxy.port, t);
+    const data = await c.readToEnd();
+    assert.equal(data.length, 0);
+    await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
+    assert.equal(proxy.accessLog[0]?.error, 'upstream_connect_failed');
+    assert.equal(proxy.accessLog[0]?.detail, 'ECONNREFUSED');
+    assert.equal(proxy.server.snapshot().listeners[0]?.error_codes.upstream_connect_failed, 1);
+  });
+
+  test('round robin spreads connections; ring_hash on source_ip pins a client address to one endpoint', async (t) => {
+    const a = await namedBackend('a');
+    const b = await namedBackend('b');
+    t.after(() => a.close());
+    t.after(() => b.close());
+    const rr = await startProxy({ upstreams: [a.addr, b.addr], tcp: {} });
+    t.after(() => rr.close());
+    const names: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const c = await connect(rr.port, t);
+      names.push((await c.readUntil('\n')).toString().trim());
+      c.destroy();
+    }
+    assert.deepEqual(names.sort(), ['a', 'a', 'a', 'b', 'b', 'b']);
+
+    const rh = await startProxy({
+      upstreams: [a.addr, b.addr],
+      cluster: { lb: 'ring_hash', hash_key: { source_ip: true } },
+      tcp: {},
+    });
+    t.after(() => rh.close());
+    const byClient = new Map<string, Set<string>>();
+    for (let i = 0; i < 16; i++) {
+      const from = `127.0.0.${2 + (i % 8)}`;
+      const c = await connectFrom(rh.port, from);
+      const name = (await c.readUntil('\n')).toString().trim();
+      c.destroy();
+      const set = byClient.get(from) ?? new Set();
+      set.add(name);
+      byClient.set(from, set);
+    }
+    for (const [from, set] of byClient) assert.equal(set.size, 1, `${from} always lands on the same endpoint`);
+    const used = new Set([...byClient.values()].flatMap((s) => [...s]));
+    assert.equal(used.size, 2, 'eight client addresses use both endpoints');
+  });
+
+  test('least_connections sends new connections to the endpoint with fewer open tunnels', async (t) => {
+    const a = await namedBackend('a');
+    const b = await namedBackend('b');
+    t.after(() => a.close());
+    t.after(() => b.close());
+    const proxy = await startProxy({ upstreams: [a.addr, b.addr], cluster: { lb: 'least_connections' }, tcp: {} });
+    t.after(() => proxy.close());
+    // Hold 6 tunnels open: with two endpoints, each should carry about half.
+    const open: SocketReader[] = [];
+    const names: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const c = await connect(proxy.port, t);
+      open.push(c);
+      names.push((await c.readUntil('\n')).toString().trim());
+    }
+    const countA = names.filter((n) => n === 'a').length;
+    assert.ok(countA >= 2 && countA <= 4, `open tunnels are balanced: ${names.join('')}`);
+    const eps = proxy.server.snapshot().clusters[0]?.endpoints ?? [];
+    assert.deepEqual(eps.map((e) => e.active).sort(), [countA, 6 - countA].sort());
+    for (const c of open) c.destroy();
+  });
+
+  test('max_connections closes connections beyond the limit at accept', async (t) => {
+    const proxy = await startProxy({ upstreams: [echo.addr], tcp: { max_connections: 2 } });
+    t.after(() => proxy.close());
+    const a = await connect(proxy.port, t);
+    const b = await connect(proxy.port, t);
+    a.write('a');
+    b.write('b');
+    await a.readExactly(1);
+    await b.readExactly(1);
+    const c = await connect(proxy.port, t);
+    assert.equal((await c.readToEnd()).length, 0, 'the third connection is closed');
+    await waitUntil(
+      () => proxy.server.snapshot().listeners[0]?.error_codes.too_many_connections === 1,
+      'the drop is counted',
+    );
+  });
+});
+
+describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
+  let echo: Backend<net.Server> & { peers: string[] };
+  before(async () => {
+    const peers: string[] = [];
+    echo = Object.assign(
+      await rawBackend((s) => {
+        peers.push(`${s.remoteAddress}:${s.remotePort}`);
+        s.on('error', () => {});
+        s.pipe(s);
+      }),
+      { peers },
+    );
+  });
+  after(() => echo.close());
+
+  test('tunnels leave from the source addresses, on ports from source_port_range, counted in the budget', async (t) => {
+    echo.peers.length = 0;
+    const proxy = await startProxy({
+      upstreams: [echo.addr],
+      cluster: { source_addresses: ['127.0.0.2', '127.0.0.3'], source_port_range: '21100-21149' },
+      tcp: {},
+    });
+    t.after(() => proxy.close());
+    const open: SocketReader[] = [];
+    for (let i = 0; i < 10; i++) {
+      const c = await connect(proxy.port, t);
+      c.write('x');
+      await c.readExactly(1);
+      open.push(c);
+    }
+    const sources = new Map<string, number>();
+    for (const p of echo.peers) {
+      const [ip = '', port = '0'] = p.split(':');
+      assert.ok(Number(port) >= 21100 && Number(port) <= 21149, `port ${port} in range`);
+      sources.set(ip, (sources.get(ip) ?? 0) + 1);
+    }
+    // The source with the most free ports goes first: the two alternate.
+    assert.deepEqual(Object.fromEntries(sources), { '127.0.0.2': 5, '127.0.0.3': 5 });
+    const budgets = proxy.server.snapshot().ports.budgets;
+    assert.deepEqual(budgets.map((b) => [b.source, b.destination, b.range, b.size, b.in_use, b.free]).sort(), [
+      ['127.0.0.2', echo.addr, '21100-21149', 50, 5, 45],
+      ['127.0.0.3', echo.addr, '21100-21149', 50, 5, 45],
+    ]);
+    for (const c of open) c.destroy();
+    await waitUntil(
+      () => proxy.server.snapshot().ports.budgets.every((b) => b.in_use === 0),
+      'closed tunnels give their ports back',
+    );
+  });
+
+  test('an exhausted budget closes new clients, logs once with the figures, and recovers when ports free up', async (t) => {
+    // The upstream closes first (it keeps the TIME_WAIT), so a port is free again the moment a tunnel ends.
+    const ups: net.Socket[] = [];
+    const backend = await rawBackend((s) => {
+      ups.push(s);
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({
+      upstreams: [backend.addr],
+      cluster: { source_addresses: ['127.0.0.4'], source_port_range: '21200-21204' },
+      tcp: {},
+    });
+    t.after(() => proxy.close());
+    const open: SocketReader[] = [];
+    for (let i = 0; i < 5; i++) {
+      const c = await connect(proxy.port, t);
+      c.write('x');
+      await c.readExactly(1);
+      open.push(c);
+    }
+    for (let i = 0; i < 3; i++) {
+      const c = await connect(proxy.port, t);
+      assert.equal((await c.readToEnd()).length, 0, 'a client beyond the budget is closed');
+    }
+    const logs = proxy.eventLog.filter((l) => l.msg === 'upstream ports exhausted');
+    assert.equal(logs.length, 1, 'logged once per interval, not once per attempt');
+    const figures = ((logs[0]?.sources ?? []) as Record<string, unknown>[])[0];
+    assert.deepEqual(figures, {
+      source: '127.0.0.4',
+      destination: backend.addr,
+      range: '21200-21204',
+      size: 5,
+      in_use: 5,
+      cooling: 0,
+      free: 0,
+    });
+    assert.ok(
+      proxy.eventLog.some((l) => l.msg === 'source port budget running low'),
+      'the warn ratio (0.8) was crossed',
+    );
+    assert.equal(proxy.server.snapshot().listeners[0]?.error_codes.upstream_ports_exhausted, 3);
+    assert.equal(proxy.server.snapshot().clusters[0]?.endpoints[0]?.healthy, true, 'exhaustion is not ill health');
+
+    ups[0]?.end(); // the upstream closes one tunnel first
+    await waitUntil(() => open[0]?.closed === true || open[0]?.ended === true, 'the first tunnel ends');
+    open[0]?.socket.end();
+    await waitUntil(() => proxy.server.snapshot().ports.budgets[0]?.in_use === 4, 'its port is free');
+    const again = await connect(proxy.port, t);
+    again.write('back');
+    assert.equal((await again.readExactly(4)).toString(), 'back', 'service resumes once a port is free');
+  });
+});
