@@ -372,14 +372,13 @@ describe('sliceOf', () => {
         const slices = Array.from({ length: count }, (_, i) => sliceOf(range, i, count));
         if (size < count) {
           // One port each for the first workers, none for the rest: never the same port twice.
-          slices.forEach((s, i) =>
-            assert.deepEqual(
-              s,
+          slices.forEach((s, i) => {
+            const want =
               i < size
                 ? { first: range.first + i, last: range.first + i }
-                : { first: range.first, last: range.first - 1 },
-            ),
-          );
+                : { first: range.first, last: range.first - 1 };
+            assert.deepEqual(s, want);
+          });
           continue;
         }
         const each = Math.floor(size / count);
