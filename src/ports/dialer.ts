@@ -140,7 +140,11 @@ export class Dial {
       return;
     }
     if (code === 'EADDRNOTAVAIL' && this.kernel !== null) {
-      this.dialer.allocator.kernelExhausted(this.kernel, this.dialer.cluster, now);
+      // This attempt holds no port: take it out of the count before reporting the budget.
+      const budget = this.kernel;
+      this.kernel = null;
+      this.dialer.allocator.kernelClosed(budget);
+      this.dialer.allocator.kernelExhausted(budget, this.dialer.cluster, now);
       this.handler.onDialFailed('upstream_ports_exhausted', 'the kernel has no free ephemeral port (EADDRNOTAVAIL)');
       return;
     }

@@ -25,12 +25,20 @@ export interface PortLease {
  */
 export class KernelBudget {
   readonly destination: string;
-  readonly size: number;
+  range: PortRange;
+  size: number;
   inUse = 0;
   lastWarnAt = Number.NEGATIVE_INFINITY;
-  constructor(destination: string, size: number) {
+  constructor(destination: string, range: PortRange) {
     this.destination = destination;
-    this.size = size;
+    this.range = range;
+    this.size = range.last - range.first + 1;
+  }
+
+  /** The kernel's range can change at run time (sysctl -w): re-read when it matters. */
+  update(range: PortRange): void {
+    this.range = range;
+    this.size = range.last - range.first + 1;
   }
 }
 
@@ -48,12 +56,13 @@ export class PortAllocator {
   private readonly slice: { index: number; count: number };
   private readonly tables = new Map<string, PortTable>();
   private readonly kernel = new Map<string, KernelBudget>();
-  private readonly kernelRange: PortRange;
+  /** Reads net.ipv4.ip_local_port_range: when a destination is first dialled, and when it runs out. */
+  private readonly kernelRange: () => PortRange;
   private readonly exhaustedLogAt = new Map<string, number>();
   /** Attempts that found no free port, by destination. */
   exhausted = 0;
 
-  constructor(log: Logger, kernelRange: PortRange, slice = { index: 0, count: 1 }) {
+  constructor(log: Logger, kernelRange: () => PortRange, slice = { index: 0, count: 1 }) {
     this.log = log;
     this.kernelRange = kernelRange;
     this.slice = slice;
@@ -100,7 +109,7 @@ export class PortAllocator {
     const destination = formatDestination(address, port);
     let b = this.kernel.get(destination);
     if (b === undefined) {
-      b = new KernelBudget(destination, this.kernelRange.last - this.kernelRange.first + 1);
+      b = new KernelBudget(destination, this.kernelRange());
       this.kernel.set(destination, b);
     }
     b.inUse++;
@@ -111,7 +120,7 @@ export class PortAllocator {
           cluster,
           source: 'kernel',
           destination,
-          range: `${this.kernelRange.first}-${this.kernelRange.last}`,
+          range: `${b.range.first}-${b.range.last}`,
           in_use: b.inUse,
           size: b.size,
           warn_ratio: warnRatio,
@@ -133,12 +142,13 @@ export class PortAllocator {
     const key = `kernel>${b.destination}`;
     if (now - (this.exhaustedLogAt.get(key) ?? Number.NEGATIVE_INFINITY) < BUDGET_LOG_INTERVAL_MS) return;
     this.exhaustedLogAt.set(key, now);
+    b.update(this.kernelRange());
     this.log.error(
       {
         cluster,
         destination: b.destination,
         source: 'kernel',
-        range: `${this.kernelRange.first}-${this.kernelRange.last}`,
+        range: `${b.range.first}-${b.range.last}`,
         in_use: b.inUse,
         size: b.size,
         hint: 'set source_addresses on the cluster, or add endpoint ports, to multiply the budget',
@@ -158,7 +168,7 @@ export class PortAllocator {
       out.push({
         source: 'kernel',
         destination: b.destination,
-        range: `${this.kernelRange.first}-${this.kernelRange.last}`,
+        range: `${b.range.first}-${b.range.last}`,
         size: b.size,
         in_use: b.inUse,
         cooling: 0,

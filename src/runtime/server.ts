@@ -58,7 +58,7 @@ export class MuxgateServer {
     const kernelRange = ephemeralPortRange();
     if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
     this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
-    this.ports = new PortAllocator(this.log, this.kernelRange, opts.portSlice);
+    this.ports = new PortAllocator(this.log, () => ephemeralPortRange() ?? DEFAULT_EPHEMERAL_RANGE, opts.portSlice);
   }
 
   private readonly kernelRange: PortRange;

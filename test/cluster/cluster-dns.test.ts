@@ -27,7 +27,7 @@ function options(resolve: (host: string) => Promise<string[]>): ClusterOptions {
       idleTimeoutMs: 100,
       connectTimeoutMs: 100,
     },
-    dialer: new Dialer(new PortAllocator(quiet, { first: 32768, last: 60999 }), null, 'c', 0.8),
+    dialer: new Dialer(new PortAllocator(quiet, () => ({ first: 32768, last: 60999 })), null, 'c', 0.8),
     resolve,
   };
 }

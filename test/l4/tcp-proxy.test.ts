@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Backend, blackhole, rawBackend } from '../helpers/backend.ts';
+import { portOf, startMuxgate } from '../helpers/cli.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { closedPort, connect, SocketReader } from '../helpers/wire.ts';
@@ -425,5 +426,60 @@ describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
     const again = await connect(proxy.port, t);
     again.write('back');
     assert.equal((await again.readExactly(4)).toString(), 'back', 'service resumes once a port is free');
+  });
+
+  test('a port the kernel refuses (EADDRINUSE) cools, another is used, and it comes back after port_cooling', async (t) => {
+    // Something else listens on 127.0.0.5:21300, the first port muxgate would pick.
+    const blocker = net.createServer();
+    await new Promise<void>((r) => blocker.listen(21300, '127.0.0.5', r));
+    const proxy = await startProxy({
+      upstreams: [echo.addr],
+      cluster: { source_addresses: ['127.0.0.5'], source_port_range: '21300-21302', port_cooling: '300ms' },
+      tcp: {},
+    });
+    t.after(() => proxy.close());
+    const c = await connect(proxy.port, t);
+    c.write('x');
+    assert.equal((await c.readExactly(1)).toString(), 'x');
+    let b = proxy.server.snapshot().ports.budgets[0];
+    assert.deepEqual([b?.in_use, b?.cooling, b?.free], [1, 1, 1], 'the refused port cools; the next one serves');
+    assert.ok(echo.peers.at(-1)?.endsWith(':21301'), `left from the next port: ${echo.peers.at(-1)}`);
+    await new Promise<void>((r) => blocker.close(() => r()));
+    await new Promise((r) => setTimeout(r, 350));
+    b = proxy.server.snapshot().ports.budgets[0];
+    assert.deepEqual([b?.in_use, b?.cooling, b?.free], [1, 0, 2], 'after port_cooling the port is free again');
+    c.destroy();
+  });
+});
+
+describe('one-line form', () => {
+  test('muxgate proxy --mode tcp --source pipes through the source address', async (t) => {
+    const peers: string[] = [];
+    const backend = await rawBackend((s) => {
+      peers.push(String(s.remoteAddress));
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    t.after(() => backend.close());
+    const m = startMuxgate([
+      'proxy',
+      '--mode',
+      'tcp',
+      '--listen',
+      '127.0.0.1:0',
+      '--to',
+      backend.addr,
+      '--source',
+      '127.0.0.6,127.0.0.7',
+    ]);
+    t.after(() => m.stop());
+    const port = portOf(await m.waitFor((l) => l.msg === 'listening'));
+    // Four at once: the source with the most free ports goes first, so the two alternate.
+    for (let i = 0; i < 4; i++) {
+      const c = await connect(port, t);
+      c.write(`line ${i}`);
+      assert.equal((await c.readExactly(6)).toString(), `line ${i}`);
+    }
+    assert.deepEqual(peers.sort(), ['127.0.0.6', '127.0.0.6', '127.0.0.7', '127.0.0.7']);
   });
 });

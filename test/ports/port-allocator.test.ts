@@ -50,7 +50,7 @@ function leaseOk(a: PortAllocator, p: SourcePlan, address: string, port: number,
 
 describe('PortAllocator.lease', () => {
   test('picks the source with the most free ports for the destination', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const p = plan();
     // Ties go to the first source; after that the emptier one wins, so leases alternate.
     const first = leaseOk(a, p, '10.0.0.9', 80);
@@ -75,7 +75,7 @@ describe('PortAllocator.lease', () => {
   });
 
   test('counts cooled ports that expired as free when comparing sources', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const p = plan({ coolingMs: 100 });
     const l1 = leaseOk(a, p, '10.0.0.9', 80, 0); // .2
     const l2 = leaseOk(a, p, '10.0.0.9', 80, 0); // .3
@@ -89,7 +89,7 @@ describe('PortAllocator.lease', () => {
   });
 
   test('two destinations get independent tables: the same port is leased for both at once', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const p = plan({ sources: ['127.0.0.2'], range: { first: 20000, last: 20001 } });
     const toA = [leaseOk(a, p, '10.0.0.9', 80), leaseOk(a, p, '10.0.0.9', 80)];
     const toB = [leaseOk(a, p, '10.0.0.9', 81), leaseOk(a, p, '10.0.0.10', 80)];
@@ -112,7 +112,7 @@ describe('PortAllocator.lease', () => {
   });
 
   test('sources of the other address family are skipped', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const p = plan({ sources: ['::1', '127.0.0.2', 'fd00::2'] });
     for (let i = 0; i < 5; i++) assert.equal(leaseOk(a, p, '10.0.0.9', 80).table.source, '127.0.0.2');
     const v6 = [leaseOk(a, p, 'fd00::9', 443), leaseOk(a, p, 'fd00::9', 443)];
@@ -126,7 +126,7 @@ describe('PortAllocator.lease', () => {
 
   test('reaches() is false when no source has the destination family; lease() then returns null', () => {
     const { log, calls } = fakeLogger();
-    const a = new PortAllocator(log, KERNEL);
+    const a = new PortAllocator(log, () => KERNEL);
     const v6only = plan({ sources: ['::1'] });
     const v4only = plan({ sources: ['127.0.0.2'] });
     assert.equal(a.reaches(v6only, '10.0.0.9'), false);
@@ -141,7 +141,7 @@ describe('PortAllocator.lease', () => {
 
   test('all sources exhausted: null, counted, error logged at most once per interval', () => {
     const { log, calls, messages } = fakeLogger();
-    const a = new PortAllocator(log, KERNEL);
+    const a = new PortAllocator(log, () => KERNEL);
     const p = plan({ range: { first: 20000, last: 20001 } });
     const got: string[] = [];
     for (let i = 0; i < 4; i++) {
@@ -196,7 +196,7 @@ describe('PortAllocator.lease', () => {
   });
 
   test('a released port can be leased again after exhaustion', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const p = plan({ sources: ['127.0.0.2'], range: { first: 20000, last: 20000 } });
     const l = leaseOk(a, p, '10.0.0.9', 80);
     assert.equal(a.lease(p, '10.0.0.9', 80, 0), null);
@@ -211,7 +211,7 @@ describe('PortAllocator.lease', () => {
 
   test('warns "source port budget running low" when the used ratio crosses warnRatio, once per interval', () => {
     const { log, calls, messages } = fakeLogger();
-    const a = new PortAllocator(log, KERNEL);
+    const a = new PortAllocator(log, () => KERNEL);
     const p = plan({ sources: ['127.0.0.2'], warnRatio: 0.5 });
     for (let i = 0; i < 4; i++) leaseOk(a, p, '10.0.0.9', 80, 0);
     assert.deepEqual(messages('warn'), [], '4 of 10 used: below 0.5');
@@ -248,7 +248,7 @@ describe('PortAllocator.lease', () => {
   });
 
   test('the table takes the range and cooling of the first plan that made it', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     const l1 = leaseOk(a, plan({ sources: ['127.0.0.2'], range: { first: 20000, last: 20001 } }), '10.0.0.9', 80);
     const l2 = leaseOk(a, plan({ sources: ['127.0.0.2'], range: { first: 30000, last: 30999 } }), '10.0.0.9', 80);
     assert.equal(l1.table, l2.table);
@@ -258,7 +258,7 @@ describe('PortAllocator.lease', () => {
 
 describe('PortAllocator: kernel-chosen ports', () => {
   test('kernelOpened/kernelClosed count per destination; budgets() lists them as source "kernel"', () => {
-    const a = new PortAllocator(fakeLogger().log, { first: 1024, last: 1123 });
+    const a = new PortAllocator(fakeLogger().log, () => ({ first: 1024, last: 1123 }));
     const b1 = a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
     const b2 = a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
     const b3 = a.kernelOpened('::1', 8080, 'web', 0.8, 0);
@@ -275,7 +275,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
   });
 
   test('budgets() lists tables (cooled ports expired as of now) before kernel budgets', () => {
-    const a = new PortAllocator(fakeLogger().log, KERNEL);
+    const a = new PortAllocator(fakeLogger().log, () => KERNEL);
     a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
     const l = leaseOk(a, plan({ sources: ['127.0.0.2'], coolingMs: 100 }), '10.0.0.9', 80, 0);
     leaseOk(a, plan({ sources: ['127.0.0.2'] }), '10.0.0.9', 80, 0);
@@ -297,7 +297,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
   });
 
   test('free never goes below 0 in budgets()', () => {
-    const a = new PortAllocator(fakeLogger().log, { first: 40000, last: 40001 });
+    const a = new PortAllocator(fakeLogger().log, () => ({ first: 40000, last: 40001 }));
     for (let i = 0; i < 3; i++) a.kernelOpened('10.0.0.9', 80, 'api', 2, 0);
     assert.equal(a.budgets(0)[0]?.free, 0);
     assert.equal(a.budgets(0)[0]?.in_use, 3);
@@ -305,7 +305,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
 
   test('kernelOpened warns once per interval when the kernel budget crosses the ratio', () => {
     const { log, calls, messages } = fakeLogger();
-    const a = new PortAllocator(log, { first: 40000, last: 40009 });
+    const a = new PortAllocator(log, () => ({ first: 40000, last: 40009 }));
     for (let i = 0; i < 7; i++) a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
     assert.deepEqual(messages('warn'), []);
     const b = a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 5);
@@ -333,7 +333,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
 
   test('kernelExhausted counts every time and logs at most once per interval per destination', () => {
     const { log, calls, messages } = fakeLogger();
-    const a = new PortAllocator(log, { first: 40000, last: 40009 });
+    const a = new PortAllocator(log, () => ({ first: 40000, last: 40009 }));
     const b = a.kernelOpened('10.0.0.9', 80, 'api', 2, 0);
     const other = a.kernelOpened('10.0.0.10', 80, 'api', 2, 0);
     a.kernelExhausted(b, 'api', 100);
@@ -426,8 +426,8 @@ describe('sliceOf', () => {
 describe('PortAllocator: worker slices', () => {
   test('two workers never lease the same port for the same (source, destination)', () => {
     const p = plan({ range: { first: 20000, last: 20099 } });
-    const w0 = new PortAllocator(fakeLogger().log, KERNEL, { index: 0, count: 2 });
-    const w1 = new PortAllocator(fakeLogger().log, KERNEL, { index: 1, count: 2 });
+    const w0 = new PortAllocator(fakeLogger().log, () => KERNEL, { index: 0, count: 2 });
+    const w1 = new PortAllocator(fakeLogger().log, () => KERNEL, { index: 1, count: 2 });
     const seen = new Map<string, string>();
     for (const [name, w] of [
       ['w0', w0],
