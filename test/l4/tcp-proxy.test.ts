@@ -3,6 +3,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { type Backend, blackhole, rawBackend } from '../helpers/backend.ts';
+import { DEFAULT_EPHEMERAL_RANGE, ephemeralPortRange } from '../../src/core/sysctl.ts';
+import { sliceOf } from '../../src/ports/port-allocator.ts';
 import { portOf, startMuxgate } from '../helpers/cli.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -481,5 +483,56 @@ describe('one-line form', () => {
       assert.equal((await c.readExactly(6)).toString(), `line ${i}`);
     }
     assert.deepEqual(peers.sort(), ['127.0.0.6', '127.0.0.6', '127.0.0.7', '127.0.0.7']);
+  });
+
+  test('--workers 2: each worker hands out its own half of the port range; /stats sums the budget', async (t) => {
+    const peers: number[] = [];
+    const backend = await rawBackend((s) => {
+      peers.push(Number(s.remotePort));
+      s.on('error', () => {});
+      s.pipe(s);
+    });
+    t.after(() => backend.close());
+    const m = startMuxgate([
+      'proxy',
+      '--mode',
+      'tcp',
+      '--listen',
+      '127.0.0.1:0',
+      '--to',
+      backend.addr,
+      '--source',
+      '127.0.0.9',
+      '--workers',
+      '2',
+      '--admin',
+      '127.0.0.1:0',
+      '--no-access-log',
+    ]);
+    t.after(() => m.stop());
+    await m.waitFor((l) => l.msg === 'all workers listening');
+    const port = portOf(m.lines.find((l) => l.msg === 'listening') ?? {});
+    const adminPort = portOf(await m.waitFor((l) => l.msg === 'admin listening'));
+    const open: SocketReader[] = [];
+    for (let i = 0; i < 20; i++) {
+      const c = await connect(port, t);
+      c.write('.');
+      await c.readExactly(1);
+      open.push(c);
+    }
+    const stats = (await (await fetch(`http://127.0.0.1:${adminPort}/stats`)).json()) as {
+      ports: { budgets: { source: string; range: string; size: number; in_use: number }[] };
+    };
+    const kernel = ephemeralPortRange() ?? DEFAULT_EPHEMERAL_RANGE;
+    const budgets = stats.ports.budgets.filter((b) => b.source === '127.0.0.9');
+    assert.equal(budgets.length, 1, 'the workers report one budget for (source, destination)');
+    assert.equal(budgets[0]?.in_use, 20);
+    assert.equal(budgets[0]?.size, kernel.last - kernel.first + 1, 'the two halves add up to the whole range');
+    assert.equal(budgets[0]?.range, `${kernel.first}-${kernel.last}`);
+    assert.equal(new Set(peers).size, 20, 'no port handed out twice');
+    const w0 = sliceOf(kernel, 0, 2);
+    const w1 = sliceOf(kernel, 1, 2);
+    for (const p of peers) assert.ok((p >= w0.first && p <= w0.last) || (p >= w1.first && p <= w1.last));
+    for (const c of open) c.destroy();
   });
 });
