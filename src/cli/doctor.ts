@@ -9,10 +9,10 @@ import {
   readSysctl,
   readSysctlInt,
 } from '../core/sysctl.ts';
+import { LISTEN_BACKLOG } from '../listener/listen.ts';
 import { sliceOf } from '../ports/port-allocator.ts';
 
-/** The backlog both listener kinds pass to listen(); the kernel silently caps it at somaxconn. */
-export const LISTEN_BACKLOG = 4096;
+export { LISTEN_BACKLOG };
 
 /** What `muxgate doctor` reads from the kernel. null = not readable (or, for nf_conntrack_max, not present). */
 export interface MachineFacts {

@@ -1,4 +1,5 @@
 import net, { type AddressInfo } from 'node:net';
+import { listenOn } from './listen.ts';
 import { Http1Session } from './http1-session.ts';
 import type { ListenerContext } from './listener-context.ts';
 
@@ -22,13 +23,7 @@ export class Http1Listener {
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, backlog: 4096, reusePort }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.server, host, port, reusePort);
   }
 
   address(): AddressInfo | null {

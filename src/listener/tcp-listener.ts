@@ -1,4 +1,5 @@
 import net, { type AddressInfo } from 'node:net';
+import { listenOn } from './listen.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../core/log.ts';
 import { TcpTunnel } from '../forward/tcp-tunnel.ts';
@@ -54,13 +55,7 @@ export class TcpListener {
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ host, port, backlog: 4096, reusePort }, () => {
-        this.server.off('error', reject);
-        resolve(this.server.address() as AddressInfo);
-      });
-    });
+    return listenOn(this.server, host, port, reusePort);
   }
 
   address(): AddressInfo | null {
