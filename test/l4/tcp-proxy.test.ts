@@ -10,23 +10,21 @@ import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { closedPort, connect, SocketReader } from '../helpers/wire.ts';
 
-/** Echoes every byte back and ends its side when the client ends. */
-function echoBackend(): Promise<Backend<net.Server>> {
-  return rawBackend((s) => {
+type EchoBackend = Backend<net.Server> & { peers: { address: string; port: number }[] };
+
+/**
+ * Echoes every byte back (ending its side when the client ends) and records each peer's address and
+ * port. With `name`, it first says which backend answered.
+ */
+async function echoBackend(name?: string): Promise<EchoBackend> {
+  const peers: EchoBackend['peers'] = [];
+  const b = await rawBackend((s) => {
+    peers.push({ address: String(s.remoteAddress), port: Number(s.remotePort) });
     s.on('error', () => {});
+    if (name !== undefined) s.write(`${name}\n`);
     s.pipe(s);
   });
-}
-
-/** Says which backend answered (its name), then echoes. */
-function namedBackend(name: string): Promise<Backend<net.Server> & { peers: string[] }> {
-  const peers: string[] = [];
-  return rawBackend((s) => {
-    peers.push(`${s.remoteAddress}`);
-    s.on('error', () => {});
-    s.write(`${name}\n`);
-    s.pipe(s);
-  }).then((b) => Object.assign(b, { peers }));
+  return Object.assign(b, { peers });
 }
 
 function connectFrom(port: number, localAddress: string): Promise<SocketReader> {
@@ -251,8 +249,8 @@ describe('L4 TCP proxy', () => {
   });
 
   test('round robin spreads connections; ring_hash on source_ip pins a client address to one endpoint', async (t) => {
-    const a = await namedBackend('a');
-    const b = await namedBackend('b');
+    const a = await echoBackend('a');
+    const b = await echoBackend('b');
     t.after(() => a.close());
     t.after(() => b.close());
     const rr = await startProxy({ upstreams: [a.addr, b.addr], tcp: {} });
@@ -287,8 +285,8 @@ describe('L4 TCP proxy', () => {
   });
 
   test('least_connections sends new connections to the endpoint with fewer open tunnels', async (t) => {
-    const a = await namedBackend('a');
-    const b = await namedBackend('b');
+    const a = await echoBackend('a');
+    const b = await echoBackend('b');
     t.after(() => a.close());
     t.after(() => b.close());
     const proxy = await startProxy({ upstreams: [a.addr, b.addr], cluster: { lb: 'least_connections' }, tcp: {} });
@@ -327,17 +325,9 @@ describe('L4 TCP proxy', () => {
 });
 
 describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
-  let echo: Backend<net.Server> & { peers: string[] };
+  let echo: EchoBackend;
   before(async () => {
-    const peers: string[] = [];
-    echo = Object.assign(
-      await rawBackend((s) => {
-        peers.push(`${s.remoteAddress}:${s.remotePort}`);
-        s.on('error', () => {});
-        s.pipe(s);
-      }),
-      { peers },
-    );
+    echo = await echoBackend();
   });
   after(() => echo.close());
 
@@ -357,10 +347,9 @@ describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
       open.push(c);
     }
     const sources = new Map<string, number>();
-    for (const p of echo.peers) {
-      const [ip = '', port = '0'] = p.split(':');
-      assert.ok(Number(port) >= 21100 && Number(port) <= 21149, `port ${port} in range`);
-      sources.set(ip, (sources.get(ip) ?? 0) + 1);
+    for (const { address, port } of echo.peers) {
+      assert.ok(port >= 21100 && port <= 21149, `port ${port} in range`);
+      sources.set(address, (sources.get(address) ?? 0) + 1);
     }
     // The source with the most free ports goes first: the two alternate.
     assert.deepEqual(Object.fromEntries(sources), { '127.0.0.2': 5, '127.0.0.3': 5 });
@@ -445,7 +434,7 @@ describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
     assert.equal((await c.readExactly(1)).toString(), 'x');
     let b = proxy.server.snapshot().ports.budgets[0];
     assert.deepEqual([b?.in_use, b?.cooling, b?.free], [1, 1, 1], 'the refused port cools; the next one serves');
-    assert.ok(echo.peers.at(-1)?.endsWith(':21301'), `left from the next port: ${echo.peers.at(-1)}`);
+    assert.equal(echo.peers.at(-1)?.port, 21301, 'left from the next port');
     await new Promise<void>((r) => blocker.close(() => r()));
     await new Promise((r) => setTimeout(r, 350));
     b = proxy.server.snapshot().ports.budgets[0];
@@ -456,12 +445,7 @@ describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
 
 describe('one-line form', () => {
   test('muxgate proxy --mode tcp --source pipes through the source address', async (t) => {
-    const peers: string[] = [];
-    const backend = await rawBackend((s) => {
-      peers.push(String(s.remoteAddress));
-      s.on('error', () => {});
-      s.pipe(s);
-    });
+    const backend = await echoBackend();
     t.after(() => backend.close());
     const m = startMuxgate([
       'proxy',
@@ -482,17 +466,13 @@ describe('one-line form', () => {
       c.write(`line ${i}`);
       assert.equal((await c.readExactly(6)).toString(), `line ${i}`);
     }
-    assert.deepEqual(peers.sort(), ['127.0.0.6', '127.0.0.6', '127.0.0.7', '127.0.0.7']);
+    assert.deepEqual(backend.peers.map((p) => p.address).sort(), ['127.0.0.6', '127.0.0.6', '127.0.0.7', '127.0.0.7']);
   });
 
   test('--workers 2: each worker hands out its own half of the port range; /stats sums the budget', async (t) => {
-    const peers: number[] = [];
-    const backend = await rawBackend((s) => {
-      peers.push(Number(s.remotePort));
-      s.on('error', () => {});
-      s.pipe(s);
-    });
+    const backend = await echoBackend();
     t.after(() => backend.close());
+    const peers = () => backend.peers.map((p) => p.port);
     const m = startMuxgate([
       'proxy',
       '--mode',
@@ -529,10 +509,10 @@ describe('one-line form', () => {
     assert.equal(budgets[0]?.in_use, 20);
     assert.equal(budgets[0]?.size, kernel.last - kernel.first + 1, 'the two halves add up to the whole range');
     assert.equal(budgets[0]?.range, `${kernel.first}-${kernel.last}`);
-    assert.equal(new Set(peers).size, 20, 'no port handed out twice');
+    assert.equal(new Set(peers()).size, 20, 'no port handed out twice');
     const w0 = sliceOf(kernel, 0, 2);
     const w1 = sliceOf(kernel, 1, 2);
-    for (const p of peers) assert.ok((p >= w0.first && p <= w0.last) || (p >= w1.first && p <= w1.last));
+    for (const p of peers()) assert.ok((p >= w0.first && p <= w0.last) || (p >= w1.first && p <= w1.last));
     for (const c of open) c.destroy();
   });
 });
