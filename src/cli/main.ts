@@ -99,11 +99,19 @@ function proxyConfig(args: string[]): Config {
     admin: { type: 'string' },
     'log-level': { type: 'string' },
     'access-log': { type: 'boolean', default: true },
+    protocol: { type: 'string' },
+    'tls-cert': { type: 'string' },
+    'tls-key': { type: 'string' },
   });
   if (typeof values.listen !== 'string') throw new UsageError('missing --listen ADDR:PORT');
   if (typeof values.to !== 'string') throw new UsageError('missing --to HOST:PORT[,HOST:PORT...]');
   if (values.mode !== 'http' && values.mode !== 'tcp')
     throw new UsageError(`--mode must be http or tcp, got "${String(values.mode)}"`);
+  const protocol = values.protocol;
+  if (protocol !== undefined && protocol !== 'http1' && protocol !== 'http2' && protocol !== 'auto')
+    throw new UsageError(`--protocol must be http1, http2 or auto, got "${String(protocol)}"`);
+  if ((typeof values['tls-cert'] === 'string') !== (typeof values['tls-key'] === 'string'))
+    throw new UsageError('--tls-cert and --tls-key go together');
   let workers: number | 'auto' | undefined;
   if (typeof values.workers === 'string') {
     workers = values.workers === 'auto' ? 'auto' : Number(values.workers);
@@ -111,15 +119,23 @@ function proxyConfig(args: string[]): Config {
       throw new UsageError(`--workers must be an integer >= 1 or "auto", got "${values.workers}"`);
     }
   }
-  const input = oneLineConfig({
-    listen: values.listen,
-    to: values.to.split(',').map((s: string) => s.trim()),
-    workers,
-    admin: typeof values.admin === 'string' ? values.admin : undefined,
-    logLevel: typeof values['log-level'] === 'string' ? values['log-level'] : undefined,
-    accessLog: values['access-log'] === true,
-    mode: values.mode,
-    sources: typeof values.source === 'string' ? values.source.split(',').map((s: string) => s.trim()) : undefined,
-  });
+  let input: ReturnType<typeof oneLineConfig>;
+  try {
+    input = oneLineConfig({
+      listen: values.listen,
+      to: values.to.split(',').map((s: string) => s.trim()),
+      workers,
+      admin: typeof values.admin === 'string' ? values.admin : undefined,
+      logLevel: typeof values['log-level'] === 'string' ? values['log-level'] : undefined,
+      accessLog: values['access-log'] === true,
+      mode: values.mode,
+      sources: typeof values.source === 'string' ? values.source.split(',').map((s: string) => s.trim()) : undefined,
+      protocol,
+      tlsCert: typeof values['tls-cert'] === 'string' ? values['tls-cert'] : undefined,
+      tlsKey: typeof values['tls-key'] === 'string' ? values['tls-key'] : undefined,
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
   return validateConfig(input, 'command line');
 }

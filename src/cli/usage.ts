@@ -12,7 +12,12 @@ Usage:
   muxgate --version | --help
 
 proxy options:
-  --mode http|tcp                  http (default): HTTP/1.1 reverse proxy; tcp: L4 proxy (pipes bytes)
+  --mode http|tcp                  http (default): HTTP reverse proxy; tcp: L4 proxy (pipes bytes)
+  --to URL                         host:port or http://host:port (HTTP/1.1), h2c://host:port (HTTP/2
+                                   cleartext), https://host:port (TLS, ALPN picks h2 or http/1.1),
+                                   h2://host:port (HTTP/2 over TLS)
+  --protocol http1|http2|auto      what clients speak to the listener (default http1; auto = both)
+  --tls-cert FILE --tls-key FILE   terminate TLS on the listener with this certificate
   --source IP[,IP...]              leave from these source addresses; muxgate picks each source port
                                    per destination, multiplying the connection budget
   --workers N|auto                 worker processes (default 1)

@@ -6,7 +6,7 @@ import { type RequestHead, requestField, requestFieldValues } from '../http1/req
 import type { PoolOptions } from '../pool/h1-pool.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import { poolKey } from '../pool/pool-key.ts';
-import { Endpoint, type PassiveHealth } from './endpoint.ts';
+import { Endpoint, type PassiveHealth, type UpstreamSpec } from './endpoint.ts';
 import { createSelector } from './selection/index.ts';
 import type { LbPolicy, Selector } from './selection/selector.ts';
 
@@ -25,6 +25,8 @@ export interface ClusterOptions {
   responseTimeoutMs: number;
   passiveHealth: PassiveHealth;
   pool: PoolOptions;
+  /** Protocol and TLS towards the endpoints; default HTTP/1.1 in cleartext. */
+  upstream?: UpstreamSpec | undefined;
   /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
   dialer: Dialer;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
@@ -118,7 +120,16 @@ export class Cluster {
       for (const address of addresses) {
         const ep =
           byKey.get(poolKey(address, cfg.port)) ??
-          new Endpoint(cfg.host, address, cfg.port, cfg.weight, this.opts.pool, this.opts.passiveHealth, this.dialer);
+          new Endpoint(
+            cfg.host,
+            address,
+            cfg.port,
+            cfg.weight,
+            this.opts.pool,
+            this.opts.passiveHealth,
+            this.dialer,
+            this.opts.upstream,
+          );
         if (keep.has(ep)) continue;
         keep.add(ep);
         next.push(ep);

@@ -1,8 +1,35 @@
 import type { ConnectObserver, PoolOptions } from '../pool/h1-pool.ts';
 import { H1Pool } from '../pool/h1-pool.ts';
+import { H2Pool, type H2Options } from '../pool/h2-pool.ts';
+import type { PoolWaiter } from '../pool/pool-waiter.ts';
+import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import type { SelectableEndpoint } from './selection/selector.ts';
+
+/** What the endpoints of a cluster speak, and how to reach them. */
+export interface UpstreamSpec {
+  protocol: 'http1' | 'http2' | 'auto';
+  /** With protocol auto in cleartext: HTTP/2 with prior knowledge. */
+  h2c: boolean;
+  tls: UpstreamTls | null;
+  h2: H2Options;
+}
+
+/** HTTP/1.1 in cleartext, the default. */
+export const HTTP1_CLEARTEXT: UpstreamSpec = {
+  protocol: 'http1',
+  h2c: false,
+  tls: null,
+  h2: {
+    maxConcurrentStreams: 100,
+    initialWindowSize: 1024 * 1024,
+    connectionWindowSize: 16 * 1024 * 1024,
+    maxSessionMemoryMb: 64,
+    pingIntervalMs: 30_000,
+    pingTimeoutMs: 10_000,
+  },
+};
 
 export interface PassiveHealth {
   consecutiveFailures: number;
@@ -21,6 +48,11 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   readonly port: number;
   readonly weight: number;
   readonly pool: H1Pool;
+  /**
+   * The HTTP/2 session pool when the cluster speaks HTTP/2 (or may: protocol auto over TLS, where
+   * ALPN decides; if the endpoint answers http/1.1, the pool falls back and `pool` takes over).
+   */
+  readonly h2: H2Pool | null;
   healthy = true;
   active = 0;
   requests = 0;
@@ -37,6 +69,7 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     pool: PoolOptions,
     health: PassiveHealth,
     dialer: Dialer,
+    upstream: UpstreamSpec = HTTP1_CLEARTEXT,
   ) {
     this.key = poolKey(address, port);
     this.host = host;
@@ -44,7 +77,31 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     this.port = port;
     this.weight = weight;
     this.health = health;
-    this.pool = new H1Pool(this.key, address, port, pool, dialer, this);
+    const tls = upstream.tls === null ? null : { config: upstream.tls, host };
+    this.pool = new H1Pool(this.key, address, port, pool, dialer, this, tls);
+    const p = upstream.protocol;
+    const h2 = p === 'http2' || (p === 'auto' && (upstream.tls !== null || upstream.h2c));
+    if (h2) {
+      this.h2 = new H2Pool(
+        this.key,
+        address,
+        port,
+        {
+          ...pool,
+          h2: upstream.h2,
+          tls: upstream.tls,
+          alpn: p === 'http2' ? ['h2'] : ['h2', 'http/1.1'],
+          host,
+        },
+        dialer,
+        this,
+      );
+      this.h2.onFallback = (waiters: PoolWaiter[]) => {
+        for (const w of waiters) this.pool.acquire(w);
+      };
+    } else {
+      this.h2 = null;
+    }
   }
 
   connectSucceeded(): void {
@@ -66,5 +123,6 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   close(): void {
     if (this.ejectTimer !== null) clearTimeout(this.ejectTimer);
     this.pool.close();
+    this.h2?.close();
   }
 }

@@ -11,14 +11,61 @@ export interface OneLineOptions {
   mode?: 'http' | 'tcp' | undefined;
   /** source_addresses of the cluster. */
   sources?: string[] | undefined;
+  /** Listener protocol (http mode): http1, http2 or auto. */
+  protocol?: 'http1' | 'http2' | 'auto' | undefined;
+  /** Terminate TLS on the listener with this certificate and key. */
+  tlsCert?: string | undefined;
+  tlsKey?: string | undefined;
+}
+
+/** What a `--to` URL scheme says about the upstream. */
+const SCHEMES: Record<string, { protocol: 'http1' | 'http2' | 'auto'; tls: boolean }> = {
+  'http:': { protocol: 'http1', tls: false },
+  'h2c:': { protocol: 'http2', tls: false },
+  'https:': { protocol: 'auto', tls: true },
+  'h2:': { protocol: 'http2', tls: true },
+};
+
+/**
+ * Splits `--to` targets into endpoints and the upstream protocol: "host:port" is HTTP/1.1,
+ * "h2c://host:port" HTTP/2 cleartext, "https://host:port" TLS with ALPN choosing (like
+ * `caddy reverse-proxy`), "h2://host:port" HTTP/2 over TLS. All targets must agree.
+ */
+export function upstreamOf(targets: string[]): {
+  endpoints: string[];
+  protocol: 'http1' | 'http2' | 'auto';
+  tls: boolean;
+} {
+  let kind: { protocol: 'http1' | 'http2' | 'auto'; tls: boolean } | null = null;
+  let kindName = '';
+  const endpoints: string[] = [];
+  for (const t of targets) {
+    const m = /^([a-z0-9]+):\/\/([^/]*)\/?$/i.exec(t);
+    const scheme = m === null ? 'http:' : `${m[1]!.toLowerCase()}:`;
+    const k = SCHEMES[scheme];
+    if (k === undefined) throw new Error(`--to: unknown scheme "${scheme}//" in "${t}" (use http, h2c, https or h2)`);
+    if (kind !== null && (k.protocol !== kind.protocol || k.tls !== kind.tls)) {
+      throw new Error(`--to: every target must use the same scheme, got ${kindName} and ${scheme}//`);
+    }
+    kind = k;
+    kindName = `${scheme}//`;
+    let hostPort = m === null ? t : m[2]!;
+    // A URL may leave the port to its scheme.
+    if (!/:\d+$/.test(hostPort)) hostPort += k.tls ? ':443' : ':80';
+    endpoints.push(hostPort);
+  }
+  return { endpoints, protocol: kind?.protocol ?? 'http1', tls: kind?.tls ?? false };
 }
 
 /**
- * The config that `muxgate proxy --listen A --to B,C [--mode tcp] [--source IP,IP]` stands for: one
- * listener (with one catch-all route, or tcp), one round-robin cluster. It goes through the same schema as a file, so it gets the same defaults
+ * The config that `muxgate proxy --listen A --to B,C [--mode tcp] [--source IP,IP] [--protocol P]
+ * [--tls-cert F --tls-key F]` stands for: one listener (with one catch-all route, or tcp), one
+ * round-robin cluster. It goes through the same schema as a file, so it gets the same defaults
  * and the same validation (with "--listen"/"--to" named in errors by the caller).
  */
 export function oneLineConfig(o: OneLineOptions): ConfigInput {
+  const up = upstreamOf(o.to);
+  const tls = o.tlsCert === undefined || o.tlsKey === undefined ? {} : { tls: { cert: o.tlsCert, key: o.tlsKey } };
   return {
     log_level: (o.logLevel ?? 'info') as ConfigInput['log_level'],
     access_log: { enabled: o.accessLog ?? true },
@@ -27,10 +74,21 @@ export function oneLineConfig(o: OneLineOptions): ConfigInput {
     listeners: [
       o.mode === 'tcp'
         ? { name: 'proxy', address: o.listen, protocol: 'tcp', cluster: 'upstream' }
-        : { name: 'proxy', address: o.listen, routes: [{ cluster: 'upstream' }] },
+        : {
+            name: 'proxy',
+            address: o.listen,
+            protocol: o.protocol ?? 'http1',
+            ...tls,
+            routes: [{ cluster: 'upstream' }],
+          },
     ],
     clusters: {
-      upstream: { endpoints: o.to, ...(o.sources === undefined ? {} : { source_addresses: o.sources }) },
+      upstream: {
+        endpoints: up.endpoints,
+        ...(up.protocol === 'http1' ? {} : { protocol: up.protocol }),
+        ...(up.tls ? { tls: true } : {}),
+        ...(o.sources === undefined ? {} : { source_addresses: o.sources }),
+      },
     },
   };
 }

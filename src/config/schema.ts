@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { hostPort, type HostPort, isHost, NAME, parseHostPort, TOKEN, trustedProxies, unbracket } from './addresses.ts';
 import { describeValue } from './config-error.ts';
 import { endpoint, sourceAddress, sourcePortRange } from './endpoints.ts';
+import { clusterHttp2, clusterTls, listenerHttp2, listenerTls, upstreamProtocol } from './protocols.ts';
 import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, whenMap } from './schema-builders.ts';
 import { durationMs, sizeBytes } from './units.ts';
 
@@ -140,10 +141,21 @@ function isHostPortText(input: string): boolean {
 // ---------------------------------------------------------------------------------------------
 // Listeners
 
-const http1Listener = map('a listener map', {
+export const HTTP_LISTENER_PROTOCOLS = ['http1', 'http2', 'auto'] as const;
+
+const httpListener = map('a listener map', {
   name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
   address: hostPort(true).describe('"host:port" or "[v6]:port" to listen on; port 0 picks a free port.'),
-  protocol: z.literal('http1').describe('http1 (the default): an HTTP/1.1 reverse proxy with routes.'),
+  protocol: z
+    .enum(HTTP_LISTENER_PROTOCOLS)
+    .describe(
+      'http1 (the default): HTTP/1.1; http2: HTTP/2 only (ALPN h2 over TLS, prior-knowledge h2c in cleartext); ' +
+        'auto: both on one port (ALPN over TLS, the connection preface in cleartext).',
+    ),
+  tls: listenerTls.optional().describe('Terminate TLS: certificates by SNI, minimum version, reload.'),
+  http2: listenerHttp2
+    .optional()
+    .describe('HTTP/2 limits (protocol http2 or auto): streams, windows, memory, rapid-reset guard.'),
   trusted_proxies: trustedProxies.optional().describe('Overrides the top-level trusted_proxies for this listener.'),
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
@@ -175,13 +187,13 @@ const tcpListener = map('a tcp listener map', {
     .describe('Endpoints tried (each once) when a connect fails or times out, before the client is closed.'),
 });
 
-const LISTENER_PROTOCOLS = ['http1', 'tcp'] as const;
+const LISTENER_PROTOCOLS = [...HTTP_LISTENER_PROTOCOLS, 'tcp'] as const;
 
 // `protocol` picks the shape; absent means http1. A discriminated union so a tcp listener with
 // `routes` (or an http1 listener with `cluster`) is told exactly which key does not belong.
 const listener = z.preprocess(
   (v) => (isRecord(v) && v.protocol === undefined ? { ...v, protocol: 'http1' } : v),
-  z.discriminatedUnion('protocol', [http1Listener, tcpListener], {
+  z.discriminatedUnion('protocol', [httpListener, tcpListener], {
     error: (issue) =>
       isRecord(issue.input)
         ? `expected one of ${LISTENER_PROTOCOLS.join(', ')}, got ${describeValue(issue.input.protocol)}`
@@ -242,6 +254,15 @@ const pool = map('a pool map', {
 });
 
 const cluster = map('a cluster map', {
+  protocol: upstreamProtocol
+    .default('http1')
+    .describe(
+      'What muxgate speaks to the endpoints: http1, http2 (many requests share one connection as streams) or ' +
+        'auto (ALPN over TLS; in cleartext http1 unless h2c: true).',
+    ),
+  h2c: bool().default(false).describe('With protocol auto in cleartext: speak HTTP/2 with prior knowledge.'),
+  tls: clusterTls.optional().describe('Originate TLS to the endpoints (true = verify with the system CAs).'),
+  http2: clusterHttp2.optional().describe('Upstream HTTP/2 sessions: streams per connection, windows, PING.'),
   endpoints: list(endpoint, 'a list of endpoints (at least one)', 1)
     .transform((lists) => lists.flat())
     .describe('The upstream servers.'),
@@ -276,6 +297,16 @@ const cluster = map('a cluster map', {
     .default(0.8)
     .describe('Warn when the ports in use or cooling reach this share of a port budget.'),
 }).superRefine((c, ctx) => {
+  if (c.protocol === 'http1' && c.h2c === true) {
+    ctx.addIssue({ code: 'custom', path: ['h2c'], message: 'h2c needs protocol auto or http2, got protocol http1' });
+  }
+  if (c.protocol === 'http1' && c.http2 !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['http2'],
+      message: 'http2 settings need protocol http2 or auto, got protocol http1',
+    });
+  }
   if (Array.isArray(c.source_addresses)) {
     const seen = new Set<string>();
     c.source_addresses.forEach((a, i) => {
@@ -396,6 +427,13 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
         });
       }
     }
+    if (l.protocol === 'http1' && l.http2 !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listeners', i, 'http2'],
+        message: 'http2 settings need protocol http2 or auto, got protocol http1',
+      });
+    }
     if (l.protocol === 'tcp' && typeof l.cluster === 'string') {
       const target = isRecord(config.clusters) ? config.clusters[l.cluster] : undefined;
       if (clusters && !clusters.includes(l.cluster)) {
@@ -435,9 +473,9 @@ export type LogLevel = Config['log_level'];
 export type AccessLogConfig = Config['access_log'];
 export type AdminConfig = Exclude<Config['admin'], false>;
 export type ListenerConfig = Config['listeners'][number];
-export type Http1ListenerConfig = Extract<ListenerConfig, { protocol: 'http1' }>;
+export type HttpListenerConfig = Exclude<ListenerConfig, { protocol: 'tcp' }>;
 export type TcpListenerConfig = Extract<ListenerConfig, { protocol: 'tcp' }>;
-export type RouteConfig = Http1ListenerConfig['routes'][number];
+export type RouteConfig = HttpListenerConfig['routes'][number];
 export type RouteMatchConfig = NonNullable<RouteConfig['match']>;
 export type ClusterConfig = z.output<typeof cluster>;
 export type LbPolicyName = ClusterConfig['lb'];

@@ -53,6 +53,11 @@ export const ERRORS = {
     text: 'No free source port to reach the upstream (see the port budget in /stats)',
   },
   idle_timeout: { status: 408, source: 'downstream', text: 'Connection idle too long' },
+  rapid_reset: {
+    status: 429,
+    source: 'downstream',
+    text: 'HTTP/2 stream reset flood (GOAWAY ENHANCE_YOUR_CALM)',
+  },
   // Ours.
   internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
   shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
@@ -67,6 +72,7 @@ const REASONS: Record<number, string> = {
   405: 'Method Not Allowed',
   408: 'Request Timeout',
   417: 'Expectation Failed',
+  429: 'Too Many Requests',
   431: 'Request Header Fields Too Large',
   499: 'Client Closed Request',
   500: 'Internal Server Error',

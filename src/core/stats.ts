@@ -1,5 +1,5 @@
 import type { Cluster } from '../cluster/cluster.ts';
-import type { Http1Listener } from '../listener/http1-listener.ts';
+import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 
@@ -28,7 +28,8 @@ export interface PortBudgetSnapshot extends BudgetFigures {
 
 export interface ListenerSnapshot {
   name: string;
-  protocol: 'http1' | 'tcp';
+  protocol: 'http1' | 'http2' | 'auto' | 'tcp';
+  tls: boolean;
   address: string;
   connections_open: number;
   connections_total: number;
@@ -76,7 +77,7 @@ export interface ClusterSnapshot {
 const startedAt = Date.now();
 
 export function snapshotStats(
-  listeners: readonly (Http1Listener | TcpListener)[],
+  listeners: readonly (HttpListener | TcpListener)[],
   clusters: readonly Cluster[],
   ports: PortAllocator,
 ): StatsSnapshot {
@@ -90,6 +91,7 @@ export function snapshotStats(
       return {
         name: l.ctx.name,
         protocol: l.protocol,
+        tls: l.protocol !== 'tcp' && l.tls,
         address: a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
         connections_open: s.connectionsOpen,
         connections_total: s.connectionsTotal,

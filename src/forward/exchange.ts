@@ -3,11 +3,13 @@ import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { RequestHead } from '../http1/request-head.ts';
-import type { Http1Session } from '../listener/http1-session.ts';
+import type { Downstream } from '../listener/downstream.ts';
+import type { H2Session } from '../pool/h2-session.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { UpstreamConnection, UpstreamUser } from '../pool/upstream-connection.ts';
 import type { Route } from '../router/route.ts';
 import { errorResponse } from './error-response.ts';
+import { H2Leg } from './h2-leg.ts';
 import { ResponseRelay } from './response-relay.ts';
 import { buildUpstreamHead } from './upstream-head.ts';
 
@@ -33,7 +35,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   queueNext: PoolWaiter | null = null;
   queued = false;
 
-  readonly session: Http1Session;
+  readonly session: Downstream;
   readonly head: RequestHead;
   readonly route: Route | null;
   readonly path: string;
@@ -41,6 +43,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   closeDownstream: boolean;
   endpoint: Endpoint | null = null;
   conn: UpstreamConnection | null = null;
+  /** The upstream side when the endpoint speaks HTTP/2 (then `conn` stays null). */
+  leg: H2Leg | null = null;
+  /** An HTTP/2 client sent "te: trailers": ask an HTTP/2 upstream for trailers too. */
+  teTrailers = false;
   private upstreamHead: Buffer | null = null;
   private hashKey: string | undefined = undefined;
 
@@ -67,7 +73,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   status = 0;
   error: ErrorCode | null = null;
 
-  constructor(session: Http1Session, head: RequestHead, route: Route | null, path: string, last: boolean) {
+  constructor(session: Downstream, head: RequestHead, route: Route | null, path: string, last: boolean) {
     this.session = session;
     this.head = head;
     this.route = route;
@@ -101,14 +107,13 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.useEndpoint(endpoint);
     cluster.requests++;
-    this.upstreamHead = buildUpstreamHead(head, route, this.session.forwardingFields(head));
     let used = 0;
     if (!this.requestDone && end > start) {
       used = this.onRequestBody(buf, start, end);
       if (used < 0) return 0;
     }
     this.poolStartedAt = performance.now();
-    endpoint.pool.acquire(this);
+    this.acquireOn(endpoint);
     return used;
   }
 
@@ -135,9 +140,13 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (take === 0 || this.done) return take;
     const slice = take === buf.length ? buf : buf.subarray(start, start + take);
     const conn = this.conn;
+    const leg = this.leg;
     if (conn !== null) {
       conn.deadline = performance.now() + this.responseTimeoutMs();
       if (!conn.socket.write(slice)) this.session.pauseForBody();
+    } else if (leg !== null && leg.stream !== null) {
+      if (!leg.write(slice)) this.session.pauseForBody();
+      if (this.requestDone) leg.endBody();
     } else {
       (this.pendingBody ??= []).push(slice);
       this.pendingBytes += take;
@@ -154,6 +163,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.pool.release(conn, true);
       return;
     }
+    // An endpoint whose ALPN said http/1.1 sends its HTTP/2 waiters here: they go as HTTP/1.1.
+    this.leg = null;
+    this.upstreamHead ??= buildUpstreamHead(this.head, this.route!, this.session.forwardingFields(this.head));
     this.conn = conn;
     const now = performance.now();
     this.poolWaitMs = now - this.poolStartedAt;
@@ -170,6 +182,33 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (ok) this.session.resumeForBody();
   }
 
+  onSessionReady(session: H2Session): void {
+    if (this.done) {
+      session.releaseSlot();
+      return;
+    }
+    const now = performance.now();
+    this.poolWaitMs = now - this.poolStartedAt;
+    const held = this.pendingBody;
+    this.pendingBody = null;
+    this.pendingBytes = 0;
+    (this.leg ??= new H2Leg(this)).start(session, held);
+    this.session.resumeForBody();
+  }
+
+  /** The upstream refused the stream without processing it: send the request again elsewhere. */
+  retryH2(refusedBy: H2Session): void {
+    this.poolStartedAt = performance.now();
+    this.endpoint!.h2!.acquire(this, refusedBy);
+  }
+
+  /** Ask the endpoint's pool for capacity: an HTTP/2 stream slot or an HTTP/1.1 connection. */
+  private acquireOn(endpoint: Endpoint): void {
+    const h2 = endpoint.h2;
+    if (h2 !== null && !h2.fellBack) h2.acquire(this);
+    else endpoint.pool.acquire(this);
+  }
+
   onPoolError(code: ErrorCode): void {
     if (this.done) return;
     const endpoint = this.endpoint!;
@@ -179,7 +218,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       if (next !== undefined) {
         this.releaseEndpoint();
         this.useEndpoint(next);
-        next.pool.acquire(this);
+        this.acquireOn(next);
         return;
       }
     }
@@ -232,6 +271,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.upstreamPaused = true;
       this.conn.socket.pause();
     }
+    this.leg?.pause();
   }
 
   onDownstreamDrain(): void {
@@ -239,6 +279,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.upstreamPaused = false;
       this.conn.socket.resume();
     }
+    this.leg?.resume();
   }
 
   /** The client half-closed. Mid-body that is an abort; after the request it just means "close after". */
@@ -272,6 +313,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.deadline = 0;
       conn.pool.release(conn, upstreamReusable && this.requestDone);
     }
+    this.leg?.release();
     if (!this.requestDone) this.closeDownstream = true;
     this.releaseEndpoint();
     this.logAccess();
@@ -303,12 +345,17 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.done = true;
     this.error = code;
     if (answered || this.status === 0) this.status = ERRORS[code].status;
-    if (this.queued) this.endpoint?.pool.cancel(this);
+    if (this.queued) {
+      const e = this.endpoint;
+      e?.pool.cancel(this);
+      e?.h2?.cancel(this);
+    }
     const conn = this.conn;
     if (conn !== null) {
       this.conn = null;
       conn.pool.release(conn, false);
     }
+    this.leg?.release();
     const ctx = this.session.ctx;
     ctx.stats.recordError(code);
     if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);
@@ -353,6 +400,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     log.info({
       listener: this.session.ctx.name,
       client: this.session.peer,
+      protocol: this.session.h2 ? 'HTTP/2' : head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
       method: head.method,
       host: head.host,
       path: this.path,
@@ -361,6 +409,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       bytes_out: this.bytesOut,
       duration_ms: round2(performance.now() - this.startedAt),
       upstream: this.endpoint?.key,
+      upstream_protocol: this.leg !== null ? 'HTTP/2' : undefined,
       pool_wait_ms: round2(this.poolWaitMs),
       error: this.error ?? undefined,
     });

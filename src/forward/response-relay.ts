@@ -2,7 +2,9 @@ import { ChunkedScanner } from '../http1/chunked.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
+import type { H2Responder } from '../listener/downstream.ts';
 import type { Exchange } from './exchange.ts';
+import { h2HeadersFromH1 } from './h2-translate.ts';
 
 const NONE = 0; // no body (HEAD, 1xx, 204, 304)
 const LENGTH = 1; // Content-Length
@@ -70,8 +72,10 @@ export class ResponseRelay {
         this.writeHead(res);
         break;
       }
-      // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 clients as they come.
-      if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, this.ex.session.ctx.via)));
+      // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients as they come.
+      const down = this.ex.session;
+      if (down.h2) (down as H2Responder).interim(h2HeadersFromH1(res, down.ctx.via, false));
+      else if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, down.ctx.via)));
       if (res.status === 100) this.continued = true;
     }
     if (this.mode === NONE) {
@@ -95,11 +99,13 @@ export class ResponseRelay {
     this.res = res;
     const s = res.status;
     const http10 = head.minor === 0;
+    // An HTTP/2 client gets the body unframed: chunked is decoded, a close-delimited body just ends.
+    const h2 = ex.session.h2;
     if (head.method === 'HEAD' || s === 204 || s === 304) {
       this.mode = NONE;
     } else if (res.chunked) {
       this.mode = CHUNKED;
-      this.scanner = new ChunkedScanner(64 * 1024, http10);
+      this.scanner = new ChunkedScanner(64 * 1024, http10 || h2);
       if (http10) ex.closeDownstream = true; // decoded, so the end of the body is the end of the connection
     } else if (res.contentLength >= 0) {
       this.mode = LENGTH;
@@ -107,7 +113,13 @@ export class ResponseRelay {
     } else {
       this.mode = CLOSE;
       if (http10) ex.closeDownstream = true;
-      else this.rechunk = true;
+      else if (!h2) this.rechunk = true;
+    }
+    if (h2) {
+      (ex.session as H2Responder).respond(h2HeadersFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
+      ex.status = s;
+      this.headSent = true;
+      return;
     }
     if (ex.session.ctx.draining) ex.closeDownstream = true;
     // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the

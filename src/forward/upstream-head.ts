@@ -8,12 +8,7 @@ import type { Route } from '../router/route.ts';
  * framing restated from what was validated (never copied), then `forwarding` (see forwarded-headers.ts).
  */
 export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: string): Buffer {
-  let target = head.target;
-  const path = route.path;
-  if (route.prefixRewrite !== undefined && path !== null && path.kind === 'prefix') {
-    target = route.prefixRewrite + target.slice(path.value.length);
-    if (target.charCodeAt(0) !== 0x2f) target = `/${target}`;
-  }
+  const target = upstreamTarget(head, route);
   const first = `${head.method} ${target} HTTP/1.1\r\nhost: ${route.hostRewrite ?? head.host}\r\n`;
   let tail = head.chunked
     ? 'transfer-encoding: chunked\r\n'
@@ -22,4 +17,15 @@ export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: s
       : '';
   tail += forwarding;
   return renderHead(first, head.buf, head.fields, tail);
+}
+
+/** The request target sent upstream: the route's prefix_rewrite applied. */
+export function upstreamTarget(head: RequestHead, route: Route): string {
+  let target = head.target;
+  const path = route.path;
+  if (route.prefixRewrite !== undefined && path !== null && path.kind === 'prefix') {
+    target = route.prefixRewrite + target.slice(path.value.length);
+    if (target.charCodeAt(0) !== 0x2f) target = `/${target}`;
+  }
+  return target;
 }

@@ -9,6 +9,7 @@ import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.t
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import { hostWithoutPort } from '../router/router.ts';
+import type { Downstream } from './downstream.ts';
 import type { ListenerContext } from './listener-context.ts';
 
 const HEAD = 0; // waiting for / reading a request head
@@ -24,8 +25,9 @@ const PIPELINE_BUFFER = 64 * 1024;
  * Bytes that arrive while an exchange is running belong to its body until the body ends; anything
  * after that is the next request and waits in `buf`.
  */
-export class Http1Session implements Expirable {
+export class Http1Session implements Expirable, Downstream {
   readonly socket: Socket;
+  readonly h2 = false;
   readonly ctx: ListenerContext;
   readonly peer: string;
   readonly trusted: boolean;

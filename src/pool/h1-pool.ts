@@ -3,6 +3,7 @@ import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
+import type { UpstreamTls } from './upstream-tls.ts';
 import { BUSY, CLOSED, CONNECTING, IDLE, UpstreamConnection } from './upstream-connection.ts';
 
 export interface PoolOptions {
@@ -40,6 +41,8 @@ export class H1Pool implements Expirable {
   readonly opts: PoolOptions;
   readonly dialer: Dialer;
   private readonly observer: ConnectObserver | null;
+  /** TLS origination (with the endpoint's configured host name for SNI), or null for cleartext. */
+  readonly tls: { config: UpstreamTls; host: string } | null;
   /** Most recently used last: reuse is LIFO so surplus connections age out through idle_timeout. */
   private readonly idle: UpstreamConnection[] = [];
   private readonly pending = new PendingQueue();
@@ -62,8 +65,10 @@ export class H1Pool implements Expirable {
     opts: PoolOptions,
     dialer: Dialer,
     observer: ConnectObserver | null = null,
+    tls: { config: UpstreamTls; host: string } | null = null,
   ) {
     this.key = key;
+    this.tls = tls;
     this.dialer = dialer;
     this.address = address;
     this.port = port;

@@ -1,13 +1,18 @@
 import type { ErrorCode } from '../core/errors.ts';
+import type { H2Session } from './h2-session.ts';
 import type { UpstreamConnection } from './upstream-connection.ts';
 
 /**
- * Whoever asks a pool for a connection. The pool calls exactly one of the two callbacks, possibly
- * synchronously from `acquire`. The link fields belong to the pool's pending queue (an intrusive
- * list, so queueing allocates nothing and cancelling is O(1)).
+ * Whoever asks a pool for capacity. An H1Pool calls `onPoolReady` (a leased connection) or
+ * `onPoolError`; an H2Pool calls `onSessionReady` (one stream slot reserved on a session) or
+ * `onPoolError`. Exactly one callback per acquire, possibly synchronously from `acquire`. The link
+ * fields belong to the pool's pending queue (an intrusive list, so queueing allocates nothing and
+ * cancelling is O(1)).
  */
 export interface PoolWaiter {
   onPoolReady(conn: UpstreamConnection): void;
+  /** Open the stream now (`session.request`), or give the slot back (`session.releaseSlot`). */
+  onSessionReady(session: H2Session): void;
   onPoolError(code: ErrorCode): void;
   queuedAt: number;
   queuePrev: PoolWaiter | null;

@@ -2,6 +2,9 @@ import type net from 'node:net';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H1Pool } from './h1-pool.ts';
+import { secureUpstream } from './upstream-tls.ts';
+
+const HTTP1_ALPN = ['http/1.1'];
 
 /**
  * The side of an exchange that leases a connection. While leased, every socket event goes to it; the
@@ -58,20 +61,47 @@ export class UpstreamConnection implements Expirable, DialHandler {
         noDelay: true,
         keepAlive: true,
         keepAliveInitialDelay: 60_000,
-        onread: {
-          buffer: READ_BUFFER,
-          callback: (n: number): boolean => {
-            if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
-            else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
-            return true; // backpressure uses socket.pause(), not this return value
-          },
-        },
+        // Over TLS the TLS layer reads the TCP socket; decrypted bytes arrive as 'data' (see useTls).
+        onread:
+          pool.tls === null
+            ? {
+                buffer: READ_BUFFER,
+                callback: (n: number): boolean => {
+                  if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
+                  else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
+                  return true; // backpressure uses socket.pause(), not this return value
+                },
+              }
+            : undefined,
       },
       this,
     );
   }
 
   onDialConnected(socket: net.Socket): void {
+    const tls = this.pool.tls;
+    if (tls === null) {
+      this.ready(socket);
+      return;
+    }
+    // The connect deadline keeps running through the handshake.
+    this.socket = secureUpstream(socket, tls.config, tls.host, HTTP1_ALPN, (err, secure) => {
+      if (err !== null) {
+        secure.destroy();
+        if (this.state !== CONNECTING) return;
+        sweeper.delete(this);
+        this.pool.onConnectFailed(this, 'upstream_connect_failed');
+        return;
+      }
+      secure.on('data', (chunk: Buffer) => {
+        if (this.user !== null) this.user.onUpstreamData(chunk);
+        else secure.destroy();
+      });
+      this.ready(secure);
+    });
+  }
+
+  private ready(socket: net.Socket): void {
     this.socket = socket;
     this.deadline = 0;
     socket.on('drain', () => this.user?.onUpstreamDrain());

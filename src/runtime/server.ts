@@ -1,10 +1,13 @@
 import type { AddressInfo } from 'node:net';
 import { Cluster } from '../cluster/cluster.ts';
-import type { ClusterConfig, Config, Http1ListenerConfig, TcpListenerConfig } from '../config/schema.ts';
+import { readFileSync } from 'node:fs';
+import type { UpstreamSpec } from '../cluster/endpoint.ts';
+import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
+import type { ClusterConfig, Config, HttpListenerConfig, TcpListenerConfig } from '../config/schema.ts';
 import { CidrSet } from '../core/cidr.ts';
 import { createAccessLogger, createLogger, type Logger } from '../core/log.ts';
 import { type StatsSnapshot, snapshotStats } from '../core/stats.ts';
-import { Http1Listener } from '../listener/http1-listener.ts';
+import { HttpListener } from '../listener/http-listener.ts';
 import { ListenerStats } from '../listener/listener-context.ts';
 import { TcpListener } from '../listener/tcp-listener.ts';
 import { Dialer } from '../ports/dialer.ts';
@@ -17,6 +20,8 @@ import {
   type PortRange,
   readSysctlInt,
 } from '../core/sysctl.ts';
+import type { UpstreamTls } from '../pool/upstream-tls.ts';
+import { CertStore } from '../tls/cert-store.ts';
 import { buildRoute } from './build-routes.ts';
 
 export interface ServerOptions {
@@ -30,7 +35,7 @@ export interface ServerOptions {
   portSlice?: { index: number; count: number } | undefined;
 }
 
-export type Listener = Http1Listener | TcpListener;
+export type Listener = HttpListener | TcpListener;
 
 /**
  * One running muxgate data plane: clusters (with their pools) and listeners built from a validated
@@ -101,6 +106,7 @@ export class MuxgateServer {
             ejectionTimeMs: c.passive_health.ejection_time,
           },
           dialer: this.dialerFor(name, c),
+          upstream: this.upstreamSpec(name, c),
           pool: {
             maxConnections: c.pool.max_connections,
             maxPending: c.pool.max_pending,
@@ -118,34 +124,89 @@ export class MuxgateServer {
 
     const via = cfg.via === false ? null : cfg.via;
     for (const l of cfg.listeners) {
-      const listener = l.protocol === 'tcp' ? this.tcpListener(l) : this.http1Listener(l, via);
+      const listener = l.protocol === 'tcp' ? this.tcpListener(l) : this.httpListener(l, via);
       const a = await listener.listen(l.address.host, l.address.port, this.reusePort);
       this.listeners.push(listener);
       this.log.info({ listener: l.name, protocol: l.protocol, address: `${a.address}:${a.port}` }, 'listening');
     }
   }
 
-  private http1Listener(l: Http1ListenerConfig, via: string | null): Http1Listener {
+  /** Protocol and TLS towards a cluster's endpoints; TLS files are read now (a bad file fails start, named). */
+  private upstreamSpec(name: string, c: ClusterConfig): UpstreamSpec {
+    const h = c.http2 ?? clusterHttp2.parse({});
+    let tls: UpstreamTls | null = null;
+    if (c.tls !== undefined) {
+      tls = upstreamTls(name, c.tls);
+      if (c.tls.insecure_skip_verify) {
+        this.log.warn(
+          { cluster: name },
+          'INSECURE: tls.insecure_skip_verify is set; upstream certificates are NOT verified (anyone on the path can impersonate the upstream)',
+        );
+      }
+    }
+    return {
+      protocol: c.protocol,
+      h2c: c.h2c,
+      tls,
+      h2: {
+        maxConcurrentStreams: h.max_concurrent_streams,
+        initialWindowSize: h.initial_window_size,
+        connectionWindowSize: h.connection_window_size,
+        maxSessionMemoryMb: Math.max(1, Math.round(h.max_session_memory / (1024 * 1024))),
+        pingIntervalMs: h.ping_interval,
+        pingTimeoutMs: h.ping_timeout,
+      },
+    };
+  }
+
+  private httpListener(l: HttpListenerConfig, via: string | null): HttpListener {
     const cfg = this.config;
     const routes = l.routes.map((r, i) => buildRoute(r, i, this.clusters, cfg.clusters));
-    return new Http1Listener({
-      name: l.name,
-      router: new Router(routes),
-      limits: {
-        maxHeaderBytes: l.max_header_bytes,
-        maxHeaders: l.max_headers,
-        headerTimeoutMs: l.header_timeout,
-        idleTimeoutMs: l.idle_timeout,
-        maxRequestsPerConnection: l.max_requests_per_connection,
+    const h = l.http2 ?? listenerHttp2.parse({});
+    const t = l.tls;
+    const certs =
+      t === undefined
+        ? null
+        : CertStore.load(
+            t.certificates.map((c) => ({ cert: c.cert, key: c.key, serverNames: c.server_names, default: c.default })),
+            {
+              minVersion: t.min_version,
+              alpn: l.protocol === 'http1' ? ['http/1.1'] : l.protocol === 'http2' ? ['h2'] : ['h2', 'http/1.1'],
+              reloadIntervalMs: t.reload_interval,
+            },
+            this.log,
+          );
+    const h2 = {
+      maxConcurrentStreams: h.max_concurrent_streams,
+      initialWindowSize: h.initial_window_size,
+      connectionWindowSize: h.connection_window_size,
+      maxSessionMemory: h.max_session_memory,
+      maxHeaderListSize: h.max_header_list_size,
+      resetGuard: { maxResets: h.rapid_reset.max_resets, intervalMs: h.rapid_reset.interval },
+    };
+    return new HttpListener(
+      {
+        name: l.name,
+        router: new Router(routes),
+        limits: {
+          maxHeaderBytes: l.max_header_bytes,
+          maxHeaders: l.max_headers,
+          headerTimeoutMs: l.header_timeout,
+          idleTimeoutMs: l.idle_timeout,
+          maxRequestsPerConnection: l.max_requests_per_connection,
+        },
+        trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
+        via,
+        proto: certs === null ? 'http' : 'https',
+        accessLog: this.accessLog,
+        log: this.log,
+        stats: new ListenerStats(),
+        draining: false,
       },
-      trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
-      via,
-      proto: 'http',
-      accessLog: this.accessLog,
-      log: this.log,
-      stats: new ListenerStats(),
-      draining: false,
-    });
+      l.protocol,
+      h2,
+      certs,
+    );
   }
 
   private tcpListener(l: TcpListenerConfig): TcpListener {
@@ -201,4 +262,26 @@ export class MuxgateServer {
     for (const c of this.clusters.values()) c.close();
     this.accessLog?.flush();
   }
+}
+
+/** Reads a cluster's TLS files; an unreadable one fails start with the cluster and file named. */
+function upstreamTls(cluster: string, t: ClusterTlsConfig): UpstreamTls {
+  const read = (what: string, file: string | undefined): Buffer | undefined => {
+    if (file === undefined) return undefined;
+    try {
+      return readFileSync(file);
+    } catch (err) {
+      throw new Error(
+        `cluster ${cluster}: cannot read tls.${what} file "${file}": ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
+    }
+  };
+  return {
+    servername: t.server_name,
+    ca: read('ca', t.ca),
+    cert: read('cert', t.cert),
+    key: read('key', t.key),
+    rejectUnauthorized: !t.insecure_skip_verify,
+    minVersion: t.min_version,
+  };
 }

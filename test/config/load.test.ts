@@ -68,6 +68,8 @@ describe('loading a valid config', () => {
       ],
       clusters: {
         api: {
+          protocol: 'http1',
+          h2c: false,
           endpoints: [{ host: '127.0.0.1', port: 9001, weight: 1 }],
           lb: 'round_robin',
           dns_refresh: 30_000,

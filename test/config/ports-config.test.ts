@@ -322,7 +322,7 @@ describe('tcp listeners', () => {
         '    endpoints: [127.0.0.1:5432]',
       ),
       [
-        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, trusted_proxies, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, routes',
+        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, routes',
       ],
     );
   });
@@ -339,7 +339,7 @@ describe('tcp listeners', () => {
         '  pg:',
         '    endpoints: [127.0.0.1:5432]',
       ),
-      ['muxgate.yaml:4 listeners[0].protocol: expected one of http1, tcp, got "udp"'],
+      ['muxgate.yaml:4 listeners[0].protocol: expected one of http1, http2, auto, tcp, got "udp"'],
     );
     assertProblems(yaml('listeners:', '  - web', 'clusters:', '  pg:', '    endpoints: [127.0.0.1:5432]'), [
       'muxgate.yaml:2 listeners[0]: expected a listener map, got "web"',

@@ -1,0 +1,283 @@
+import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { ChunkedScanner } from '../http1/chunked.ts';
+import type { H2Responder } from '../listener/downstream.ts';
+import type { H2Session } from '../pool/h2-session.ts';
+import type { Exchange } from './exchange.ts';
+import {
+  BODY_CHUNKED,
+  BODY_NONE,
+  chunkedTrailers,
+  h1ResponseHead,
+  h2HeadersFromH2,
+  h2RequestHeaders,
+  h2Trailers,
+} from './h2-translate.ts';
+import { upstreamTarget } from './upstream-head.ts';
+
+const { NGHTTP2_CANCEL } = http2.constants;
+
+/** Request body bytes kept so a refused stream can be sent again; beyond this a refusal is final. */
+const REPLAY_LIMIT = 64 * 1024;
+/** Times a request is re-sent after the upstream refused its stream (REFUSED_STREAM or GOAWAY). */
+const MAX_REFUSALS = 3;
+
+/**
+ * The upstream side of an exchange when the endpoint speaks HTTP/2: one stream on a pooled session.
+ * The exchange keeps owning the request (routing, body counting, endings); this turns it into
+ * HEADERS/DATA (a chunked request body is decoded, a Content-Length one passed through) and turns the
+ * response back into whatever the client speaks: HTTP/1.1 bytes (chunked when the upstream gave no
+ * length, trailers included) or, for an HTTP/2 client, a header map and unframed DATA.
+ */
+export class H2Leg implements Expirable {
+  deadline = 0;
+  private readonly ex: Exchange;
+  session: H2Session | null = null;
+  stream: ClientHttp2Stream | null = null;
+  /** Decodes a chunked request body into DATA; null for Content-Length bodies. */
+  private decoder: ChunkedScanner | null;
+  /** Body bytes sent on the current stream, kept for a replay; null once past REPLAY_LIMIT. */
+  private sent: Buffer[] | null = [];
+  private sentBytes = 0;
+  private refusals = 0;
+  headSent = false;
+  private framing = BODY_NONE;
+  private trailers: IncomingHttpHeaders | null = null;
+  private ended = false;
+  private paused = false;
+
+  constructor(ex: Exchange) {
+    this.ex = ex;
+    const head = ex.head;
+    this.decoder = head.chunked ? new ChunkedScanner(ex.session.ctx.limits.maxHeaderBytes, true) : null;
+  }
+
+  /** A stream slot is reserved on `session`: open the stream and send what is held. */
+  start(session: H2Session, held: Buffer[] | null): void {
+    const ex = this.ex;
+    const head = ex.head;
+    const route = ex.route!;
+    this.session = session;
+    const replay = this.sent;
+    this.sent = [];
+    this.sentBytes = 0;
+    const body = replay !== null && replay.length > 0 ? replay : held;
+    const noBody = ex.requestDone && (body === null || body.length === 0);
+    const headers = h2RequestHeaders(
+      head,
+      upstreamTarget(head, route),
+      route.hostRewrite ?? head.host,
+      session.pool.scheme,
+      ex.session.forwardingFields(head),
+      ex.teTrailers,
+    );
+    const stream = session.request(headers, noBody);
+    this.stream = stream;
+    stream.on('response', onResponse);
+    stream.on('headers', onInterim);
+    stream.on('data', onData);
+    stream.on('trailers', onTrailers);
+    stream.on('end', onEnd);
+    stream.on('drain', onDrain);
+    stream.on('error', ignore);
+    stream.on('close', onClose);
+    (stream as LegStream)[kLeg] = this;
+    this.arm();
+    if (body !== null) for (const b of body) this.writeRaw(b);
+    if (ex.requestDone && !noBody) stream.end();
+  }
+
+  /** Raw request body bytes (as the client framed them); returns false when the stream is full. */
+  write(buf: Buffer): boolean {
+    return this.writeRaw(buf);
+  }
+
+  /** The request body is complete. */
+  endBody(): void {
+    if (this.stream !== null && !this.stream.writableEnded) this.stream.end();
+  }
+
+  private writeRaw(buf: Buffer): boolean {
+    const stream = this.stream!;
+    if (this.sent !== null) {
+      this.sentBytes += buf.length;
+      // A copy: the bytes may be a view of a buffer the caller reuses.
+      if (this.sentBytes <= REPLAY_LIMIT) this.sent.push(Buffer.from(buf));
+      else this.sent = null;
+    }
+    const d = this.decoder;
+    if (d === null) return stream.write(buf);
+    const n = d.feed(buf, 0, buf.length);
+    if (n < 0) return true; // the exchange's own scanner refuses the body and ends the exchange
+    const ranges = d.ranges!;
+    let ok = true;
+    for (let i = 0; i < ranges.length; i += 2) {
+      // Copied: stream.write keeps a reference until the bytes are sent.
+      ok = stream.write(Buffer.from(buf.subarray(ranges[i], ranges[i + 1]))) && ok;
+    }
+    return ok;
+  }
+
+  /** The client reads slower than the upstream sends. */
+  pause(): void {
+    if (!this.paused && this.stream !== null) {
+      this.paused = true;
+      this.stream.pause();
+    }
+  }
+
+  resume(): void {
+    if (this.paused && this.stream !== null) {
+      this.paused = false;
+      this.stream.resume();
+    }
+  }
+
+  /** The exchange ended (any way): stop the stream if it is still open, give back an unused slot. */
+  release(): void {
+    sweeper.delete(this);
+    this.deadline = 0;
+    const stream = this.stream;
+    if (stream !== null) {
+      this.stream = null;
+      (stream as LegStream)[kLeg] = null;
+      // A stream that ended both ways is done; anything else is cut with RST_STREAM CANCEL.
+      if (!stream.closed && !(this.ended && stream.writableEnded)) stream.close(NGHTTP2_CANCEL);
+    }
+  }
+
+  expire(): void {
+    this.ex.onUpstreamTimeout();
+  }
+
+  // --- stream events (dispatched through the stream's kLeg: no closures per request) ---
+
+  onResponse(headers: IncomingHttpHeaders): void {
+    const ex = this.ex;
+    this.arm();
+    const status = Number(headers[':status']);
+    const head = ex.head;
+    const noBody = head.method === 'HEAD' || status === 204 || status === 304;
+    const down = ex.session;
+    const via = down.ctx.via;
+    if (down.h2) {
+      (down as H2Responder).respond(h2HeadersFromH2(headers, status, via), noBody);
+      this.framing = noBody ? BODY_NONE : 1;
+    } else {
+      const res = h1ResponseHead(headers, status, via, head.minor === 0, noBody, ex.closeDownstream);
+      if (res === null) {
+        ex.fail('upstream_protocol_error');
+        return;
+      }
+      if (head.minor === 0 && res.framing !== BODY_NONE && res.contentLength < 0) ex.closeDownstream = true;
+      this.framing = res.framing;
+      this.out(res.bytes);
+    }
+    ex.status = status;
+    this.headSent = true;
+  }
+
+  onInterim(headers: IncomingHttpHeaders): void {
+    const status = Number(headers[':status']);
+    if (!(status >= 100 && status < 200) || this.headSent) return;
+    const ex = this.ex;
+    const down = ex.session;
+    if (down.h2) {
+      (down as H2Responder).interim(h2HeadersFromH2(headers, status, null));
+    } else if (ex.head.minor === 1) {
+      const res = h1ResponseHead(headers, status, null, false, true, false);
+      if (res !== null) this.out(res.bytes);
+    }
+  }
+
+  onData(chunk: Buffer): void {
+    if (!this.headSent || this.framing === BODY_NONE) return;
+    this.arm();
+    if (this.framing === BODY_CHUNKED) {
+      this.out(`${chunk.length.toString(16)}\r\n`);
+      this.out(chunk);
+      this.out('\r\n');
+    } else {
+      this.out(chunk);
+    }
+  }
+
+  onTrailers(trailers: IncomingHttpHeaders): void {
+    this.trailers = trailers;
+  }
+
+  onEnd(): void {
+    this.ended = true;
+    const ex = this.ex;
+    if (!this.headSent) {
+      ex.fail('upstream_protocol_error');
+      return;
+    }
+    if (ex.session.h2) {
+      if (this.trailers !== null) (ex.session as H2Responder).setTrailers(h2Trailers(this.trailers));
+    } else if (this.framing === BODY_CHUNKED) {
+      this.out(chunkedTrailers(this.trailers));
+    }
+    ex.complete(true);
+  }
+
+  onDrain(): void {
+    this.ex.onUpstreamDrain();
+  }
+
+  onClose(): void {
+    const stream = this.stream;
+    if (stream === null || this.ended) return;
+    const ex = this.ex;
+    const session = this.session!;
+    // Never processed by the upstream (REFUSED_STREAM, or above a GOAWAY's last stream): any method
+    // may go again, on another session, as long as the body it sent is still here to replay.
+    if (!this.headSent && session.wasRefused(stream) && this.sent !== null && ++this.refusals <= MAX_REFUSALS) {
+      this.stream = null;
+      (stream as LegStream)[kLeg] = null;
+      sweeper.delete(this);
+      ex.retryH2(session);
+      return;
+    }
+    if (this.headSent) ex.abort('upstream_reset');
+    else ex.fail('upstream_reset');
+  }
+
+  private out(data: Buffer | string): void {
+    const ex = this.ex;
+    ex.bytesOut += data.length;
+    ex.session.ctx.stats.bytesOut += data.length;
+    ex.session.queue(data);
+  }
+
+  private arm(): void {
+    this.deadline = performance.now() + this.ex.responseTimeoutMs();
+    sweeper.add(this);
+  }
+}
+
+const kLeg = Symbol('muxgate.h2leg');
+type LegStream = ClientHttp2Stream & { [kLeg]: H2Leg | null };
+
+function onResponse(this: LegStream, headers: IncomingHttpHeaders): void {
+  this[kLeg]?.onResponse(headers);
+}
+function onInterim(this: LegStream, headers: IncomingHttpHeaders): void {
+  this[kLeg]?.onInterim(headers);
+}
+function onData(this: LegStream, chunk: Buffer): void {
+  this[kLeg]?.onData(chunk);
+}
+function onTrailers(this: LegStream, trailers: IncomingHttpHeaders): void {
+  this[kLeg]?.onTrailers(trailers);
+}
+function onEnd(this: LegStream): void {
+  this[kLeg]?.onEnd();
+}
+function onDrain(this: LegStream): void {
+  this[kLeg]?.onDrain();
+}
+function onClose(this: LegStream): void {
+  this[kLeg]?.onClose();
+}
+function ignore(): void {}

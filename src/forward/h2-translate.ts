@@ -1,0 +1,302 @@
+/**
+ * HTTP/1.1 <-> HTTP/2 header translation (RFC 9113 §8.2-8.3). HTTP/2 has no connection-specific
+ * fields (Connection, Keep-Alive, Proxy-Connection, Transfer-Encoding, Upgrade), carries the request
+ * target in pseudo-headers, allows only "te: trailers", and may split Cookie into several fields.
+ *
+ * Downstream HTTP/2 requests are turned into an HTTP/1.1 head and parsed by the same strict parser
+ * as any HTTP/1.1 request, so routing, forwarding headers and every framing rule are shared. The
+ * bytes written here are checked first: a value with CR, LF or NUL would otherwise become a second
+ * field line in the synthesised head (header injection), so it is refused, never escaped.
+ */
+import { STATUS_CODES } from 'node:http';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { ErrorCode } from '../core/errors.ts';
+import { isToken, TCHAR } from '../http1/chars.ts';
+import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '../http1/field-scan.ts';
+import type { RequestHead } from '../http1/request-head.ts';
+import type { ResponseHead } from '../http1/response-head.ts';
+
+/** Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2). */
+const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+
+export interface SynthesisedHead {
+  /** An HTTP/1.1 request head, CRLFCRLF included. */
+  bytes: Buffer;
+  /** The body has no Content-Length: it is framed as chunked in the head (the stream re-frames DATA). */
+  chunked: boolean;
+  /** The client sent "te: trailers" (gRPC and friends): keep asking the upstream for trailers. */
+  teTrailers: boolean;
+}
+
+/**
+ * An HTTP/2 request (rawHeaders: [name, value, ...] as received) as an HTTP/1.1 head, or the error
+ * code it is refused with. `endStream`: the HEADERS frame ended the stream (no body).
+ */
+export function h2RequestHead(raw: readonly string[], endStream: boolean): SynthesisedHead | ErrorCode {
+  let method = '';
+  let scheme = '';
+  let path = '';
+  let authority: string | null = null;
+  let host: string | null = null;
+  let cookie: string | null = null;
+  let hasLength = false;
+  let teTrailers = false;
+  let fields = '';
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    const value = raw[i + 1]!;
+    if (!safeValue(value)) return 'invalid_header';
+    if (name.charCodeAt(0) === 0x3a /* : */) {
+      if (fields !== '' || cookie !== null || host !== null) return 'invalid_header'; // pseudo after regular (§8.3)
+      if (name === ':method') method = value;
+      else if (name === ':scheme') scheme = value;
+      else if (name === ':path') path = value;
+      else if (name === ':authority') authority = value;
+      else return 'invalid_header'; // :protocol (extended CONNECT) or unknown
+      continue;
+    }
+    if (!lowerToken(name)) return 'invalid_header';
+    if (CONNECTION_SPECIFIC.has(name)) return 'invalid_header';
+    if (name === 'te') {
+      if (value.toLowerCase() !== 'trailers') return 'invalid_header';
+      teTrailers = true;
+      continue;
+    }
+    if (name === 'host') {
+      if (host !== null) return 'multiple_host';
+      host = value;
+      continue;
+    }
+    if (name === 'cookie') {
+      // §8.2.3: split cookie fields are joined with "; " for HTTP/1.1.
+      cookie = cookie === null ? value : `${cookie}; ${value}`;
+      continue;
+    }
+    if (name === 'content-length') hasLength = true;
+    fields += `${name}: ${value}\r\n`;
+  }
+  if (method === '' || !isToken(method)) return 'invalid_request_line';
+  if (method === 'CONNECT') return 'method_not_allowed';
+  if (scheme !== 'http' && scheme !== 'https') return 'invalid_request_line';
+  if (path === '' || (path.charCodeAt(0) !== 0x2f && !(path === '*' && method === 'OPTIONS'))) {
+    return 'invalid_request_line';
+  }
+  if (!safeTarget(path)) return 'invalid_request_line';
+  // §8.3.1: Host and :authority must name the same thing; :authority wins when both are present.
+  if (authority !== null && host !== null && authority.toLowerCase() !== host.toLowerCase()) return 'invalid_host';
+  const h = authority ?? host;
+  if (h === null || h === '') return 'missing_host';
+  const chunked = !endStream && !hasLength;
+  const head =
+    `${method} ${path} HTTP/1.1\r\nhost: ${h}\r\n${fields}` +
+    (cookie === null ? '' : `cookie: ${cookie}\r\n`) +
+    (chunked ? 'transfer-encoding: chunked\r\n' : '') +
+    '\r\n';
+  return { bytes: Buffer.from(head, 'latin1'), chunked, teTrailers };
+}
+
+/**
+ * The HTTP/2 request for an HTTP/1.1 head: pseudo-headers from the request line and Host, the
+ * client's relayed fields (names lower-cased, Cookie split into crumbs for better HPACK), framing
+ * restated and the forwarding block (`name: value\r\n` lines from forwarded-headers.ts).
+ */
+export function h2RequestHeaders(
+  head: RequestHead,
+  target: string,
+  authority: string,
+  scheme: 'http' | 'https',
+  forwarding: string,
+  teTrailers: boolean,
+): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null);
+  out[':method'] = head.method;
+  out[':scheme'] = scheme;
+  out[':authority'] = authority;
+  out[':path'] = target;
+  const { buf, fields } = head;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (fields[f + F_FLAG] === DROP) continue;
+    const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
+    const value = buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]);
+    if (name === 'cookie') {
+      for (const crumb of value.split(/;\s*/)) if (crumb !== '') add(out, 'cookie', crumb);
+    } else {
+      add(out, name, value);
+    }
+  }
+  if (head.contentLength >= 0) out['content-length'] = String(head.contentLength);
+  if (teTrailers) out.te = 'trailers';
+  addLines(out, forwarding);
+  return out;
+}
+
+/** How an HTTP/1.1 response body is framed for the client. */
+export const BODY_NONE = 0;
+export const BODY_LENGTH = 1;
+export const BODY_CHUNKED = 2;
+export const BODY_CLOSE = 3;
+
+export interface H1ResponseHead {
+  bytes: Buffer;
+  framing: number;
+  contentLength: number;
+}
+
+/**
+ * An HTTP/2 response head as an HTTP/1.1 one. `noBody`: HEAD, 204, 304. Without Content-Length an
+ * HTTP/1.1 client gets chunked (which can also carry trailers), an HTTP/1.0 client a close-delimited body.
+ */
+export function h1ResponseHead(
+  headers: IncomingHttpHeaders,
+  status: number,
+  via: string | null,
+  http10: boolean,
+  noBody: boolean,
+  close: boolean,
+): H1ResponseHead | null {
+  let lines = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  let length = -1;
+  let upstreamVia: string | null = null;
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (name === 'content-length') {
+      const n = Number(v);
+      if (!Number.isSafeInteger(n) || n < 0 || !/^\d+$/.test(String(v))) return null;
+      length = n;
+      continue;
+    }
+    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (name === 'via') {
+      upstreamVia = Array.isArray(v) ? v.join(', ') : v;
+      continue;
+    }
+    if (Array.isArray(v)) for (const x of v) lines += `${name}: ${x}\r\n`;
+    else lines += `${name}: ${v}\r\n`;
+  }
+  const viaValue = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
+  if (viaValue !== null) lines += `via: ${viaValue}\r\n`;
+  let framing: number;
+  if (noBody) {
+    framing = BODY_NONE;
+    if (length >= 0 && status !== 204) lines += `content-length: ${length}\r\n`;
+  } else if (length >= 0) {
+    framing = BODY_LENGTH;
+    lines += `content-length: ${length}\r\n`;
+  } else if (http10) {
+    framing = BODY_CLOSE;
+  } else {
+    framing = BODY_CHUNKED;
+    lines += 'transfer-encoding: chunked\r\n';
+  }
+  if (close || framing === BODY_CLOSE) lines += 'connection: close\r\n';
+  else if (http10) lines += 'connection: keep-alive\r\n';
+  lines += '\r\n';
+  return { bytes: Buffer.from(lines, 'latin1'), framing, contentLength: length };
+}
+
+/** Trailer fields as the chunked body's last chunk and trailer section. */
+export function chunkedTrailers(trailers: IncomingHttpHeaders | null): string {
+  let out = '0\r\n';
+  if (trailers !== null) {
+    for (const name in trailers) {
+      if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+      const v = trailers[name];
+      if (v === undefined) continue;
+      if (Array.isArray(v)) for (const x of v) out += `${name}: ${x}\r\n`;
+      else out += `${name}: ${v}\r\n`;
+    }
+  }
+  return `${out}\r\n`;
+}
+
+/** An HTTP/1.1 upstream response head for an HTTP/2 client (status, relayed fields, Via). */
+export function h2HeadersFromH1(res: ResponseHead, via: string | null, withLength: boolean): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null);
+  out[':status'] = res.status;
+  const { buf, fields } = res;
+  for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
+    if (fields[f + F_FLAG] === DROP) continue;
+    const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
+    add(out, name, buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]));
+  }
+  if (withLength && res.contentLength >= 0) out['content-length'] = String(res.contentLength);
+  const v = via === null ? res.via : res.via === null ? `1.${res.minor} ${via}` : `${res.via}, 1.${res.minor} ${via}`;
+  if (v !== null) out.via = v;
+  return out;
+}
+
+/** An HTTP/2 upstream response head for an HTTP/2 client: pseudo-headers other than :status dropped, Via added. */
+export function h2HeadersFromH2(headers: IncomingHttpHeaders, status: number, via: string | null): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null);
+  out[':status'] = status;
+  let upstreamVia: string | null = null;
+  for (const name in headers) {
+    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+    const v = headers[name];
+    if (v === undefined) continue;
+    if (name === 'via') upstreamVia = Array.isArray(v) ? v.join(', ') : v;
+    else out[name] = v;
+  }
+  const v = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
+  if (v !== null) out.via = v;
+  return out;
+}
+
+/** Trailers relayed as HTTP/2 trailers: pseudo and connection-specific fields never travel in them. */
+export function h2Trailers(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {
+  const out: OutgoingHttpHeaders = Object.create(null);
+  for (const name in trailers) {
+    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+    const v = trailers[name];
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}
+
+function add(out: OutgoingHttpHeaders, name: string, value: string): void {
+  const prev = out[name];
+  if (prev === undefined) out[name] = value;
+  else if (Array.isArray(prev)) prev.push(value);
+  else out[name] = [String(prev), value];
+}
+
+/** Adds "name: value\r\n" lines (the forwarding block) to a header object. */
+function addLines(out: OutgoingHttpHeaders, lines: string): void {
+  let pos = 0;
+  while (pos < lines.length) {
+    const eol = lines.indexOf('\r\n', pos);
+    const colon = lines.indexOf(':', pos);
+    if (eol === -1 || colon === -1 || colon > eol) break;
+    add(out, lines.slice(pos, colon), lines.slice(colon + 2, eol));
+    pos = eol + 2;
+  }
+}
+
+function safeValue(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d || c > 0xff) return false;
+  }
+  return true;
+}
+
+/** A request target must not contain spaces or controls: it becomes part of the request line. */
+function safeTarget(v: string): boolean {
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c <= 0x20 || c === 0x7f || c > 0xff) return false;
+  }
+  return true;
+}
+
+function lowerToken(name: string): boolean {
+  if (name === '') return false;
+  for (let i = 0; i < name.length; i++) {
+    const c = name.charCodeAt(i);
+    if (c >= 0x41 && c <= 0x5a) return false; // §8.2.1: upper case is malformed
+    if (TCHAR[c] !== 1) return false;
+  }
+  return true;
+}

@@ -1,0 +1,41 @@
+import type { OutgoingHttpHeaders } from 'node:http2';
+import type { ErrorCode } from '../core/errors.ts';
+import type { RequestHead } from '../http1/request-head.ts';
+import type { ListenerContext } from './listener-context.ts';
+
+/**
+ * The client side of one exchange, as the forwarding code sees it: an HTTP/1.1 connection
+ * (`Http1Session`, which serves its requests one at a time) or one HTTP/2 stream (`H2Stream`).
+ * The exchange writes the response through it and tells it when the exchange is over.
+ */
+export interface Downstream {
+  readonly ctx: ListenerContext;
+  /** The client's IP address. */
+  readonly peer: string;
+  /** The response goes out as HTTP/2 frames: the relay hands over heads as header maps, bodies unframed. */
+  readonly h2: boolean;
+  /** X-Forwarded-*, Forwarded and Via lines for this request (memoised per connection where possible). */
+  forwardingFields(head: RequestHead): string;
+  /** Response bytes for the client (HTTP/1.1 framing on an HTTP/1.1 connection; body bytes on HTTP/2). */
+  queue(data: Buffer | string): void;
+  /** Answer with a proxy error when nothing of a response was sent yet. */
+  sendError(code: ErrorCode, close: boolean, headOnly: boolean): void;
+  /** Backpressure from the upstream while relaying the request body. */
+  pauseForBody(): void;
+  resumeForBody(): void;
+  /** The exchange is over (response complete, or failed after answering). */
+  onExchangeDone(keepAlive: boolean): void;
+  /** A response is half-sent and cannot be completed: make the client see the truncation. */
+  destroy(): void;
+}
+
+/** A downstream HTTP/2 stream: response heads go out as header maps. */
+export interface H2Responder extends Downstream {
+  readonly h2: true;
+  /** The final response head; `noBody`: HEAD, 204, 304 (the stream ends with the head). */
+  respond(headers: OutgoingHttpHeaders, noBody: boolean): void;
+  /** A 1xx response (100 Continue, 103 Early Hints). */
+  interim(headers: OutgoingHttpHeaders): void;
+  /** Trailers to send when the exchange completes. */
+  setTrailers(trailers: OutgoingHttpHeaders): void;
+}

@@ -1,0 +1,142 @@
+import net, { type AddressInfo } from 'node:net';
+import tls from 'node:tls';
+import type { CertStore } from '../tls/cert-store.ts';
+import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
+import { Http1Session } from './http1-session.ts';
+import { listenOn } from './listen.ts';
+import type { ListenerContext } from './listener-context.ts';
+
+export type HttpProtocol = 'http1' | 'http2' | 'auto';
+
+/** The HTTP/2 cleartext connection preface (RFC 9113 §3.4). */
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/**
+ * An HTTP listener: cleartext or TLS, speaking HTTP/1.1, HTTP/2, or both on one port. Each accepted
+ * connection is classified once: over TLS by the ALPN protocol the handshake settled, in cleartext by
+ * whether its first bytes are the HTTP/2 preface. HTTP/1.1 connections get an Http1Session, HTTP/2
+ * ones go to the listener's H2Ingress.
+ */
+export class HttpListener {
+  readonly ctx: ListenerContext;
+  readonly protocol: HttpProtocol;
+  readonly tls: boolean;
+  private readonly server: net.Server;
+  private readonly sessions = new Set<Http1Session>();
+  private readonly h2: H2Ingress | null;
+  private readonly certs: CertStore | null;
+
+  constructor(ctx: ListenerContext, protocol: HttpProtocol, h2: H2IngressOptions, certs: CertStore | null) {
+    this.ctx = ctx;
+    this.protocol = protocol;
+    this.certs = certs;
+    this.tls = certs !== null;
+    this.h2 = protocol === 'http1' ? null : new H2Ingress(ctx, h2);
+    if (certs === null) {
+      // allowHalfOpen: a client may send its request and half-close; it still gets its response.
+      this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onCleartext(socket));
+    } else {
+      const server = tls.createServer({
+        ...certs.serverOptions(),
+        allowHalfOpen: true,
+        noDelay: true,
+        // A handshake is part of the request head's budget (slowloris over TLS).
+        handshakeTimeout: ctx.limits.headerTimeoutMs,
+      });
+      server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecure(socket));
+      server.on('tlsClientError', (_err, socket) => socket.destroy());
+      certs.attach(server);
+      this.server = server;
+    }
+  }
+
+  private onCleartext(socket: net.Socket): void {
+    if (this.ctx.draining) {
+      socket.destroy();
+      return;
+    }
+    if (this.protocol === 'http1') new Http1Session(socket, this.ctx, this.sessions);
+    else if (this.protocol === 'http2') this.h2!.accept(socket);
+    else sniff(socket, this);
+  }
+
+  private onSecure(socket: tls.TLSSocket): void {
+    if (this.ctx.draining) {
+      socket.destroy();
+      return;
+    }
+    // ALPN offered only what this listener speaks (see serverOptions), so the choice is final. No ALPN
+    // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
+    const alpn = socket.alpnProtocol;
+    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket);
+    else new Http1Session(socket, this.ctx, this.sessions);
+  }
+
+  /** Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. */
+  classified(socket: net.Socket, first: Buffer, isH2: boolean): void {
+    if (isH2) {
+      socket.unshift(first);
+      this.h2!.accept(socket);
+      return;
+    }
+    const session = new Http1Session(socket, this.ctx, this.sessions);
+    session.onData(first);
+    socket.resume();
+  }
+
+  listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
+    return listenOn(this.server, host, port, reusePort);
+  }
+
+  address(): AddressInfo | null {
+    return this.server.address() as AddressInfo | null;
+  }
+
+  get connections(): number {
+    return this.sessions.size + (this.h2?.connections.size ?? 0);
+  }
+
+  /** Stop accepting; idle connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
+  drain(): void {
+    this.ctx.draining = true;
+    this.server.close();
+    this.certs?.close();
+    for (const s of this.sessions) s.drain();
+    this.h2?.drain();
+  }
+
+  destroyAll(): void {
+    this.server.close();
+    this.certs?.close();
+    for (const s of this.sessions) s.destroy();
+    this.h2?.destroyAll();
+  }
+}
+
+/**
+ * Reads a cleartext connection's first bytes until they either are the HTTP/2 preface or cannot be.
+ * An HTTP/1.1 request line never starts with "PRI * HTTP/2.0" (PRI is not a method anyone routes), so
+ * a mismatch at any byte decides for HTTP/1.1 at once. A client that sends nothing is closed after the
+ * listener's header_timeout, as an HTTP/1.1 one would be.
+ */
+function sniff(socket: net.Socket, listener: HttpListener): void {
+  let got: Buffer | null = null;
+  const timer = setTimeout(() => socket.destroy(), listener.ctx.limits.headerTimeoutMs);
+  const onData = (chunk: Buffer): void => {
+    got = got === null ? chunk : Buffer.concat([got, chunk]);
+    const n = Math.min(got.length, PREFACE.length);
+    const prefix = got.subarray(0, n).equals(PREFACE.subarray(0, n));
+    if (prefix && n < PREFACE.length) return;
+    done();
+    listener.classified(socket, got, prefix);
+  };
+  const done = (): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('close', done);
+    socket.pause();
+  };
+  socket.on('data', onData);
+  socket.on('close', done);
+  socket.on('error', () => socket.destroy());
+}
