@@ -34,6 +34,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   queuePrev: PoolWaiter | null = null;
   queueNext: PoolWaiter | null = null;
   queued = false;
+  queueOwner: object | null = null;
 
   readonly session: Downstream;
   readonly head: RequestHead;

@@ -71,12 +71,10 @@ export class H2Session implements Expirable, DialHandler {
   private pingSentAt = 0;
   private rxBytes = 0;
   private rxAt = 0;
-  private readonly onPingAck: (err: Error | null) => void;
 
   constructor(pool: H2Pool) {
     this.pool = pool;
     this.deadline = performance.now() + pool.opts.connectTimeoutMs;
-    this.onPingAck = (err) => this.pingAcked(err);
     sweeper.add(this);
     this.dial = pool.dialer.dial(pool.address, pool.port, { noDelay: true, keepAlive: true }, this);
   }
@@ -100,10 +98,11 @@ export class H2Session implements Expirable, DialHandler {
       throw err;
     }
     this.pool.streamsTotal++;
-    stream.once('response', markResponded);
+    // `on`, not `once`: each fires once per stream anyway, and `once` allocates a wrapper.
+    stream.on('response', markResponded);
     // Added before the caller's listeners: the slot is back before the caller reacts to the close
-    // (a retry with `avoid` then sees the true state).
-    stream.once('close', () => this.streamClosed(stream));
+    // (a retry with `avoid` then sees the true state). The one closure per stream.
+    stream.on('close', () => this.streamClosed(stream));
     return stream;
   }
 
@@ -199,25 +198,23 @@ export class H2Session implements Expirable, DialHandler {
   private startSession(socket: net.Socket): void {
     const pool = this.pool;
     const o = pool.opts;
-    let session: http2.ClientHttp2Session;
     try {
-      session = http2.connect(pool.authority, {
+      const session = http2.connect(pool.authority, {
         createConnection: () => socket,
         settings: { initialWindowSize: o.h2.initialWindowSize, enablePush: false },
         maxSessionMemory: o.h2.maxSessionMemoryMb,
       });
+      this.session = session;
+      session.on('error', this.onSessionError);
+      session.on('close', this.onSessionClose);
+      session.on('goaway', this.onGoaway);
+      session.on('remoteSettings', this.onRemoteSettings);
+      // The connection window is not a SETTINGS parameter (it moves by WINDOW_UPDATE): without this
+      // every stream shares 64 KiB and a large body crawls at one window per round trip.
+      if (o.h2.connectionWindowSize > 65_535) session.setLocalWindowSize(o.h2.connectionWindowSize);
     } catch {
-      this.fail('upstream_connect_failed');
-      return;
+      this.fail('upstream_connect_failed'); // e.g. a host name node:http2 cannot put in a URL
     }
-    this.session = session;
-    session.on('error', this.onSessionError);
-    session.on('close', this.onSessionClose);
-    session.on('goaway', this.onGoaway);
-    session.on('remoteSettings', this.onRemoteSettings);
-    // The connection window is a session setting apart from SETTINGS: without it every stream shares
-    // 64 KiB and a large body crawls at one window per round trip.
-    if (o.h2.connectionWindowSize > 65_535) session.setLocalWindowSize(o.h2.connectionWindowSize);
   }
 
   private fail(code: DialFailure): void {
@@ -297,7 +294,7 @@ export class H2Session implements Expirable, DialHandler {
 
   /** The pool reserved a slot on this session. */
   reserved(): void {
-    // The idle deadline may stay armed: expire() checks `active` before it closes anything.
+    // `deadline` may still hold the idle time: expire() then finds idleAt 0 and only rearms.
     if (this.active++ === 0) this.idleAt = 0;
     this.requests++;
   }
@@ -331,7 +328,10 @@ export class H2Session implements Expirable, DialHandler {
     if (this.state === CLOSED) return;
     if (this.idleAt !== 0 && now >= this.idleAt) {
       this.idleAt = 0;
-      if (this.active === 0 && this.state === READY) this.close();
+      if (this.active === 0 && this.state === READY) {
+        this.close(); // its 'close' ends every deadline
+        return;
+      }
     }
     if (this.checkAt !== 0 && now >= this.checkAt) this.keepalive(now);
     this.rearm();
@@ -373,7 +373,7 @@ export class H2Session implements Expirable, DialHandler {
     this.checkAt = Math.min(this.rxAt + h2.pingIntervalMs, now + h2.pingIntervalMs / 4);
   }
 
-  private pingAcked(err: Error | null): void {
+  private readonly onPingAck = (err: Error | null): void => {
     if (err !== null || this.state === CLOSED) return;
     const now = performance.now();
     this.pingSentAt = 0;
@@ -381,7 +381,7 @@ export class H2Session implements Expirable, DialHandler {
     this.rxBytes = this.raw?.bytesRead ?? 0;
     this.checkAt = now + this.pool.opts.h2.pingIntervalMs;
     this.rearm();
-  }
+  };
 }
 
 function noop(): void {}

@@ -18,4 +18,6 @@ export interface PoolWaiter {
   queuePrev: PoolWaiter | null;
   queueNext: PoolWaiter | null;
   queued: boolean;
+  /** The queue holding the waiter (opaque to everyone else). */
+  queueOwner: object | null;
 }

@@ -1,0 +1,426 @@
+/**
+ * HTTP/2 towards the backends: HTTP/1.1 clients multiplexed onto a few upstream HTTP/2 connections,
+ * header and body translation both ways, GOAWAY and REFUSED_STREAM handled without a client seeing
+ * an error, TLS origination (verification, ALPN fallback, mutual TLS), HTTP/2 end to end.
+ */
+import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import http2 from 'node:http2';
+import https from 'node:https';
+import net from 'node:net';
+import { after, describe, it, type TestContext } from 'node:test';
+import { type CertPaths, makeCa, makeCert, tmpDir } from '../helpers/certs.ts';
+import { startMuxgate } from '../helpers/cli.ts';
+import { h2connect, h2request } from '../helpers/h2-client.ts';
+import { type H2Backend, type H2BackendOptions, h2cBackend } from '../helpers/h2-backend.ts';
+import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { waitUntil } from '../helpers/wait.ts';
+import { connect, curl, field } from '../helpers/wire.ts';
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+const dir = tmpDir('muxgate-h2up-');
+after(() => rmSync(dir, { recursive: true, force: true }));
+const ca = makeCa(dir);
+const server = makeCert(dir, ca, ['localhost', '127.0.0.1']);
+const client = makeCert(dir, ca, ['muxgate-client'], { file: 'client' });
+const pem = (p: CertPaths) => ({ cert: readFileSync(p.cert), key: readFileSync(p.key) });
+
+async function backend(t: TestContext, opts: H2BackendOptions = {}): Promise<H2Backend> {
+  const b = await h2cBackend(opts);
+  t.after(() => b.close());
+  return b;
+}
+
+async function proxy(t: TestContext, upstream: string, cluster: Record<string, unknown>, listener = {}) {
+  const p = await startProxy({ upstreams: [upstream], cluster, listener });
+  t.after(() => p.close());
+  return p;
+}
+
+/** One HTTP/1.1 request over a fresh connection, read off the wire. */
+async function h1(t: TestContext, p: TestProxy, request: string, method = 'GET') {
+  const c = await connect(p.port, t);
+  c.write(request);
+  return c.readResponse({ method });
+}
+
+/** Answers with a JSON echo of what the stream carried: headers and the body's size and hash. */
+function echo(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  const h = createHash('sha256');
+  let bytes = 0;
+  stream.on('data', (c: Buffer) => {
+    h.update(c);
+    bytes += c.length;
+  });
+  stream.on('end', () => {
+    stream.respond({ ':status': 200, 'content-type': 'application/json' });
+    stream.end(JSON.stringify({ headers, bytes, hash: h.digest('hex') }));
+  });
+}
+
+describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
+  it('translates the request head: :authority from Host, connection-specific fields dropped, cookies', async (t) => {
+    const b = await backend(t, { onStream: echo });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const res = await h1(
+      t,
+      p,
+      'GET /q?x=1 HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\n' +
+        'X-Hop: secret\r\nTE: gzip\r\nCookie: a=1; b=2\r\nX-Custom: yes\r\n\r\n',
+    );
+    assert.equal(res.status, 200);
+    const got = JSON.parse(res.body.toString()).headers as Record<string, string>;
+    assert.equal(got[':authority'], 'app.example');
+    assert.equal(got[':path'], '/q?x=1');
+    assert.equal(got[':scheme'], 'http');
+    assert.equal(got.host, undefined, 'HTTP/2 carries the authority in :authority only');
+    for (const hop of ['connection', 'keep-alive', 'x-hop', 'te', 'transfer-encoding'])
+      assert.equal(got[hop], undefined);
+    assert.equal(got.cookie, 'a=1; b=2');
+    assert.equal(got['x-custom'], 'yes');
+    assert.equal(got.via, '1.1 muxgate');
+    assert.equal(got['x-forwarded-for'], '127.0.0.1');
+    assert.equal(field(res, 'via'), '2 muxgate');
+    assert.equal(p.accessLog.at(-1)!.upstream_protocol, 'HTTP/2');
+  });
+
+  it('streams bodies both ways: content-length, chunked (decoded to DATA), 10 MB each way', async (t) => {
+    const big = randomBytes(10 * 1024 * 1024);
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        if (headers[':path'] === '/big') {
+          stream.respond({ ':status': 200 });
+          stream.end(big);
+        } else echo(stream, headers);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const body = randomBytes(100_000);
+    const cl = await h1(
+      t,
+      p,
+      `POST /cl HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.toString('latin1')}`,
+    );
+    const clGot = JSON.parse(cl.body.toString());
+    assert.equal(clGot.hash, sha256(body));
+    assert.equal(clGot.headers['content-length'], String(body.length));
+    const chunks = `5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nx-trailer: dropped\r\n\r\n`;
+    const ch = await h1(t, p, `POST /ch HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n${chunks}`);
+    const chGot = JSON.parse(ch.body.toString());
+    assert.equal(chGot.bytes, 11);
+    assert.equal(chGot.hash, sha256(Buffer.from('hello world')));
+    assert.equal(chGot.headers['content-length'], undefined);
+    // 10 MB up (curl) and down: the raised windows keep this from crawling.
+    const up = await curl(
+      ['-s', '--data-binary', '@-', '-H', 'content-type: application/octet-stream', `${p.url}/up`],
+      {
+        input: big,
+      },
+    );
+    assert.equal(JSON.parse(up.stdout.toString()).hash, sha256(big));
+    const down = await curl(['-s', `${p.url}/big`]);
+    assert.equal(sha256(down.stdout), sha256(big));
+  });
+
+  it('frames responses for HTTP/1.1: chunked without a length, trailers carried, HEAD and 204, 103 relayed', async (t) => {
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        const path = headers[':path'];
+        if (path === '/trailers') {
+          stream.respond({ ':status': 200 }, { waitForTrailers: true });
+          stream.on('wantTrailers', () => stream.sendTrailers({ 'x-checksum': 'abc' }));
+          stream.write('one-');
+          stream.end('two');
+        } else if (path === '/hints') {
+          stream.additionalHeaders({ ':status': 103, link: '</style.css>; rel=preload' });
+          stream.respond({ ':status': 200, 'content-length': 2 });
+          stream.end('ok');
+        } else if (path === '/empty') {
+          stream.respond({ ':status': 204 });
+          stream.end();
+        } else {
+          stream.respond({ ':status': 200, 'content-length': 5, 'set-cookie': ['a=1', 'b=2'] });
+          stream.end(headers[':method'] === 'HEAD' ? undefined : 'hello');
+        }
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const tr = await h1(t, p, 'GET /trailers HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(tr.chunked, true);
+    assert.equal(tr.body.toString(), 'one-two');
+    assert.deepEqual(tr.trailers, [['x-checksum', 'abc']]);
+    const c = await connect(p.port, t);
+    c.write('GET /hints HTTP/1.1\r\nHost: x\r\n\r\n');
+    const hint = await c.readResponse();
+    assert.equal(hint.status, 103);
+    assert.equal(field(hint, 'link'), '</style.css>; rel=preload');
+    const final = await c.readResponse();
+    assert.equal(final.status, 200);
+    assert.equal(final.body.toString(), 'ok');
+    const head = await h1(t, p, 'HEAD /plain HTTP/1.1\r\nHost: x\r\n\r\n', 'HEAD');
+    assert.equal(field(head, 'content-length'), '5');
+    assert.equal(head.body.length, 0);
+    const empty = await h1(t, p, 'GET /empty HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(empty.status, 204);
+    const plain = await h1(t, p, 'GET /plain HTTP/1.0\r\nHost: x\r\n\r\n');
+    assert.equal(plain.body.toString(), 'hello');
+    assert.deepEqual(
+      plain.fields.filter(([n]) => n === 'set-cookie').map(([, v]) => v),
+      ['a=1', 'b=2'],
+    );
+  });
+
+  it('carries 2,000 concurrent in-flight requests on at most ceil(2000/100) upstream connections', async (t) => {
+    const N = 2000;
+    const held: { stream: http2.ServerHttp2Stream; path: string }[] = [];
+    const b = await backend(t, {
+      onStream: (stream, headers) => held.push({ stream, path: String(headers[':path']) }),
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2', pool: { max_pending: N } });
+    const sockets: net.Socket[] = [];
+    t.after(() => {
+      for (const s of sockets) s.destroy();
+    });
+    const answers: Promise<string>[] = [];
+    for (let i = 0; i < N; i++) {
+      const s = net.connect(p.port, '127.0.0.1');
+      sockets.push(s);
+      answers.push(
+        new Promise<string>((resolve, reject) => {
+          let got = '';
+          s.on('data', (c: Buffer) => {
+            got += c.toString('latin1');
+            if (got.includes('\r\n\r\n') && got.endsWith(`/r${i}`)) resolve(got);
+          });
+          s.on('error', reject);
+          s.on('close', () => reject(new Error(`connection ${i} closed: ${got}`)));
+        }),
+      );
+      s.write(`GET /r${i} HTTP/1.1\r\nHost: x\r\n\r\n`);
+    }
+    // Every request is in flight at the upstream at the same time before any is answered.
+    await waitUntil(() => held.length === N, `all ${N} streams are open at the upstream`, { timeoutMs: 30_000 });
+    assert.ok(b.accepted <= Math.ceil(N / 100), `upstream connections: ${b.accepted}`);
+    assert.ok(b.peakStreamsPerSession <= 100);
+    for (const { stream, path } of held.splice(0)) {
+      stream.respond({ ':status': 200, 'content-length': path.length });
+      stream.end(path);
+    }
+    const results = await Promise.allSettled(answers);
+    const failed = results.filter((r) => r.status === 'rejected' || !r.value.startsWith('HTTP/1.1 200'));
+    assert.equal(failed.length, 0, `failed: ${failed.length}`);
+    assert.ok(b.accepted <= 20, `upstream connections: ${b.accepted}`);
+    const errors = p.server.snapshot().listeners[0]!.errors;
+    assert.equal(errors, 0);
+  });
+
+  it('honours the upstream SETTINGS_MAX_CONCURRENT_STREAMS 10: 100 requests on 10 connections', async (t) => {
+    const held: http2.ServerHttp2Stream[] = [];
+    const b = await backend(t, { settings: { maxConcurrentStreams: 10 }, onStream: (s) => held.push(s) });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const all = Array.from({ length: 100 }, (_, i) =>
+      curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', `${p.url}/${i}`]),
+    );
+    await waitUntil(() => held.length === 100, '100 streams open at the upstream', { timeoutMs: 20_000 });
+    assert.equal(b.accepted, 10);
+    assert.ok(b.peakStreamsPerSession <= 10);
+    for (const s of held) {
+      s.respond({ ':status': 200 });
+      s.end('ok');
+    }
+    const codes = (await Promise.all(all)).map((r) => r.stdout.toString());
+    assert.deepEqual([...new Set(codes)], ['200']);
+  });
+
+  it('retries streams a GOAWAY left unprocessed: no client sees an error', async (t) => {
+    let goawaySent = false;
+    const b = await backend(t, {
+      onStream: (stream, headers, session) => {
+        const n = Number(String(headers[':path']).slice(1));
+        if (!goawaySent && n >= 0 && (stream.id ?? 0) >= 21) {
+          goawaySent = true;
+          // Streams above the last one we will process (this one) are refused, never processed.
+          session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
+        }
+        setTimeout(() => {
+          if (stream.closed) return;
+          stream.respond({ ':status': 200 });
+          stream.end(`done ${n}`);
+        }, 20);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const all = await Promise.all(
+      Array.from({ length: 60 }, (_, i) =>
+        curl(['-s', '-w', ' %{http_code}', '-X', 'POST', '-d', `body${i}`, `${p.url}/${i}`]),
+      ),
+    );
+    for (const [i, r] of all.entries()) assert.equal(r.stdout.toString(), `done ${i} 200`);
+    assert.ok(goawaySent);
+    assert.ok(b.accepted >= 2, 'a new connection took the refused streams');
+    assert.equal(p.server.snapshot().listeners[0]!.errors, 0);
+  });
+
+  it('retries a REFUSED_STREAM (with its body) and reports a reset after processing as an error', async (t) => {
+    let refused = 0;
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        if (headers[':path'] === '/refuse-once' && refused === 0) {
+          refused++;
+          stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+          return;
+        }
+        if (headers[':path'] === '/reset') {
+          // waitForTrailers keeps END_STREAM back, so the close below is a real RST_STREAM.
+          stream.respond({ ':status': 200 }, { waitForTrailers: true });
+          stream.write('partial');
+          setTimeout(() => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR), 20);
+          return;
+        }
+        echo(stream, headers);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const ok = await h1(t, p, 'POST /refuse-once HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello');
+    assert.equal(ok.status, 200);
+    assert.equal(JSON.parse(ok.body.toString()).hash, sha256(Buffer.from('hello')));
+    assert.equal(refused, 1);
+    // A stream reset after the response started: the client sees a truncated response, never a complete one.
+    const c = await connect(p.port, t);
+    c.write('GET /reset HTTP/1.1\r\nHost: x\r\n\r\n');
+    await assert.rejects(c.readResponse());
+    await waitUntil(() => p.accessLog.some((l) => l.error === 'upstream_reset'), 'the reset is logged');
+  });
+
+  it('answers 503 pool_queue_full beyond max_connections x streams + max_pending', async (t) => {
+    const held: http2.ServerHttp2Stream[] = [];
+    const b = await backend(t, { settings: { maxConcurrentStreams: 2 }, onStream: (s) => held.push(s) });
+    const p = await proxy(t, b.addr, { protocol: 'http2', pool: { max_connections: 1, max_pending: 1 } });
+    const pending = [0, 1, 2].map((i) => curl(['-s', '-o', '/dev/null', '-w', '%{http_code}', `${p.url}/${i}`]));
+    await waitUntil(() => held.length === 2, 'two streams open');
+    await waitUntil(() => p.server.snapshot().clusters[0]!.requests === 3, 'the third request is queued');
+    const full = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(full.status, 503);
+    assert.equal(field(full, 'muxgate-error'), 'pool_queue_full');
+    for (const s of held) {
+      s.respond({ ':status': 200 });
+      s.end();
+    }
+    await waitUntil(() => held.length === 3, 'the queued request got a stream');
+    held[2]!.respond({ ':status': 200 });
+    held[2]!.end();
+    assert.deepEqual(
+      (await Promise.all(pending)).map((r) => r.stdout.toString()),
+      ['200', '200', '200'],
+    );
+  });
+});
+
+describe('HTTP/2 end to end', () => {
+  it('an HTTP/2 client reaches an HTTP/2 upstream; trailers pass with te: trailers', async (t) => {
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        stream.respond({ ':status': 200, 'content-type': 'application/grpc' }, { waitForTrailers: true });
+        stream.on('wantTrailers', () => stream.sendTrailers({ 'grpc-status': '0', 'grpc-message': 'ok' }));
+        stream.end(`te=${headers.te}`);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' }, { protocol: 'http2' });
+    const s = await h2connect(p.url);
+    t.after(() => s.close());
+    const r = await h2request(s, { ':method': 'POST', ':path': '/svc/Method', te: 'trailers' }, 'payload');
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'te=trailers');
+    assert.equal(r.trailers?.['grpc-status'], '0');
+    assert.equal(r.trailers?.['grpc-message'], 'ok');
+  });
+});
+
+describe('TLS origination', () => {
+  it('HTTP/2 over TLS with the CA and server name configured; a wrong CA is a 502', async (t) => {
+    const b = await backend(t, { tls: pem(server) });
+    const p = await proxy(t, `127.0.0.1:${b.port}`, {
+      protocol: 'http2',
+      tls: { ca: ca.cert, server_name: 'localhost' },
+    });
+    const ok = await h1(t, p, 'GET /secure HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.toString(), '/secure');
+    const otherCa = makeCa(tmpDir('muxgate-otherca-'), 'someone else');
+    const bad = await proxy(t, `127.0.0.1:${b.port}`, { protocol: 'http2', tls: { ca: otherCa.cert } });
+    const r = await h1(t, bad, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.status, 502);
+    assert.equal(field(r, 'muxgate-error'), 'upstream_connect_failed');
+  });
+
+  it('protocol auto over TLS falls back to HTTP/1.1 when ALPN says so', async (t) => {
+    const srv = https.createServer({ ...pem(server), ALPNProtocols: ['http/1.1'] }, (req, res) =>
+      res.end(`h1 ${req.httpVersion} ${req.url}`),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    t.after(() => srv.close());
+    srv.on('secureConnection', () => {});
+    const port = (srv.address() as net.AddressInfo).port;
+    const p = await proxy(t, `127.0.0.1:${port}`, { protocol: 'auto', tls: { ca: ca.cert, server_name: 'localhost' } });
+    for (const path of ['/a', '/b']) {
+      const r = await h1(t, p, `GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`);
+      assert.equal(r.body.toString(), `h1 1.1 ${path}`);
+    }
+    assert.equal(p.accessLog.at(-1)!.upstream_protocol, undefined);
+  });
+
+  it('HTTP/1.1 over TLS presents a client certificate (mutual TLS); without it the upstream refuses', async (t) => {
+    const srv = https.createServer(
+      { ...pem(server), ca: readFileSync(ca.cert), requestCert: true, rejectUnauthorized: true },
+      (req, res) => res.end(`hello ${(req.socket as import('node:tls').TLSSocket).getPeerCertificate().subject.CN}`),
+    );
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    t.after(() => srv.close());
+    const port = (srv.address() as net.AddressInfo).port;
+    const mtls = await proxy(t, `127.0.0.1:${port}`, {
+      tls: { ca: ca.cert, server_name: 'localhost', cert: client.cert, key: client.key },
+    });
+    const ok = await h1(t, mtls, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(ok.body.toString(), 'hello muxgate-client');
+    const noCert = await proxy(t, `127.0.0.1:${port}`, { tls: { ca: ca.cert, server_name: 'localhost' } });
+    const r = await h1(t, noCert, 'GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.status >= 500, true);
+  });
+
+  it('insecure_skip_verify works only with a loud warning at start', async (t) => {
+    const b = await backend(t, { tls: pem(server) });
+    const p = await proxy(t, `127.0.0.1:${b.port}`, { protocol: 'http2', tls: { insecure_skip_verify: true } });
+    assert.ok(p.eventLog.some((l) => l.level === 40 && String(l.msg).startsWith('INSECURE')));
+    const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: x\r\n\r\n');
+    assert.equal(r.status, 200);
+  });
+
+  it('fails to start naming an unreadable CA file', async () => {
+    await assert.rejects(
+      startProxy({ upstreams: ['127.0.0.1:1'], cluster: { tls: { ca: '/nonexistent/ca.pem' } } }),
+      /tls\.ca file "\/nonexistent\/ca\.pem"/,
+    );
+  });
+});
+
+describe('one-line form', () => {
+  it('--to h2c:// and --to https:// pick the upstream protocol and TLS', async (t) => {
+    const h2c = await backend(t);
+    const tlsB = await backend(t, { tls: pem(server) });
+    for (const [to, env] of [
+      [`h2c://127.0.0.1:${h2c.port}`, {}],
+      [`https://localhost:${tlsB.port}`, { NODE_EXTRA_CA_CERTS: ca.cert }],
+    ] as const) {
+      const m = startMuxgate(['proxy', '--listen', '127.0.0.1:0', '--to', to, '--log-level', 'info'], env);
+      t.after(() => m.stop());
+      const l = await m.waitFor((x) => x.msg === 'listening');
+      const port = Number(String(l.address).split(':').pop());
+      const r = await curl(['-s', `http://127.0.0.1:${port}/via-cli`]);
+      assert.equal(r.stdout.toString(), '/via-cli', `${to}: ${r.stderr}`);
+    }
+    assert.equal(h2c.streams, 1);
+    assert.equal(tlsB.streams, 1);
+  });
+});
