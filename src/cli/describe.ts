@@ -18,8 +18,9 @@ export function describeConfig(c: Config): string {
       );
       continue;
     }
+    const tls = l.tls === undefined ? '' : ` tls(${l.tls.certificates.length} cert, min ${l.tls.min_version})`;
     lines.push(
-      `  ${l.name}  ${hp(l.address)}  ${l.protocol}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
+      `  ${l.name}  ${hp(l.address)}  ${l.protocol}${tls}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
     );
     l.routes.forEach((r, i) => {
       const m = r.match;
@@ -48,7 +49,7 @@ export function describeConfig(c: Config): string {
   for (const [name, cl] of Object.entries(c.clusters)) {
     const p = cl.pool;
     lines.push(
-      `  ${name}  lb=${cl.lb}${cl.hash_key ? ` hash_key=${JSON.stringify(cl.hash_key)}` : ''}  response_timeout=${cl.response_timeout}ms`,
+      `  ${name}  protocol=${cl.protocol}${cl.h2c ? ' h2c' : ''}${cl.tls === undefined ? '' : ` tls${cl.tls.insecure_skip_verify ? '(INSECURE: no verification)' : ''}`}  lb=${cl.lb}${cl.hash_key ? ` hash_key=${JSON.stringify(cl.hash_key)}` : ''}  response_timeout=${cl.response_timeout}ms`,
     );
     lines.push(
       `    pool: max_connections=${p.max_connections} max_pending=${p.max_pending} pending_timeout=${p.pending_timeout}ms idle_timeout=${p.idle_timeout}ms connect_timeout=${p.connect_timeout}ms max_requests_per_connection=${p.max_requests_per_connection || 'unlimited'}`,

@@ -4,6 +4,7 @@ import { ConfigError } from '../config/config-error.ts';
 import { configJsonSchema } from '../config/json-schema.ts';
 import { loadConfigFile, validateConfig } from '../config/load.ts';
 import { oneLineConfig } from '../config/one-line.ts';
+import { checkTlsFiles } from '../config/tls-files.ts';
 import type { Config } from '../config/schema.ts';
 import { describeConfig } from './describe.ts';
 import { diagnose, formatDoctor, readMachineFacts } from './doctor.ts';
@@ -51,9 +52,9 @@ async function dispatch(argv: string[]): Promise<number> {
   }
   switch (cmd) {
     case 'start':
-      return run(loadConfigFile(configPath(rest)));
+      return run(checked(loadConfigFile(configPath(rest))));
     case 'check': {
-      const config = loadConfigFile(configPath(rest));
+      const config = checked(loadConfigFile(configPath(rest)));
       process.stdout.write(describeConfig(config));
       return EXIT_OK;
     }
@@ -61,7 +62,7 @@ async function dispatch(argv: string[]): Promise<number> {
       process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return EXIT_OK;
     case 'proxy':
-      return run(proxyConfig(rest));
+      return run(checked(proxyConfig(rest)));
     case 'doctor': {
       const { values } = parse(rest, { config: { type: 'string', short: 'c' }, json: { type: 'boolean' } });
       const config = typeof values.config === 'string' ? loadConfigFile(values.config) : null;
@@ -87,6 +88,12 @@ function configPath(args: string[]): string {
   const c = values.config;
   if (typeof c !== 'string') throw new UsageError('missing -c FILE');
   return c;
+}
+
+/** The config, once every TLS file it names was loaded (a bad one is a config error: exit 2). */
+function checked(config: Config): Config {
+  checkTlsFiles(config);
+  return config;
 }
 
 function proxyConfig(args: string[]): Config {

@@ -4,6 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
+import { resolveTlsPaths } from './tls-files.ts';
 import { getSystemErrorMessage } from 'node:util';
 import { type Document, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import type { z } from 'zod';
@@ -29,7 +30,9 @@ export function loadConfigFile(path: string): Config {
   } catch (err) {
     throw new ConfigError([`${path}: cannot read the config file: ${osReason(err)}`], { file: path, cause: err });
   }
-  return parseConfigText(text, path);
+  const config = parseConfigText(text, path);
+  resolveTlsPaths(config, path);
+  return config;
 }
 
 /** `fileName` only labels the problems (by its basename); nothing is read from disk. */

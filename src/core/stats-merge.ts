@@ -99,6 +99,10 @@ function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
   into.requests += e.requests;
   into.errors += e.errors;
   addInto(into.pool, e.pool);
+  if (into.h2 !== null && e.h2 !== null) {
+    addInto(into.h2, e.h2);
+    into.h2.fell_back ||= e.h2.fell_back;
+  }
 }
 
 /** Adds every numeric field (and error_codes maps) of `b` into `a`. */

@@ -1,6 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
+import type { H2Pool } from '../pool/h2-pool.ts';
 import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 
 /**
@@ -54,6 +55,28 @@ export interface PoolSnapshot {
   queue_timeouts: number;
 }
 
+/** The HTTP/2 session pool of an endpoint (clusters with protocol http2, or auto where ALPN may pick h2). */
+export interface H2PoolSnapshot {
+  /** Connected sessions (draining ones included). */
+  sessions: number;
+  connecting: number;
+  draining: number;
+  streams_active: number;
+  pending: number;
+  streams_total: number;
+  connects_total: number;
+  connect_failures: number;
+  queue_full: number;
+  queue_timeouts: number;
+  /** GOAWAY frames received. */
+  goaways: number;
+  /** Streams the upstream never processed (REFUSED_STREAM or above a GOAWAY), retried elsewhere. */
+  refused_streams: number;
+  ping_timeouts: number;
+  /** ALPN chose http/1.1 (protocol auto): the endpoint is served by the HTTP/1.1 pool. */
+  fell_back: boolean;
+}
+
 export interface EndpointSnapshot {
   key: string;
   host: string;
@@ -63,6 +86,7 @@ export interface EndpointSnapshot {
   requests: number;
   errors: number;
   pool: PoolSnapshot;
+  h2: H2PoolSnapshot | null;
 }
 
 export interface ClusterSnapshot {
@@ -131,6 +155,7 @@ export function snapshotStats(
             queue_full: p.queueFull,
             queue_timeouts: p.queueTimeouts,
           },
+          h2: e.h2 === null ? null : h2Snapshot(e.h2),
         };
       }),
     })),
@@ -138,6 +163,25 @@ export function snapshotStats(
       exhausted: ports.exhausted,
       budgets: ports.budgets(performance.now()).map((b) => ({ ...b, used_ratio: usedRatio(b) })),
     },
+  };
+}
+
+function h2Snapshot(p: H2Pool): H2PoolSnapshot {
+  return {
+    sessions: p.sessions,
+    connecting: p.connecting,
+    draining: p.drainingCount,
+    streams_active: p.streamsActive,
+    pending: p.pendingCount,
+    streams_total: p.streamsTotal,
+    connects_total: p.connectsTotal,
+    connect_failures: p.connectFailures,
+    queue_full: p.queueFull,
+    queue_timeouts: p.queueTimeouts,
+    goaways: p.goaways,
+    refused_streams: p.refusedStreams,
+    ping_timeouts: p.pingTimeouts,
+    fell_back: p.fellBack,
   };
 }
 

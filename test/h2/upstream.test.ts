@@ -260,6 +260,9 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     for (const [i, r] of all.entries()) assert.equal(r.stdout.toString(), `done ${i} 200`);
     assert.ok(goawaySent);
     assert.ok(b.accepted >= 2, 'a new connection took the refused streams');
+    const h2 = p.server.snapshot().clusters[0]!.endpoints[0]!.h2!;
+    assert.equal(h2.goaways, 1);
+    assert.ok(h2.refused_streams >= 1, `refused_streams ${h2.refused_streams}`);
     assert.equal(p.server.snapshot().listeners[0]!.errors, 0);
   });
 
