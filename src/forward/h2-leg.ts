@@ -58,10 +58,16 @@ export class H2Leg implements Expirable {
     const head = ex.head;
     const route = ex.route!;
     this.session = session;
+    // A replay after a refusal sends everything from the first byte: what the refused stream took,
+    // then what arrived since; the chunked decoder starts over with it.
     const replay = this.sent;
     this.sent = [];
     this.sentBytes = 0;
-    const body = replay !== null && replay.length > 0 ? replay : held;
+    let body = held;
+    if (replay !== null && replay.length > 0) {
+      body = held === null ? replay : replay.concat(held);
+      if (head.chunked) this.decoder = new ChunkedScanner(ex.session.ctx.limits.maxHeaderBytes, true);
+    }
     const noBody = ex.requestDone && (body === null || body.length === 0);
     const headers = h2RequestHeaders(
       head,
@@ -71,7 +77,16 @@ export class H2Leg implements Expirable {
       ex.session.forwardingFields(head),
       ex.teTrailers,
     );
-    const stream = session.request(headers, noBody);
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(headers, noBody);
+    } catch (err) {
+      // node:http2 refuses a header it considers invalid; translation filters those, so this is a bug.
+      session.releaseSlot();
+      ex.session.ctx.log.error({ err: (err as Error).message }, 'cannot open the upstream HTTP/2 stream');
+      ex.fail('internal_error');
+      return;
+    }
     this.stream = stream;
     stream.on('response', onResponse);
     stream.on('headers', onInterim);

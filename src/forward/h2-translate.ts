@@ -16,8 +16,18 @@ import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
 
-/** Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2). */
-const CONNECTION_SPECIFIC = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade']);
+/**
+ * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), and
+ * node:http2 throws if asked to send one. HTTP2-Settings belongs to the h2c upgrade dance.
+ */
+const CONNECTION_SPECIFIC = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'transfer-encoding',
+  'upgrade',
+  'http2-settings',
+]);
 
 export interface SynthesisedHead {
   /** An HTTP/1.1 request head, CRLFCRLF included. */
@@ -117,6 +127,7 @@ export function h2RequestHeaders(
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
     const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name) || name === 'te') continue;
     const value = buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]);
     if (name === 'cookie') {
       for (const crumb of value.split(/;\s*/)) if (crumb !== '') add(out, 'cookie', crumb);
@@ -219,6 +230,7 @@ export function h2HeadersFromH1(res: ResponseHead, via: string | null, withLengt
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
     const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
+    if (CONNECTION_SPECIFIC.has(name)) continue;
     add(out, name, buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]));
   }
   if (withLength && res.contentLength >= 0) out['content-length'] = String(res.contentLength);

@@ -121,13 +121,25 @@ export class H2Stream implements H2Responder {
     const stream = this.stream;
     if (stream.closed || stream.headersSent) return;
     const waitForTrailers = this.wantTrailers && !noBody;
-    stream.respond(headers, { endStream: noBody, waitForTrailers });
+    try {
+      stream.respond(headers, { endStream: noBody, waitForTrailers });
+    } catch (err) {
+      // node:http2 refused a field the translation let through: never crash, never send half a head.
+      this.ctx.log.error({ err: (err as Error).message }, 'cannot send the HTTP/2 response head');
+      this.destroy();
+      return;
+    }
     if (waitForTrailers) stream.once('wantTrailers', onWantTrailers);
   }
 
   interim(headers: OutgoingHttpHeaders): void {
     const stream = this.stream;
-    if (!stream.closed && !stream.headersSent) stream.additionalHeaders(headers);
+    if (stream.closed || stream.headersSent) return;
+    try {
+      stream.additionalHeaders(headers);
+    } catch {
+      // An interim response is advisory: drop one node:http2 will not send.
+    }
   }
 
   setTrailers(trailers: OutgoingHttpHeaders): void {
@@ -135,7 +147,12 @@ export class H2Stream implements H2Responder {
   }
 
   sendTrailers(): void {
-    if (!this.stream.closed) this.stream.sendTrailers(this.trailers ?? {});
+    if (this.stream.closed) return;
+    try {
+      this.stream.sendTrailers(this.trailers ?? {});
+    } catch {
+      this.stream.close(NGHTTP2_INTERNAL_ERROR);
+    }
   }
 
   queue(data: Buffer | string): void {

@@ -68,7 +68,7 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
       t,
       p,
       'GET /q?x=1 HTTP/1.1\r\nHost: app.example\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\n' +
-        'X-Hop: secret\r\nTE: gzip\r\nCookie: a=1; b=2\r\nX-Custom: yes\r\n\r\n',
+        'X-Hop: secret\r\nTE: gzip\r\nCookie: a=1; b=2\r\nX-Custom: yes\r\nHTTP2-Settings: AAMAAABk\r\n\r\n',
     );
     assert.equal(res.status, 200);
     const got = JSON.parse(res.body.toString()).headers as Record<string, string>;
