@@ -1,4 +1,3 @@
-import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';
@@ -34,7 +33,7 @@ export interface ConnectObserver {
  *
  * NOTE: the pool does not resolve names, choose endpoints or parse HTTP; it hands out sockets.
  */
-export class H1Pool implements Expirable {
+export class H1Pool {
   readonly key: PoolKey;
   readonly address: string;
   readonly port: number;
@@ -45,10 +44,9 @@ export class H1Pool implements Expirable {
   readonly tls: { config: UpstreamTls; host: string } | null;
   /** Most recently used last: reuse is LIFO so surplus connections age out through idle_timeout. */
   private readonly idle: UpstreamConnection[] = [];
-  private readonly pending = new PendingQueue();
+  private readonly pending: PendingQueue;
   busy = 0;
   connecting = 0;
-  deadline = 0;
   private closed = false;
 
   // Counters for the stats snapshot.
@@ -73,6 +71,10 @@ export class H1Pool implements Expirable {
     this.address = address;
     this.port = port;
     this.opts = opts;
+    this.pending = new PendingQueue(opts.pendingTimeoutMs, (w) => {
+      this.queueTimeouts++;
+      w.onPoolError('pool_queue_timeout');
+    });
     this.observer = observer;
   }
 
@@ -104,7 +106,7 @@ export class H1Pool implements Expirable {
       }
     }
     if (this.open < this.opts.maxConnections) {
-      this.enqueue(w);
+      this.pending.push(w, performance.now());
       this.connect();
       return;
     }
@@ -114,15 +116,12 @@ export class H1Pool implements Expirable {
       w.onPoolError('pool_queue_full');
       return;
     }
-    this.enqueue(w);
+    this.pending.push(w, performance.now());
   }
 
   /** A waiter gave up (client went away): drop it from the queue. */
   cancel(w: PoolWaiter): void {
-    if (!w.queued) return;
-    const wasHead = this.pending.head === w;
     this.pending.remove(w);
-    if (wasHead) this.armQueueDeadline();
   }
 
   /** Give a leased connection back. Not reusable (or past its request budget) means it is closed. */
@@ -150,9 +149,7 @@ export class H1Pool implements Expirable {
       c.state = CLOSED;
       c.destroy();
     }
-    for (let w = this.pending.shift(); w !== null; w = this.pending.shift()) w.onPoolError('shutting_down');
-    this.deadline = 0;
-    sweeper.delete(this);
+    this.pending.failAll('shutting_down');
   }
 
   // --- called by UpstreamConnection ---
@@ -173,7 +170,6 @@ export class H1Pool implements Expirable {
     // Fail the oldest waiter that this attempt was covering; the others keep their own attempts.
     if (this.pending.length > this.connecting) {
       const w = this.pending.shift();
-      this.armQueueDeadline();
       w?.onPoolError(code);
     }
   }
@@ -181,19 +177,6 @@ export class H1Pool implements Expirable {
   onIdleClosed(conn: UpstreamConnection): void {
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
-  }
-
-  /** Sweeper callback: the queue head waited too long. */
-  expire(now: number): void {
-    const limit = now - this.opts.pendingTimeoutMs;
-    let w = this.pending.head;
-    while (w !== null && w.queuedAt <= limit) {
-      this.pending.remove(w);
-      this.queueTimeouts++;
-      w.onPoolError('pool_queue_timeout');
-      w = this.pending.head;
-    }
-    this.armQueueDeadline();
   }
 
   private connect(): void {
@@ -206,7 +189,6 @@ export class H1Pool implements Expirable {
   private dispatch(conn: UpstreamConnection): void {
     const w = this.pending.shift();
     if (w !== null) {
-      this.armQueueDeadline();
       this.lease(conn, w);
       return;
     }
@@ -227,23 +209,5 @@ export class H1Pool implements Expirable {
     this.busy++;
     // The waiter sets conn.user in onPoolReady before it writes anything.
     w.onPoolReady(conn);
-  }
-
-  private enqueue(w: PoolWaiter): void {
-    this.pending.push(w, performance.now());
-    if (this.pending.length === 1) this.armQueueDeadline();
-  }
-
-  private armQueueDeadline(): void {
-    const head = this.pending.head;
-    if (head === null) {
-      if (this.deadline !== 0) {
-        this.deadline = 0;
-        sweeper.delete(this);
-      }
-      return;
-    }
-    this.deadline = head.queuedAt + this.opts.pendingTimeoutMs;
-    sweeper.add(this);
   }
 }

@@ -1,4 +1,3 @@
-import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { ConnectObserver, PoolOptions } from './h1-pool.ts';
 import { PendingQueue } from './pending-queue.ts';
@@ -46,7 +45,7 @@ export interface H2PoolOptions extends PoolOptions {
  * each waiter for at most `pendingTimeoutMs` (`pool_queue_timeout`). A slot that frees up, a session
  * that connects, or a peer that raises its limit serves the queue head first.
  */
-export class H2Pool implements Expirable {
+export class H2Pool {
   readonly key: PoolKey;
   readonly address: string;
   readonly port: number;
@@ -67,13 +66,12 @@ export class H2Pool implements Expirable {
   /** Connected sessions that take no new streams and finish the ones they carry. */
   private readonly draining = new Set<H2Session>();
   private readonly connectingSet = new Set<H2Session>();
-  private readonly pending = new PendingQueue();
+  private readonly pending: PendingQueue;
   /** Streams a connecting session is expected to take: the latest peer's limit, else the local cap. */
   private expected: number;
   private dispatching = false;
   private redispatch = false;
   private closed = false;
-  deadline = 0;
 
   // Counters for the stats snapshot.
   connectsTotal = 0;
@@ -99,6 +97,10 @@ export class H2Pool implements Expirable {
     this.address = address;
     this.port = port;
     this.opts = opts;
+    this.pending = new PendingQueue(opts.pendingTimeoutMs, (w) => {
+      this.queueTimeouts++;
+      w.onPoolError('pool_queue_timeout');
+    });
     this.dialer = dialer;
     this.observer = observer;
     this.scheme = opts.tls === null ? 'http' : 'https';
@@ -148,7 +150,7 @@ export class H2Pool implements Expirable {
     }
     const max = this.opts.maxConnections;
     if (this.usable.length + this.connectingSet.size < max) {
-      this.enqueue(w);
+      this.pending.push(w, performance.now());
       this.maybeConnect();
       return;
     }
@@ -162,15 +164,12 @@ export class H2Pool implements Expirable {
       w.onPoolError('pool_queue_full');
       return;
     }
-    this.enqueue(w);
+    this.pending.push(w, performance.now());
   }
 
   /** A waiter gave up (client went away): drop it from the queue. */
   cancel(w: PoolWaiter): void {
-    if (!w.queued) return;
-    const wasHead = this.pending.head === w;
     this.pending.remove(w);
-    if (wasHead) this.armQueueDeadline();
   }
 
   /** GOAWAY every session (open streams finish), drop connects, fail the queue with `shutting_down`. */
@@ -180,22 +179,7 @@ export class H2Pool implements Expirable {
     this.connectingSet.clear();
     for (const s of [...this.usable]) s.close();
     for (const s of [...this.draining]) s.close();
-    for (let w = this.pending.shift(); w !== null; w = this.pending.shift()) w.onPoolError('shutting_down');
-    this.deadline = 0;
-    sweeper.delete(this);
-  }
-
-  /** Sweeper callback: the queue head waited too long. */
-  expire(now: number): void {
-    const limit = now - this.opts.pendingTimeoutMs;
-    let w = this.pending.head;
-    while (w !== null && w.queuedAt <= limit) {
-      this.pending.remove(w);
-      this.queueTimeouts++;
-      w.onPoolError('pool_queue_timeout');
-      w = this.pending.head;
-    }
-    this.armQueueDeadline();
+    this.pending.failAll('shutting_down');
   }
 
   // --- called by H2Session ---
@@ -255,7 +239,6 @@ export class H2Pool implements Expirable {
       if (w === null) break;
       w.onPoolError(code);
     }
-    this.armQueueDeadline();
     this.maybeConnect();
   }
 
@@ -269,7 +252,6 @@ export class H2Pool implements Expirable {
     for (const u of [...this.usable]) u.close();
     const waiters: PoolWaiter[] = [];
     for (let w = this.pending.shift(); w !== null; w = this.pending.shift()) waiters.push(w);
-    this.armQueueDeadline();
     if (waiters.length > 0) this.handOff(waiters);
   }
 
@@ -320,7 +302,6 @@ export class H2Pool implements Expirable {
       } while (this.redispatch && this.pending.head !== null);
     } finally {
       this.dispatching = false;
-      this.armQueueDeadline();
     }
   }
 
@@ -329,23 +310,5 @@ export class H2Pool implements Expirable {
     const max = this.opts.maxRequestsPerConnection;
     if (max > 0 && s.requests >= max) s.retire();
     w.onSessionReady(s);
-  }
-
-  private enqueue(w: PoolWaiter): void {
-    this.pending.push(w, performance.now());
-    if (this.pending.length === 1) this.armQueueDeadline();
-  }
-
-  private armQueueDeadline(): void {
-    const head = this.pending.head;
-    if (head === null) {
-      if (this.deadline !== 0) {
-        this.deadline = 0;
-        sweeper.delete(this);
-      }
-      return;
-    }
-    this.deadline = head.queuedAt + this.opts.pendingTimeoutMs;
-    sweeper.add(this);
   }
 }
