@@ -172,6 +172,24 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     );
   });
 
+  it('relays 100 Continue from an HTTP/2 upstream to an HTTP/1.1 client waiting to send its body', async (t) => {
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        if (headers.expect === '100-continue') stream.additionalHeaders({ ':status': 100 });
+        echo(stream, headers);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const c = await connect(p.port, t);
+    c.write('POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n');
+    const cont = await c.readResponse();
+    assert.equal(cont.status, 100);
+    c.write('hello');
+    const final = await c.readResponse();
+    assert.equal(final.status, 200);
+    assert.equal(JSON.parse(final.body.toString()).hash, sha256(Buffer.from('hello')));
+  });
+
   it('carries 2,000 concurrent in-flight requests on at most ceil(2000/100) upstream connections', async (t) => {
     const N = 2000;
     const held: { stream: http2.ServerHttp2Stream; path: string }[] = [];
