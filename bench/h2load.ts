@@ -154,8 +154,13 @@ export interface H2loadRaw {
 }
 
 /** Runs h2load pinned to `opts.cpu`; kills it after `timeoutMs`. */
-export async function runH2load(opts: H2loadRunOptions, timeoutMs: number): Promise<H2loadRaw> {
-  const child = spawnTracked('h2load', 'taskset', ['-c', opts.cpu, 'h2load', ...h2loadArgv(opts)], {
+export function runH2load(opts: H2loadRunOptions, timeoutMs: number): Promise<H2loadRaw> {
+  return runH2loadArgv(h2loadArgv(opts), opts.cpu, timeoutMs);
+}
+
+/** Runs `h2load <argv>` pinned to `cpu`; kills it after `timeoutMs`. */
+export async function runH2loadArgv(argv: readonly string[], cpu: string, timeoutMs: number): Promise<H2loadRaw> {
+  const child = spawnTracked('h2load', 'taskset', ['-c', cpu, 'h2load', ...argv], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let stdout = '';
@@ -174,4 +179,82 @@ export async function runH2load(opts: H2loadRunOptions, timeoutMs: number): Prom
   const { code, signal } = await child.exited;
   clearTimeout(timer);
   return { code, signal, stdout, stderr, killed };
+}
+
+// ---------------------------------------------------------------------------
+// Maximum throughput over HTTP/2 (the h2-ingress figure, bench/h2.ts)
+//
+// `h2load -t1 -c<clients> -m<streams> -D<s> --warm-up-time=<s>`: h2c with prior knowledge (an
+// http:// URL without --h1 or --npn-list), every client keeping `streams` requests in flight for
+// `-D` seconds after the warm-up. Its summary then covers the measured window only:
+//
+//   finished in 6.00s, 75511.00 req/s, 5.69MB/s
+//   requests: 377555 total, 377555 started, 377555 done, 377555 succeeded, 0 failed, 0 errored, 0 timeout
+//   status codes: 377555 2xx, 0 3xx, 0 4xx, 0 5xx
+//
+// ("finished in" counts the warm-up; req/s is requests ÷ the -D seconds), and so does --log-file.
+
+export interface H2loadLoadOptions {
+  url: string;
+  clients: number;
+  /** concurrent streams per client (-m) */
+  streams: number;
+  durationS: number;
+  warmupS: number;
+  /** per-request log (for percentiles), if any */
+  logFile?: string | undefined;
+}
+
+export function h2loadLoadArgv(opts: H2loadLoadOptions): string[] {
+  const argv = ['-t1', `-c${opts.clients}`, `-m${opts.streams}`, `-D${opts.durationS}`];
+  if (opts.warmupS > 0) argv.push(`--warm-up-time=${opts.warmupS}`);
+  if (opts.logFile !== undefined) argv.push(`--log-file=${opts.logFile}`);
+  argv.push(opts.url);
+  return argv;
+}
+
+export interface H2loadSummary {
+  rps: number;
+  total: number;
+  succeeded: number;
+  failed: number;
+  errored: number;
+  timeout: number;
+  /** responses with status 4xx or 5xx */
+  badStatus: number;
+  /**
+   * h2load's `failed`: per its manual it includes `errored` (stream or connection failures, timed-out
+   * connections' requests among them) and HTTP-level failures (status >= 400)
+   */
+  errorCount: number;
+}
+
+/** Parses the summary h2load prints on stdout; throws when its essential lines are missing. */
+export function parseH2loadSummary(output: string): H2loadSummary {
+  const fin = /^finished in [0-9.]+(?:us|ms|s), ([0-9.]+) req\/s/m.exec(output);
+  if (!fin) throw new Error('h2load output has no "finished in …, N req/s" line');
+  const req =
+    /^requests: (\d+) total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout/m.exec(
+      output,
+    );
+  if (!req) throw new Error('h2load output has no "requests: …" line');
+  const codes = /^status codes: \d+ 2xx, \d+ 3xx, (\d+) 4xx, (\d+) 5xx/m.exec(output);
+  const [total, succeeded, failed, errored, timeout] = req.slice(1, 6).map(Number) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  const badStatus = codes ? Number(codes[1]) + Number(codes[2]) : 0;
+  return {
+    rps: Number(fin[1]),
+    total,
+    succeeded,
+    failed,
+    errored,
+    timeout,
+    badStatus,
+    errorCount: Math.max(failed, errored + badStatus),
+  };
 }

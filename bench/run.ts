@@ -1,17 +1,19 @@
 // Benchmark harness: muxgate vs nginx vs HAProxy vs node-http-proxy, all in
 // front of the same nginx backend. See `--help`, bench/scenarios.ts (the wrk
-// scenarios), bench/servers.ts (how the servers are configured) and the three
-// other figures: bench/fixed-rate.ts (latency at a fixed rate), bench/idle-memory.ts
-// (RSS per idle connection) and bench/workers.ts (workers: 2 vs 1).
+// scenarios), bench/servers.ts (how the servers are configured) and the other
+// figures: bench/fixed-rate.ts (latency at a fixed rate), bench/idle-memory.ts
+// (RSS per idle connection), bench/workers.ts (workers: 2 vs 1) and bench/h2.ts
+// (h2-ingress: HTTP/2 clients; h2-upstream: HTTP/2 to the backend).
 //
-//   npm run bench -- [--scenario get-12b,post-16k,latency-fixed-rate,idle-rss,workers]
-//                    [--rounds 3] [--duration 10] [--only muxgate,nginx]
+//   npm run bench -- [--scenario get-12b,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream]
+//                    [--rounds 3] [--duration 10] [--h2-duration 5] [--only muxgate,nginx]
 //                    [--idle-connections 9000] [--out bench/RESULTS.md]
+//   npm run bench -- --scenario h2       # only h2-ingress and h2-upstream
 //
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned).
+// unpinned), then h2-ingress and h2-upstream (their own proxies, pinned).
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -19,6 +21,20 @@ import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type FigureContext, rotate } from './figure.ts';
+import {
+  H2_DEFAULT_DURATION_S,
+  H2_GROUP,
+  H2_INGRESS_SCENARIO,
+  H2_UPSTREAM_SCENARIO,
+  type H2State,
+  h2IngressMethod,
+  h2Ports,
+  h2UpstreamMethod,
+  renderH2Ingress,
+  renderH2Upstream,
+  runH2IngressFigure,
+  runH2UpstreamFigure,
+} from './h2.ts';
 import {
   FIXED_RATE_SCENARIO,
   type FixedRateState,
@@ -41,6 +57,7 @@ import { CONSOLE_HEADER, consoleLine, type Method, type ReportInput, type RunRes
 import { GET_12B, type Scenario, scenarios as allScenarios } from './scenarios.ts';
 import {
   assertPortFree,
+  BACKEND_H2C_PORT,
   BACKEND_PORT,
   backendSpec,
   checkEndpoint,
@@ -80,18 +97,27 @@ function readAnalysis(): string | undefined {
 }
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
-const FIGURES = [FIXED_RATE_SCENARIO, IDLE_RSS_SCENARIO, WORKERS_SCENARIO] as const;
+const FIGURES = [
+  FIXED_RATE_SCENARIO,
+  IDLE_RSS_SCENARIO,
+  WORKERS_SCENARIO,
+  H2_INGRESS_SCENARIO,
+  H2_UPSTREAM_SCENARIO,
+] as const;
 type Figure = (typeof FIGURES)[number];
 const SCENARIO_NAMES = [...allScenarios.map((s) => s.name), ...FIGURES];
 
 const USAGE = `usage: npm run bench -- [options]
 
-  --scenario NAMES        comma-separated scenarios (default: all: ${SCENARIO_NAMES.join(', ')})
+  --scenario NAMES        comma-separated scenarios (default: all: ${SCENARIO_NAMES.join(', ')});
+                          ${H2_GROUP} = ${H2_INGRESS_SCENARIO},${H2_UPSTREAM_SCENARIO}
   --only NAMES            comma-separated proxies (default: all: ${PROXY_NAMES.join(', ')});
                           ${FIXED_RATE_SCENARIO} and ${IDLE_RSS_SCENARIO} add nginx (their reference);
-                          ${WORKERS_SCENARIO} runs the muxgate and nginx among them
+                          ${WORKERS_SCENARIO} runs the muxgate and nginx among them, ${H2_INGRESS_SCENARIO} the muxgate,
+                          nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations)
   --rounds N              interleaved rounds (default 3)
-  --duration S            seconds per wrk or h2load run (default 10; plus a ${WARMUP_S} s warm-up)
+  --duration S            seconds per wrk or h2load run, except in the h2 figures (default 10; plus a ${WARMUP_S} s warm-up)
+  --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
   --idle-connections N    idle connections for ${IDLE_RSS_SCENARIO} (default ${IDLE_DEFAULT_CONNECTIONS})
   --out FILE              markdown report (default bench/RESULTS.md)
 `;
@@ -102,6 +128,7 @@ interface Options {
   proxies: ProxyName[];
   rounds: number;
   durationS: number;
+  h2DurationS: number;
   idleConnections: number;
   out: string;
 }
@@ -135,6 +162,7 @@ function parseOptions(argv: string[]): Options | undefined {
       only: { type: 'string' },
       rounds: { type: 'string' },
       duration: { type: 'string' },
+      'h2-duration': { type: 'string' },
       'idle-connections': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -145,7 +173,12 @@ function parseOptions(argv: string[]): Options | undefined {
     process.stdout.write(USAGE);
     return undefined;
   }
-  const names = parseList(values.scenario, SCENARIO_NAMES, 'scenario');
+  // `h2` stands for both HTTP/2 figures
+  const scenarioArg = values.scenario
+    ?.split(',')
+    .flatMap((n) => (n.trim() === H2_GROUP ? [H2_INGRESS_SCENARIO, H2_UPSTREAM_SCENARIO] : [n]))
+    .join(',');
+  const names = parseList(scenarioArg, SCENARIO_NAMES, 'scenario');
   const figures = FIGURES.filter((f) => names.includes(f));
   let proxies = parseList(values.only, PROXY_NAMES, 'proxy');
   const needNginx = figures.filter((f) => f === FIXED_RATE_SCENARIO || f === IDLE_RSS_SCENARIO);
@@ -159,6 +192,7 @@ function parseOptions(argv: string[]): Options | undefined {
     proxies,
     rounds: positiveInt(values.rounds, 3, 'rounds'),
     durationS: positiveInt(values.duration, 10, 'duration'),
+    h2DurationS: positiveInt(values['h2-duration'], H2_DEFAULT_DURATION_S, 'h2-duration'),
     idleConnections: positiveInt(values['idle-connections'], IDLE_DEFAULT_CONNECTIONS, 'idle-connections'),
     out: values.out ?? join(repoRoot, 'bench', 'RESULTS.md'),
   };
@@ -176,6 +210,7 @@ interface RunState {
   fixedRate: FixedRateState;
   idle: IdleRssRun[];
   workers: WorkersState;
+  h2: H2State;
 }
 
 function workersVariantsFor(opts: Options): WorkersVariant[] {
@@ -185,6 +220,8 @@ function workersVariantsFor(opts: Options): WorkersVariant[] {
 function figureMethod(f: Figure, opts: Options): string {
   if (f === FIXED_RATE_SCENARIO) return fixedRateMethod(opts.durationS, WARMUP_S);
   if (f === IDLE_RSS_SCENARIO) return idleRssMethod(opts.idleConnections);
+  if (f === H2_INGRESS_SCENARIO) return h2IngressMethod(opts.h2DurationS, WARMUP_S);
+  if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S);
   return workersMethod(opts.durationS);
 }
 
@@ -194,6 +231,8 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
     return renderFixedRate({ runs, proxies: opts.proxies, targetRps, rateSource });
   }
   if (f === IDLE_RSS_SCENARIO) return renderIdleRss(st.idle, opts.proxies, opts.idleConnections);
+  if (f === H2_INGRESS_SCENARIO) return renderH2Ingress(st.h2.ingress, opts.proxies, opts.h2DurationS, WARMUP_S);
+  if (f === H2_UPSTREAM_SCENARIO) return renderH2Upstream(st.h2.upstream, opts.h2DurationS, WARMUP_S);
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
@@ -209,6 +248,7 @@ function portsUsed(opts: Options): [number, string][] {
   if (opts.figures.includes(WORKERS_SCENARIO)) {
     for (const v of workersVariantsFor(opts)) for (const port of workersPorts(v)) ports.push([port, v.id]);
   }
+  ports.push(...h2Ports(opts.figures, opts.proxies));
   return ports;
 }
 
@@ -219,8 +259,10 @@ async function main(): Promise<number> {
   const major = Number(process.versions.node.split('.')[0]);
   if (major < 26) throw new Error(`run the harness with node >= 26 (npm run bench / npx node), not ${process.version}`);
   const tools = ['taskset', 'wrk', 'nginx'];
-  if (opts.figures.includes(FIXED_RATE_SCENARIO)) tools.push('h2load');
-  if (opts.figures.includes(WORKERS_SCENARIO)) tools.push('ss');
+  if (opts.figures.includes(FIXED_RATE_SCENARIO) || opts.figures.includes(H2_INGRESS_SCENARIO)) tools.push('h2load');
+  if (opts.figures.some((f) => f === WORKERS_SCENARIO || f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO)) {
+    tools.push('ss');
+  }
   for (const tool of tools) {
     const r = spawnSync('sh', ['-c', `command -v ${tool}`]);
     if (r.status !== 0) throw new Error(`${tool} is required but not found in PATH`);
@@ -259,6 +301,7 @@ async function main(): Promise<number> {
     fixedRate: { runs: [], targetRps: undefined, rateSource: 'not measured' },
     idle: [],
     workers: { runs: [], spread: [] },
+    h2: { ingress: [], upstream: [] },
   };
   const report = (): ReportInput => ({
     machine,
@@ -273,7 +316,13 @@ async function main(): Promise<number> {
   let wrote = false;
   const writeReport = (): void => {
     // never replace a previous report with an empty one (e.g. the backend did not start)
-    const measured = st.results.length + st.fixedRate.runs.length + st.idle.length + st.workers.runs.length;
+    const measured =
+      st.results.length +
+      st.fixedRate.runs.length +
+      st.idle.length +
+      st.workers.runs.length +
+      st.h2.ingress.length +
+      st.h2.upstream.length;
     if (measured === 0 && st.startFailures.size === 0) return;
     writeFileSync(opts.out, renderResults(report()));
     wrote = true;
@@ -291,14 +340,18 @@ async function main(): Promise<number> {
   };
 
   console.log(
-    `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s, scenarios ${[...opts.scenarios.map((s) => s.name), ...opts.figures].join(', ')}`,
+    `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s` +
+      `${opts.figures.some((f) => f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO) ? ` (h2 figures: ${opts.h2DurationS} s)` : ''}` +
+      `, scenarios ${[...opts.scenarios.map((s) => s.name), ...opts.figures].join(', ')}`,
   );
   console.log(`proxies on core ${PROXY_CPU}: ${opts.proxies.join(', ')}; wrk + backend on core ${LOAD_CPU}`);
   console.log(`configs and logs: ${relative(repoRoot, runDir)}`);
 
   try {
     // backend
-    const backend = await startServer(backendSpec(runDir), runDir);
+    // (with an h2c listen port too when h2-upstream runs)
+    const h2Upstream = opts.figures.includes(H2_UPSTREAM_SCENARIO) && opts.proxies.includes('muxgate');
+    const backend = await startServer(backendSpec(runDir, h2Upstream ? BACKEND_H2C_PORT : undefined), runDir);
     for (const s of opts.figures.length ? [...opts.scenarios, GET_12B] : opts.scenarios) {
       const err = await checkEndpoint(BACKEND_PORT, s.path, s.check);
       if (err) throw new Error(`backend sanity check failed: ${err}\n${serverOutput(backend)}`);
@@ -325,6 +378,10 @@ async function main(): Promise<number> {
     if (opts.figures.includes(WORKERS_SCENARIO) && !interrupted) {
       await runWorkersFigure(ctx, workersVariantsFor(opts), st.workers);
     }
+    // the HTTP/2 figures use their own (shorter) run length
+    const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
+    if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
+    if (opts.figures.includes(H2_UPSTREAM_SCENARIO) && !interrupted) await runH2UpstreamFigure(h2Ctx, st.h2.upstream);
   } finally {
     await stopAll();
     writeReport();
@@ -334,7 +391,15 @@ async function main(): Promise<number> {
   const failed =
     st.startFailures.size > 0 ||
     st.checkFailures.size > 0 ||
-    [...st.results, ...st.fixedRate.runs, ...st.idle, ...st.workers.runs, ...st.workers.spread].some((r) => !r.ok);
+    [
+      ...st.results,
+      ...st.fixedRate.runs,
+      ...st.idle,
+      ...st.workers.runs,
+      ...st.workers.spread,
+      ...st.h2.ingress,
+      ...st.h2.upstream,
+    ].some((r) => !r.ok);
   return failed ? 1 : 0;
 }
 

@@ -18,6 +18,8 @@ export const PROXY_NAMES = ['muxgate', 'nginx', 'haproxy', 'http-proxy'] as cons
 export type ProxyName = (typeof PROXY_NAMES)[number];
 
 export const BACKEND_PORT = 18100;
+/** the backend's second listen port: the same server block over h2c (prior knowledge), for the h2-upstream figure */
+export const BACKEND_H2C_PORT = 18150;
 export const PROXY_PORTS: Record<ProxyName, number> = {
   muxgate: 18101,
   nginx: 18102,
@@ -45,7 +47,21 @@ export interface ProxyOptions {
   adminPort?: number;
   /** downstream connections it must hold at once: raises nginx `worker_connections` and HAProxy `maxconn` */
   maxConnections?: number;
+  /**
+   * The listener speaks HTTP/2 with prior knowledge in cleartext (h2c) instead of HTTP/1.1: muxgate
+   * `protocol: http2`, nginx `listen … http2`, HAProxy `bind … proto h2`; at most H2_MAX_STREAMS streams per connection.
+   */
+  h2cListener?: boolean;
+  /** nginx `upstream { keepalive N; }` (default 64) */
+  upstreamKeepalive?: number;
+  /** muxgate only: the cluster's `protocol` (default http1) */
+  upstreamProtocol?: 'http1' | 'http2';
+  /** the backend port proxied to (default BACKEND_PORT) */
+  backendPort?: number;
 }
+
+/** SETTINGS_MAX_CONCURRENT_STREAMS of the h2c listeners: muxgate's and HAProxy's default, set on nginx (default 128) */
+export const H2_MAX_STREAMS = 100;
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 
@@ -124,16 +140,18 @@ function nginxHttpCommon(dir: string, name: string): string {
 
 /**
  * Backend: GET / -> "hello world\n", GET /64k -> 64 KiB static file,
- * POST /post (body read and discarded) -> "hello world\n".
+ * POST /post (body read and discarded) -> "hello world\n". With `h2cPort`, the same server block
+ * also listens there for HTTP/2 with prior knowledge (keepalive_requests/keepalive_timeout apply to
+ * HTTP/2 connections too since nginx 1.19.7).
  */
-export function backendNginxConfig(dir: string, port: number): string {
+export function backendNginxConfig(dir: string, port: number, h2cPort?: number): string {
   const body = JSON.stringify(RESPONSE_12B).slice(1, -1); // "hello world\n" with the \n escape nginx understands
   return `${nginxCommon(dir, 'backend')}http {
 ${nginxHttpCommon(dir, 'backend')}  sendfile on;
   tcp_nopush on;
   server {
     listen 127.0.0.1:${port} backlog=4096;
-    root ${join(dir, 'www')};
+${h2cPort === undefined ? '' : `    # h2c with prior knowledge only (nginx < 1.25.1 does not tell HTTP/1.1 from h2c on one port)\n    listen 127.0.0.1:${h2cPort} backlog=4096 http2;\n`}    root ${join(dir, 'www')};
     default_type application/octet-stream;
     location = / {
       default_type text/plain;
@@ -156,21 +174,24 @@ export function nginxProxyConfig(
   dir: string,
   port: number,
   backendPort: number,
-  opts: NginxProcessOptions & { name?: string } = {},
+  opts: NginxProcessOptions & { name?: string; h2c?: boolean | undefined; upstreamKeepalive?: number | undefined } = {},
 ): string {
   const name = opts.name ?? 'nginx';
   // reuseport: one listen socket per worker, the kernel spreads connections like muxgate's workers
   const reuseport = (opts.workers ?? 1) > 1 ? ' reuseport' : '';
+  // `listen … http2` without ssl: h2c with prior knowledge (nginx 1.22; from 1.25.1 `http2 on;` is the new spelling)
+  const h2 = opts.h2c ? ' http2' : '';
+  const h2Streams = opts.h2c ? `    http2_max_concurrent_streams ${H2_MAX_STREAMS};\n` : '';
   return `${nginxCommon(dir, name, opts)}http {
 ${nginxHttpCommon(dir, name)}  upstream backend {
     server 127.0.0.1:${backendPort};
-    keepalive 64;
+    keepalive ${opts.upstreamKeepalive ?? 64};
     keepalive_requests 1000000000;
     keepalive_timeout 300s;
   }
   server {
-    listen 127.0.0.1:${port} backlog=4096${reuseport};
-    # keep 16 KiB request bodies in memory
+    listen 127.0.0.1:${port} backlog=4096${reuseport}${h2};
+${h2Streams}    # keep 16 KiB request bodies in memory
     client_body_buffer_size 64k;
     location / {
       proxy_pass http://backend;
@@ -184,13 +205,13 @@ ${nginxHttpCommon(dir, name)}  upstream backend {
 `;
 }
 
-export function haproxyConfig(port: number, backendPort: number, maxConnections = 0): string {
+export function haproxyConfig(port: number, backendPort: number, maxConnections = 0, h2c = false): string {
   // HAProxy wants about 2 fds per maxconn (client + server side) and refuses to start when the fd
   // limit (20000 here) is lower: a small margin keeps 9,000 idle connections under it.
   return `global
   nbthread 1
   maxconn ${Math.max(4096, maxConnections + 256)}
-
+${h2c ? `  tune.h2.max-concurrent-streams ${H2_MAX_STREAMS}\n` : ''}
 defaults
   mode http
   option http-keep-alive
@@ -201,7 +222,7 @@ defaults
   timeout http-keep-alive 300s
 
 frontend fe
-  bind 127.0.0.1:${port}
+  bind 127.0.0.1:${port}${h2c ? ' proto h2' : ''}
   default_backend be
 
 backend be
@@ -212,8 +233,17 @@ backend be
 export function muxgateConfig(
   port: number,
   backendPort: number,
-  opts: { workers?: number | undefined; adminPort?: number | undefined } = {},
+  opts: {
+    workers?: number | undefined;
+    adminPort?: number | undefined;
+    h2cListener?: boolean | undefined;
+    upstreamProtocol?: 'http1' | 'http2' | undefined;
+  } = {},
 ): string {
+  const listenerProtocol = opts.h2cListener
+    ? `    protocol: http2\n    http2: { max_concurrent_streams: ${H2_MAX_STREAMS} }\n`
+    : '';
+  const clusterProtocol = opts.upstreamProtocol === undefined ? '' : `    protocol: ${opts.upstreamProtocol}\n`;
   // idle_timeout as long as the other proxies' keep-alive timeouts (300 s); a short drain so stopping is quick
   return `log_level: warn
 access_log: { enabled: false }
@@ -223,12 +253,12 @@ admin: ${opts.adminPort === undefined ? 'false' : `{ address: "127.0.0.1:${opts.
 listeners:
   - name: bench
     address: 127.0.0.1:${port}
-    idle_timeout: 300s
+${listenerProtocol}    idle_timeout: 300s
     routes:
       - cluster: backend
 clusters:
   backend:
-    endpoints: ["127.0.0.1:${backendPort}"]
+${clusterProtocol}    endpoints: ["127.0.0.1:${backendPort}"]
     pool: { max_connections: 100 }
 `;
 }
@@ -248,11 +278,12 @@ function nginxArgs(dir: string, name: string, conf: string): string[] {
   return ['-p', dir, '-e', join(dir, `${name}.error.log`), '-c', conf];
 }
 
-export function backendSpec(dir: string): ServerSpec {
+/** `h2cPort`: also serve everything over h2c with prior knowledge on that port (the h2-upstream figure). */
+export function backendSpec(dir: string, h2cPort?: number): ServerSpec {
   const www = join(dir, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, '64k'), Buffer.alloc(RESPONSE_64K_BYTES, 'x'));
-  const conf = writeConfig(dir, 'backend.nginx.conf', backendNginxConfig(dir, BACKEND_PORT));
+  const conf = writeConfig(dir, 'backend.nginx.conf', backendNginxConfig(dir, BACKEND_PORT, h2cPort));
   return {
     name: 'backend',
     port: BACKEND_PORT,
@@ -263,32 +294,48 @@ export function backendSpec(dir: string): ServerSpec {
   };
 }
 
-/** `opts.workers` is only for muxgate and nginx; `opts.adminPort` only for muxgate. */
+/**
+ * `opts.workers` is only for muxgate and nginx; `opts.adminPort` and `opts.upstreamProtocol` only for muxgate;
+ * `opts.h2cListener` for all but http-proxy.
+ */
 export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {}): ServerSpec {
   const port = opts.port ?? PROXY_PORTS[name];
+  const backendPort = opts.backendPort ?? BACKEND_PORT;
   const cpu = opts.cpu ?? PROXY_CPU;
   const id = opts.tag ? `${name}-${opts.tag}` : name;
   if (opts.workers !== undefined && opts.workers > 1 && name !== 'muxgate' && name !== 'nginx') {
     throw new Error(`${name}: the bench runs it as one process only`);
   }
+  if (opts.h2cListener && name === 'http-proxy') throw new Error(`${name}: the bench has no HTTP/2 setup for it`);
+  if (opts.upstreamProtocol !== undefined && name !== 'muxgate') {
+    throw new Error(`${name}: upstreamProtocol is a muxgate option`);
+  }
   switch (name) {
     case 'nginx': {
-      const conf = writeConfig(dir, `${id}.conf`, nginxProxyConfig(dir, port, BACKEND_PORT, { ...opts, name: id }));
+      const conf = writeConfig(
+        dir,
+        `${id}.conf`,
+        nginxProxyConfig(dir, port, backendPort, { ...opts, name: id, h2c: opts.h2cListener }),
+      );
       const args = nginxArgs(dir, id, conf);
       return { name: id, port, cpu, command: 'nginx', args, logFiles: [join(dir, `${id}.error.log`)] };
     }
     case 'haproxy': {
-      const conf = writeConfig(dir, `${id}.cfg`, haproxyConfig(port, BACKEND_PORT, opts.maxConnections));
+      const conf = writeConfig(
+        dir,
+        `${id}.cfg`,
+        haproxyConfig(port, backendPort, opts.maxConnections, opts.h2cListener),
+      );
       // -db: stay in the foreground, no daemon / master-worker
       return { name: id, port, cpu, command: 'haproxy', args: ['-db', '-f', conf], logFiles: [] };
     }
     case 'http-proxy': {
       const script = join(repoRoot, 'bench', 'http-proxy-server.ts');
-      const args = [script, String(port), String(BACKEND_PORT)];
+      const args = [script, String(port), String(backendPort)];
       return { name: id, port, cpu, command: process.execPath, args, logFiles: [] };
     }
     case 'muxgate': {
-      const conf = writeConfig(dir, `${id}.yaml`, muxgateConfig(port, BACKEND_PORT, opts));
+      const conf = writeConfig(dir, `${id}.yaml`, muxgateConfig(port, backendPort, opts));
       // Same as `npx node bin/muxgate.js start -c <conf>`, minus the npx wrapper
       // process (so the pid we measure is muxgate's own): process.execPath is
       // the npm-installed node 26 that runs this harness.
