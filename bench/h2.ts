@@ -307,6 +307,25 @@ export function h2IngressMethod(durationS: number, warmupS: number): string {
   );
 }
 
+/** Interleaved rounds over what started (the order rotates each round); every run is kept and printed. */
+async function interleave<T>(
+  ctx: FigureContext,
+  ready: readonly T[],
+  runs: H2Run[],
+  measure: (round: number, item: T) => Promise<H2Run>,
+): Promise<void> {
+  for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
+    for (const item of rotate(ready, round - 1)) {
+      if (ctx.stopped()) return;
+      const r = await measure(round, item);
+      if (ctx.stopped()) return;
+      runs.push(r);
+      console.log(h2ConsoleLine(r));
+      ctx.recorded();
+    }
+  }
+}
+
 async function measureIngress(
   round: number,
   proxy: H2IngressProxy,
@@ -392,16 +411,7 @@ export async function runH2IngressFigure(ctx: FigureContext, runs: H2Run[]): Pro
       if (server) running.set(proxy, server);
     }
     const ready = proxies.filter((p) => running.has(p));
-    for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
-      for (const proxy of rotate(ready, round - 1)) {
-        if (ctx.stopped()) break;
-        const r = await measureIngress(round, proxy, running.get(proxy)!, ctx);
-        if (ctx.stopped()) break;
-        runs.push(r);
-        console.log(h2ConsoleLine(r));
-        ctx.recorded();
-      }
-    }
+    await interleave(ctx, ready, runs, (round, proxy) => measureIngress(round, proxy, running.get(proxy)!, ctx));
   } finally {
     for (const server of running.values()) await stopServer(server);
   }
@@ -575,16 +585,7 @@ export async function runH2UpstreamFigure(ctx: FigureContext, runs: H2Run[]): Pr
       if (server) running.set(v.id, server);
     }
     const ready = H2_UPSTREAM_VARIANTS.filter((v) => running.has(v.id));
-    for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
-      for (const v of rotate(ready, round - 1)) {
-        if (ctx.stopped()) break;
-        const r = await measureUpstream(round, v, running.get(v.id)!, ctx);
-        if (ctx.stopped()) break;
-        runs.push(r);
-        console.log(h2ConsoleLine(r));
-        ctx.recorded();
-      }
-    }
+    await interleave(ctx, ready, runs, (round, v) => measureUpstream(round, v, running.get(v.id)!, ctx));
   } finally {
     for (const server of running.values()) await stopServer(server);
   }
