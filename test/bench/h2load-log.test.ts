@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { h2loadArgv, parseH2loadLog, percentile, summarizeH2loadLog } from '../../bench/h2load.ts';
+import { h2loadArgv, parseH2loadLog, parseH2loadSummary, percentile, summarizeH2loadLog } from '../../bench/h2load.ts';
 
 const T0 = 1_795_250_163_106_823;
 
@@ -75,4 +75,23 @@ test('h2load command line: HTTP/1.1, staggered clients, per-client rate and a wh
     '--log-file=/tmp/l',
     'http://127.0.0.1:1/',
   ]);
+});
+
+test('parses the summary h2load prints: req/s, request counts and bad statuses', () => {
+  const out = [
+    'finished in 5.00s, 25238.40 req/s, 2.14MB/s',
+    'requests: 126192 total, 126192 started, 126192 done, 126180 succeeded, 12 failed, 7 errored, 0 timeout',
+    'status codes: 126180 2xx, 0 3xx, 2 4xx, 3 5xx',
+  ].join('\n');
+  assert.deepEqual(parseH2loadSummary(out), {
+    rps: 25238.4,
+    total: 126192,
+    succeeded: 126180,
+    failed: 12,
+    errored: 7,
+    timeout: 0,
+    badStatus: 5,
+    errorCount: 12,
+  });
+  assert.throws(() => parseH2loadSummary('spawning thread #0'), /finished in/);
 });
