@@ -14,6 +14,8 @@ export interface UpstreamSpec {
   h2c: boolean;
   tls: UpstreamTls | null;
   h2: H2Options;
+  /** How WebSockets travel: their own HTTP/1.1 connection, or RFC 8441 streams on the HTTP/2 pool. */
+  websocket?: 'http1' | 'h2';
 }
 
 /** HTTP/1.1 in cleartext, the default. */

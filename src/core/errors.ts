@@ -39,10 +39,23 @@ export const ERRORS = {
   header_timeout: { status: 408, source: 'downstream', text: 'Request header timeout' },
   no_route: { status: 404, source: 'downstream', text: 'No route matches this request' },
   downstream_closed: { status: 499, source: 'downstream', text: 'Client closed the connection' },
+  // Tunnels: WebSocket / Upgrade, CONNECT, CONNECT-UDP.
+  invalid_connect: { status: 400, source: 'downstream', text: 'Malformed CONNECT request' },
+  invalid_upgrade: { status: 400, source: 'downstream', text: 'Malformed protocol upgrade request' },
+  connect_denied: { status: 403, source: 'downstream', text: 'The CONNECT target is not allowed' },
+  proxy_auth_required: { status: 407, source: 'downstream', text: 'Proxy authentication required' },
+  malformed_capsule: { status: 400, source: 'downstream', text: 'Malformed capsule on a CONNECT-UDP stream' },
+  capsule_too_large: { status: 400, source: 'downstream', text: 'Capsule larger than the configured limit' },
   // Upstream failures.
   upstream_connect_failed: { status: 502, source: 'upstream', text: 'Could not connect to the upstream' },
   upstream_reset: { status: 502, source: 'upstream', text: 'Upstream closed the connection early' },
   upstream_protocol_error: { status: 502, source: 'upstream', text: 'Upstream sent an invalid response' },
+  connect_resolve_failed: { status: 502, source: 'upstream', text: 'Could not resolve the CONNECT target' },
+  websocket_handshake_failed: {
+    status: 502,
+    source: 'upstream',
+    text: 'The upstream answered the WebSocket handshake wrongly',
+  },
   upstream_timeout: { status: 504, source: 'upstream', text: 'Upstream did not answer in time' },
   no_healthy_endpoint: { status: 503, source: 'upstream', text: 'No healthy upstream endpoint' },
   pool_queue_full: { status: 503, source: 'upstream', text: 'Upstream connection pool queue is full' },
@@ -68,8 +81,10 @@ export type ErrorCode = keyof typeof ERRORS;
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',
+  403: 'Forbidden',
   404: 'Not Found',
   405: 'Method Not Allowed',
+  407: 'Proxy Authentication Required',
   408: 'Request Timeout',
   417: 'Expectation Failed',
   429: 'Too Many Requests',

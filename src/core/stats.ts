@@ -39,6 +39,9 @@ export interface ListenerSnapshot {
   error_codes: Record<string, number>;
   bytes_in: number;
   bytes_out: number;
+  /** WebSockets and other upgrades, CONNECT and CONNECT-UDP tunnels that are up. */
+  tunnels_open: number;
+  tunnels_total: number;
 }
 
 export interface PoolSnapshot {
@@ -124,6 +127,8 @@ export function snapshotStats(
         error_codes: Object.fromEntries(s.errorCodes),
         bytes_in: s.bytesIn,
         bytes_out: s.bytesOut,
+        tunnels_open: s.tunnelsOpen,
+        tunnels_total: s.tunnelsTotal,
       };
     }),
     clusters: clusters.map((c) => ({

@@ -5,10 +5,11 @@ const cache = new Map<string, Buffer>();
 /**
  * The bytes of a proxy-generated error response: short text body, `muxgate-error: <code>` so clients
  * and operators can tell a proxy error from an upstream one, and `connection: close` when the
- * connection cannot be trusted for another request. Cached: the set of variants is small.
+ * connection cannot be trusted for another request. `extra`: more `name: value\r\n` lines (e.g.
+ * Proxy-Authenticate). Cached: the set of variants is small.
  */
-export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean): Buffer {
-  const key = `${code}|${close ? 1 : 0}|${headOnly ? 1 : 0}`;
+export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean, extra = ''): Buffer {
+  const key = `${code}|${close ? 1 : 0}|${headOnly ? 1 : 0}|${extra}`;
   let b = cache.get(key);
   if (b === undefined) {
     const info = ERRORS[code];
@@ -19,6 +20,7 @@ export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean
         `content-length: ${Buffer.byteLength(body)}\r\n` +
         `muxgate-error: ${code}\r\n` +
         (close ? 'connection: close\r\n' : '') +
+        extra +
         '\r\n' +
         (headOnly ? '' : body),
       'latin1',

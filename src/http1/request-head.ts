@@ -22,6 +22,7 @@ import {
   K_HOST,
   K_OTHER,
   K_TRANSFER_ENCODING,
+  K_UPGRADE,
   K_VIA,
   K_X_FORWARDED_FOR,
   K_X_FORWARDED_HOST,
@@ -51,6 +52,11 @@ export interface RequestHead {
   /** Whether the client wants the connection kept open after this exchange. */
   keepAlive: boolean;
   expectContinue: boolean;
+  /**
+   * The Upgrade header (lower-cased) when Connection lists "upgrade" in an HTTP/1.1 request, else null
+   * (RFC 9110 §7.8: a 1.0 Upgrade is ignored). Only a route that allows the protocol acts on it.
+   */
+  upgrade: string | null;
   /** Incoming forwarding headers (joined when repeated), null when absent. */
   xForwardedFor: string | null;
   xForwardedProto: string | null;
@@ -97,9 +103,10 @@ export function parseRequestHead(
   let absoluteAuthority: string | null = null;
   const c0 = target.charCodeAt(0);
   if (method === 'CONNECT') {
-    // No tunnels, whatever the target form: "CONNECT /" forwarded would turn the upstream connection
-    // into a tunnel the proxy does not know about.
-    return 'method_not_allowed';
+    // authority-form only (RFC 9112 §3.2.3): "host:port" with a port. "CONNECT /" forwarded would
+    // turn the upstream connection into a tunnel the proxy does not know about.
+    if (!isConnectAuthority(target)) return 'invalid_connect';
+    absoluteAuthority = target;
   } else if (c0 === 0x2f /* / */) {
     // origin-form: the common case.
   } else if (target === '*') {
@@ -129,6 +136,7 @@ export function parseRequestHead(
   let xfh: string | null = null;
   let fwd: string | null = null;
   let via: string | null = null;
+  let upgrade: string | null = null;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     switch (fieldKind(buf, fields[f + F_START]!, fields[f + F_COLON]!)) {
       case K_OTHER:
@@ -174,7 +182,10 @@ export function parseRequestHead(
       case K_X_FORWARDED_PROTO:
         xfp ??= value(buf, fields, f);
         break;
-      // K_TE, K_UPGRADE, K_KEEP_ALIVE, K_PROXY_CONNECTION: hop-by-hop, dropped.
+      case K_UPGRADE:
+        upgrade = join(upgrade, value(buf, fields, f));
+        break;
+      // K_TE, K_KEEP_ALIVE, K_PROXY_CONNECTION: hop-by-hop, dropped.
     }
     // Everything that reaches here is rewritten by the proxy or hop-by-hop: not copied upstream.
     fields[f + F_FLAG] = DROP;
@@ -202,6 +213,8 @@ export function parseRequestHead(
   }
 
   if (connection !== null) dropConnectionListed(buf, fields, connection);
+  if (upgrade !== null)
+    upgrade = minor === 1 && connection?.includes('upgrade') === true ? upgrade.toLowerCase() : null;
 
   return {
     method,
@@ -213,6 +226,7 @@ export function parseRequestHead(
     connection,
     keepAlive,
     expectContinue,
+    upgrade,
     xForwardedFor: xff,
     xForwardedProto: xfp,
     xForwardedHost: xfh,
@@ -222,6 +236,17 @@ export function parseRequestHead(
     buf,
     fields,
   };
+}
+
+/** "host:port" as CONNECT names its target: a reg-name, IPv4 or [IPv6] host and a port 1-65535. */
+export function isConnectAuthority(a: string): boolean {
+  const colon = a.lastIndexOf(':');
+  if (colon <= 0 || colon === a.length - 1) return false;
+  const port = a.slice(colon + 1);
+  if (!/^\d{1,5}$/.test(port) || Number(port) < 1 || Number(port) > 65535) return false;
+  const host = a.slice(0, colon);
+  if (host.charCodeAt(0) === 0x5b /* [ */) return /^\[[0-9a-fA-F:.]+\]$/.test(host);
+  return /^[A-Za-z0-9._~!$&'()*+,;=%-]+$/.test(host);
 }
 
 function join(prev: string | null, v: string): string {

@@ -1,5 +1,6 @@
 import http2, { type ServerHttp2Session, type ServerHttp2Stream } from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { isH2Connect, startH2Tunnel, wantsConnectProtocol } from '../tunnel/tunnel-entry.ts';
 import { H2Connection, type ResetGuard } from './h2-connection.ts';
 import { H2Stream } from './h2-stream.ts';
 import type { ListenerContext } from './listener-context.ts';
@@ -36,6 +37,8 @@ export class H2Ingress {
         initialWindowSize: opts.initialWindowSize,
         maxHeaderListSize: opts.maxHeaderListSize,
         enablePush: false,
+        // RFC 8441: browsers open WebSockets as streams as soon as this is advertised, so only when served.
+        enableConnectProtocol: wantsConnectProtocol(ctx),
       },
       maxSessionMemory: Math.max(1, Math.round(opts.maxSessionMemory / MiB)),
       // Field count is checked by the HTTP/1.1 parser (max_headers, 431); node's own cap must not bite first.
@@ -86,6 +89,10 @@ export class H2Ingress {
     if (conn === undefined || conn.calmedDown) {
       stream.on('error', ignore);
       stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    if (isH2Connect(raw)) {
+      startH2Tunnel(stream, conn, raw);
       return;
     }
     conn.openStreams++;

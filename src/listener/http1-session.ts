@@ -9,12 +9,15 @@ import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.t
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import { hostWithoutPort } from '../router/router.ts';
+import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
+import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from './downstream.ts';
 import type { ListenerContext } from './listener-context.ts';
 
 const HEAD = 0; // waiting for / reading a request head
 const EXCHANGE = 1; // a request is being forwarded
 const CLOSING = 2; // the last response is written; waiting for the socket to go
+const TUNNEL = 3; // the socket was handed to a tunnel (Upgrade, CONNECT); the session only counts it
 
 /** Bytes of pipelined requests held while one is in flight, before reading pauses. */
 const PIPELINE_BUFFER = 64 * 1024;
@@ -164,6 +167,17 @@ export class Http1Session implements Expirable, Downstream {
       const max = this.ctx.limits.maxRequestsPerConnection;
       const last = !head.keepAlive || this.clientEnded || this.ctx.draining || (max > 0 && this.requests >= max);
       const path = pathOf(head.target);
+      if (head.upgrade !== null || head.method === 'CONNECT') {
+        const plan = planH1Tunnel(this.ctx, head, path);
+        if (typeof plan === 'string') {
+          this.reject(plan, false);
+          return;
+        }
+        if (plan !== null) {
+          startTunnel(this.takeOver(end), plan);
+          return;
+        }
+      }
       const route = this.ctx.router.match(head.method, this.routingHost(head.host), path, head);
       this.state = EXCHANGE;
       const ex = new Exchange(this, head, route, path, last);
@@ -286,8 +300,27 @@ export class Http1Session implements Expirable, Downstream {
     this.socket.destroy();
   }
 
-  private reject(code: ErrorCode): void {
-    this.ctx.stats.requests++;
+  /**
+   * Hand the socket to a tunnel: the session stops reading and parsing, and keeps only its close
+   * accounting. Bytes after the request head (early tunnel data) go to the tunnel.
+   */
+  private takeOver(end: number): H1TunnelDownstream {
+    const socket = this.socket;
+    socket.off('data', onSocketData);
+    socket.off('end', onSocketEnd);
+    socket.off('drain', onSocketDrain);
+    // Paused at once: a 'data' event with no listener would lose bytes until the tunnel is up.
+    socket.pause();
+    this.state = TUNNEL;
+    this.deadline = 0;
+    sweeper.delete(this);
+    const rest = this.buf === null ? null : this.buf.subarray(end);
+    this.buf = null;
+    return new H1TunnelDownstream(this, rest);
+  }
+
+  private reject(code: ErrorCode, counted = true): void {
+    if (counted) this.ctx.stats.requests++;
     this.ctx.stats.recordError(code);
     this.ctx.accessLog?.info({
       listener: this.ctx.name,

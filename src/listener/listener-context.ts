@@ -1,6 +1,7 @@
 import type { CidrSet } from '../core/cidr.ts';
 import type { Logger } from '../core/log.ts';
 import type { Router } from '../router/router.ts';
+import type { ConnectPolicy } from '../tunnel/connect-policy.ts';
 
 export interface ListenerLimits {
   maxHeaderBytes: number;
@@ -19,6 +20,9 @@ export class ListenerStats {
   errors = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** Upgraded connections, CONNECT and CONNECT-UDP tunnels that are up. */
+  tunnelsOpen = 0;
+  tunnelsTotal = 0;
   readonly errorCodes = new Map<string, number>();
 
   recordError(code: string): void {
@@ -39,6 +43,8 @@ export interface ListenerContext {
   accessLog: Logger | null;
   log: Logger;
   stats: ListenerStats;
+  /** The forward proxy (CONNECT, CONNECT-UDP), or null: CONNECT gets 405. */
+  connect: ConnectPolicy | null;
   /** Set while draining: every response closes its connection. */
   draining: boolean;
 }

@@ -88,6 +88,11 @@ export class H2Session implements Expirable, DialHandler {
     return this.cap;
   }
 
+  /** The peer sent SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): extended CONNECT streams are allowed. */
+  get connectProtocol(): boolean {
+    return this.session?.remoteSettings.enableConnectProtocol === true;
+  }
+
   /** Open the stream for the slot the pool reserved (call synchronously from onSessionReady). */
   request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
     let stream: http2.ClientHttp2Stream;

@@ -26,4 +26,8 @@ export interface Route {
   prefixRewrite: string | undefined;
   /** Overrides the cluster's response timeout when set. */
   responseTimeoutMs: number;
+  /** Upgrade tokens passed through ("websocket", ...), null = none: Upgrade is dropped. */
+  upgrades: ReadonlySet<string> | null;
+  /** An upgraded connection with no byte either way for this long is closed. */
+  upgradeIdleTimeoutMs: number;
 }

@@ -47,5 +47,7 @@ export function buildRoute(
     hostRewrite: cfg.host_rewrite,
     prefixRewrite: cfg.prefix_rewrite,
     responseTimeoutMs: cfg.response_timeout ?? clusterCfg.response_timeout,
+    upgrades: cfg.upgrades === undefined ? null : new Set(cfg.upgrades),
+    upgradeIdleTimeoutMs: cfg.upgrade_idle_timeout,
   };
 }

@@ -22,6 +22,7 @@ import {
 } from '../core/sysctl.ts';
 import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { CertStore } from '../tls/cert-store.ts';
+import { ConnectPolicy } from '../tunnel/connect-policy.ts';
 import { buildRoute } from './build-routes.ts';
 
 export interface ServerOptions {
@@ -148,6 +149,7 @@ export class MuxgateServer {
       protocol: c.protocol,
       h2c: c.h2c,
       tls,
+      websocket: c.websocket,
       h2: {
         maxConcurrentStreams: h.max_concurrent_streams,
         initialWindowSize: h.initial_window_size,
@@ -201,6 +203,7 @@ export class MuxgateServer {
         accessLog: this.accessLog,
         log: this.log,
         stats: new ListenerStats(),
+        connect: l.connect === undefined ? null : new ConnectPolicy(l.connect),
         draining: false,
       },
       l.protocol,

@@ -1,0 +1,154 @@
+import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { ErrorCode } from '../core/errors.ts';
+import type { H2Pool } from '../pool/h2-pool.ts';
+import type { H2Session } from '../pool/h2-session.ts';
+import type { PoolWaiter } from '../pool/pool-waiter.ts';
+import type { UpstreamConnection } from '../pool/upstream-connection.ts';
+import type { Fields } from './tunnel-downstream.ts';
+
+const MAX_DECLINED_BODY = 64 * 1024;
+
+export interface H2ConnectOwner {
+  /** 2xx: the stream is the tunnel now (paused until spliced). */
+  onStreamUp(stream: ClientHttp2Stream, fields: Fields): void;
+  /** Any other final status, with its body. */
+  onDeclined(status: number, fields: Fields, body: Buffer): void;
+  onLegFailed(code: ErrorCode, detail: string): void;
+  /**
+   * The endpoint cannot take this as an HTTP/2 stream: no SETTINGS_ENABLE_CONNECT_PROTOCOL for an
+   * extended CONNECT, or ALPN settled on HTTP/1.1. The owner falls back to an HTTP/1.1 Upgrade.
+   */
+  onNoH2(): void;
+}
+
+/**
+ * A tunnel as one stream of a pooled upstream HTTP/2 session: CONNECT (RFC 9113 §8.5) or extended
+ * CONNECT (RFC 8441 `:protocol`). It waits for a stream slot like any request, so thousands of
+ * tunnels share the endpoint's few sessions, `max_concurrent_streams` each.
+ */
+export class H2ConnectLeg implements PoolWaiter {
+  queuedAt = 0;
+  queuePrev: PoolWaiter | null = null;
+  queueNext: PoolWaiter | null = null;
+  queued = false;
+  queueOwner: object | null = null;
+
+  private readonly pool: H2Pool;
+  private readonly headers: OutgoingHttpHeaders;
+  private readonly extended: boolean;
+  private readonly owner: H2ConnectOwner;
+  private stream: ClientHttp2Stream | null = null;
+  private done = false;
+  private body: Buffer[] = [];
+  private bodyBytes = 0;
+
+  constructor(pool: H2Pool, headers: OutgoingHttpHeaders, owner: H2ConnectOwner) {
+    this.pool = pool;
+    this.headers = headers;
+    this.extended = headers[':protocol'] !== undefined;
+    this.owner = owner;
+    pool.acquire(this);
+  }
+
+  cancel(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.queued) this.pool.cancel(this);
+    this.stream?.close();
+  }
+
+  onPoolReady(conn: UpstreamConnection): void {
+    // The endpoint's ALPN said http/1.1 and the pool handed us a pooled HTTP/1.1 connection: not for
+    // a tunnel (it would leave the pool for good). Give it back untouched.
+    conn.user = NO_USER;
+    conn.pool.release(conn, true);
+    if (!this.done) {
+      this.done = true;
+      this.owner.onNoH2();
+    }
+  }
+
+  onSessionReady(session: H2Session): void {
+    if (this.done) {
+      session.releaseSlot();
+      return;
+    }
+    if (this.extended && !session.connectProtocol) {
+      session.releaseSlot();
+      this.done = true;
+      this.owner.onNoH2();
+      return;
+    }
+    let stream: ClientHttp2Stream;
+    try {
+      stream = session.request(this.headers, false);
+    } catch (err) {
+      this.done = true;
+      this.owner.onLegFailed('upstream_protocol_error', (err as Error).message);
+      return;
+    }
+    this.stream = stream;
+    stream.pause();
+    stream.on('error', noop);
+    stream.on('response', (h: IncomingHttpHeaders) => this.onResponse(stream, h));
+    stream.on('close', () => {
+      if (this.done) return;
+      this.done = true;
+      this.owner.onLegFailed('upstream_reset', `stream closed before a response (code ${stream.rstCode})`);
+    });
+  }
+
+  onPoolError(code: ErrorCode): void {
+    if (this.done) return;
+    this.done = true;
+    this.owner.onLegFailed(code, 'no upstream stream');
+  }
+
+  private onResponse(stream: ClientHttp2Stream, h: IncomingHttpHeaders): void {
+    if (this.done) return;
+    const status = Number(h[':status']);
+    const fields = fieldsOf(h);
+    if (status >= 200 && status < 300) {
+      this.done = true;
+      this.owner.onStreamUp(stream, fields);
+      return;
+    }
+    // A refusal: read its (small) body, then relay it.
+    stream.on('data', (c: Buffer) => {
+      this.bodyBytes += c.length;
+      if (this.bodyBytes > MAX_DECLINED_BODY) {
+        this.done = true;
+        stream.close();
+        this.owner.onLegFailed('upstream_protocol_error', 'refusal body too large to relay');
+        return;
+      }
+      this.body.push(c);
+    });
+    stream.on('end', () => {
+      if (this.done) return;
+      this.done = true;
+      this.owner.onDeclined(status, fields, Buffer.concat(this.body));
+    });
+    stream.resume();
+  }
+}
+
+/** Response fields without pseudo-headers and framing, for relaying. */
+export function fieldsOf(h: IncomingHttpHeaders): [string, string][] {
+  const out: [string, string][] = [];
+  for (const [n, v] of Object.entries(h)) {
+    if (n.charCodeAt(0) === 0x3a || n === 'content-length' || v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push([n, x]);
+    else out.push([n, String(v)]);
+  }
+  return out;
+}
+
+const NO_USER = {
+  onUpstreamData(): void {},
+  onUpstreamClose(): void {},
+  onUpstreamDrain(): void {},
+  onUpstreamTimeout(): void {},
+};
+
+function noop(): void {}

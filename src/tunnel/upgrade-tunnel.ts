@@ -1,0 +1,251 @@
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { Duplex } from 'node:stream';
+import type { Endpoint } from '../cluster/endpoint.ts';
+import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { h2RequestHeaders } from '../forward/h2-translate.ts';
+import { upstreamTarget } from '../forward/upstream-head.ts';
+import { renderHead } from '../http1/field-scan.ts';
+import { type RequestHead, requestField } from '../http1/request-head.ts';
+import type { ResponseHead } from '../http1/response-head.ts';
+import type { Route } from '../router/route.ts';
+import { H2ConnectLeg } from './h2-connect-leg.ts';
+import { Splice, type SpliceResult } from './splice.ts';
+import type { Fields, TunnelDownstream } from './tunnel-downstream.ts';
+import { logTunnel } from './tunnel-log.ts';
+import { UpgradeLeg } from './upgrade-leg.ts';
+import { newWebSocketKey, webSocketAccept } from './websocket-key.ts';
+
+/** Fields of a 101 / 200 that belong to the WebSocket handshake of one hop, not end to end. */
+const HANDSHAKE_ONLY = new Set(['sec-websocket-accept', 'upgrade', 'connection']);
+
+/**
+ * One upgraded connection through a route: a WebSocket (from an HTTP/1.1 Upgrade or an RFC 8441
+ * stream) or another Upgrade token the route allows. Picks an endpoint and reaches it one of two
+ * ways:
+ * - cluster `websocket: h2`: an RFC 8441 extended CONNECT stream on the endpoint's HTTP/2 pool,
+ *   when the session advertises SETTINGS_ENABLE_CONNECT_PROTOCOL;
+ * - otherwise an HTTP/1.1 Upgrade on a connection of its own.
+ * Each hop gets the handshake it speaks: a Sec-WebSocket-Key is made up for an HTTP/1.1 upstream of an
+ * RFC 8441 client (and the upstream's Accept checked), and Sec-WebSocket-Accept computed for an
+ * HTTP/1.1 client of an HTTP/2 upstream. Then the two sides are spliced.
+ */
+export class UpgradeTunnel implements Expirable {
+  private readonly down: TunnelDownstream;
+  private readonly head: RequestHead;
+  private readonly route: Route;
+  private readonly token: string;
+  private readonly startedAt = performance.now();
+  deadline: number;
+  private endpoint: Endpoint | null = null;
+  private countsActive = false;
+  private h1: UpgradeLeg | null = null;
+  private h2: H2ConnectLeg | null = null;
+  /** The key sent to an HTTP/1.1 upstream when the client (RFC 8441) sent none. */
+  private madeKey: string | null = null;
+  private splice: Splice | null = null;
+  private upstreamProtocol: 'HTTP/1.1' | 'HTTP/2' = 'HTTP/1.1';
+  private status = 0;
+  private done = false;
+
+  constructor(down: TunnelDownstream, head: RequestHead, route: Route, token: string) {
+    this.down = down;
+    this.head = head;
+    this.route = route;
+    this.token = token;
+    const cluster = route.cluster;
+    this.deadline = this.startedAt + cluster.opts.pool.connectTimeoutMs + route.responseTimeoutMs;
+    sweeper.add(this);
+    down.stream.once('close', this.onClientGone);
+    const endpoint = cluster.pick(cluster.hashKeyOf(head, down.peer));
+    if (endpoint === undefined) {
+      this.fail('no_healthy_endpoint', 'every endpoint is ejected');
+      return;
+    }
+    this.endpoint = endpoint;
+    this.countsActive = true;
+    endpoint.active++;
+    endpoint.requests++;
+    cluster.requests++;
+    const h2 = endpoint.h2;
+    if (token === 'websocket' && cluster.opts.upstream?.websocket === 'h2' && h2 !== null && !h2.fellBack) {
+      this.upstreamProtocol = 'HTTP/2';
+      this.h2 = new H2ConnectLeg(h2, this.extendedConnectHeaders(h2.scheme), this);
+    } else {
+      this.viaH1();
+    }
+  }
+
+  /** Shutdown or drain timeout: cut the tunnel. */
+  destroy(): void {
+    if (this.splice !== null) this.splice.destroy('shutting_down');
+    else this.fail('shutting_down', 'shutting down');
+  }
+
+  // --- HTTP/1.1 upstream ---
+
+  private viaH1(): void {
+    this.upstreamProtocol = 'HTTP/1.1';
+    const head = this.head;
+    let tail = `connection: upgrade\r\nupgrade: ${this.token}\r\n`;
+    if (this.token === 'websocket' && requestField(head, 'sec-websocket-key') === undefined) {
+      this.madeKey = newWebSocketKey();
+      tail += `sec-websocket-key: ${this.madeKey}\r\n`;
+    }
+    tail += this.down.forwardingFields(head);
+    const first = `GET ${upstreamTarget(head, this.route)} HTTP/1.1\r\nhost: ${this.route.hostRewrite ?? head.host}\r\n`;
+    this.h1 = new UpgradeLeg(this.endpoint as Endpoint, renderHead(first, head.buf, head.fields, tail), this);
+  }
+
+  onUpgraded(socket: Duplex, _res: ResponseHead, fields: Fields, rest: Buffer): void {
+    if (this.done) {
+      socket.destroy();
+      return;
+    }
+    if (this.madeKey !== null) {
+      const accept = fields.find(([n]) => n === 'sec-websocket-accept')?.[1];
+      if (accept !== webSocketAccept(this.madeKey)) {
+        socket.destroy();
+        this.fail('websocket_handshake_failed', 'wrong or missing Sec-WebSocket-Accept');
+        return;
+      }
+    }
+    if (rest.length > 0) socket.unshift(rest);
+    if (this.down.h2) {
+      this.up(socket, 200, endToEnd(fields));
+    } else {
+      this.up(socket, 101, [...fields.filter(([n]) => n !== 'upgrade' && n !== 'connection'), ...this.upgradeFields()]);
+    }
+  }
+
+  // --- HTTP/2 upstream ---
+
+  private extendedConnectHeaders(scheme: 'http' | 'https') {
+    const head = this.head;
+    const h = h2RequestHeaders(
+      head,
+      upstreamTarget(head, this.route),
+      this.route.hostRewrite ?? head.host,
+      scheme,
+      this.down.forwardingFields(head),
+      false,
+    );
+    // Pseudo-headers must precede the others on the wire (RFC 9113 §8.3): a fresh map in that order.
+    const out: OutgoingHttpHeaders = Object.create(null);
+    out[':method'] = 'CONNECT';
+    out[':protocol'] = 'websocket';
+    for (const [n, v] of Object.entries(h)) {
+      if (n === ':method' || n === 'sec-websocket-key' || n === 'content-length') continue;
+      out[n] = v;
+    }
+    return out;
+  }
+
+  onStreamUp(stream: ClientHttp2Stream, fields: Fields): void {
+    if (this.done) {
+      stream.close();
+      return;
+    }
+    if (this.down.h2) this.up(stream, 200, endToEnd(fields));
+    else this.up(stream, 101, [...endToEnd(fields), ...this.upgradeFields()]);
+  }
+
+  onNoH2(): void {
+    if (this.done) return;
+    this.h2 = null;
+    this.viaH1();
+  }
+
+  // --- either upstream ---
+
+  onDeclined(statusOrRes: number | ResponseHead, fields: Fields, body: Buffer): void {
+    if (this.done) return;
+    const status = typeof statusOrRes === 'number' ? statusOrRes : statusOrRes.status;
+    this.status = status;
+    this.down.answer(status, fields, body);
+    this.finish(null, null);
+  }
+
+  onLegFailed(code: ErrorCode, detail: string): void {
+    this.fail(code, detail);
+  }
+
+  private upgradeFields(): Fields {
+    const out: [string, string][] = [
+      ['connection', 'upgrade'],
+      ['upgrade', this.token],
+    ];
+    const key = requestField(this.head, 'sec-websocket-key');
+    if (this.upstreamProtocol === 'HTTP/2' && key !== undefined)
+      out.push(['sec-websocket-accept', webSocketAccept(key)]);
+    return out;
+  }
+
+  private up(upstream: Duplex, status: number, fields: Fields): void {
+    const down = this.down;
+    if (down.closed) {
+      upstream.destroy();
+      this.fail('downstream_closed', 'client left during the handshake');
+      return;
+    }
+    this.status = status;
+    sweeper.delete(this);
+    down.stream.off('close', this.onClientGone);
+    down.accept(status, fields);
+    const ctx = down.ctx;
+    ctx.stats.tunnelsOpen++;
+    ctx.stats.tunnelsTotal++;
+    this.splice = new Splice(down.stream, upstream, this.route.upgradeIdleTimeoutMs, (r) => {
+      ctx.stats.tunnelsOpen--;
+      this.finish(null, r);
+    });
+  }
+
+  // --- endings ---
+
+  expire(): void {
+    this.fail('upstream_timeout', 'no answer to the upgrade in time');
+  }
+
+  private readonly onClientGone = (): void => {
+    this.fail('downstream_closed', 'client left during the handshake');
+  };
+
+  private fail(code: ErrorCode, detail: string): void {
+    if (this.done) return;
+    this.h1?.cancel();
+    this.h2?.cancel();
+    this.status = ERRORS[code].status;
+    if (!this.down.closed && code !== 'downstream_closed') this.down.refuse(code);
+    const ctx = this.down.ctx;
+    ctx.stats.recordError(code);
+    if (ERRORS[code].source === 'upstream') this.route.cluster.recordError(code);
+    this.finish(code, null, detail);
+  }
+
+  /** The tunnel is over: refused, answered by the upstream, or spliced and closed (then `r`). */
+  private finish(code: ErrorCode | null, r: SpliceResult | null, detail?: string): void {
+    this.done = true;
+    sweeper.delete(this);
+    if (this.countsActive) {
+      this.countsActive = false;
+      (this.endpoint as Endpoint).active--;
+    }
+    logTunnel(this.down, {
+      kind: this.token,
+      host: this.head.host,
+      path: this.head.target,
+      status: this.status,
+      upstream: this.endpoint?.key,
+      upstreamProtocol: this.upstreamProtocol,
+      startedAt: this.startedAt,
+      error: code,
+      detail,
+      result: r,
+    });
+  }
+}
+
+function endToEnd(fields: Fields): Fields {
+  return fields.filter(([n]) => !HANDSHAKE_ONLY.has(n));
+}
