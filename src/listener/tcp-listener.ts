@@ -2,7 +2,9 @@ import net, { type AddressInfo } from 'node:net';
 import { listenOn } from './listen.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Logger } from '../core/log.ts';
+import type { ErrorCode } from '../core/errors.ts';
 import { TcpTunnel } from '../forward/tcp-tunnel.ts';
+import { H2TcpTunnel } from '../tunnel/h2-tcp-tunnel.ts';
 import { ListenerStats } from './listener-context.ts';
 
 /** Everything a TCP tunnel needs from its listener, resolved once at start. */
@@ -16,17 +18,20 @@ export interface TcpListenerContext {
   log: Logger;
   stats: ListenerStats;
   draining: boolean;
+  /** `tunnel: h2`: each connection becomes a CONNECT stream to the cluster for this authority; null = plain L4. */
+  tunnel: { authority: string } | null;
 }
 
 /**
- * An L4 listener: each accepted connection is piped to an endpoint of one cluster (TcpTunnel). The
- * client socket is accepted paused, so nothing is read until the upstream side is connected.
+ * An L4 listener: each accepted connection is piped to an endpoint of one cluster (TcpTunnel), or with
+ * `tunnel: h2` carried as a CONNECT stream to a peer muxgate (H2TcpTunnel). The client socket is
+ * accepted paused, so nothing is read until the upstream side is connected.
  */
 export class TcpListener {
   readonly ctx: TcpListenerContext;
   readonly protocol = 'tcp';
   private readonly server: net.Server;
-  private readonly tunnels = new Set<TcpTunnel>();
+  private readonly tunnels = new Set<{ destroy(code: ErrorCode): void }>();
   /** Connections closed at accept because max_connections were open. */
   rejected = 0;
 
@@ -37,7 +42,8 @@ export class TcpListener {
         socket.destroy();
         return;
       }
-      new TcpTunnel(socket, this.ctx, this.tunnels);
+      if (this.ctx.tunnel !== null) new H2TcpTunnel(socket, this.ctx, this.tunnels);
+      else new TcpTunnel(socket, this.ctx, this.tunnels as Set<TcpTunnel>);
     });
     if (maxConnections > 0) this.server.maxConnections = maxConnections;
     this.server.on('drop', () => {

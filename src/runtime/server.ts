@@ -228,6 +228,14 @@ export class MuxgateServer {
         log: this.log,
         stats: new ListenerStats(),
         draining: false,
+        tunnel:
+          l.tunnel === 'h2' && l.tunnel_target !== undefined
+            ? {
+                authority: l.tunnel_target.host.includes(':')
+                  ? `[${l.tunnel_target.host}]:${l.tunnel_target.port}`
+                  : `${l.tunnel_target.host}:${l.tunnel_target.port}`,
+              }
+            : null,
       },
       l.max_connections,
     );

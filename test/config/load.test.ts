@@ -63,13 +63,14 @@ describe('loading a valid config', () => {
           header_timeout: 10_000,
           idle_timeout: 60_000,
           max_requests_per_connection: 0,
-          routes: [{ cluster: 'api' }],
+          routes: [{ cluster: 'api', upgrade_idle_timeout: 3_600_000 }],
         },
       ],
       clusters: {
         api: {
           protocol: 'http1',
           h2c: false,
+          websocket: 'http1',
           endpoints: [{ host: '127.0.0.1', port: 9001, weight: 1 }],
           lb: 'round_robin',
           dns_refresh: 30_000,
@@ -178,8 +179,13 @@ describe('loading a valid config', () => {
         host_rewrite: 'internal.api',
         prefix_rewrite: '/v2/',
         response_timeout: 3_600_000,
+        upgrade_idle_timeout: 3_600_000,
       },
-      { match: { host: ['*.example.com', '*'], path: { regex: '^/static/' } }, cluster: 'static' },
+      {
+        match: { host: ['*.example.com', '*'], path: { regex: '^/static/' } },
+        cluster: 'static',
+        upgrade_idle_timeout: 3_600_000,
+      },
     ]);
 
     const { api, static: staticCluster } = config.clusters;
@@ -349,7 +355,7 @@ describe('reporting problems', () => {
       'muxgate.yaml:4 listeners[0].name: expected a name made of a-z, 0-9, _ and -, got "Web"',
       'muxgate.yaml:5 listeners[0].address: expected "host:port" or "[ipv6]:port", got "localhost"',
       'muxgate.yaml:7 listeners[0].routes[0].cluster: expected the name of a cluster (api), got "nowhere"',
-      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout',
+      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout, upgrades, upgrade_idle_timeout',
       'muxgate.yaml:11 clusters.api.endpoints: expected a list of endpoints (at least one), got an empty list',
       'muxgate.yaml:12 clusters.api.lb: expected one of round_robin, least_request, least_connections, random, ring_hash, maglev, got "fastest"',
     ]);

@@ -301,7 +301,7 @@ describe('tcp listeners', () => {
 
   test('a tcp listener with routes: unknown key', () => {
     assertProblems(tcpConfig(['    cluster: pg', '    routes:', '      - cluster: pg']), [
-      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, idle_timeout, max_connections, connect_attempts',
+      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, idle_timeout, max_connections, connect_attempts, tunnel, tunnel_target',
     ]);
   });
 
@@ -322,7 +322,7 @@ describe('tcp listeners', () => {
         '    endpoints: [127.0.0.1:5432]',
       ),
       [
-        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, routes',
+        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, routes, connect',
       ],
     );
   });

@@ -453,8 +453,8 @@ const CASES: Record<string, Case[]> = {
     {
       name: 'CONNECT with an origin-form target',
       send: `CONNECT / HTTP/1.1\r\n${H}\r\n`,
-      status: 405,
-      code: 'method_not_allowed',
+      status: 400,
+      code: 'invalid_connect',
     },
   ],
   'classic smuggling attempts (a second request hidden in the body)': [

@@ -240,12 +240,10 @@ describe('parseRequestHead: rejections', () => {
     ['HTTP/1.2', 'GET / HTTP/1.2\r\nHost: a\r\n\r\n', 'unsupported_version'],
     ['HTTP/0.9', 'GET / HTTP/0.9\r\nHost: a\r\n\r\n', 'unsupported_version'],
     // method
-    [
-      'CONNECT in authority-form',
-      'CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n',
-      'method_not_allowed',
-    ],
-    ['CONNECT with an origin-form target', 'CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n', 'method_not_allowed'],
+    // CONNECT takes only authority-form (RFC 9112 §3.2.3); whether a listener serves it is decided later.
+    ['CONNECT with an origin-form target', 'CONNECT / HTTP/1.1\r\nHost: a\r\n\r\n', 'invalid_connect'],
+    ['CONNECT without a port', 'CONNECT example.com HTTP/1.1\r\nHost: example.com\r\n\r\n', 'invalid_connect'],
+    ['CONNECT to port 0', 'CONNECT example.com:0 HTTP/1.1\r\nHost: example.com\r\n\r\n', 'invalid_connect'],
     // field lines
     ['obs-fold: a line starting with SP', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n 2\r\n\r\n', 'obs_fold'],
     ['obs-fold: a line starting with HTAB', 'GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\n\t2\r\n\r\n', 'obs_fold'],

@@ -1,0 +1,144 @@
+import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { Socket } from 'node:net';
+import { unmapIPv4 } from '../core/cidr.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import type { Endpoint } from '../cluster/endpoint.ts';
+import type { TcpListenerContext } from '../listener/tcp-listener.ts';
+import { H2ConnectLeg } from './h2-connect-leg.ts';
+import { Splice, type SpliceResult } from './splice.ts';
+import type { Fields } from './tunnel-downstream.ts';
+
+/**
+ * One accepted TCP connection of a `tunnel: h2` listener, carried as an HTTP/2 CONNECT stream
+ * (RFC 9113 §8.5) to a peer muxgate whose listener has `connect` (the sidecar), which dials
+ * `tunnel_target` next to the backend. The streams share the cluster's HTTP/2 session pool, so N
+ * client connections need about N / max_concurrent_streams TCP connections between the two proxies.
+ * The client socket is accepted paused: nothing is read until the peer answered 200.
+ */
+export class H2TcpTunnel implements Expirable {
+  private readonly down: Socket;
+  private readonly ctx: TcpListenerContext;
+  private readonly tunnels: Set<{ destroy(code: ErrorCode): void }>;
+  private readonly client: string;
+  private readonly startedAt = performance.now();
+  deadline: number;
+  private endpoint: Endpoint | null = null;
+  private leg: H2ConnectLeg | null = null;
+  private splice: Splice | null = null;
+  private status = 0;
+  private done = false;
+
+  constructor(down: Socket, ctx: TcpListenerContext, tunnels: Set<{ destroy(code: ErrorCode): void }>) {
+    this.down = down;
+    this.ctx = ctx;
+    this.tunnels = tunnels;
+    tunnels.add(this);
+    this.client = unmapIPv4(down.remoteAddress ?? '');
+    ctx.stats.connectionsOpen++;
+    ctx.stats.connectionsTotal++;
+    ctx.stats.requests++;
+    this.deadline = this.startedAt + ctx.connectTimeoutMs;
+    sweeper.add(this);
+    down.setNoDelay(true);
+    down.on('error', noop);
+    down.once('close', this.onClientGone);
+    const cluster = ctx.cluster;
+    const ep = cluster.pick(cluster.opts.hashKey?.sourceIp === true ? this.client : undefined);
+    const pool = ep?.h2 ?? null;
+    if (ep === undefined || pool === null) {
+      this.fail('no_healthy_endpoint', 'every endpoint is ejected');
+      return;
+    }
+    this.endpoint = ep;
+    ep.active++;
+    ep.requests++;
+    cluster.requests++;
+    const headers: OutgoingHttpHeaders = Object.create(null);
+    headers[':method'] = 'CONNECT';
+    headers[':authority'] = (ctx.tunnel as { authority: string }).authority;
+    this.leg = new H2ConnectLeg(pool, headers, this);
+  }
+
+  destroy(code: ErrorCode): void {
+    if (this.splice !== null) this.splice.destroy(code === 'idle_timeout' ? 'idle_timeout' : 'shutting_down');
+    else this.fail(code, 'shutting down');
+  }
+
+  onStreamUp(stream: ClientHttp2Stream, _fields: Fields): void {
+    if (this.done || this.down.destroyed) {
+      stream.close();
+      this.fail('downstream_closed', 'client left while the tunnel was set up');
+      return;
+    }
+    this.status = 200;
+    sweeper.delete(this);
+    this.down.off('close', this.onClientGone);
+    this.ctx.stats.tunnelsOpen++;
+    this.ctx.stats.tunnelsTotal++;
+    this.splice = new Splice(this.down, stream, this.ctx.idleTimeoutMs, (r) => {
+      this.ctx.stats.tunnelsOpen--;
+      this.finish(null, r);
+    });
+  }
+
+  onDeclined(status: number, _fields: Fields, body: Buffer): void {
+    this.status = status;
+    this.fail('upstream_connect_failed', `peer answered ${status}: ${body.toString('utf8', 0, 200).trim()}`);
+  }
+
+  onLegFailed(code: ErrorCode, detail: string): void {
+    this.fail(code, detail);
+  }
+
+  onNoH2(): void {
+    this.fail('upstream_protocol_error', 'the peer does not speak HTTP/2');
+  }
+
+  expire(): void {
+    this.fail('upstream_timeout', 'no CONNECT answer within connect_timeout');
+  }
+
+  private readonly onClientGone = (): void => {
+    this.fail('downstream_closed', 'client left while the tunnel was set up');
+  };
+
+  private fail(code: ErrorCode, detail: string): void {
+    if (this.done) return;
+    this.leg?.cancel();
+    if (!this.down.destroyed) this.down.destroy();
+    if (code !== 'downstream_closed') {
+      this.ctx.stats.recordError(code);
+      this.ctx.cluster.recordError(code);
+    }
+    this.finish(code, null, detail);
+  }
+
+  private finish(code: ErrorCode | null, r: SpliceResult | null, detail?: string): void {
+    if (this.done) return;
+    this.done = true;
+    sweeper.delete(this);
+    this.tunnels.delete(this);
+    const ep = this.endpoint;
+    if (ep !== null) ep.active--;
+    const stats = this.ctx.stats;
+    stats.connectionsOpen--;
+    stats.bytesIn += r?.bytesIn ?? 0;
+    stats.bytesOut += r?.bytesOut ?? 0;
+    this.ctx.accessLog?.info({
+      listener: this.ctx.name,
+      client: this.client,
+      upstream: ep?.key ?? null,
+      tunnel: 'h2',
+      status: this.status,
+      bytes_in: r?.bytesIn ?? 0,
+      bytes_out: r?.bytesOut ?? 0,
+      duration_ms: Math.round(performance.now() - this.startedAt),
+      end: r?.end,
+      closed_by: r?.closedFirst ?? null,
+      ...(code === null ? {} : { error: code, detail }),
+    });
+  }
+}
+
+function noop(): void {}
