@@ -109,12 +109,13 @@ export class ConnectPolicy {
     const named = this.hostRules.some((r) => hostMatches(r, name) && portIn(r.ports, port));
     if (!named && !this.cidrRules.some((r) => portIn(r.ports, port))) return 'connect_denied';
     let addresses: ResolvedTarget[];
-    const literal = isIP(name);
-    if (literal !== 0) addresses = [{ address: unmapIPv4(name), family: literal as 4 | 6 }];
+    // The family is the unmapped address's: "::ffff:127.0.0.1" is dialled (and its UDP socket opened)
+    // as the IPv4 address it stands for.
+    if (isIP(name) !== 0) addresses = [target(name)];
     else {
       try {
         const all = await lookup(name, { all: true });
-        addresses = all.map((a) => ({ address: unmapIPv4(a.address), family: a.family as 4 | 6 }));
+        addresses = all.map((a) => target(a.address));
       } catch {
         return 'connect_resolve_failed';
       }
@@ -125,6 +126,11 @@ export class ConnectPolicy {
     }
     return 'connect_denied';
   }
+}
+
+function target(ip: string): ResolvedTarget {
+  const address = unmapIPv4(ip);
+  return { address, family: isIP(address) === 6 ? 6 : 4 };
 }
 
 function hostMatches(r: HostRule, name: string): boolean {

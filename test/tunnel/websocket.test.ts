@@ -140,6 +140,24 @@ describe('WebSocket over HTTP/1.1 Upgrade', () => {
     await closed(ws);
   });
 
+  it('an upgraded connection is its own, out of the pool, and holds a source port of the budget', async (t) => {
+    const { b, p } = await setup(t, {
+      cluster: { source_addresses: ['127.0.0.11'], source_port_range: '22400-22409' },
+    });
+    const budget = () => p.server.snapshot().ports.budgets[0];
+    const socks = await Promise.all([0, 1, 2].map(() => wsConnect(`ws://127.0.0.1:${p.port}/`)));
+    assert.equal(budget()?.in_use, 3, 'one source port per WebSocket');
+    assert.equal(b.accepted, 3);
+    const pool = p.server.snapshot().clusters[0]?.endpoints[0]?.pool;
+    assert.equal(pool?.open, 0, 'the pool holds none of them');
+    // A plain request meanwhile gets a pooled connection of its own.
+    const res = await fetch(`http://127.0.0.1:${p.port}/`);
+    assert.equal(await res.text(), 'plain http\n');
+    for (const w of socks) w.close();
+    await Promise.all(socks.map((w) => closed(w)));
+    await waitUntil(() => budget()?.in_use === 1, 'the WebSockets gave their ports back (the pooled one stays)');
+  });
+
   it('relays a refusal from the upstream as it was sent', async (t) => {
     const { b, p } = await setup(t);
     b.refuseWith = 403;
