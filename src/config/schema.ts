@@ -423,8 +423,10 @@ export const configSchema = map('a map of settings', {
   listeners: list(listener, 'a list of listeners (at least one)', 1).describe('Addresses muxgate accepts traffic on.'),
   clusters: z
     .record(text('a cluster name'), cluster, { error: expected('a map of cluster name to cluster') })
-    .meta({ minProperties: 1 })
-    .describe('Cluster name -> cluster. Routes refer to clusters by name.'),
+    .default({})
+    .describe(
+      'Cluster name -> cluster. Routes and tcp listeners refer to clusters by name (a CONNECT-only config needs none).',
+    ),
 }).superRefine(crossCheck, whenMap);
 
 // ---------------------------------------------------------------------------------------------
@@ -439,10 +441,8 @@ function isHostPort(value: unknown): value is HostPort {
 }
 
 function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void {
+  // No "at least one cluster" rule: every reference to a missing cluster is reported where it is made.
   const clusters = isRecord(config.clusters) ? Object.keys(config.clusters) : undefined;
-  if (clusters?.length === 0) {
-    ctx.addIssue({ code: 'custom', path: ['clusters'], message: 'expected at least one cluster, got an empty map' });
-  }
 
   const names = new Map<string, number>();
   // Port 0 means "any free port", so several listeners on port 0 do not clash.

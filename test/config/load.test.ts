@@ -417,7 +417,7 @@ describe('JSON schema', () => {
       'listeners',
       'clusters',
     ]);
-    assert.deepEqual(schema.required.sort(), ['clusters', 'listeners']);
+    assert.deepEqual(schema.required.sort(), ['listeners']);
     assert.equal(schema.additionalProperties, false);
     // Input side: defaults as people write them.
     assert.equal(schema.properties.drain_timeout?.default, '30s');

@@ -105,8 +105,6 @@ describe('muxgate to muxgate: TCP over HTTP/2 CONNECT streams', { skip: ssMissin
           '    routes: []',
           '    connect:',
           `      allow: [{ cidr: 127.0.0.1/32, ports: [${echo.port}] }]`,
-          'clusters:',
-          '  unused: { endpoints: ["127.0.0.1:9"] }',
           '',
         ].join('\n'),
       ),
