@@ -124,6 +124,9 @@ export class UdpRelay {
     // Before the 'data' listener: buffered stream data flows only from the next tick, after the head.
     if (opts.head !== undefined && opts.head.length > 0) this.parser.feed(opts.head);
     stream.on('data', (chunk: Buffer) => this.parser.feed(chunk));
+    // A 'data' listener does not start a stream that was paused explicitly, and tunnel streams are
+    // handed over paused (nothing is read before the tunnel is up): without this, no capsule is read.
+    stream.resume();
     stream.on('end', () => this.finish(this.parser.atBoundary ? 'client_closed' : 'malformed_capsule'));
     stream.on('error', () => this.finish('client_closed'));
     stream.on('close', () => {
