@@ -2,18 +2,23 @@
 // front of the same nginx backend. See `--help`, bench/scenarios.ts (the wrk
 // scenarios), bench/servers.ts (how the servers are configured) and the other
 // figures: bench/fixed-rate.ts (latency at a fixed rate), bench/idle-memory.ts
-// (RSS per idle connection), bench/workers.ts (workers: 2 vs 1) and bench/h2.ts
-// (h2-ingress: HTTP/2 clients; h2-upstream: HTTP/2 to the backend).
+// (RSS per idle connection), bench/workers.ts (workers: 2 vs 1), bench/h2.ts
+// (h2-ingress: HTTP/2 clients; h2-upstream: HTTP/2 to the backend) and bench/ws.ts
+// (ws: WebSockets through muxgate vs HAProxy: round-trip latency, throughput,
+// memory per idle WebSocket; its own WebSocket echo backend, bench/ws-backend.ts).
 //
-//   npm run bench -- [--scenario get-12b,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream]
-//                    [--rounds 3] [--duration 10] [--h2-duration 5] [--only muxgate,nginx]
-//                    [--idle-connections 9000] [--out bench/RESULTS.md]
+//   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream,ws]
+//                    [--rounds 3] [--duration 10] [--h2-duration 5] [--ws-duration 4] [--only muxgate,nginx]
+//                    [--idle-connections 9000] [--ws-idle-sockets 5000] [--ws-backend frames|ws]
+//                    [--out bench/RESULTS.md]
 //   npm run bench -- --scenario h2       # only h2-ingress and h2-upstream
+//   npm run bench -- --scenario ws --out /tmp/ws.md   # only the WebSocket figure, report elsewhere
 //
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned), then h2-ingress and h2-upstream (their own proxies, pinned).
+// unpinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
+// (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement).
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -84,6 +89,19 @@ import {
   workersPorts,
 } from './workers.ts';
 import { runWrk, runWrkRaw, wrkArgv } from './wrk.ts';
+import {
+  renderWs,
+  runWsFigure,
+  WS_DEFAULT_DURATION_S,
+  WS_BACKENDS,
+  WS_DEFAULT_BACKEND,
+  WS_DEFAULT_IDLE_SOCKETS,
+  WS_SCENARIO,
+  type WsBackendImpl,
+  type WsState,
+  wsMethod,
+  wsPorts,
+} from './ws.ts';
 
 const WARMUP_S = 1;
 
@@ -103,6 +121,7 @@ const FIGURES = [
   WORKERS_SCENARIO,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
+  WS_SCENARIO,
 ] as const;
 type Figure = (typeof FIGURES)[number];
 const SCENARIO_NAMES = [...allScenarios.map((s) => s.name), ...FIGURES];
@@ -114,11 +133,15 @@ const USAGE = `usage: npm run bench -- [options]
   --only NAMES            comma-separated proxies (default: all: ${PROXY_NAMES.join(', ')});
                           ${FIXED_RATE_SCENARIO} and ${IDLE_RSS_SCENARIO} add nginx (their reference);
                           ${WORKERS_SCENARIO} runs the muxgate and nginx among them, ${H2_INGRESS_SCENARIO} the muxgate,
-                          nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations)
+                          nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations),
+                          ${WS_SCENARIO} the muxgate and haproxy among them
   --rounds N              interleaved rounds (default 3)
-  --duration S            seconds per wrk or h2load run, except in the h2 figures (default 10; plus a ${WARMUP_S} s warm-up)
+  --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
+  --ws-duration S         seconds per WebSocket latency and throughput run of ${WS_SCENARIO} (default ${WS_DEFAULT_DURATION_S}; plus the warm-up)
   --idle-connections N    idle connections for ${IDLE_RSS_SCENARIO} (default ${IDLE_DEFAULT_CONNECTIONS})
+  --ws-idle-sockets N     idle WebSockets for the memory part of ${WS_SCENARIO} (default ${WS_DEFAULT_IDLE_SOCKETS})
+  --ws-backend IMPL       echo backend of ${WS_SCENARIO}: ${WS_BACKENDS.join(' or ')} (default ${WS_DEFAULT_BACKEND}; see bench/ws-backend.ts)
   --out FILE              markdown report (default bench/RESULTS.md)
 `;
 
@@ -129,7 +152,10 @@ interface Options {
   rounds: number;
   durationS: number;
   h2DurationS: number;
+  wsDurationS: number;
   idleConnections: number;
+  wsIdleSockets: number;
+  wsBackend: WsBackendImpl;
   out: string;
 }
 
@@ -154,6 +180,14 @@ function positiveInt(value: string | undefined, def: number, what: string): numb
   return n;
 }
 
+function parseWsBackend(value: string | undefined): WsBackendImpl {
+  if (value === undefined) return WS_DEFAULT_BACKEND;
+  const impl = WS_BACKENDS.find((b) => b === value);
+  if (impl === undefined)
+    throw new Error(`--ws-backend must be ${WS_BACKENDS.join(' or ')}, got ${JSON.stringify(value)}`);
+  return impl;
+}
+
 function parseOptions(argv: string[]): Options | undefined {
   const { values } = parseArgs({
     args: argv,
@@ -163,7 +197,10 @@ function parseOptions(argv: string[]): Options | undefined {
       rounds: { type: 'string' },
       duration: { type: 'string' },
       'h2-duration': { type: 'string' },
+      'ws-duration': { type: 'string' },
       'idle-connections': { type: 'string' },
+      'ws-idle-sockets': { type: 'string' },
+      'ws-backend': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -193,7 +230,10 @@ function parseOptions(argv: string[]): Options | undefined {
     rounds: positiveInt(values.rounds, 3, 'rounds'),
     durationS: positiveInt(values.duration, 10, 'duration'),
     h2DurationS: positiveInt(values['h2-duration'], H2_DEFAULT_DURATION_S, 'h2-duration'),
+    wsDurationS: positiveInt(values['ws-duration'], WS_DEFAULT_DURATION_S, 'ws-duration'),
     idleConnections: positiveInt(values['idle-connections'], IDLE_DEFAULT_CONNECTIONS, 'idle-connections'),
+    wsIdleSockets: positiveInt(values['ws-idle-sockets'], WS_DEFAULT_IDLE_SOCKETS, 'ws-idle-sockets'),
+    wsBackend: parseWsBackend(values['ws-backend']),
     out: values.out ?? join(repoRoot, 'bench', 'RESULTS.md'),
   };
 }
@@ -211,6 +251,7 @@ interface RunState {
   idle: IdleRssRun[];
   workers: WorkersState;
   h2: H2State;
+  ws: WsState;
 }
 
 function workersVariantsFor(opts: Options): WorkersVariant[] {
@@ -222,6 +263,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === IDLE_RSS_SCENARIO) return idleRssMethod(opts.idleConnections);
   if (f === H2_INGRESS_SCENARIO) return h2IngressMethod(opts.h2DurationS, WARMUP_S);
   if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S);
+  if (f === WS_SCENARIO) return wsMethod(opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   return workersMethod(opts.durationS);
 }
 
@@ -233,12 +275,20 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
   if (f === IDLE_RSS_SCENARIO) return renderIdleRss(st.idle, opts.proxies, opts.idleConnections);
   if (f === H2_INGRESS_SCENARIO) return renderH2Ingress(st.h2.ingress, opts.proxies, opts.h2DurationS, WARMUP_S);
   if (f === H2_UPSTREAM_SCENARIO) return renderH2Upstream(st.h2.upstream, opts.h2DurationS, WARMUP_S);
+  if (f === WS_SCENARIO) {
+    return renderWs(st.ws.runs, opts.proxies, opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
+  }
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
+}
+
+/** Whether anything besides the ws figure (which has its own WebSocket backend) runs: they use the nginx backend. */
+function needsNginxBackend(opts: Options): boolean {
+  return opts.scenarios.length > 0 || opts.figures.some((f) => f !== WS_SCENARIO);
 }
 
 /** Every port a run listens on, so that a busy one is reported before anything starts. */
 function portsUsed(opts: Options): [number, string][] {
-  const ports: [number, string][] = [[BACKEND_PORT, 'backend']];
+  const ports: [number, string][] = needsNginxBackend(opts) ? [[BACKEND_PORT, 'backend']] : [];
   if (opts.scenarios.length || opts.figures.includes(FIXED_RATE_SCENARIO)) {
     for (const p of opts.proxies) ports.push([PROXY_PORTS[p], p]);
   }
@@ -249,6 +299,7 @@ function portsUsed(opts: Options): [number, string][] {
     for (const v of workersVariantsFor(opts)) for (const port of workersPorts(v)) ports.push([port, v.id]);
   }
   ports.push(...h2Ports(opts.figures, opts.proxies));
+  ports.push(...wsPorts(opts.figures, opts.proxies));
   return ports;
 }
 
@@ -302,6 +353,7 @@ async function main(): Promise<number> {
     idle: [],
     workers: { runs: [], spread: [] },
     h2: { ingress: [], upstream: [] },
+    ws: { runs: [] },
   };
   const report = (): ReportInput => ({
     machine,
@@ -322,7 +374,8 @@ async function main(): Promise<number> {
       st.idle.length +
       st.workers.runs.length +
       st.h2.ingress.length +
-      st.h2.upstream.length;
+      st.h2.upstream.length +
+      st.ws.runs.length;
     if (measured === 0 && st.startFailures.size === 0) return;
     writeFileSync(opts.out, renderResults(report()));
     wrote = true;
@@ -342,6 +395,7 @@ async function main(): Promise<number> {
   console.log(
     `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s` +
       `${opts.figures.some((f) => f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO) ? ` (h2 figures: ${opts.h2DurationS} s)` : ''}` +
+      `${opts.figures.includes(WS_SCENARIO) ? ` (${WS_SCENARIO}: ${opts.wsDurationS} s)` : ''}` +
       `, scenarios ${[...opts.scenarios.map((s) => s.name), ...opts.figures].join(', ')}`,
   );
   console.log(`proxies on core ${PROXY_CPU}: ${opts.proxies.join(', ')}; wrk + backend on core ${LOAD_CPU}`);
@@ -351,10 +405,12 @@ async function main(): Promise<number> {
     // backend
     // (with an h2c listen port too when h2-upstream runs)
     const h2Upstream = opts.figures.includes(H2_UPSTREAM_SCENARIO) && opts.proxies.includes('muxgate');
-    const backend = await startServer(backendSpec(runDir, h2Upstream ? BACKEND_H2C_PORT : undefined), runDir);
-    for (const s of opts.figures.length ? [...opts.scenarios, GET_12B] : opts.scenarios) {
-      const err = await checkEndpoint(BACKEND_PORT, s.path, s.check);
-      if (err) throw new Error(`backend sanity check failed: ${err}\n${serverOutput(backend)}`);
+    if (needsNginxBackend(opts)) {
+      const backend = await startServer(backendSpec(runDir, h2Upstream ? BACKEND_H2C_PORT : undefined), runDir);
+      for (const s of opts.figures.length ? [...opts.scenarios, GET_12B] : opts.scenarios) {
+        const err = await checkEndpoint(BACKEND_PORT, s.path, s.check);
+        if (err) throw new Error(`backend sanity check failed: ${err}\n${serverOutput(backend)}`);
+      }
     }
 
     // the wrk scenarios, then latency-fixed-rate on the same proxies
@@ -382,6 +438,10 @@ async function main(): Promise<number> {
     const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
     if (opts.figures.includes(H2_UPSTREAM_SCENARIO) && !interrupted) await runH2UpstreamFigure(h2Ctx, st.h2.upstream);
+    // so does the WebSocket figure
+    if (opts.figures.includes(WS_SCENARIO) && !interrupted) {
+      await runWsFigure({ ...ctx, durationS: opts.wsDurationS }, opts.wsIdleSockets, opts.wsBackend, st.ws);
+    }
   } finally {
     await stopAll();
     writeReport();
@@ -399,6 +459,7 @@ async function main(): Promise<number> {
       ...st.workers.spread,
       ...st.h2.ingress,
       ...st.h2.upstream,
+      ...st.ws.runs,
     ].some((r) => !r.ok);
   return failed ? 1 : 0;
 }

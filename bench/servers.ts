@@ -58,6 +58,11 @@ export interface ProxyOptions {
   upstreamProtocol?: 'http1' | 'http2';
   /** the backend port proxied to (default BACKEND_PORT) */
   backendPort?: number;
+  /**
+   * Pass WebSockets through (the `ws` figure): muxgate's route gets `upgrades: [websocket]`, HAProxy
+   * `timeout tunnel 1h` (`mode http` handles the Upgrade natively). muxgate and haproxy only.
+   */
+  websocket?: boolean;
 }
 
 /** SETTINGS_MAX_CONCURRENT_STREAMS of the h2c listeners: muxgate's and HAProxy's default, set on nginx (default 128) */
@@ -205,7 +210,13 @@ ${h2Streams}    # keep 16 KiB request bodies in memory
 `;
 }
 
-export function haproxyConfig(port: number, backendPort: number, maxConnections = 0, h2c = false): string {
+export function haproxyConfig(
+  port: number,
+  backendPort: number,
+  maxConnections = 0,
+  h2c = false,
+  websocket = false,
+): string {
   // HAProxy wants about 2 fds per maxconn (client + server side) and refuses to start when the fd
   // limit (20000 here) is lower: a small margin keeps 9,000 idle connections under it.
   return `global
@@ -220,7 +231,7 @@ defaults
   timeout client 300s
   timeout server 300s
   timeout http-keep-alive 300s
-
+${websocket ? '  # upgraded connections (WebSockets): idle timeout of the tunnel once the 101 went through\n  timeout tunnel 1h\n' : ''}
 frontend fe
   bind 127.0.0.1:${port}${h2c ? ' proto h2' : ''}
   default_backend be
@@ -238,12 +249,15 @@ export function muxgateConfig(
     adminPort?: number | undefined;
     h2cListener?: boolean | undefined;
     upstreamProtocol?: 'http1' | 'http2' | undefined;
+    websocket?: boolean | undefined;
   } = {},
 ): string {
   const listenerProtocol = opts.h2cListener
     ? `    protocol: http2\n    http2: { max_concurrent_streams: ${H2_MAX_STREAMS} }\n`
     : '';
   const clusterProtocol = opts.upstreamProtocol === undefined ? '' : `    protocol: ${opts.upstreamProtocol}\n`;
+  // WebSockets: an HTTP/1.1 Upgrade on a connection of its own per socket (cluster `websocket: http1`, the default)
+  const upgrades = opts.websocket ? '\n        upgrades: [websocket]' : '';
   // idle_timeout as long as the other proxies' keep-alive timeouts (300 s); a short drain so stopping is quick
   return `log_level: warn
 access_log: { enabled: false }
@@ -255,7 +269,7 @@ listeners:
     address: 127.0.0.1:${port}
 ${listenerProtocol}    idle_timeout: 300s
     routes:
-      - cluster: backend
+      - cluster: backend${upgrades}
 clusters:
   backend:
 ${clusterProtocol}    endpoints: ["127.0.0.1:${backendPort}"]
@@ -310,6 +324,9 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
   if (opts.upstreamProtocol !== undefined && name !== 'muxgate') {
     throw new Error(`${name}: upstreamProtocol is a muxgate option`);
   }
+  if (opts.websocket && name !== 'muxgate' && name !== 'haproxy') {
+    throw new Error(`${name}: the bench has no WebSocket setup for it`);
+  }
   switch (name) {
     case 'nginx': {
       const conf = writeConfig(
@@ -324,7 +341,7 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
       const conf = writeConfig(
         dir,
         `${id}.cfg`,
-        haproxyConfig(port, backendPort, opts.maxConnections, opts.h2cListener),
+        haproxyConfig(port, backendPort, opts.maxConnections, opts.h2cListener, opts.websocket),
       );
       // -db: stay in the foreground, no daemon / master-worker
       return { name: id, port, cpu, command: 'haproxy', args: ['-db', '-f', conf], logFiles: [] };
