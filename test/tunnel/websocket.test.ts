@@ -9,7 +9,7 @@ import http2 from 'node:http2';
 import { describe, it, type TestContext } from 'node:test';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
-import { connect, field } from '../helpers/wire.ts';
+import { connect, field, rawHttpBackend, type WireRequest } from '../helpers/wire.ts';
 import { closed, nextMessage, type WsBackend, wsBackend, wsConnect, wsOverH2 } from '../helpers/ws.ts';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -196,6 +196,34 @@ describe('WebSocket over HTTP/1.1 Upgrade', () => {
     assert.equal(field(res, 'muxgate-error'), 'invalid_upgrade');
     assert.equal(b.accepted, 0);
     c.destroy();
+  });
+});
+
+describe('other Upgrade tokens', () => {
+  it('passes an Upgrade token the route lists, and carries the new protocol both ways', async (t) => {
+    let seen: WireRequest | null = null;
+    const backend = await rawHttpBackend(async (req, r) => {
+      seen = req;
+      r.write('HTTP/1.1 101 Switching Protocols\r\nconnection: upgrade\r\nupgrade: chat/2\r\n\r\nhello from chat/2\n');
+      // The connection now speaks "chat/2": a line in, the same line upper-cased out.
+      const line = await r.readUntil('\n');
+      r.write(line.toString().toUpperCase());
+      return false;
+    });
+    t.after(() => backend.close());
+    const p = await startProxy({ upstreams: [backend.addr], routes: [{ cluster: 'up', upgrades: ['chat/2'] }] });
+    t.after(() => p.close());
+    const c = await connect(p.port, t);
+    c.write('GET /room HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: chat/2\r\n\r\n');
+    const head = (await c.readUntil('\r\n\r\n')).toString();
+    assert.match(head, /^HTTP\/1\.1 101 /);
+    assert.match(head, /upgrade: chat\/2/i);
+    assert.equal((await c.readUntil('\n')).toString(), 'hello from chat/2\n');
+    c.write('ping me\n');
+    assert.equal((await c.readUntil('\n')).toString(), 'PING ME\n');
+    const req = seen as WireRequest | null;
+    assert.equal(req === null ? undefined : field(req, 'upgrade'), 'chat/2');
+    assert.match(req === null ? '' : (field(req, 'connection') ?? ''), /upgrade/i);
   });
 });
 
