@@ -10,7 +10,14 @@ import { describeValue } from './config-error.ts';
 import { endpoint, sourceAddress, sourcePortRange } from './endpoints.ts';
 import { clusterHttp2, clusterTls, listenerHttp2, listenerTls, upstreamProtocol } from './protocols.ts';
 import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, whenMap } from './schema-builders.ts';
-import { connectConfig, upgradeList } from './tunnels.ts';
+import {
+  clusterWebsocket,
+  listenerConnect,
+  routesOrConnect,
+  routeUpgradeKeys,
+  tcpTunnelKeys,
+  tunnelGoesWithTarget,
+} from './tunnels.ts';
 import { durationMs, sizeBytes } from './units.ts';
 
 export { type HostPort, parseHostPort };
@@ -118,16 +125,7 @@ const route = map('a route map', {
     .optional()
     .describe('Replaces the matched path prefix; only with match.path.prefix.'),
   response_timeout: durationMs({ min: 1 }).optional().describe("Overrides the cluster's response_timeout."),
-  upgrades: upgradeList
-    .optional()
-    .describe(
-      'Protocol upgrades this route passes through, e.g. [websocket]: HTTP/1.1 Upgrade, and for websocket also ' +
-        'RFC 8441 over HTTP/2 (the listener then advertises SETTINGS_ENABLE_CONNECT_PROTOCOL). Absent: Upgrade ' +
-        'headers are dropped and the request is forwarded as a plain request.',
-    ),
-  upgrade_idle_timeout: durationMs({ min: 1 })
-    .prefault('1h')
-    .describe('Close an upgraded connection (both sides) when no byte moved either way for this long.'),
+  ...routeUpgradeKeys,
 }).superRefine((r, ctx) => {
   const path: unknown = isRecord(r.match) ? r.match.path : undefined;
   if (r.prefix_rewrite === undefined || (isRecord(path) && typeof path.prefix === 'string')) return;
@@ -180,14 +178,8 @@ const httpListener = map('a listener map', {
     .default(0)
     .describe('Close the connection after this many requests; 0 = no limit.'),
   routes: list(route, 'a list of routes').describe('Tried in order; the first match wins.'),
-  connect: connectConfig
-    .optional()
-    .describe('Serve CONNECT (HTTP/1.1 and HTTP/2) and optionally CONNECT-UDP as a forward proxy; deny by default.'),
-}).superRefine((l, ctx) => {
-  if (Array.isArray(l.routes) && l.routes.length === 0 && l.connect === undefined) {
-    ctx.addIssue({ code: 'custom', path: ['routes'], message: 'expected at least one route (or a connect map)' });
-  }
-}, whenMap);
+  connect: listenerConnect,
+}).superRefine(routesOrConnect, whenMap);
 
 const tcpListener = map('a tcp listener map', {
   name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
@@ -203,24 +195,8 @@ const tcpListener = map('a tcp listener map', {
   connect_attempts: int(1, 10)
     .default(3)
     .describe('Endpoints tried (each once) when a connect fails or times out, before the client is closed.'),
-  tunnel: oneOf(['h2'])
-    .optional()
-    .describe(
-      'h2: carry each connection as an HTTP/2 CONNECT stream to the cluster (a muxgate with `connect`), so many ' +
-        'connections share a few TCP connections. The cluster must use protocol http2.',
-    ),
-  tunnel_target: hostPort(false)
-    .optional()
-    .describe('With tunnel h2: the "host:port" the peer connects each stream to (sent as the CONNECT authority).'),
-}).superRefine((l, ctx) => {
-  if ((l.tunnel === undefined) !== (l.tunnel_target === undefined)) {
-    ctx.addIssue({
-      code: 'custom',
-      path: [l.tunnel === undefined ? 'tunnel' : 'tunnel_target'],
-      message: 'tunnel and tunnel_target go together',
-    });
-  }
-}, whenMap);
+  ...tcpTunnelKeys,
+}).superRefine(tunnelGoesWithTarget, whenMap);
 
 const LISTENER_PROTOCOLS = [...HTTP_LISTENER_PROTOCOLS, 'tcp'] as const;
 
@@ -298,13 +274,7 @@ const cluster = map('a cluster map', {
   h2c: bool().default(false).describe('With protocol auto in cleartext: speak HTTP/2 with prior knowledge.'),
   tls: clusterTls.optional().describe('Originate TLS to the endpoints (true = verify with the system CAs).'),
   http2: clusterHttp2.optional().describe('Upstream HTTP/2 sessions: streams per connection, windows, PING.'),
-  websocket: oneOf(['http1', 'h2'])
-    .default('http1')
-    .describe(
-      'How WebSockets reach the endpoints: http1 (an Upgrade on a connection of its own) or h2 (an RFC 8441 ' +
-        'stream on the HTTP/2 session pool; HTTP/1.1 Upgrade when the endpoint does not advertise it). h2 needs ' +
-        'protocol http2 or auto.',
-    ),
+  websocket: clusterWebsocket,
   endpoints: list(endpoint, 'a list of endpoints (at least one)', 1)
     .transform((lists) => lists.flat())
     .describe('The upstream servers.'),

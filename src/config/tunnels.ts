@@ -4,9 +4,9 @@
  * tunnel options (`upgrades`, `websocket`) next to their other keys in schema.ts.
  */
 import { z } from 'zod';
-import { cidr, isHost } from './addresses.ts';
+import { cidr, hostPort, isHost } from './addresses.ts';
 import { describeValue } from './config-error.ts';
-import { bool, exactlyOne, expected, list, map, text } from './schema-builders.ts';
+import { bool, exactlyOne, expected, list, map, oneOf, text } from './schema-builders.ts';
 import { durationMs, sizeBytes } from './units.ts';
 
 export interface PortRange {
@@ -75,11 +75,69 @@ export const connectConfig = map('a connect map', {
 
 export type ConnectConfig = z.output<typeof connectConfig>;
 
+/** An HTTP listener's `connect`. */
+export const listenerConnect = connectConfig
+  .optional()
+  .describe('Serve CONNECT (HTTP/1.1 and HTTP/2) and optionally CONNECT-UDP as a forward proxy; deny by default.');
+
+/** A listener with no routes is useful only as a forward proxy. */
+export function routesOrConnect(l: { routes?: unknown; connect?: unknown }, ctx: z.RefinementCtx): void {
+  if (Array.isArray(l.routes) && l.routes.length === 0 && l.connect === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['routes'], message: 'expected at least one route (or a connect map)' });
+  }
+}
+
 /** Tokens a route passes through as protocol upgrades ("websocket", ...). */
-export const upgradeList = list(
+const upgradeList = list(
   text('an upgrade token such as websocket', /^[A-Za-z0-9!#$%&'*+.^_`|~-]+(\/[A-Za-z0-9!#$%&'*+.^_`|~-]+)?$/).transform(
     (t) => t.toLowerCase(),
   ),
   'a list of upgrade tokens',
   1,
 );
+
+/** A route's upgrade keys (spread into the route map). */
+export const routeUpgradeKeys = {
+  upgrades: upgradeList
+    .optional()
+    .describe(
+      'Protocol upgrades this route passes through, e.g. [websocket]: HTTP/1.1 Upgrade, and for websocket also ' +
+        'RFC 8441 over HTTP/2 (the listener then advertises SETTINGS_ENABLE_CONNECT_PROTOCOL). Absent: Upgrade ' +
+        'headers are dropped and the request is forwarded as a plain request.',
+    ),
+  upgrade_idle_timeout: durationMs({ min: 1 })
+    .prefault('1h')
+    .describe('Close an upgraded connection (both sides) when no byte moved either way for this long.'),
+};
+
+/** A tcp listener's keys for carrying its connections as HTTP/2 CONNECT streams (spread into its map). */
+export const tcpTunnelKeys = {
+  tunnel: oneOf(['h2'])
+    .optional()
+    .describe(
+      'h2: carry each connection as an HTTP/2 CONNECT stream to the cluster (a muxgate with `connect`), so many ' +
+        'connections share a few TCP connections. The cluster must use protocol http2.',
+    ),
+  tunnel_target: hostPort(false)
+    .optional()
+    .describe('With tunnel h2: the "host:port" the peer connects each stream to (sent as the CONNECT authority).'),
+};
+
+export function tunnelGoesWithTarget(l: { tunnel?: unknown; tunnel_target?: unknown }, ctx: z.RefinementCtx): void {
+  if ((l.tunnel === undefined) !== (l.tunnel_target === undefined)) {
+    ctx.addIssue({
+      code: 'custom',
+      path: [l.tunnel === undefined ? 'tunnel' : 'tunnel_target'],
+      message: 'tunnel and tunnel_target go together',
+    });
+  }
+}
+
+/** A cluster's `websocket`. */
+export const clusterWebsocket = oneOf(['http1', 'h2'])
+  .default('http1')
+  .describe(
+    'How WebSockets reach the endpoints: http1 (an Upgrade on a connection of its own) or h2 (an RFC 8441 ' +
+      'stream on the HTTP/2 session pool; HTTP/1.1 Upgrade when the endpoint does not advertise it). h2 needs ' +
+      'protocol http2 or auto.',
+  );

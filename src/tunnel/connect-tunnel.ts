@@ -32,8 +32,6 @@ export class ConnectTunnel implements Expirable {
   deadline: number;
   private socket: net.Socket | null = null;
   private target: ResolvedTarget | null = null;
-  private splice: Splice | null = null;
-  private relay: UdpRelay | null = null;
   private status = 0;
   private done = false;
 
@@ -52,12 +50,6 @@ export class ConnectTunnel implements Expirable {
       (t) => this.resolved(t),
       (err: Error) => this.fail('internal_error', err.message),
     );
-  }
-
-  destroy(): void {
-    if (this.splice !== null) this.splice.destroy('shutting_down');
-    else if (this.relay !== null) this.relay.close();
-    else this.fail('shutting_down', 'shutting down');
   }
 
   private resolved(t: ResolvedTarget | ErrorCode): void {
@@ -93,7 +85,7 @@ export class ConnectTunnel implements Expirable {
     this.accept(200, []);
     s.on('error', noop);
     const ctx = this.down.ctx;
-    this.splice = new Splice(this.down.stream, s, this.policy.idleTimeoutMs, (r) => {
+    new Splice(this.down.stream, s, this.policy.idleTimeoutMs, (r) => {
       ctx.stats.tunnelsOpen--;
       this.finish(null, r);
     });
@@ -114,7 +106,7 @@ export class ConnectTunnel implements Expirable {
         ];
     this.accept(this.down.h2 ? 200 : 101, fields);
     const ctx = this.down.ctx;
-    this.relay = new UdpRelay(
+    new UdpRelay(
       this.down.stream,
       { address: t.address, port: this.req.port, family: t.family },
       { idleTimeoutMs: this.policy.udpIdleTimeoutMs, maxCapsuleBytes: this.policy.maxCapsuleBytes },

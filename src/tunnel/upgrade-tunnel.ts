@@ -43,7 +43,6 @@ export class UpgradeTunnel implements Expirable {
   private h2: H2ConnectLeg | null = null;
   /** The key sent to an HTTP/1.1 upstream when the client (RFC 8441) sent none. */
   private madeKey: string | null = null;
-  private splice: Splice | null = null;
   private upstreamProtocol: 'HTTP/1.1' | 'HTTP/2' = 'HTTP/1.1';
   private status = 0;
   private done = false;
@@ -74,12 +73,6 @@ export class UpgradeTunnel implements Expirable {
     } else {
       this.viaH1();
     }
-  }
-
-  /** Shutdown or drain timeout: cut the tunnel. */
-  destroy(): void {
-    if (this.splice !== null) this.splice.destroy('shutting_down');
-    else this.fail('shutting_down', 'shutting down');
   }
 
   // --- HTTP/1.1 upstream ---
@@ -195,7 +188,8 @@ export class UpgradeTunnel implements Expirable {
     const ctx = down.ctx;
     ctx.stats.tunnelsOpen++;
     ctx.stats.tunnelsTotal++;
-    this.splice = new Splice(down.stream, upstream, this.route.upgradeIdleTimeoutMs, (r) => {
+    // Shutdown needs no handle on it: destroying either socket or stream ends the splice.
+    new Splice(down.stream, upstream, this.route.upgradeIdleTimeoutMs, (r) => {
       ctx.stats.tunnelsOpen--;
       this.finish(null, r);
     });
