@@ -1,7 +1,26 @@
 import type { Socket } from 'node:net';
+import { writeDirect, writevDirect } from './direct-io.ts';
 
 /** Batches at most this many bytes into one buffer; larger batches are written corked (writev). */
 const COALESCE_MAX = 16 * 1024;
+
+/** Direct writes coalesce into this (a 64 KiB read plus a response head fits). */
+const SCRATCH_BYTES = 80 * 1024;
+let scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+
+/**
+ * Writes a lent view (of a shared read buffer) to a socket switched to direct writes: copied into the
+ * shared scratch buffer and written from there, which is then replaced if the write has to wait (see
+ * WriteBatch.flushDirect). Returns false when the caller should wait for the drain.
+ */
+export function writeLentDirect(socket: Socket, view: Buffer): boolean {
+  if (view.length > SCRATCH_BYTES) return writeDirect(socket, Buffer.from(view));
+  const copy = scratch.subarray(0, view.length);
+  view.copy(copy);
+  const done = writeDirect(socket, copy);
+  if (!done) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+  return done;
+}
 
 /**
  * Collects what one event produces for a socket (a response head, body slices, chunk framing) and
@@ -31,23 +50,22 @@ export class WriteBatch {
     this.bytes += data.length;
   }
 
-  /** Writes everything added so far; returns false when the socket asks the writer to wait for 'drain'. */
-  flush(socket: Socket): boolean {
+  /**
+   * Writes everything added so far; returns false when the socket asks the writer to wait for 'drain'.
+   * `direct`: the socket was switched to direct writes (core/direct-io.ts), which this then uses.
+   */
+  flush(socket: Socket, direct = false): boolean {
     const parts = this.parts;
     const n = this.count;
     if (n === 0) return true;
     let ok = true;
-    if (n === 1) {
+    if (direct) {
+      ok = this.flushDirect(socket);
+    } else if (n === 1) {
       const p = parts[0]!;
       ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(this.borrowed ? Buffer.from(p) : p);
     } else if (this.bytes <= COALESCE_MAX) {
-      const out = Buffer.allocUnsafe(this.bytes);
-      let off = 0;
-      for (let i = 0; i < n; i++) {
-        const p = parts[i]!;
-        off += typeof p === 'string' ? out.write(p, off, 'latin1') : p.copy(out, off);
-      }
-      ok = socket.write(out);
+      ok = socket.write(this.coalesce());
     } else {
       socket.cork();
       for (let i = 0; i < n; i++) {
@@ -60,5 +78,46 @@ export class WriteBatch {
     this.count = 0;
     this.bytes = 0;
     return ok;
+  }
+
+  /**
+   * Written to the handle. An owned buffer or a string alone goes as it is. Anything else is copied
+   * into one shared scratch buffer and written from there: no buffer is allocated per write (a
+   * 64 KiB body read from the shared upstream buffer would otherwise cost a 64 KiB ArrayBuffer
+   * each time, and the external memory they add makes V8 run full GCs). When the kernel does not
+   * take all of it at once, libuv keeps pointing into the scratch buffer, so that one is handed
+   * over and a new one made. Batches larger than the scratch go out with one writev.
+   */
+  private flushDirect(socket: Socket): boolean {
+    const parts = this.parts;
+    const n = this.count;
+    if (n === 1) {
+      const p = parts[0]!;
+      if (typeof p === 'string' || !this.borrowed) return writeDirect(socket, p);
+    }
+    if (this.bytes <= SCRATCH_BYTES) {
+      const view = this.coalesce(scratch);
+      const done = writeDirect(socket, view);
+      if (!done) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
+      return done;
+    }
+    const chunks: Buffer[] = new Array(n);
+    for (let i = 0; i < n; i++) {
+      const p = parts[i]!;
+      chunks[i] = typeof p === 'string' ? Buffer.from(p, 'latin1') : this.borrowed ? Buffer.from(p) : p;
+    }
+    return writevDirect(socket, chunks);
+  }
+
+  /** All parts in one buffer: a new one, or the start of `into`. */
+  private coalesce(into?: Buffer): Buffer {
+    const parts = this.parts;
+    const out = into === undefined ? Buffer.allocUnsafe(this.bytes) : into.subarray(0, this.bytes);
+    let off = 0;
+    for (let i = 0; i < this.count; i++) {
+      const p = parts[i]!;
+      off += typeof p === 'string' ? out.write(p, off, 'latin1') : p.copy(out, off);
+    }
+    return out;
   }
 }

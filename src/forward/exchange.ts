@@ -84,8 +84,11 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.relay = new ResponseRelay(this);
   }
 
-  /** Start forwarding; `buf[start, end)` are bytes received after the head. Returns how many were body. */
-  begin(buf: Buffer, start: number, end: number): number {
+  /**
+   * Start forwarding; `buf[start, end)` are bytes received after the head. Returns how many were body.
+   * `lent`: `buf` is valid only during the call (see onRequestBody).
+   */
+  begin(buf: Buffer, start: number, end: number, lent = false): number {
     const head = this.head;
     if (head.chunked) {
       this.requestDone = false;
@@ -110,7 +113,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     cluster.requests++;
     let used = 0;
     if (!this.requestDone && end > start) {
-      used = this.onRequestBody(buf, start, end);
+      used = this.onRequestBody(buf, start, end, lent);
       if (used < 0) return 0;
     }
     this.poolStartedAt = performance.now();
@@ -120,8 +123,12 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   // --- request body (from the session) ---
 
-  /** Consume request body bytes from buf[start, end). Returns bytes used, or -1 if the body is malformed. */
-  onRequestBody(buf: Buffer, start: number, end: number): number {
+  /**
+   * Consume request body bytes from buf[start, end). Returns bytes used, or -1 if the body is malformed.
+   * `lent`: `buf` is a view of a shared read buffer, valid only during the call: what is held for later
+   * (waiting for a connection, an HTTP/2 stream's queue, a write the kernel did not take) is copied.
+   */
+  onRequestBody(buf: Buffer, start: number, end: number, lent = false): number {
     let take: number;
     if (this.reqScanner !== null) {
       take = this.reqScanner.feed(buf, start, end);
@@ -144,12 +151,12 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     const leg = this.leg;
     if (conn !== null) {
       conn.deadline = performance.now() + this.responseTimeoutMs();
-      if (!conn.socket.write(slice)) this.session.pauseForBody();
+      if (!conn.write(slice, lent)) this.session.pauseForBody();
     } else if (leg !== null && leg.stream !== null) {
-      if (!leg.write(slice)) this.session.pauseForBody();
+      if (!leg.write(lent ? Buffer.from(slice) : slice)) this.session.pauseForBody();
       if (this.requestDone) leg.endBody();
     } else {
-      (this.pendingBody ??= []).push(slice);
+      (this.pendingBody ??= []).push(lent ? Buffer.from(slice) : slice);
       this.pendingBytes += take;
       if (this.pendingBytes > PENDING_BODY_LIMIT) this.session.pauseForBody();
     }
@@ -179,7 +186,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.pendingBody = null;
       this.pendingBytes = 0;
     }
-    const ok = upstreamBatch.flush(conn.socket);
+    const ok = upstreamBatch.flush(conn.socket, conn.direct);
     if (ok) this.session.resumeForBody();
   }
 

@@ -11,6 +11,9 @@ const LENGTH = 1; // Content-Length
 const CHUNKED = 2; // chunked, relayed as is (or decoded for HTTP/1.0 clients)
 const CLOSE = 3; // delimited by the upstream closing; re-chunked for HTTP/1.1 clients
 
+/** A Content-Length body up to this size that arrived with its head is written with it, in one buffer. */
+const INLINE_BODY = 8 * 1024;
+
 /** Upstream response heads larger than this are a protocol error (a sane upstream never comes close). */
 const MAX_RESPONSE_HEAD = 64 * 1024;
 
@@ -69,7 +72,8 @@ export class ResponseRelay {
       this.scanned = 0;
       pos = end;
       if (res.status >= 200) {
-        this.writeHead(res);
+        // A small body that is all here leaves in the head's buffer: one allocation, one copy.
+        pos += this.writeHead(res, buf, pos);
         break;
       }
       // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients as they come.
@@ -78,7 +82,7 @@ export class ResponseRelay {
       else if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, down.ctx.via)));
       if (res.status === 100) this.continued = true;
     }
-    if (this.mode === NONE) {
+    if (this.mode === NONE || (this.mode === LENGTH && this.remaining === 0)) {
       this.ex.complete(pos === buf.length && this.res!.reusable);
       return;
     }
@@ -93,7 +97,11 @@ export class ResponseRelay {
     return true;
   }
 
-  private writeHead(res: ResponseHead): void {
+  /**
+   * Writes the final head. When the body is framed by Content-Length, is at most INLINE_BODY bytes and
+   * is all in `buf[pos, …)`, it is written in the same buffer; returns how many body bytes that took.
+   */
+  private writeHead(res: ResponseHead, buf: Buffer, pos: number): number {
     const ex = this.ex;
     const head = ex.head;
     this.res = res;
@@ -119,7 +127,7 @@ export class ResponseRelay {
       (ex.session as H2Responder).respond(h2HeadersFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
       ex.status = s;
       this.headSent = true;
-      return;
+      return 0;
     }
     if (ex.session.ctx.draining) ex.closeDownstream = true;
     // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the
@@ -130,9 +138,17 @@ export class ResponseRelay {
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
     const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
     const conn = ex.closeDownstream ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
-    this.write(headBytes(res, via, length, chunked, conn));
+    const inline = this.mode === LENGTH && this.remaining <= INLINE_BODY && this.remaining <= buf.length - pos;
+    const body = inline ? this.remaining : 0;
+    const out = headBytes(res, via, length, chunked, conn, body);
+    if (inline) {
+      buf.copy(out, out.length - body, pos, pos + body);
+      this.remaining = 0;
+    }
+    this.write(out);
     ex.status = s;
     this.headSent = true;
+    return body;
   }
 
   private relayBody(buf: Buffer, pos: number): void {
@@ -184,12 +200,13 @@ export class ResponseRelay {
 
 /**
  * The head sent downstream, written straight into one buffer: our status line, the upstream's relayed
- * field lines as they came, then the fields the proxy states itself and the empty line.
+ * field lines as they came, then the fields the proxy states itself and the empty line. `room` bytes
+ * are left free at the end (for a body the caller copies in).
  */
-function headBytes(res: ResponseHead, a: string, b = '', c = '', d = ''): Buffer {
+function headBytes(res: ResponseHead, a: string, b = '', c = '', d = '', room = 0): Buffer {
   const status = statusLine(res.status, res.reason);
   const out = Buffer.allocUnsafe(
-    status.length + keptFieldBytes(res.fields) + a.length + b.length + c.length + d.length + 2,
+    status.length + keptFieldBytes(res.fields) + a.length + b.length + c.length + d.length + 2 + room,
   );
   let off = out.write(status, 0, 'latin1');
   off = copyKeptFields(res.buf, res.fields, out, off);

@@ -79,9 +79,7 @@ export class HttpListener {
       this.h2!.accept(socket);
       return;
     }
-    const session = new Http1Session(socket, this.ctx, this.sessions);
-    session.onData(first);
-    socket.resume();
+    new Http1Session(socket, this.ctx, this.sessions).startAfterSniff(first);
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {

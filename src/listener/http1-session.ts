@@ -1,6 +1,15 @@
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import {
+  type DrainSink,
+  detachDirect,
+  pauseDirect,
+  type ReadSink,
+  readDirect,
+  resumeDirect,
+  writeDirectTo,
+} from '../core/direct-io.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
@@ -28,7 +37,7 @@ const PIPELINE_BUFFER = 64 * 1024;
  * Bytes that arrive while an exchange is running belong to its body until the body ends; anything
  * after that is the next request and waits in `buf`.
  */
-export class Http1Session implements Expirable, Downstream {
+export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink {
   readonly socket: Socket;
   readonly h2 = false;
   readonly ctx: ListenerContext;
@@ -52,6 +61,13 @@ export class Http1Session implements Expirable, Downstream {
   private readonly sessions: Set<Http1Session>;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
+  /**
+   * Plain TCP: reads arrive through `onDirectRead` rather than 'data' events, and writes go straight
+   * to the handle, draining through `onDirectDrain` (see core/direct-io.ts).
+   */
+  private readonly direct: boolean;
+  /** The chunk being handled is lent (a view of the shared read buffer): copy what outlives the call. */
+  private lent = false;
 
   // Per-connection memos: a client usually sends the same Host on every request.
   private lastHost: string | null = null;
@@ -75,18 +91,60 @@ export class Http1Session implements Expirable, Downstream {
     sweeper.add(this);
     // Shared handlers find the session through the socket: no closures per connection.
     (socket as SessionSocket)[kSession] = this;
-    socket.on('data', onSocketData);
+    this.direct = readDirect(socket, this) && writeDirectTo(socket, this);
+    if (!this.direct) {
+      socket.on('data', onSocketData);
+      socket.on('drain', onSocketDrain);
+    }
     socket.on('end', onSocketEnd);
-    socket.on('drain', onSocketDrain);
     socket.on('error', ignore);
     socket.on('close', onSocketClose);
+  }
+
+  onDirectRead(view: Buffer): void {
+    this.lent = true;
+    try {
+      this.onData(view);
+    } finally {
+      this.lent = false;
+    }
+    // Input kept for later (a partial head, pipelined requests) must not point into the shared buffer.
+    const buf = this.buf;
+    if (buf !== null && buf.buffer === view.buffer) {
+      this.buf = this.bufStart < buf.length ? Buffer.from(buf.subarray(this.bufStart)) : null;
+      this.scanned = Math.max(0, this.scanned - this.bufStart);
+      this.bufStart = 0;
+    }
+  }
+
+  onDirectDrain(): void {
+    this.exchange?.onDownstreamDrain();
+  }
+
+  /**
+   * Start reading after a protocol sniff: bytes the socket buffered past `first` are handed over in
+   * order, then reading resumes.
+   */
+  startAfterSniff(first: Buffer): void {
+    this.onData(first);
+    if (!this.direct) {
+      this.socket.resume();
+      return;
+    }
+    // Stop if the socket went to a tunnel: what it buffered is the tunnel's.
+    while (this.state !== TUNNEL && !this.socket.destroyed) {
+      const c = this.socket.read() as Buffer | null;
+      if (c === null) break;
+      this.onData(c);
+    }
+    if (this.state !== TUNNEL) this.maybeResume();
   }
 
   onData(chunk: Buffer): void {
     this.ctx.stats.bytesIn += chunk.length;
     const ex = this.exchange;
     if (ex !== null && !ex.requestDone) {
-      const used = ex.onRequestBody(chunk, 0, chunk.length);
+      const used = ex.onRequestBody(chunk, 0, chunk.length, this.lent);
       if (used < 0 || used === chunk.length) return;
       this.stash(chunk.subarray(used));
       return;
@@ -109,7 +167,7 @@ export class Http1Session implements Expirable, Downstream {
     }
     if (this.state !== HEAD && this.buf.length - this.bufStart > PIPELINE_BUFFER && !this.readPausedForPipeline) {
       this.readPausedForPipeline = true;
-      this.socket.pause();
+      this.pauseReading();
     }
   }
 
@@ -153,7 +211,10 @@ export class Http1Session implements Expirable, Downstream {
           ? 'bare_lf'
           : end - start > this.ctx.limits.maxHeaderBytes
             ? 'header_too_large'
-            : parseRequestHead(buf, start, end, this.ctx.limits);
+            : this.lent
+              ? // The head outlives this read (the exchange uses it until the response ends): parse a copy.
+                parseRequestHead(Buffer.from(buf.subarray(start, end)), 0, end - start, this.ctx.limits)
+              : parseRequestHead(buf, start, end, this.ctx.limits);
       if (typeof head === 'string') {
         this.reject(head);
         return;
@@ -183,7 +244,7 @@ export class Http1Session implements Expirable, Downstream {
       const ex = new Exchange(this, head, route, path, last);
       this.exchange = ex;
       // Body bytes already received ride along; the exchange takes what belongs to it.
-      const used = ex.begin(buf, end, buf.length);
+      const used = ex.begin(buf, end, buf.length, this.lent);
       if (used > 0 && this.buf === buf) this.bufStart += used;
     }
   }
@@ -244,7 +305,7 @@ export class Http1Session implements Expirable, Downstream {
   pauseForBody(): void {
     if (!this.readPausedForBody) {
       this.readPausedForBody = true;
-      this.socket.pause();
+      this.pauseReading();
     }
   }
 
@@ -277,10 +338,10 @@ export class Http1Session implements Expirable, Downstream {
     const out = this.out;
     if (out === null || out.empty) return;
     if (this.socket.destroyed) {
-      out.flush(this.socket); // drops the data; keeps the batch empty
+      out.flush(this.socket, this.direct); // drops the data; keeps the batch empty
       return;
     }
-    if (!out.flush(this.socket)) this.exchange?.onDownstreamBlocked();
+    if (!out.flush(this.socket, this.direct)) this.exchange?.onDownstreamBlocked();
   }
 
   expire(): void {
@@ -306,15 +367,22 @@ export class Http1Session implements Expirable, Downstream {
    */
   private takeOver(end: number): H1TunnelDownstream {
     const socket = this.socket;
-    socket.off('data', onSocketData);
+    // Reads go to the socket's Readable side from now on, for the tunnel to pipe; the handle keeps
+    // reading until that buffer is full, as a plain paused socket does.
+    if (this.direct) {
+      detachDirect(socket);
+      resumeDirect(socket);
+    } else {
+      socket.off('data', onSocketData);
+      socket.off('drain', onSocketDrain);
+    }
     socket.off('end', onSocketEnd);
-    socket.off('drain', onSocketDrain);
     // Paused at once: a 'data' event with no listener would lose bytes until the tunnel is up.
     socket.pause();
     this.state = TUNNEL;
     this.deadline = 0;
     sweeper.delete(this);
-    const rest = this.buf === null ? null : this.buf.subarray(end);
+    const rest = this.buf === null ? null : this.lent ? Buffer.from(this.buf.subarray(end)) : this.buf.subarray(end);
     this.buf = null;
     return new H1TunnelDownstream(this, rest);
   }
@@ -345,8 +413,15 @@ export class Http1Session implements Expirable, Downstream {
     return this.buf === null ? 0 : this.buf.length - this.bufStart;
   }
 
+  private pauseReading(): void {
+    if (this.direct) pauseDirect(this.socket);
+    else this.socket.pause();
+  }
+
   private maybeResume(): void {
-    if (!this.readPausedForBody && !this.readPausedForPipeline && !this.socket.destroyed) this.socket.resume();
+    if (this.readPausedForBody || this.readPausedForPipeline || this.socket.destroyed) return;
+    if (this.direct) resumeDirect(this.socket);
+    else this.socket.resume();
   }
 
   onEnd(): void {

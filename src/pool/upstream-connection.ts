@@ -1,4 +1,6 @@
 import type net from 'node:net';
+import { type DrainSink, writeDirect, writeDirectTo } from '../core/direct-io.ts';
+import { writeLentDirect } from '../core/write-batch.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H1Pool } from './h1-pool.ts';
@@ -39,7 +41,7 @@ export const BUSY = 2;
 export const CLOSED = 3;
 
 /** One HTTP/1.1 connection to an endpoint, owned by its pool, leased to one exchange at a time. */
-export class UpstreamConnection implements Expirable, DialHandler {
+export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
   /** Set once connected; the pool leases only connected connections. */
   socket!: net.Socket;
   readonly pool: H1Pool;
@@ -49,6 +51,8 @@ export class UpstreamConnection implements Expirable, DialHandler {
   requests = 0;
   user: UpstreamUser | null = null;
   deadline = 0;
+  /** Plain TCP: writes go straight to the handle (core/direct-io.ts); every write must use `write`. */
+  direct = false;
 
   constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
     this.pool = pool;
@@ -104,13 +108,27 @@ export class UpstreamConnection implements Expirable, DialHandler {
   private ready(socket: net.Socket): void {
     this.socket = socket;
     this.deadline = 0;
-    socket.on('drain', () => this.user?.onUpstreamDrain());
+    this.direct = this.pool.tls === null && writeDirectTo(socket, this);
+    if (!this.direct) socket.on('drain', () => this.user?.onUpstreamDrain());
     // Half-close from the upstream means it will not take another request; the user may still be
     // reading a close-delimited body, which the 'end' delivers as the message end via close below.
     socket.on('end', () => socket.destroy());
     socket.on('error', () => {});
     socket.on('close', (hadError: boolean) => this.onClose(hadError));
     this.pool.onConnected(this);
+  }
+
+  /**
+   * Request bytes for the upstream. `lent`: `data` is only valid during the call (a view of a shared
+   * read buffer), so it is copied unless the kernel takes it at once. Returns false to ask for a pause.
+   */
+  write(data: Buffer, lent: boolean): boolean {
+    if (this.direct) return lent ? writeLentDirect(this.socket, data) : writeDirect(this.socket, data);
+    return this.socket.write(lent ? Buffer.from(data) : data);
+  }
+
+  onDirectDrain(): void {
+    this.user?.onUpstreamDrain();
   }
 
   onDialFailed(code: DialFailure): void {

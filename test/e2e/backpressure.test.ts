@@ -124,3 +124,78 @@ test('a response head split across reads survives other responses reusing the re
   assert.equal(r.headers.get('x-second'), 'second');
   assert.equal(await r.text(), 'split');
 });
+
+/** Sends `body` as a POST as fast as the socket takes it, in odd-sized writes; resolves with the response body. */
+function fastPost(port: number, path: string, body: Buffer, pipelinedGet: boolean): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, '127.0.0.1', () => {
+      s.write(`POST ${path} HTTP/1.1\r\nHost: up\r\nContent-Length: ${body.length}\r\n\r\n`);
+      for (let off = 0; off < body.length; off += 50_000) s.write(body.subarray(off, off + 50_000));
+      // A pipelined request right behind the body: it arrives in the same reads as the body's tail.
+      s.write(
+        pipelinedGet
+          ? 'GET /after HTTP/1.1\r\nHost: up\r\nConnection: close\r\n\r\n'
+          : 'POST /tiny HTTP/1.1\r\nHost: up\r\nContent-Length: 4\r\nConnection: close\r\n\r\ntiny',
+      );
+    });
+    const chunks: Buffer[] = [];
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error('upload timed out'));
+    }, 30_000);
+    s.on('data', (c: Buffer) => chunks.push(c));
+    s.on('error', reject);
+    s.on('close', () => {
+      clearTimeout(timer);
+      resolve(Buffer.concat(chunks).toString('latin1'));
+    });
+  });
+}
+
+test('large uploads to an upstream that reads slowly arrive intact while other uploads reuse the read buffer', async (t) => {
+  // Client reads land in one shared buffer too: body bytes the upstream's socket cannot take at once,
+  // and a pipelined request that arrives with the body's tail, must have been copied.
+  const bodies = [randomBytes(24 * 1024 * 1024), randomBytes(3 * 1024 * 1024 + 7)];
+  const seen = new Map<string, string>();
+  const backend = await httpBackend((req, res) => {
+    const chunks: Buffer[] = [];
+    const slow = req.url === '/slow';
+    // The slow one reads nothing for a while: kernel buffers fill and muxgate's writes have to wait.
+    if (slow) {
+      req.pause();
+      setTimeout(() => req.resume(), 400);
+    }
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const got = Buffer.concat(chunks);
+      seen.set(`${req.method} ${req.url} ${got.length}`, sha256(got));
+      res.end(`${req.method} ${req.url} ${got.length}`);
+    });
+  });
+  t.after(() => backend.close());
+  const proxy = await startProxy({ upstreams: [backend.addr] });
+  t.after(() => proxy.close());
+  // Uploads on other connections keep overwriting the shared read buffer while the slow one waits.
+  let stop = false;
+  const churn = (async () => {
+    let n = 0;
+    while (!stop && n < 200) {
+      const small = randomBytes(200_000 + n);
+      await fastPost(proxy.port, '/churn', small, true);
+      assert.equal(seen.get(`POST /churn ${small.length}`), sha256(small), 'churn upload intact');
+      n++;
+    }
+    return n;
+  })();
+  const [a, b] = await Promise.all([
+    fastPost(proxy.port, '/slow', bodies[0]!, true),
+    fastPost(proxy.port, '/fast', bodies[1]!, false),
+  ]);
+  stop = true;
+  assert.ok((await churn) > 3, 'other uploads ran meanwhile');
+  assert.equal(seen.get(`POST /slow ${bodies[0]!.length}`), sha256(bodies[0]!), 'slow upload intact');
+  assert.equal(seen.get(`POST /fast ${bodies[1]!.length}`), sha256(bodies[1]!), 'fast upload intact');
+  assert.match(a, new RegExp(`POST /slow ${bodies[0]!.length}[\\s\\S]*GET /after 0$`));
+  assert.match(b, new RegExp(`POST /fast ${bodies[1]!.length}[\\s\\S]*POST /tiny 4$`));
+  assert.equal(seen.get('POST /tiny 4'), sha256(Buffer.from('tiny')));
+});

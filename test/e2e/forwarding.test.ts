@@ -387,6 +387,49 @@ describe('bodiless responses', () => {
     assert.equal(c.ended, false);
   });
 
+  it('completes a 200 with Content-Length: 0, whether or not the next bytes come in the same read', async (t) => {
+    const up = await rawUpstream(t, (req, r) => {
+      if (req.target === '/empty') r.write('HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n');
+      else r.write('HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nnext');
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    for (let i = 0; i < 3; i++) {
+      c.write('GET /empty HTTP/1.1\r\nHost: app\r\n\r\n');
+      const r = await c.readResponse();
+      assert.equal(r.status, 200);
+      assert.equal(field(r, 'content-length'), '0');
+      assert.equal(r.body.length, 0);
+    }
+    c.write('GET /next HTTP/1.1\r\nHost: app\r\n\r\n');
+    assert.equal((await c.readResponse()).body.toString(), 'next');
+    // One upstream connection served all four: each empty response left it reusable.
+    assert.equal(up.accepted, 1);
+  });
+
+  it('relays a small body that arrives with its head, in a later read, or split across both', async (t) => {
+    const body = 'b'.repeat(3000);
+    const big = 'g'.repeat(9000); // above the size written together with the head
+    const up = await rawUpstream(t, async (req, r) => {
+      if (req.target === '/together') r.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      else if (req.target === '/big') r.write(`HTTP/1.1 200 OK\r\nContent-Length: ${big.length}\r\n\r\n${big}`);
+      else {
+        r.write(`HTTP/1.1 200 OK\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 1000)}`);
+        await sleep(30);
+        r.write(body.slice(1000));
+      }
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    for (const path of ['/together', '/split', '/big', '/together']) {
+      c.write(`GET ${path} HTTP/1.1\r\nHost: app\r\n\r\n`);
+      const r = await c.readResponse();
+      assert.equal(r.body.toString(), path === '/big' ? big : body, path);
+    }
+    assert.equal(c.pending, 0);
+    assert.equal(up.accepted, 1);
+  });
+
   it('does not wait for a body after a 304 or 204 whose head carries a Content-Length', async (t) => {
     const up = await rawUpstream(t, (req, r) => {
       if (req.target === '/304') r.write('HTTP/1.1 304 Not Modified\r\nETag: "v1"\r\nContent-Length: 1234\r\n\r\n');

@@ -1,0 +1,117 @@
+// User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
+//   node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw] [--scenario get-12b] [--duration 5]
+// Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
+import { spawn } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { stopAll } from './procs.ts';
+import { scenarios } from './scenarios.ts';
+import {
+  BACKEND_PORT,
+  backendSpec,
+  LOAD_CPU,
+  PROXY_CPU,
+  PROXY_PORTS,
+  type ProxyName,
+  proxySpec,
+  type ServerSpec,
+  startServer,
+} from './servers.ts';
+import { runWrk } from './wrk.ts';
+
+const RAW_PORT = 18109;
+const TICKS_PER_S = 100; // USER_HZ on Linux
+
+function cpuTicks(pid: number): { user: number; kernel: number } {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(rest[11]), kernel: Number(rest[12]) };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      proxy: { type: 'string', default: 'muxgate' },
+      scenario: { type: 'string', default: 'get-12b' },
+      duration: { type: 'string', default: '5' },
+      strace: { type: 'boolean', default: false },
+      perf: { type: 'boolean', default: false },
+    },
+  });
+  const scenario = scenarios.find((s) => s.name === values.scenario);
+  if (scenario === undefined) throw new Error(`unknown scenario ${values.scenario}`);
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const dir = join(root, 'bench', 'out', `cpu-${Date.now()}`);
+  mkdirSync(dir, { recursive: true });
+  await startServer(backendSpec(dir), dir);
+  let spec: ServerSpec;
+  if (values.proxy === 'raw' || values.proxy === 'raw-handle') {
+    spec = {
+      name: 'raw',
+      port: RAW_PORT,
+      cpu: PROXY_CPU,
+      command: process.execPath,
+      args: [
+        join(root, 'bench', values.proxy === 'raw-handle' ? 'raw-handle-forwarder.ts' : 'raw-forwarder.ts'),
+        String(RAW_PORT),
+        String(BACKEND_PORT),
+      ],
+      logFiles: [],
+    };
+  } else {
+    spec = proxySpec(values.proxy as ProxyName, dir);
+    // --perf: let perf resolve JIT-compiled JavaScript frames
+    if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
+    if (process.env.MUXGATE_NODE_ARGS) spec.args = [...process.env.MUXGATE_NODE_ARGS.split(' '), ...spec.args];
+  }
+  const server = await startServer(spec, dir);
+  const port = values.proxy.startsWith('raw') ? RAW_PORT : PROXY_PORTS[values.proxy as ProxyName];
+  const load = {
+    url: `http://127.0.0.1:${port}${scenario.path}`,
+    args: scenario.wrkArgs,
+    script: scenario.script,
+    cpu: LOAD_CPU,
+  };
+  await runWrk({ ...load, durationS: 1 });
+  // --strace: count the proxy's system calls during the run (slows it down; the counts per request still hold)
+  const strace = values.strace
+    ? spawn('strace', ['-c', '-f', '-p', String(server.tracked.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
+    : undefined;
+  let straceOut = '';
+  strace?.stderr?.on('data', (c: Buffer) => {
+    straceOut += c.toString();
+  });
+  // --perf: sample the proxy (user and kernel) during the run; `perf report -i <dir>/perf.data` afterwards
+  const perf = values.perf
+    ? spawn('perf', ['record', '-F', '2000', '-g', '-o', join(dir, 'perf.data'), '-p', String(server.tracked.pid)], {
+        stdio: 'ignore',
+      })
+    : undefined;
+  if (strace || perf) await new Promise((r) => setTimeout(r, 500));
+  const before = cpuTicks(server.tracked.pid);
+  const r = await runWrk({ ...load, durationS: Number(values.duration) });
+  const after = cpuTicks(server.tracked.pid);
+  if (perf) {
+    perf.kill('SIGINT');
+    await new Promise((r) => perf.on('close', r));
+    process.stdout.write(`perf data: ${join(dir, 'perf.data')}\n`);
+  }
+  if (strace) {
+    strace.kill('SIGINT');
+    await new Promise((r) => strace.on('close', r));
+    process.stdout.write(`${straceOut}\n(${r.requests} requests)\n`);
+  }
+  const n = r.requests;
+  const us = (ticks: number): string => ((ticks / TICKS_PER_S / n) * 1e6).toFixed(2);
+  process.stdout.write(
+    `${values.proxy} ${scenario.name}: ${Math.round(r.rps)} req/s, user ${us(after.user - before.user)} µs/req, kernel ${us(after.kernel - before.kernel)} µs/req\n`,
+  );
+}
+
+try {
+  await main();
+} finally {
+  await stopAll();
+}
