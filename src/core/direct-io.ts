@@ -73,6 +73,18 @@ const binding = loadBinding();
 /** Every direct-read socket reads here; each read is consumed (copied) before the next one can land. */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
+/**
+ * Every plain-TCP upstream connection reads here (through Node's public `onread` option, see
+ * pool/upstream-connection.ts), under the same rule: a read is handled before the next lands.
+ */
+export const UPSTREAM_READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
+
+/** Whether `b` is a view of one of the shared read buffers, i.e. only valid during the read's callback. */
+export function isLent(b: Buffer): boolean {
+  const ab = b.buffer;
+  return ab === READ_BUFFER.buffer || ab === UPSTREAM_READ_BUFFER.buffer;
+}
+
 function loadBinding(): StreamBinding | null {
   try {
     const b = (process as unknown as { binding(name: string): Partial<StreamBinding> }).binding('stream_wrap');

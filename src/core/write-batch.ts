@@ -1,5 +1,5 @@
 import type { Socket } from 'node:net';
-import { writeDirect, writevDirect } from './direct-io.ts';
+import { isLent, writeDirect, writevDirect } from './direct-io.ts';
 
 /** Batches at most this many bytes into one buffer; larger batches are written corked (writev). */
 const COALESCE_MAX = 16 * 1024;
@@ -26,19 +26,14 @@ export function writeLentDirect(socket: Socket, view: Buffer): boolean {
  * Collects what one event produces for a socket (a response head, body slices, chunk framing) and
  * writes it with as few syscalls and as little stream bookkeeping as possible: one piece is written
  * as is; small batches are copied into one buffer (one write, no writev arrays, no string copies in
- * C++); large ones go out corked so the body is never copied.
+ * C++); large ones go out corked so the body is never copied. Parts that are views of a shared read
+ * buffer (`isLent`) are copied wherever the write may complete after the read's callback.
  */
 export class WriteBatch {
   /** Parts [0, count); the array keeps its capacity between flushes (truncating it would free it). */
   private readonly parts: (Buffer | string)[] = [];
   private count = 0;
   private bytes = 0;
-  /** Buffers may be borrowed views (the shared upstream read buffer): copy any not coalesced. */
-  private readonly borrowed: boolean;
-
-  constructor(borrowed = false) {
-    this.borrowed = borrowed;
-  }
 
   get empty(): boolean {
     return this.count === 0;
@@ -63,14 +58,14 @@ export class WriteBatch {
       ok = this.flushDirect(socket);
     } else if (n === 1) {
       const p = parts[0]!;
-      ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(this.borrowed ? Buffer.from(p) : p);
+      ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(isLent(p) ? Buffer.from(p) : p);
     } else if (this.bytes <= COALESCE_MAX) {
       ok = socket.write(this.coalesce());
     } else {
       socket.cork();
       for (let i = 0; i < n; i++) {
         const p = parts[i]!;
-        ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(this.borrowed ? Buffer.from(p) : p);
+        ok = typeof p === 'string' ? socket.write(p, 'latin1') : socket.write(isLent(p) ? Buffer.from(p) : p);
       }
       socket.uncork();
     }
@@ -93,7 +88,7 @@ export class WriteBatch {
     const n = this.count;
     if (n === 1) {
       const p = parts[0]!;
-      if (typeof p === 'string' || !this.borrowed) return writeDirect(socket, p);
+      if (typeof p === 'string' || !isLent(p)) return writeDirect(socket, p);
     }
     if (this.bytes <= SCRATCH_BYTES) {
       const view = this.coalesce(scratch);
@@ -104,7 +99,7 @@ export class WriteBatch {
     const chunks: Buffer[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const p = parts[i]!;
-      chunks[i] = typeof p === 'string' ? Buffer.from(p, 'latin1') : this.borrowed ? Buffer.from(p) : p;
+      chunks[i] = typeof p === 'string' ? Buffer.from(p, 'latin1') : isLent(p) ? Buffer.from(p) : p;
     }
     return writevDirect(socket, chunks);
   }

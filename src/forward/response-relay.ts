@@ -11,6 +11,9 @@ const LENGTH = 1; // Content-Length
 const CHUNKED = 2; // chunked, relayed as is (or decoded for HTTP/1.0 clients)
 const CLOSE = 3; // delimited by the upstream closing; re-chunked for HTTP/1.1 clients
 
+/** Field offsets of the response head being relayed (see parseResponseHead's `reuse`). */
+const FIELD_OFFSETS: number[] = [];
+
 /** A Content-Length body up to this size that arrived with its head is written with it, in one buffer. */
 const INLINE_BODY = 8 * 1024;
 
@@ -64,7 +67,8 @@ export class ResponseRelay {
         this.scanned = this.buf.length;
         return;
       }
-      const res = end === BARE_LF ? null : parseResponseHead(buf, pos, end);
+      // The head's field offsets are used before the next head is parsed: one array serves every relay.
+      const res = end === BARE_LF ? null : parseResponseHead(buf, pos, end, FIELD_OFFSETS);
       if (res === null || res.status === 101) {
         this.ex.fail('upstream_protocol_error');
         return;

@@ -21,7 +21,16 @@ export const FIELD_STRIDE = 6;
  * closes the head. Strict (RFC 9112 §5): no whitespace before the colon, no obs-fold, no control
  * characters in values. Returns the offsets (FIELD_STRIDE numbers per field), or the error code.
  */
-export function scanFields(buf: Uint8Array, pos: number, end: number, maxFields: number): number[] | ErrorCode {
+export function scanFields(
+  buf: Uint8Array,
+  pos: number,
+  end: number,
+  maxFields: number,
+  reuse: number[] | null = null,
+): number[] | ErrorCode {
+  // `reuse`: fill this array (and return it) instead of a new one, for a caller that is done with the
+  // offsets before the next parse.
+  const scratch = reuse ?? shared;
   let n = 0;
   while (pos < end) {
     const c0 = buf[pos]!;
@@ -50,12 +59,16 @@ export function scanFields(buf: Uint8Array, pos: number, end: number, maxFields:
     n += FIELD_STRIDE;
     pos = eol + 2;
   }
+  if (reuse !== null) {
+    reuse.length = n;
+    return reuse;
+  }
   // One exactly-sized copy per head, instead of an array grown push by push.
-  return scratch.slice(0, n);
+  return shared.slice(0, n);
 }
 
 /** Scan space shared by every parse (parsing is synchronous); it keeps its capacity. */
-const scratch: number[] = [];
+const shared: number[] = [];
 
 /** Case-insensitive compare of a field name in buf[start, start + lower.length) with a lower-case name. */
 export function nameIs(buf: Uint8Array, start: number, colon: number, lower: string): boolean {
@@ -138,9 +151,14 @@ export function dropConnectionListed(buf: Buffer, fields: number[], connection: 
   }
 }
 
+// A Connection field with only "keep-alive" or only "close" (nearly all of them) shares one list.
+// Token lists are never modified by their readers; push() and appendTokens() copy a shared one before adding.
+const ONLY_KEEP_ALIVE: readonly string[] = ['keep-alive'];
+const ONLY_CLOSE: readonly string[] = ['close'];
+
 /** Adds the lower-cased, trimmed tokens of a comma-separated field value (e.g. Connection) to a list. */
 export function appendTokens(into: string[] | null, value: string): string[] {
-  const out = into ?? [];
+  const out = into === null ? [] : into === ONLY_KEEP_ALIVE || into === ONLY_CLOSE ? [...into] : into;
   // The usual values, without splitting.
   if (value === 'keep-alive' || value === 'close') {
     out.push(value);
@@ -165,8 +183,9 @@ export function connectionTokens(into: string[] | null, buf: Buffer, fields: rea
   return appendTokens(into, fieldValueAt(buf, fields, f));
 }
 
-function push(into: string[] | null, token: string): string[] {
-  if (into === null) return [token];
+function push(into: string[] | null, token: 'keep-alive' | 'close'): string[] {
+  if (into === null) return (token === 'close' ? ONLY_CLOSE : ONLY_KEEP_ALIVE) as string[];
+  if (into === ONLY_KEEP_ALIVE || into === ONLY_CLOSE) return [...into, token];
   into.push(token);
   return into;
 }

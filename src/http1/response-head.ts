@@ -48,7 +48,16 @@ export interface ResponseHead {
 
 const MAX_RESPONSE_FIELDS = 1000;
 
-export function parseResponseHead(buf: Buffer, start: number, end: number): ResponseHead | null {
+/**
+ * Parses buf[start, end) (end just past the CRLFCRLF). `reuse`: an array the field offsets are written
+ * into instead of a new one, for a caller that has used `fields` before it parses the next head.
+ */
+export function parseResponseHead(
+  buf: Buffer,
+  start: number,
+  end: number,
+  reuse: number[] | null = null,
+): ResponseHead | null {
   const lineEnd = buf.indexOf(13, start);
   // status-line = HTTP-version SP status-code SP [ reason-phrase ]; a missing SP before an empty
   // reason is tolerated because common servers send it.
@@ -68,7 +77,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number): Resp
   if (buf[lineEnd + 1] !== 0x0a) return null;
   const reason = lineEnd - start > 13 ? buf.toString('latin1', start + 13, lineEnd) : '';
 
-  const fields = scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS);
+  const fields = scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS, reuse);
   if (typeof fields === 'string') return null;
 
   let contentLength = -1;

@@ -213,7 +213,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
             ? 'header_too_large'
             : this.lent
               ? // The head outlives this read (the exchange uses it until the response ends): parse a copy.
-                parseRequestHead(Buffer.from(buf.subarray(start, end)), 0, end - start, this.ctx.limits)
+                parseRequestHead(copyOf(buf, start, end), 0, end - start, this.ctx.limits)
               : parseRequestHead(buf, start, end, this.ctx.limits);
       if (typeof head === 'string') {
         this.reject(head);
@@ -329,7 +329,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
    * I/O: order is kept and a response head and its body share a syscall.
    */
   queue(data: Buffer | string): void {
-    const out = (this.out ??= new WriteBatch(true));
+    const out = (this.out ??= new WriteBatch());
     if (out.empty) scheduleFlush(this);
     out.add(data);
   }
@@ -487,6 +487,13 @@ function flushAll(): void {
     toFlush[i] = null;
   }
   toFlushCount = 0;
+}
+
+/** buf[start, end) in a buffer of its own (a slice of Node's pool when small). */
+function copyOf(buf: Buffer, start: number, end: number): Buffer {
+  const out = Buffer.allocUnsafe(end - start);
+  buf.copy(out, 0, start, end);
+  return out;
 }
 
 function pathOf(target: string): string {

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { type DrainSink, writeDirect, writeDirectTo } from '../core/direct-io.ts';
+import { type DrainSink, UPSTREAM_READ_BUFFER, writeDirect, writeDirectTo } from '../core/direct-io.ts';
 import { writeLentDirect } from '../core/write-batch.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
@@ -27,13 +27,6 @@ export interface UpstreamUser {
   /** The deadline the user set (`conn.deadline`) passed. */
   onUpstreamTimeout(): void;
 }
-
-/**
- * Every upstream connection reads into this one buffer (Node's `onread`): no buffer is allocated per
- * read. Reads are delivered one at a time and each is consumed before the next (queued client
- * output is flushed from a microtask that runs before the next I/O callback, and copied there).
- */
-const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
 export const CONNECTING = 0;
 export const IDLE = 1;
@@ -69,9 +62,9 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
         onread:
           pool.tls === null
             ? {
-                buffer: READ_BUFFER,
+                buffer: UPSTREAM_READ_BUFFER,
                 callback: (n: number): boolean => {
-                  if (this.user !== null) this.user.onUpstreamData(READ_BUFFER.subarray(0, n));
+                  if (this.user !== null) this.user.onUpstreamData(UPSTREAM_READ_BUFFER.subarray(0, n));
                   else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
                   return true; // backpressure uses socket.pause(), not this return value
                 },
