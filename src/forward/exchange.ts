@@ -1,5 +1,6 @@
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { RequestHead } from '../http1/request-head.ts';
@@ -113,11 +114,16 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     cluster.requests++;
     let used = 0;
     if (!this.requestDone && end > start) {
-      used = this.onRequestBody(buf, start, end, lent);
+      // Held as views for now even when lent: if the pool has a connection at hand, the head and
+      // these bytes leave in one write from the shared scratch (one copy, no allocation).
+      used = this.onRequestBody(buf, start, end, false);
       if (used < 0) return 0;
     }
     this.poolStartedAt = performance.now();
     this.acquireOn(endpoint);
+    // Still waiting for a connection: what is held must outlive this call.
+    const pending = this.pendingBody;
+    if (lent && pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
     return used;
   }
 
@@ -199,6 +205,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.poolWaitMs = now - this.poolStartedAt;
     const held = this.pendingBody;
     this.pendingBody = null;
+    // An HTTP/2 stream queues what it is given: views of a shared read buffer are copied first.
+    if (held !== null) for (let i = 0; i < held.length; i++) if (isLent(held[i]!)) held[i] = Buffer.from(held[i]!);
     this.pendingBytes = 0;
     (this.leg ??= new H2Leg(this)).start(session, held);
     this.session.resumeForBody();

@@ -8,6 +8,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { test } from 'node:test';
 import { httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
+import { h2cBackend } from '../helpers/h2-backend.ts';
 import { startProxy } from '../helpers/proxy.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -198,4 +199,67 @@ test('large uploads to an upstream that reads slowly arrive intact while other u
   assert.match(a, new RegExp(`POST /slow ${bodies[0]!.length}[\\s\\S]*GET /after 0$`));
   assert.match(b, new RegExp(`POST /fast ${bodies[1]!.length}[\\s\\S]*POST /tiny 4$`));
   assert.equal(seen.get('POST /tiny 4'), sha256(Buffer.from('tiny')));
+});
+
+/** POSTs `body` in the same write as its head (one read at the proxy); resolves with the response body. */
+async function postInOneWrite(port: number, path: string, body: Buffer): Promise<string> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  const head = `POST ${path} HTTP/1.1\r\nHost: up\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`;
+  s.write(Buffer.concat([Buffer.from(head), body]));
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise((r) => s.once('close', r));
+  const all = Buffer.concat(chunks).toString('latin1');
+  return all.slice(all.indexOf('\r\n\r\n') + 4);
+}
+
+test('a body that came with its head and waits for a pooled connection is kept intact', async (t) => {
+  // The only pooled connection is busy, so the POST waits in the queue holding its body, while other
+  // clients' requests are read into the same shared buffer.
+  const backend = await httpBackend((req, res) => {
+    const h = createHash('sha256');
+    req.on('data', (c: Buffer) => h.update(c));
+    req.on('end', () => {
+      if (req.url === '/hold') setTimeout(() => res.end('held'), 300);
+      else res.end(h.digest('hex'));
+    });
+  });
+  t.after(() => backend.close());
+  const proxy = await startProxy({ upstreams: [backend.addr], cluster: { pool: { max_connections: 1 } } });
+  t.after(() => proxy.close());
+  const hold = fetch(`${proxy.url}/hold`).then((r) => r.text());
+  await new Promise((r) => setTimeout(r, 50));
+  const bodies = Array.from({ length: 6 }, (_, i) => randomBytes(20_000 + i * 3001));
+  const answers = await Promise.all(bodies.map((b, i) => postInOneWrite(proxy.port, `/p${i}`, b)));
+  assert.equal(await hold, 'held');
+  assert.deepEqual(
+    answers,
+    bodies.map((b) => sha256(b)),
+  );
+});
+
+test('a body that came with its head is kept intact on its way to an HTTP/2 upstream', async (t) => {
+  const backend = await h2cBackend({
+    onStream: (stream) => {
+      const h = createHash('sha256');
+      stream.on('data', (c: Buffer) => h.update(c));
+      stream.on('end', () => {
+        const hex = h.digest('hex');
+        stream.respond({ ':status': 200, 'content-length': hex.length });
+        stream.end(hex);
+      });
+    },
+  });
+  t.after(() => backend.close());
+  const proxy = await startProxy({ upstreams: [backend.addr], cluster: { protocol: 'http2' } });
+  t.after(() => proxy.close());
+  // A first request opens the session, so the POSTs below find it ready at once.
+  assert.equal(await postInOneWrite(proxy.port, '/warm', Buffer.from('x')), sha256(Buffer.from('x')));
+  const bodies = Array.from({ length: 8 }, (_, i) => randomBytes(30_000 + i * 777));
+  const answers = await Promise.all(bodies.map((b, i) => postInOneWrite(proxy.port, `/p${i}`, b)));
+  assert.deepEqual(
+    answers,
+    bodies.map((b) => sha256(b)),
+  );
 });
