@@ -105,12 +105,23 @@ export function renderHead(first: string, buf: Buffer, fields: readonly number[]
   return out;
 }
 
-/** Copies the field lines not flagged DROP (CRLF included) into `out` at `off`; returns the new offset. */
+/**
+ * Copies the field lines not flagged DROP (CRLF included) into `out` at `off`; returns the new offset.
+ * Lines are adjacent in `buf`, so each run of kept lines is one copy (each `copy` is a call into C++).
+ */
 export function copyKeptFields(buf: Buffer, fields: readonly number[], out: Buffer, off: number): number {
+  let runStart = -1;
+  let runEnd = -1;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
-    off += buf.copy(out, off, fields[f + F_START], fields[f + F_EOL]! + 2);
+    const start = fields[f + F_START]!;
+    if (start !== runEnd) {
+      if (runStart !== -1) off += buf.copy(out, off, runStart, runEnd);
+      runStart = start;
+    }
+    runEnd = fields[f + F_EOL]! + 2;
   }
+  if (runStart !== -1) off += buf.copy(out, off, runStart, runEnd);
   return off;
 }
 

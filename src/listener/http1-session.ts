@@ -56,7 +56,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   private readPausedForPipeline = false;
   /** The client half-closed: finish the current response, then close. */
   private clientEnded = false;
-  /** Output of the current event, written once the event is handled (see queue); made on first use. */
+  /** Output of the current event, written once the event is handled (see queue); null when nothing is queued. */
   private out: WriteBatch | null = null;
   private readonly sessions: Set<Http1Session>;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
@@ -265,20 +265,39 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   forwardingFields(head: RequestHead): string {
     const cacheable = !this.trusted && head.via === null;
     if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
-    const via = this.ctx.via;
-    const block = forwardedHeaders(head, {
-      peer: this.peer,
-      proto: this.ctx.proto,
-      host: head.host,
-      trusted: this.trusted,
-      via: via === null ? null : `1.${head.minor} ${via}`,
-    });
+    if (cacheable && head.host.length <= SHARED_HOST_MAX) {
+      // Connections from one client address to one host share the block (one string, not one each).
+      let shared = sharedBlocks.get(this.ctx);
+      if (shared === undefined) sharedBlocks.set(this.ctx, (shared = new Map()));
+      const key = `${head.minor} ${this.peer} ${head.host}`;
+      let block = shared.get(key);
+      if (block === undefined) {
+        if (shared.size >= SHARED_BLOCKS) shared.clear();
+        shared.set(key, (block = this.buildForwardingFields(head)));
+      }
+      this.fwdHost = head.host;
+      this.fwdMinor = head.minor;
+      this.fwdFields = block;
+      return block;
+    }
+    const block = this.buildForwardingFields(head);
     if (cacheable) {
       this.fwdHost = head.host;
       this.fwdMinor = head.minor;
       this.fwdFields = block;
     }
     return block;
+  }
+
+  private buildForwardingFields(head: RequestHead): string {
+    const via = this.ctx.via;
+    return forwardedHeaders(head, {
+      peer: this.peer,
+      proto: this.ctx.proto,
+      host: head.host,
+      trusted: this.trusted,
+      via: via === null ? null : `1.${head.minor} ${via}`,
+    });
   }
 
   /** Called by the exchange when its response is complete (or it failed after answering). */
@@ -329,19 +348,22 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
    * I/O: order is kept and a response head and its body share a syscall.
    */
   queue(data: Buffer | string): void {
-    const out = (this.out ??= new WriteBatch());
-    if (out.empty) scheduleFlush(this);
+    let out = this.out;
+    if (out === null) {
+      out = this.out = spareBatches.pop() ?? new WriteBatch();
+      scheduleFlush(this);
+    }
     out.add(data);
   }
 
   flush(): void {
     const out = this.out;
-    if (out === null || out.empty) return;
-    if (this.socket.destroyed) {
-      out.flush(this.socket, this.direct); // drops the data; keeps the batch empty
-      return;
-    }
-    if (!out.flush(this.socket, this.direct)) this.exchange?.onDownstreamBlocked();
+    if (out === null) return;
+    // The batch goes back to the spares: an idle connection holds none.
+    this.out = null;
+    const ok = out.flush(this.socket, this.direct); // on a destroyed socket this drops the data
+    if (spareBatches.length < SPARE_BATCHES) spareBatches.push(out);
+    if (!ok && !this.socket.destroyed) this.exchange?.onDownstreamBlocked();
   }
 
   expire(): void {
@@ -461,6 +483,19 @@ function onSocketClose(this: SessionSocket): void {
   this[kSession].onClose();
 }
 function ignore(): void {}
+
+/**
+ * Forwarding-field blocks by listener, keyed by HTTP version, client address and Host. Cleared when it
+ * reaches SHARED_BLOCKS entries: it only saves memory and work, it is never needed for correctness.
+ */
+const sharedBlocks = new WeakMap<ListenerContext, Map<string, string>>();
+const SHARED_BLOCKS = 4096;
+/** Longer Host values are not shared (they would make the table large). */
+const SHARED_HOST_MAX = 255;
+
+/** Emptied write batches, handed to the next session that writes (at most SPARE_BATCHES kept). */
+const spareBatches: WriteBatch[] = [];
+const SPARE_BATCHES = 256;
 
 /**
  * Sessions with queued output, flushed together from one microtask: Node runs it right after the
