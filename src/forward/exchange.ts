@@ -70,6 +70,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   private readonly startedAt = performance.now();
   private poolStartedAt = 0;
   private poolWaitMs = 0;
+  /** True while begin() asks the pool: a connection handed over then comes synchronously. */
+  private beginning = false;
   bytesIn: number;
   bytesOut = 0;
   status = 0;
@@ -119,8 +121,11 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       used = this.onRequestBody(buf, start, end, false);
       if (used < 0) return 0;
     }
-    this.poolStartedAt = performance.now();
+    // The exchange was made for this request a moment ago (see the constructor): its clock reading serves.
+    this.poolStartedAt = this.startedAt;
+    this.beginning = true;
     this.acquireOn(endpoint);
+    this.beginning = false;
     // Still waiting for a connection: what is held must outlive this call.
     const pending = this.pendingBody;
     if (lent && pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
@@ -181,7 +186,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.leg = null;
     this.upstreamHead ??= buildUpstreamHead(this.head, this.route!, this.session.forwardingFields(this.head));
     this.conn = conn;
-    const now = performance.now();
+    // Inside begin() (an idle connection was at hand) the exchange's start time is still current.
+    const now = this.beginning ? this.startedAt : performance.now();
     this.poolWaitMs = now - this.poolStartedAt;
     conn.deadline = now + this.responseTimeoutMs();
     // Head and held body in one write (flushed here, so one shared batch serves every exchange).
@@ -246,8 +252,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   onUpstreamData(chunk: Buffer): void {
     if (this.done) return;
-    this.conn!.deadline = performance.now() + this.responseTimeoutMs();
+    const conn = this.conn!;
     this.relay.onData(chunk);
+    // The response timeout restarts with every read; a response that completed here needs none.
+    if (!this.done && this.conn === conn) conn.deadline = performance.now() + this.responseTimeoutMs();
   }
 
   onUpstreamClose(hadError: boolean): void {

@@ -196,12 +196,13 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start += 2;
       this.bufStart = start;
       if (start === buf.length) return;
-      if (!this.headStarted) {
-        this.headStarted = true;
-        this.deadline = performance.now() + this.ctx.limits.headerTimeoutMs;
-      }
+      const justStarted = !this.headStarted;
+      this.headStarted = true;
       const end = findHeadEnd(buf, start, resumeFrom(start, this.scanned), buf.length);
       if (end === NEED_MORE) {
+        // header_timeout runs from the head's first bytes; a head that is complete in its first read
+        // (nearly all of them) never needs the deadline, so the clock is read only here.
+        if (justStarted) this.deadline = performance.now() + this.ctx.limits.headerTimeoutMs;
         this.scanned = buf.length;
         if (buf.length - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
         return;
