@@ -237,17 +237,21 @@ function statusLine(status: number, reason: string): string {
   return lastStatusLine;
 }
 
-const viaLines = new Map<string, string>();
+// The last Via line built: without an upstream Via it depends only on our pseudonym and the version.
+let lastVia: string | null = null;
+let lastViaMinor = -1;
+let lastViaLine = '';
 
 function viaField(res: ResponseHead, via: string | null): string {
   const prev = res.via;
   if (via === null) return prev === null ? '' : `via: ${prev}\r\n`;
   if (prev === null) {
-    // Memoised: without an upstream Via the line depends only on our pseudonym and the version.
-    const key = `${res.minor}${via}`;
-    let line = viaLines.get(key);
-    if (line === undefined) viaLines.set(key, (line = `via: 1.${res.minor} ${via}\r\n`));
-    return line;
+    if (via !== lastVia || res.minor !== lastViaMinor) {
+      lastVia = via;
+      lastViaMinor = res.minor;
+      lastViaLine = `via: 1.${res.minor} ${via}\r\n`;
+    }
+    return lastViaLine;
   }
   return `via: ${prev}, 1.${res.minor} ${via}\r\n`;
 }

@@ -75,7 +75,14 @@ export function parseResponseHead(
     if ((c < 0x20 && c !== 0x09) || c === 0x7f) return null;
   }
   if (buf[lineEnd + 1] !== 0x0a) return null;
-  const reason = lineEnd - start > 13 ? buf.toString('latin1', start + 13, lineEnd) : '';
+  // "OK" is most reason phrases: recognised on the bytes, without decoding a string.
+  const reasonLength = lineEnd - start - 13;
+  const reason =
+    reasonLength === 2 && buf[start + 13] === 0x4f && buf[start + 14] === 0x4b
+      ? 'OK'
+      : reasonLength > 0
+        ? buf.toString('latin1', start + 13, lineEnd)
+        : '';
 
   const fields = scanFields(buf, lineEnd + 2, end - 2, MAX_RESPONSE_FIELDS, reuse);
   if (typeof fields === 'string') return null;
