@@ -2,15 +2,16 @@ import type { Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
 
 /**
- * Direct I/O on a plain TCP socket's libuv handle, for the HTTP/1.1 hot path: reads into one shared
- * buffer, and writes that skip the Writable stream.
+ * Direct I/O on a plain TCP socket's libuv handle, for the HTTP/1.1 hot path (client connections and
+ * pooled upstream connections): reads into one shared buffer, and writes that skip the Writable stream.
  *
  * Why: profiling showed that the cost of a `net.Socket` read is not the stream layer but the buffer
  * Node allocates for each read (64 KiB from the allocator, shrunk with realloc, wrapped in an
  * ArrayBuffer that the GC must sweep): ~1.5 µs of the 3 µs user time a bare Node forwarder spends
  * per request (bench/analysis.md). Node's own `onread` option (a caller-supplied read buffer) does
  * this for sockets it connects, but not for accepted ones; here the same two handle calls are made
- * on an accepted socket: `useUserBuffer` and a replacement for the handle's `onread` callback.
+ * on any connected socket: `useUserBuffer` and a replacement for the handle's `onread` callback,
+ * which also skips the per-read timer and stream bookkeeping of Node's.
  *
  * This uses internal Node API (`process.binding('stream_wrap')`, `socket._handle`), so it is
  * feature-checked: when anything is missing the caller keeps using 'data' events.
@@ -70,20 +71,18 @@ const kSocket = Symbol('muxgate.socket');
 const UV_EOF = -4095;
 
 const binding = loadBinding();
-/** Every direct-read socket reads here; each read is consumed (copied) before the next one can land. */
+/**
+ * Every direct-read socket (client connections and plain-TCP upstream connections) reads here. Reads
+ * are delivered one callback at a time, and Node runs the microtask queue (where queued writes are
+ * flushed) after each callback, so each read is used up, or copied, before the next one lands.
+ */
 const READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
 
-/**
- * Every plain-TCP upstream connection reads here (through Node's public `onread` option, see
- * pool/upstream-connection.ts), under the same rule: a read is handled before the next lands.
- */
-export const UPSTREAM_READ_BUFFER = Buffer.allocUnsafeSlow(64 * 1024);
-
-/** Whether `b` is a view of one of the shared read buffers, i.e. only valid during the read's callback. */
+/** Whether `b` is a view of the shared read buffer, i.e. only valid during the read's callback. */
 export function isLent(b: Buffer): boolean {
-  const ab = b.buffer;
-  return ab === READ_BUFFER.buffer || ab === UPSTREAM_READ_BUFFER.buffer;
+  return b.buffer === READ_BUFFER_MEMORY;
 }
+const READ_BUFFER_MEMORY = READ_BUFFER.buffer;
 
 function loadBinding(): StreamBinding | null {
   try {

@@ -293,7 +293,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   onDownstreamBlocked(): void {
     if (!this.upstreamPaused && this.conn !== null) {
       this.upstreamPaused = true;
-      this.conn.socket.pause();
+      this.conn.pauseReading();
     }
     this.leg?.pause();
   }
@@ -301,7 +301,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   onDownstreamDrain(): void {
     if (this.upstreamPaused && this.conn !== null) {
       this.upstreamPaused = false;
-      this.conn.socket.resume();
+      this.conn.resumeReading();
     }
     this.leg?.resume();
   }
@@ -332,7 +332,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.conn = null;
       if (this.upstreamPaused) {
         this.upstreamPaused = false;
-        conn.socket.resume();
+        conn.resumeReading();
       }
       conn.deadline = 0;
       conn.pool.release(conn, upstreamReusable && this.requestDone);

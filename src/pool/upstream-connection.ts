@@ -1,5 +1,13 @@
 import type net from 'node:net';
-import { type DrainSink, UPSTREAM_READ_BUFFER, writeDirect, writeDirectTo } from '../core/direct-io.ts';
+import {
+  type DrainSink,
+  pauseDirect,
+  type ReadSink,
+  readDirect,
+  resumeDirect,
+  writeDirect,
+  writeDirectTo,
+} from '../core/direct-io.ts';
 import { writeLentDirect } from '../core/write-batch.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
@@ -14,7 +22,7 @@ const HTTP1_ALPN = ['http/1.1'];
  */
 export interface UpstreamUser {
   /**
-   * Bytes from the upstream. `chunk` is a view of the shared read buffer, valid only during the
+   * Bytes from the upstream. `chunk` may be a view of the shared read buffer, valid only during the
    * call: whoever keeps bytes past it must copy them.
    */
   onUpstreamData(chunk: Buffer): void;
@@ -34,7 +42,7 @@ export const BUSY = 2;
 export const CLOSED = 3;
 
 /** One HTTP/1.1 connection to an endpoint, owned by its pool, leased to one exchange at a time. */
-export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
+export class UpstreamConnection implements Expirable, DialHandler, DrainSink, ReadSink {
   /** Set once connected; the pool leases only connected connections. */
   socket!: net.Socket;
   readonly pool: H1Pool;
@@ -44,35 +52,14 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
   requests = 0;
   user: UpstreamUser | null = null;
   deadline = 0;
-  /** Plain TCP: writes go straight to the handle (core/direct-io.ts); every write must use `write`. */
+  /** Plain TCP: direct reads and writes on the handle (core/direct-io.ts); every write must use `write`. */
   direct = false;
 
   constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
     this.pool = pool;
     this.deadline = performance.now() + connectTimeoutMs;
     sweeper.add(this);
-    this.dial = pool.dialer.dial(
-      host,
-      port,
-      {
-        noDelay: true,
-        keepAlive: true,
-        keepAliveInitialDelay: 60_000,
-        // Over TLS the TLS layer reads the TCP socket; decrypted bytes arrive as 'data' (see useTls).
-        onread:
-          pool.tls === null
-            ? {
-                buffer: UPSTREAM_READ_BUFFER,
-                callback: (n: number): boolean => {
-                  if (this.user !== null) this.user.onUpstreamData(UPSTREAM_READ_BUFFER.subarray(0, n));
-                  else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
-                  return true; // backpressure uses socket.pause(), not this return value
-                },
-              }
-            : undefined,
-      },
-      this,
-    );
+    this.dial = pool.dialer.dial(host, port, { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, this);
   }
 
   onDialConnected(socket: net.Socket): void {
@@ -101,8 +88,13 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
   private ready(socket: net.Socket): void {
     this.socket = socket;
     this.deadline = 0;
-    this.direct = this.pool.tls === null && writeDirectTo(socket, this);
-    if (!this.direct) socket.on('drain', () => this.user?.onUpstreamDrain());
+    // Plain TCP: reads are lent views of the shared read buffer and writes go to the handle
+    // (core/direct-io.ts). Over TLS the TLS layer reads the TCP socket; decrypted bytes come as 'data'.
+    this.direct = this.pool.tls === null && readDirect(socket, this) && writeDirectTo(socket, this);
+    if (!this.direct) {
+      if (this.pool.tls === null) socket.on('data', (chunk: Buffer) => this.onDirectRead(chunk));
+      socket.on('drain', () => this.user?.onUpstreamDrain());
+    }
     // Half-close from the upstream means it will not take another request; the user may still be
     // reading a close-delimited body, which the 'end' delivers as the message end via close below.
     socket.on('end', () => socket.destroy());
@@ -122,6 +114,22 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink {
 
   onDirectDrain(): void {
     this.user?.onUpstreamDrain();
+  }
+
+  onDirectRead(view: Buffer): void {
+    if (this.user !== null) this.user.onUpstreamData(view);
+    else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
+  }
+
+  /** Backpressure from the client: stop reading the upstream until resumeReading. */
+  pauseReading(): void {
+    if (this.direct) pauseDirect(this.socket);
+    else this.socket.pause();
+  }
+
+  resumeReading(): void {
+    if (this.direct) resumeDirect(this.socket);
+    else this.socket.resume();
   }
 
   onDialFailed(code: DialFailure): void {
