@@ -381,6 +381,12 @@ export const configSchema = map('a map of settings', {
   access_log: accessLog.prefault({}).describe('One line per request.'),
   workers: workers.default(1).describe('Worker processes; "auto" = one per CPU.'),
   drain_timeout: durationMs().prefault('30s').describe('On shutdown, how long in-flight requests get to finish.'),
+  direct_io: z
+    .boolean({ error: expected('true or false') })
+    .default(true)
+    .describe(
+      "Plain TCP HTTP/1.1 connections read into one shared buffer and write through Node's libuv handles (internal Node API, checked at start); false uses net.Socket streams.",
+    ),
   trusted_proxies: trustedProxies.default([]),
   via: z
     .union([z.literal(false, { error: expected('false') }), viaToken], { error: expected('a token or false') })

@@ -91,7 +91,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     sweeper.add(this);
     // Shared handlers find the session through the socket: no closures per connection.
     (socket as SessionSocket)[kSession] = this;
-    this.direct = readDirect(socket, this) && writeDirectTo(socket, this);
+    this.direct = ctx.directIo && readDirect(socket, this) && writeDirectTo(socket, this);
     if (!this.direct) {
       socket.on('data', onSocketData);
       socket.on('drain', onSocketDrain);

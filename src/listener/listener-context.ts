@@ -47,4 +47,6 @@ export interface ListenerContext {
   connect: ConnectPolicy | null;
   /** Set while draining: every response closes its connection. */
   draining: boolean;
+  /** Plain TCP sessions use core/direct-io.ts (config `direct_io`). */
+  directIo: boolean;
 }

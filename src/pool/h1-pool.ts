@@ -13,6 +13,8 @@ export interface PoolOptions {
   maxRequestsPerConnection: number;
   idleTimeoutMs: number;
   connectTimeoutMs: number;
+  /** Plain TCP connections use core/direct-io.ts (config `direct_io`). */
+  directIo: boolean;
 }
 
 /** Told about every connect attempt's outcome; the endpoint uses it for passive health. */

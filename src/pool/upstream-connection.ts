@@ -90,7 +90,8 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink, Re
     this.deadline = 0;
     // Plain TCP: reads are lent views of the shared read buffer and writes go to the handle
     // (core/direct-io.ts). Over TLS the TLS layer reads the TCP socket; decrypted bytes come as 'data'.
-    this.direct = this.pool.tls === null && readDirect(socket, this) && writeDirectTo(socket, this);
+    this.direct =
+      this.pool.tls === null && this.pool.opts.directIo && readDirect(socket, this) && writeDirectTo(socket, this);
     if (!this.direct) {
       if (this.pool.tls === null) socket.on('data', (chunk: Buffer) => this.onDirectRead(chunk));
       socket.on('drain', () => this.user?.onUpstreamDrain());

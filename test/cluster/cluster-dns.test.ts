@@ -26,6 +26,7 @@ function options(resolve: (host: string) => Promise<string[]>): ClusterOptions {
       maxRequestsPerConnection: 0,
       idleTimeoutMs: 100,
       connectTimeoutMs: 100,
+      directIo: true,
     },
     dialer: new Dialer(new PortAllocator(quiet, () => ({ first: 32768, last: 60999 })), null, 'c', 0.8),
     resolve,

@@ -50,6 +50,7 @@ describe('loading a valid config', () => {
       access_log: { enabled: true, path: 'stdout' },
       workers: 1,
       drain_timeout: 30_000,
+      direct_io: true,
       trusted_proxies: [],
       via: 'muxgate',
       admin: { address: { host: '127.0.0.1', port: 9901 } },
@@ -411,6 +412,7 @@ describe('JSON schema', () => {
       'access_log',
       'workers',
       'drain_timeout',
+      'direct_io',
       'trusted_proxies',
       'via',
       'admin',
@@ -456,4 +458,12 @@ describe('units and addresses', () => {
     assert.throws(() => parseHostPort('host:65536'), /port 0-65535/);
     assert.throws(() => parseHostPort('8080'), /expected "host:port"/);
   });
+});
+
+test('direct_io takes true or false, and nothing else', () => {
+  assert.equal(parseConfigText(yaml('direct_io: false', ...LISTENERS, ...CLUSTERS), 'm.yaml').direct_io, false);
+  assert.throws(
+    () => parseConfigText(yaml('direct_io: maybe', ...LISTENERS, ...CLUSTERS), 'm.yaml'),
+    /direct_io[\s\S]*true or false/,
+  );
 });

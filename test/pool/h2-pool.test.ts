@@ -51,6 +51,7 @@ function options(over: Over = {}): H2PoolOptions {
     maxRequestsPerConnection: 0,
     idleTimeoutMs: 60_000,
     connectTimeoutMs: 2000,
+    directIo: true,
     tls: null,
     alpn: ['h2'],
     host: '127.0.0.1',
