@@ -306,14 +306,17 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.leg?.resume();
   }
 
-  /** The client half-closed. Mid-body that is an abort; after the request it just means "close after". */
-  onDownstreamEnd(): void {
+  /**
+   * The client half-closed. Mid-body that is an abort; after the request it means "close after", unless
+   * `pipelined` requests are already read and wait their turn: the session closes after the last of them.
+   */
+  onDownstreamEnd(pipelined = false): void {
     if (this.done) return;
     if (!this.requestDone) {
       this.abort('downstream_closed');
       return;
     }
-    this.closeDownstream = true;
+    if (!pipelined) this.closeDownstream = true;
   }
 
   onDownstreamClose(): void {

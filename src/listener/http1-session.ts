@@ -186,6 +186,8 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       this.bufStart = 0;
       this.scanned = 0;
     }
+    // The client half-closed and what is left is not a whole request: none will follow.
+    if (this.clientEnded && this.state === HEAD) this.close();
   }
 
   private parseLoop(): void {
@@ -454,7 +456,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       if (this.state !== CLOSING) this.close();
       return;
     }
-    this.exchange.onDownstreamEnd();
+    this.exchange.onDownstreamEnd(this.bufferedBytes() > 0);
   }
 
   onClose(): void {

@@ -36,6 +36,10 @@ async function rawUpstream(t: TestContext, onRequest: Parameters<typeof rawHttpB
   return b;
 }
 
+async function waitEnded(c: { ended: boolean }): Promise<void> {
+  while (!c.ended) await sleep(10);
+}
+
 function readAll(req: http.IncomingMessage): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -575,6 +579,53 @@ describe('pipelining', () => {
 });
 
 describe('connection management', () => {
+  it('a client that half-closes after its requests gets every response, then the connection closes', async (t) => {
+    const up = await nodeUpstream(t, (req, res) => {
+      setTimeout(() => res.end(`answer ${req.url}`), req.url === '/slow' ? 50 : 0);
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    const c = await connect(proxy.port, t);
+    // Two pipelined requests and the FIN in one go: the FIN arrives while the first is in flight.
+    c.write('GET /slow HTTP/1.1\r\nHost: app\r\n\r\nGET /next HTTP/1.1\r\nHost: app\r\n\r\n');
+    c.socket.end();
+    assert.equal((await c.readResponse()).body.toString(), 'answer /slow');
+    assert.equal((await c.readResponse()).body.toString(), 'answer /next');
+    await within(waitEnded(c), 2000, 'the connection to close');
+  });
+
+  it('a client that half-closes in the middle of a request body makes the exchange end as downstream_closed', async (t) => {
+    const bodyBytes = new Map<string, number>(); // by path, set when the upstream request closes
+    const up = await nodeUpstream(t, (req, res) => {
+      let n = 0;
+      req.on('data', (b: Buffer) => {
+        n += b.length;
+      });
+      req.on('close', () => bodyBytes.set(req.url ?? '', n));
+      req.on('end', () => res.end('complete?'));
+    });
+    const proxy = await proxyTo(t, [up.addr]);
+    // A first request leaves a pooled connection, so the upload below streams upstream at once.
+    const warm = await connect(proxy.port, t);
+    warm.write('POST /warm HTTP/1.1\r\nHost: app\r\nContent-Length: 0\r\n\r\n');
+    assert.equal((await warm.readResponse()).body.toString(), 'complete?');
+    const c = await connect(proxy.port, t);
+    c.write('POST /upload HTTP/1.1\r\nHost: app\r\nContent-Length: 1000\r\n\r\n');
+    c.write('x'.repeat(400));
+    c.socket.end();
+    // muxgate drops both sides: the upstream never sees a complete body, the client gets no response.
+    await within(waitEnded(c), 3000, 'the connection to close');
+    await within(
+      (async () => {
+        while (!bodyBytes.has('/upload')) await sleep(10);
+      })(),
+      3000,
+      'the upstream request to close',
+    );
+    const got = bodyBytes.get('/upload')!;
+    assert.ok(got < 1000, `the upstream got ${got} of 1000 body bytes, then the connection closed`);
+    assert.equal(c.pending, 0, 'no response bytes reached the client');
+  });
+
   it('honours Connection: close from the client: says so in the response and closes after it', async (t) => {
     const upstreamConnection: (string | undefined)[] = [];
     const up = await nodeUpstream(t, (req, res) => {
