@@ -91,6 +91,28 @@ describe('findHeadEnd', () => {
     const buf = bytes('GET / HTTP/1.1\nHo');
     assert.equal(findHeadEnd(buf, 0, 0, buf.length), BARE_LF);
   });
+
+  // Lines are scanned byte by byte for their first 128 bytes and with indexOf past that: every length
+  // around the switch must give the same answers.
+  test('finds the end, a bare LF and NEED_MORE for lines of every length around 128 bytes', () => {
+    for (let n = 100; n <= 300; n++) {
+      const line = `X-Long: ${'v'.repeat(n)}`;
+      const head = `GET / HTTP/1.1\r\n${line}\r\nHost: a\r\n\r\n`;
+      const buf = bytes(`${head}body`);
+      assert.equal(findHeadEnd(buf, 0, 0, buf.length), head.length, `line of ${line.length}`);
+      assert.equal(
+        findHeadEnd(buf, 0, 0, head.length - 1),
+        NEED_MORE,
+        `cut before the last LF, line of ${line.length}`,
+      );
+      const bare = bytes(`GET / HTTP/1.1\r\n${line}\nHost: a\r\n\r\n`);
+      assert.equal(findHeadEnd(bare, 0, 0, bare.length), BARE_LF, `bare LF after a line of ${line.length}`);
+      // An LF beyond `end` is not seen.
+      const open = bytes(`GET / HTTP/1.1\r\n${line}`);
+      const withLf = Buffer.concat([open, bytes('\r\n\r\n')]);
+      assert.equal(findHeadEnd(withLf, 0, 0, open.length + 1), NEED_MORE);
+    }
+  });
 });
 
 describe('parseRequestHead: accepted forms', () => {
