@@ -134,8 +134,10 @@ export function readDirect(socket: Socket, sink: ReadSink): boolean {
 /**
  * Switches a connected plain TCP socket to direct writes (`writeDirect`), reporting 'drain' to `sink`.
  * Returns false when that is not possible; then the caller writes with `socket.write`. Once switched,
- * every write must go through writeDirect until the socket ends: a `socket.write` could overtake one.
- * `socket.end()` stays correct: libuv shuts the connection down only after pending writes.
+ * the owner writes only through writeDirect: a direct write would overtake bytes that `socket.write`
+ * still holds in the stream's buffer. (The other way round is safe: libuv keeps its writes in order,
+ * which is why a tunnel may take over the socket with `socket.write` and `pipe`.) `socket.end()` stays
+ * correct: libuv shuts the connection down only after pending writes.
  */
 export function writeDirectTo(socket: Socket, sink: DrainSink): boolean {
   const handle = plainHandle(socket);

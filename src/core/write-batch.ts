@@ -17,7 +17,12 @@ export function writeLentDirect(socket: Socket, view: Buffer): boolean {
   if (view.length > SCRATCH_BYTES) return writeDirect(socket, Buffer.from(view));
   const copy = scratch.subarray(0, view.length);
   view.copy(copy);
-  const done = writeDirect(socket, copy);
+  return writeScratch(socket, copy);
+}
+
+/** Writes `view` (the start of `scratch`); if the kernel did not take it all, libuv keeps it: make a new scratch. */
+function writeScratch(socket: Socket, view: Buffer): boolean {
+  const done = writeDirect(socket, view);
   if (!done) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   return done;
 }
@@ -90,12 +95,7 @@ export class WriteBatch {
       const p = parts[0]!;
       if (typeof p === 'string' || !isLent(p)) return writeDirect(socket, p);
     }
-    if (this.bytes <= SCRATCH_BYTES) {
-      const view = this.coalesce(scratch);
-      const done = writeDirect(socket, view);
-      if (!done) scratch = Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-      return done;
-    }
+    if (this.bytes <= SCRATCH_BYTES) return writeScratch(socket, this.coalesce(scratch));
     const chunks: Buffer[] = new Array(n);
     for (let i = 0; i < n; i++) {
       const p = parts[i]!;

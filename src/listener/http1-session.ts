@@ -268,26 +268,27 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   forwardingFields(head: RequestHead): string {
     const cacheable = !this.trusted && head.via === null;
     if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
-    if (cacheable && head.host.length <= SHARED_HOST_MAX) {
-      // Connections from one client address to one host share the block (one string, not one each).
-      let shared = sharedBlocks.get(this.ctx);
-      if (shared === undefined) sharedBlocks.set(this.ctx, (shared = new Map()));
-      const key = `${head.minor} ${this.peer} ${head.host}`;
-      let block = shared.get(key);
-      if (block === undefined) {
-        if (shared.size >= SHARED_BLOCKS) shared.clear();
-        shared.set(key, (block = this.buildForwardingFields(head)));
-      }
-      this.fwdHost = head.host;
-      this.fwdMinor = head.minor;
-      this.fwdFields = block;
-      return block;
-    }
-    const block = this.buildForwardingFields(head);
+    const block =
+      cacheable && head.host.length <= SHARED_HOST_MAX
+        ? this.sharedForwardingFields(head)
+        : this.buildForwardingFields(head);
     if (cacheable) {
       this.fwdHost = head.host;
       this.fwdMinor = head.minor;
       this.fwdFields = block;
+    }
+    return block;
+  }
+
+  /** Connections from one client address to one host share the block (one string, not one each). */
+  private sharedForwardingFields(head: RequestHead): string {
+    let shared = sharedBlocks.get(this.ctx);
+    if (shared === undefined) sharedBlocks.set(this.ctx, (shared = new Map()));
+    const key = `${head.minor} ${this.peer} ${head.host}`;
+    let block = shared.get(key);
+    if (block === undefined) {
+      if (shared.size >= SHARED_BLOCKS) shared.clear();
+      shared.set(key, (block = this.buildForwardingFields(head)));
     }
     return block;
   }
