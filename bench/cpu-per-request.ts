@@ -1,6 +1,10 @@
 // User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
-//   node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw] [--scenario get-12b] [--duration 5]
+//   npx node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw|raw-handle] [--scenario get-12b]
+//                                     [--duration 5] [--strace] [--perf]
 // Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
+// `raw` and `raw-handle` are the reference forwarders (bench/raw-forwarder.ts, bench/raw-handle-forwarder.ts;
+// RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
+// MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { spawn } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -1,5 +1,7 @@
 // A second reference point for bench/analysis.md: like raw-forwarder.ts, but bytes move between the
-// sockets' libuv handles directly (handle.onread, handle.writeBuffer), skipping net.Socket's stream layer.
+// sockets' libuv handles directly (handle.onread, handle.writeBuffer), skipping net.Socket's stream layer,
+// and every read lands in one shared buffer. RAW_OWN_BUFFERS=1: reads into Node's per-read buffers instead;
+// RAW_SOCKET_WRITES=1: writes with socket.write instead. Internal Node API; a measuring tool, not a proxy.
 //
 //   node bench/raw-handle-forwarder.ts <listen port> <upstream port>
 import net from 'node:net';
