@@ -66,3 +66,27 @@ function quoteIfNeeded(v: string): string {
   }
   return q;
 }
+
+/**
+ * Forwarding-field blocks by listener, keyed by client (HTTP version and address) and Host, so that
+ * connections from one client address to one host share one string. Cleared when it reaches
+ * SHARED_BLOCKS entries: it saves memory and work and is never needed for correctness.
+ */
+const sharedBlocks = new WeakMap<object, Map<string, string>>();
+const SHARED_BLOCKS = 4096;
+/** Longer Host values are not shared (they would make the table large). */
+const SHARED_HOST_MAX = 255;
+
+/** The block for (`client`, `host`) on `listener`: shared when known, else made by `build`. */
+export function sharedBlock(listener: object, client: string, host: string, build: () => string): string {
+  if (host.length > SHARED_HOST_MAX) return build();
+  let shared = sharedBlocks.get(listener);
+  if (shared === undefined) sharedBlocks.set(listener, (shared = new Map()));
+  const key = `${client} ${host}`;
+  let block = shared.get(key);
+  if (block === undefined) {
+    if (shared.size >= SHARED_BLOCKS) shared.clear();
+    shared.set(key, (block = build()));
+  }
+  return block;
+}

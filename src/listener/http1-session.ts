@@ -11,16 +11,17 @@ import {
   writeDirectTo,
 } from '../core/direct-io.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
-import { WriteBatch } from '../core/write-batch.ts';
+import type { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
-import { forwardedHeaders } from '../forward/forwarded-headers.ts';
+import { forwardedHeaders, sharedBlock } from '../forward/forwarded-headers.ts';
 import { hostWithoutPort } from '../router/router.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from './downstream.ts';
+import { giveBackBatch, scheduleFlush, takeBatch } from './flush-queue.ts';
 import type { ListenerContext } from './listener-context.ts';
 
 const HEAD = 0; // waiting for / reading a request head
@@ -268,27 +269,14 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   forwardingFields(head: RequestHead): string {
     const cacheable = !this.trusted && head.via === null;
     if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
-    const block =
-      cacheable && head.host.length <= SHARED_HOST_MAX
-        ? this.sharedForwardingFields(head)
-        : this.buildForwardingFields(head);
+    // Connections from one client address to one Host share the block (one string, not one each).
+    const block = cacheable
+      ? sharedBlock(this.ctx, `${head.minor} ${this.peer}`, head.host, () => this.buildForwardingFields(head))
+      : this.buildForwardingFields(head);
     if (cacheable) {
       this.fwdHost = head.host;
       this.fwdMinor = head.minor;
       this.fwdFields = block;
-    }
-    return block;
-  }
-
-  /** Connections from one client address to one host share the block (one string, not one each). */
-  private sharedForwardingFields(head: RequestHead): string {
-    let shared = sharedBlocks.get(this.ctx);
-    if (shared === undefined) sharedBlocks.set(this.ctx, (shared = new Map()));
-    const key = `${head.minor} ${this.peer} ${head.host}`;
-    let block = shared.get(key);
-    if (block === undefined) {
-      if (shared.size >= SHARED_BLOCKS) shared.clear();
-      shared.set(key, (block = this.buildForwardingFields(head)));
     }
     return block;
   }
@@ -354,7 +342,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   queue(data: Buffer | string): void {
     let out = this.out;
     if (out === null) {
-      out = this.out = spareBatches.pop() ?? new WriteBatch();
+      out = this.out = takeBatch();
       scheduleFlush(this);
     }
     out.add(data);
@@ -366,7 +354,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     // The batch goes back to the spares: an idle connection holds none.
     this.out = null;
     const ok = out.flush(this.socket, this.direct); // on a destroyed socket this drops the data
-    if (spareBatches.length < SPARE_BATCHES) spareBatches.push(out);
+    giveBackBatch(out);
     if (!ok && !this.socket.destroyed) this.exchange?.onDownstreamBlocked();
   }
 
@@ -487,46 +475,6 @@ function onSocketClose(this: SessionSocket): void {
   this[kSession].onClose();
 }
 function ignore(): void {}
-
-/**
- * Forwarding-field blocks by listener, keyed by HTTP version, client address and Host. Cleared when it
- * reaches SHARED_BLOCKS entries: it only saves memory and work, it is never needed for correctness.
- */
-const sharedBlocks = new WeakMap<ListenerContext, Map<string, string>>();
-const SHARED_BLOCKS = 4096;
-/** Longer Host values are not shared (they would make the table large). */
-const SHARED_HOST_MAX = 255;
-
-/** Emptied write batches, handed to the next session that writes (at most SPARE_BATCHES kept). */
-const spareBatches: WriteBatch[] = [];
-const SPARE_BATCHES = 256;
-
-/**
- * Sessions with queued output, flushed together from one microtask: Node runs it right after the
- * current I/O callback, before any other I/O, so order is kept and each session writes once.
- */
-const toFlush: (Http1Session | null)[] = [];
-let toFlushCount = 0;
-let flushQueued = false;
-
-function scheduleFlush(s: Http1Session): void {
-  toFlush[toFlushCount++] = s;
-  if (!flushQueued) {
-    flushQueued = true;
-    queueMicrotask(flushAll);
-  }
-}
-
-function flushAll(): void {
-  flushQueued = false;
-  // Index loop: a flush may queue more (it never does today, but then they are flushed too). The
-  // array keeps its capacity: truncating it would free and regrow it on every event.
-  for (let i = 0; i < toFlushCount; i++) {
-    toFlush[i]!.flush();
-    toFlush[i] = null;
-  }
-  toFlushCount = 0;
-}
 
 /** buf[start, end) in a buffer of its own (a slice of Node's pool when small). */
 function copyOf(buf: Buffer, start: number, end: number): Buffer {
