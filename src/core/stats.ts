@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';

@@ -5,6 +5,7 @@
  * microseconds per tick for thousands of connections and no timer object or closure per connection,
  * where a `setTimeout` per connection would allocate and re-arm on every request.
  */
+import { performance } from 'node:perf_hooks';
 export interface Expirable {
   deadline: number;
   expire(now: number): void;

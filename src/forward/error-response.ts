@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import { ERRORS, type ErrorCode, reasonPhrase } from '../core/errors.ts';
 
 const cache = new Map<string, Buffer>();

@@ -1,9 +1,11 @@
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
-import type { RequestHead } from '../http1/request-head.ts';
+import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
 import type { Downstream } from '../listener/downstream.ts';
 import type { H2Session } from '../pool/h2-session.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
@@ -89,7 +91,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   /**
    * Start forwarding; `buf[start, end)` are bytes received after the head. Returns how many were body.
-   * `lent`: `buf` is valid only during the call (see onRequestBody).
+   * `lent`: `buf` (and the head, when parsed from it) is valid only during the call (see onRequestBody).
    */
   begin(buf: Buffer, start: number, end: number, lent = false): number {
     const head = this.head;
@@ -126,9 +128,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.beginning = true;
     this.acquireOn(endpoint);
     this.beginning = false;
-    // Still waiting for a connection: what is held must outlive this call.
-    const pending = this.pendingBody;
-    if (lent && pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
+    if (lent) {
+      // Still waiting for a connection: what is held must outlive this call. The head was parsed in
+      // place from the lent read (see Http1Session.parseLoop) and is needed again if no HTTP/1.1
+      // connection took it at once: to build the upstream head, or an HTTP/2 stream's headers on retry.
+      const pending = this.pendingBody;
+      if (pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
+      if (isLent(head.buf) && (this.conn === null || this.leg !== null)) ownHeadBytes(head);
+    }
     return used;
   }
 

@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';

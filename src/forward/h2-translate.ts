@@ -8,6 +8,7 @@
  * bytes written here are checked first: a value with CR, LF or NUL would otherwise become a second
  * field line in the synthesised head (header injection), so it is refused, never escaped.
  */
+import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { ErrorCode } from '../core/errors.ts';

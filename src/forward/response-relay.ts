@@ -1,6 +1,8 @@
+import { Buffer } from 'node:buffer';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
+import { putLatin1, sequential } from '../http1/latin1.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
 import type { H2Responder } from '../listener/downstream.ts';
 import type { Exchange } from './exchange.ts';
@@ -138,7 +140,7 @@ export class ResponseRelay {
     // connection cannot carry another request; say so (RFC 9110 §10.1.1).
     if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
     const via = viaField(res, ex.session.ctx.via);
-    const length = res.contentLength >= 0 ? `content-length: ${res.contentLength}\r\n` : '';
+    const length = contentLengthLine(res.contentLength);
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
     const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
     const conn = ex.closeDownstream ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
@@ -212,15 +214,29 @@ function headBytes(res: ResponseHead, a: string, b = '', c = '', d = '', room = 
   const out = Buffer.allocUnsafe(
     status.length + keptFieldBytes(res.fields) + a.length + b.length + c.length + d.length + 2 + room,
   );
-  let off = out.write(status, 0, 'latin1');
+  let off = putLatin1(out, 0, status);
   off = copyKeptFields(res.buf, res.fields, out, off);
-  if (a.length > 0) off += out.write(a, off, 'latin1');
-  if (b.length > 0) off += out.write(b, off, 'latin1');
-  if (c.length > 0) off += out.write(c, off, 'latin1');
-  if (d.length > 0) off += out.write(d, off, 'latin1');
+  if (a.length > 0) off = putLatin1(out, off, a);
+  if (b.length > 0) off = putLatin1(out, off, b);
+  if (c.length > 0) off = putLatin1(out, off, c);
+  if (d.length > 0) off = putLatin1(out, off, d);
   out[off] = 0x0d;
   out[off + 1] = 0x0a;
   return out;
+}
+
+// The last Content-Length line built: responses of one size repeat (see latin1.ts: sequential).
+let lastLength = -1;
+let lastLengthLine = '';
+
+/** `content-length: n` as a field line, or '' for -1 (no Content-Length). */
+function contentLengthLine(n: number): string {
+  if (n < 0) return '';
+  if (n !== lastLength) {
+    lastLength = n;
+    lastLengthLine = sequential(`content-length: ${n}\r\n`);
+  }
+  return lastLengthLine;
 }
 
 // The last status line built: nearly every response is "200 OK", so this saves a string per response.
@@ -232,7 +248,7 @@ function statusLine(status: number, reason: string): string {
   if (status !== lastStatus || reason !== lastReason) {
     lastStatus = status;
     lastReason = reason;
-    lastStatusLine = `HTTP/1.1 ${status} ${reason}\r\n`;
+    lastStatusLine = sequential(`HTTP/1.1 ${status} ${reason}\r\n`);
   }
   return lastStatusLine;
 }
@@ -249,7 +265,7 @@ function viaField(res: ResponseHead, via: string | null): string {
     if (via !== lastVia || res.minor !== lastViaMinor) {
       lastVia = via;
       lastViaMinor = res.minor;
-      lastViaLine = `via: 1.${res.minor} ${via}\r\n`;
+      lastViaLine = sequential(`via: 1.${res.minor} ${via}\r\n`);
     }
     return lastViaLine;
   }

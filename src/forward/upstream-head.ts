@@ -1,4 +1,6 @@
-import { renderHead } from '../http1/field-scan.ts';
+import { Buffer } from 'node:buffer';
+import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
+import { putLatin1, sequential } from '../http1/latin1.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { Route } from '../router/route.ts';
 
@@ -6,17 +8,54 @@ import type { Route } from '../router/route.ts';
  * The request head as sent upstream, always HTTP/1.1: route rewrites applied, the client's fields
  * copied as bytes except those the parser flagged (hop-by-hop, framing, Host, forwarding headers),
  * framing restated from what was validated (never copied), then `forwarding` (see forwarded-headers.ts).
+ * An HTTP/1.1 request line whose target is not rewritten is copied as it came, too.
  */
 export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: string): Buffer {
   const target = upstreamTarget(head, route);
-  const first = `${head.method} ${target} HTTP/1.1\r\nhost: ${route.hostRewrite ?? head.host}\r\n`;
-  let tail = head.chunked
-    ? 'transfer-encoding: chunked\r\n'
-    : head.contentLength >= 0
-      ? `content-length: ${head.contentLength}\r\n`
-      : '';
-  tail += forwarding;
-  return renderHead(first, head.buf, head.fields, tail);
+  const asIs = head.lineBytes > 0 && target === head.target;
+  const line = asIs ? '' : `${head.method} ${target} HTTP/1.1\r\n`;
+  const host = hostLine(route.hostRewrite ?? head.host);
+  const framing = head.chunked ? 'transfer-encoding: chunked\r\n' : contentLengthLine(head.contentLength);
+  const out = Buffer.allocUnsafe(
+    (asIs ? head.lineBytes : line.length) +
+      host.length +
+      keptFieldBytes(head.fields) +
+      framing.length +
+      forwarding.length +
+      2,
+  );
+  let off = asIs ? head.buf.copy(out, 0, head.start, head.start + head.lineBytes) : putLatin1(out, 0, line);
+  off = putLatin1(out, off, host);
+  off = copyKeptFields(head.buf, head.fields, out, off);
+  if (framing.length > 0) off = putLatin1(out, off, framing);
+  off = putLatin1(out, off, forwarding);
+  out[off] = 0x0d;
+  out[off + 1] = 0x0a;
+  return out;
+}
+
+// The last Host line and Content-Length line made: most requests repeat them (see latin1.ts: sequential).
+let lastHost = '';
+let lastHostLine = '';
+let lastLength = -1;
+let lastLengthLine = '';
+
+function hostLine(host: string): string {
+  if (host !== lastHost) {
+    lastHost = host;
+    lastHostLine = sequential(`host: ${host}\r\n`);
+  }
+  return lastHostLine;
+}
+
+/** `content-length: n` as a field line, or '' for -1 (no body). */
+function contentLengthLine(n: number): string {
+  if (n < 0) return '';
+  if (n !== lastLength) {
+    lastLength = n;
+    lastLengthLine = sequential(`content-length: ${n}\r\n`);
+  }
+  return lastLengthLine;
 }
 
 /** The request target sent upstream: the route's prefix_rewrite applied. */

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { ErrorCode } from '../core/errors.ts';
 import { FIELD_VALUE, TCHAR } from './chars.ts';
 

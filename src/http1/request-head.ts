@@ -1,9 +1,12 @@
+import { Buffer } from 'node:buffer';
 import type { ErrorCode } from '../core/errors.ts';
+import { latin1Slice } from './latin1.ts';
 import { HOST, TARGET, TCHAR } from './chars.ts';
 import {
   DROP,
   dropConnectionListed,
   F_COLON,
+  F_EOL,
   F_FLAG,
   F_START,
   F_VEND,
@@ -65,7 +68,14 @@ export interface RequestHead {
   via: string | null;
   /** Bytes of the head on the wire, CRLFCRLF included. */
   headBytes: number;
+  /**
+   * Bytes of the request line (CRLF included) when it may be sent upstream as it came: HTTP/1.1 with
+   * an origin-form or "*" target. 0 otherwise (absolute-form, CONNECT, HTTP/1.0).
+   */
+  lineBytes: number;
+  /** The head is buf[start, start + headBytes); `fields` are offsets into `buf`. */
   buf: Buffer;
+  start: number;
   fields: number[];
 }
 
@@ -80,26 +90,41 @@ export function parseRequestHead(
   end: number,
   limits: RequestLimits,
 ): RequestHead | ErrorCode {
-  const lineEnd = buf.indexOf(13, start) - start;
-  if (buf[start + lineEnd + 1] !== 0x0a) return 'invalid_request_line'; // a bare CR
-  const line = buf.toString('latin1', start, start + lineEnd);
-
-  // request-line = method SP request-target SP HTTP-version, single spaces only (RFC 9112 §3).
-  const sp1 = line.indexOf(' ');
-  if (sp1 <= 0) return 'invalid_request_line';
-  const sp2 = line.indexOf(' ', sp1 + 1);
-  if (sp2 === -1 || sp2 === sp1 + 1) return 'invalid_request_line';
-  const method = line.slice(0, sp1);
-  for (let i = 0; i < sp1; i++) if (TCHAR[line.charCodeAt(i)] !== 1) return 'invalid_request_line';
-  for (let i = sp1 + 1; i < sp2; i++) if (TARGET[line.charCodeAt(i)] !== 1) return 'invalid_request_line';
-  const version = line.slice(sp2 + 1);
+  // request-line = method SP request-target SP HTTP-version, single spaces only (RFC 9112 §3). Read
+  // as bytes: the common methods are constants, and the target is the only string made.
+  let i = start;
+  while (TCHAR[buf[i]!] === 1) i++;
+  const sp1 = i;
+  if (sp1 === start || buf[sp1] !== 0x20) return 'invalid_request_line';
+  i++;
+  while (TARGET[buf[i]!] === 1) i++;
+  const sp2 = i;
+  if (sp2 === sp1 + 1 || buf[sp2] !== 0x20) return 'invalid_request_line';
+  const v = sp2 + 1;
+  let cr = v;
+  while (cr < end && buf[cr] !== 0x0d) cr++;
+  if (buf[cr + 1] !== 0x0a) return 'invalid_request_line'; // a bare CR
+  // HTTP-version = "HTTP/" DIGIT "." DIGIT; only 1.1 and 1.0 are spoken here.
+  if (
+    cr - v !== 8 ||
+    buf[v] !== 0x48 ||
+    buf[v + 1] !== 0x54 ||
+    buf[v + 2] !== 0x54 ||
+    buf[v + 3] !== 0x50 ||
+    buf[v + 4] !== 0x2f ||
+    !isDigit(buf[v + 5]!) ||
+    buf[v + 6] !== 0x2e ||
+    !isDigit(buf[v + 7]!)
+  ) {
+    return 'invalid_request_line';
+  }
   let minor: number;
-  if (version === 'HTTP/1.1') minor = 1;
-  else if (version === 'HTTP/1.0') minor = 0;
-  else if (/^HTTP\/\d\.\d$/.test(version)) return 'unsupported_version';
-  else return 'invalid_request_line';
+  if (buf[v + 5] === 0x31 && buf[v + 7] === 0x31) minor = 1;
+  else if (buf[v + 5] === 0x31 && buf[v + 7] === 0x30) minor = 0;
+  else return 'unsupported_version';
+  const method = methodName(buf, start, sp1);
 
-  let target = line.slice(sp1 + 1, sp2);
+  let target = latin1Slice(buf, sp1 + 1, sp2);
   let absoluteAuthority: string | null = null;
   const c0 = target.charCodeAt(0);
   if (method === 'CONNECT') {
@@ -121,7 +146,7 @@ export function parseRequestHead(
     if (target.charCodeAt(0) !== 0x2f) return 'invalid_request_line';
   }
 
-  const fields = scanFields(buf, start + lineEnd + 2, end - 2, limits.maxHeaders);
+  const fields = scanFields(buf, cr + 2, end - 2, limits.maxHeaders);
   if (typeof fields === 'string') return fields;
 
   let host: string | null = null;
@@ -233,9 +258,48 @@ export function parseRequestHead(
     forwarded: fwd,
     via,
     headBytes: end - start,
+    lineBytes: minor === 1 && absoluteAuthority === null ? cr + 2 - start : 0,
     buf,
+    start,
     fields,
   };
+}
+
+/**
+ * Moves the head's bytes into a buffer of its own and rebases its field offsets. For a head parsed
+ * in place from a read buffer that is about to be reused (direct I/O lends each read), when the head
+ * is needed after the read: a request waiting for a connection, a tunnel being set up.
+ */
+export function ownHeadBytes(head: RequestHead): void {
+  const start = head.start;
+  const out = Buffer.allocUnsafe(head.headBytes);
+  head.buf.copy(out, 0, start, start + head.headBytes);
+  const f = head.fields;
+  for (let i = 0; i < f.length; i += FIELD_STRIDE) {
+    f[i + F_START]! -= start;
+    f[i + F_COLON]! -= start;
+    f[i + F_VSTART]! -= start;
+    f[i + F_VEND]! -= start;
+    f[i + F_EOL]! -= start;
+  }
+  head.buf = out;
+  head.start = 0;
+}
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** The method as a string: the common ones are constants, so no string is made per request. */
+function methodName(buf: Buffer, start: number, end: number): string {
+  const n = end - start;
+  const c = buf[start];
+  if (n === 3 && c === 0x47 && buf[start + 1] === 0x45 && buf[start + 2] === 0x54) return 'GET';
+  if (n === 4 && c === 0x50 && buf[start + 1] === 0x4f && buf[start + 2] === 0x53 && buf[start + 3] === 0x54)
+    return 'POST';
+  if (n === 4 && c === 0x48 && buf[start + 1] === 0x45 && buf[start + 2] === 0x41 && buf[start + 3] === 0x44)
+    return 'HEAD';
+  return latin1Slice(buf, start, end);
 }
 
 /** "host:port" as CONNECT names its target: a reg-name, IPv4 or [IPv6] host and a port 1-65535. */

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import http2, { type ServerHttp2Session } from 'node:http2';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ListenerContext } from './listener-context.ts';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import http2, { type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { Exchange } from '../forward/exchange.ts';

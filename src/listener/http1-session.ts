@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
@@ -15,9 +17,10 @@ import type { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
-import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
+import { ownHeadBytes, parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { forwardedHeaders, sharedBlock } from '../forward/forwarded-headers.ts';
 import { hostWithoutPort } from '../router/router.ts';
+import { sequential } from '../http1/latin1.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from './downstream.ts';
@@ -215,10 +218,9 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
           ? 'bare_lf'
           : end - start > this.ctx.limits.maxHeaderBytes
             ? 'header_too_large'
-            : this.lent
-              ? // The head outlives this read (the exchange uses it until the response ends): parse a copy.
-                parseRequestHead(copyOf(buf, start, end), 0, end - start, this.ctx.limits)
-              : parseRequestHead(buf, start, end, this.ctx.limits);
+            : // Parsed in place even from a lent read: nearly always the upstream head is built from
+              // it within this read; whoever keeps it longer gives it its own bytes (ownHeadBytes).
+              parseRequestHead(buf, start, end, this.ctx.limits);
       if (typeof head === 'string') {
         this.reject(head);
         return;
@@ -239,6 +241,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
           return;
         }
         if (plan !== null) {
+          if (this.lent) ownHeadBytes(head);
           startTunnel(this.takeOver(end), plan);
           return;
         }
@@ -271,7 +274,9 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
     // Connections from one client address to one Host share the block (one string, not one each).
     const block = cacheable
-      ? sharedBlock(this.ctx, `${head.minor} ${this.peer}`, head.host, () => this.buildForwardingFields(head))
+      ? sharedBlock(this.ctx, `${head.minor} ${this.peer}`, head.host, () =>
+          sequential(this.buildForwardingFields(head)),
+        )
       : this.buildForwardingFields(head);
     if (cacheable) {
       this.fwdHost = head.host;
@@ -475,13 +480,6 @@ function onSocketClose(this: SessionSocket): void {
   this[kSession].onClose();
 }
 function ignore(): void {}
-
-/** buf[start, end) in a buffer of its own (a slice of Node's pool when small). */
-function copyOf(buf: Buffer, start: number, end: number): Buffer {
-  const out = Buffer.allocUnsafe(end - start);
-  buf.copy(out, 0, start, end);
-  return out;
-}
 
 function pathOf(target: string): string {
   const q = target.indexOf('?');

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';

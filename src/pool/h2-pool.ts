@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { ConnectObserver, PoolOptions } from './h1-pool.ts';
 import { PendingQueue } from './pending-queue.ts';

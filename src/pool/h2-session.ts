@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import http2 from 'node:http2';
 import type net from 'node:net';
 import type tls from 'node:tls';

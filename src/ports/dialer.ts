@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import net from 'node:net';
 import type { KernelBudget, PortAllocator, PortLease, SourcePlan } from './port-allocator.ts';
 

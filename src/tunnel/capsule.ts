@@ -8,6 +8,7 @@
  * followed by the payload. For CONNECT-UDP, context 0 carries whole UDP payloads; other contexts
  * belong to extensions this proxy does not negotiate, so their datagrams are dropped.
  */
+import { Buffer } from 'node:buffer';
 import { readVarint, VARINT_NEED_MORE, VARINT_UNSAFE, varintLength, varintSizeAt, writeVarint } from './quic-varint.ts';
 
 export const CAPSULE_DATAGRAM = 0x00;

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import net from 'node:net';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';

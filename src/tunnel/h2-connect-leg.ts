@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { ErrorCode } from '../core/errors.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';

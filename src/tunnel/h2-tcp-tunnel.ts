@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';

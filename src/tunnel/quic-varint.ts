@@ -8,6 +8,7 @@
  * numbers are exact only up to 2^53-1, so an 8-byte value above that is not rounded but reported as
  * VARINT_UNSAFE; the bigint pair covers the full 62-bit range for the rare caller that needs it.
  */
+import { Buffer } from 'node:buffer';
 
 /** `readVarint` result: the buffer ends before the varint does; feed more bytes and read again. */
 export const VARINT_NEED_MORE = -1;

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import http2, { type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';

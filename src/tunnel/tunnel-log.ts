@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ErrorCode } from '../core/errors.ts';
 import type { SpliceResult } from './splice.ts';
 import type { TunnelDownstream } from './tunnel-downstream.ts';

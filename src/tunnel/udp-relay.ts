@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import dgram from 'node:dgram';
 import type { Duplex } from 'node:stream';
 import { CapsuleParser, type CapsuleErrorCode, encodeDatagramCapsule } from './capsule.ts';

@@ -1,3 +1,4 @@
+import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';

@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';

@@ -112,6 +112,18 @@ async function postInOneWrite(port: number, path: string, body: Buffer): Promise
   return all.slice(all.indexOf('\r\n\r\n') + 4);
 }
 
+/** A GET with an `x-probe` field, written in one piece; resolves with the response body. */
+async function getInOneWrite(port: number, path: string, probe: string): Promise<string> {
+  const s = net.connect(port, '127.0.0.1');
+  await new Promise<void>((r) => s.once('connect', () => r()));
+  s.write(`GET ${path} HTTP/1.1\r\nHost: up\r\nX-Probe: ${probe}\r\nConnection: close\r\n\r\n`);
+  const chunks: Buffer[] = [];
+  s.on('data', (c: Buffer) => chunks.push(c));
+  await new Promise((r) => s.once('close', r));
+  const all = Buffer.concat(chunks).toString('latin1');
+  return all.slice(all.indexOf('\r\n\r\n') + 4);
+}
+
 // Every case runs on both I/O paths: direct reads and writes on the sockets' handles (the default), and
 // net.Socket streams (`direct_io: false`).
 for (const directIo of [true, false]) {
@@ -248,6 +260,31 @@ for (const directIo of [true, false]) {
       assert.deepEqual(
         answers,
         bodies.map((b) => sha256(b)),
+      );
+    });
+
+    test('request heads that wait for a pooled connection are forwarded intact', async (t) => {
+      // A head is parsed where it was read; one that waits in the pool queue must not point into the
+      // shared read buffer, which the other clients' requests overwrite meanwhile.
+      const backend = await httpBackend((req, res) => {
+        if (req.url === '/hold') setTimeout(() => res.end('held'), 300);
+        else res.end(`${req.url} ${req.headers['x-probe']}`);
+      });
+      t.after(() => backend.close());
+      const proxy = await startProxy({
+        upstreams: [backend.addr],
+        cluster: { pool: { max_connections: 1 } },
+        config: { direct_io: directIo },
+      });
+      t.after(() => proxy.close());
+      const hold = fetch(`${proxy.url}/hold`).then((r) => r.text());
+      await new Promise((r) => setTimeout(r, 50));
+      const probes = Array.from({ length: 8 }, (_, i) => randomBytes(10 + i * 7).toString('hex'));
+      const answers = await Promise.all(probes.map((p, i) => getInOneWrite(proxy.port, `/q${i}`, p)));
+      assert.equal(await hold, 'held');
+      assert.deepEqual(
+        answers,
+        probes.map((p, i) => `/q${i} ${p}`),
       );
     });
 

@@ -287,6 +287,8 @@ describe('RFC 8441 towards the backends (cluster websocket: h2)', () => {
   const h2cluster = { protocol: 'http2', websocket: 'h2' };
 
   it('carries HTTP/1.1 client WebSockets as streams of one upstream connection', async (t) => {
+    // Also guards the tunnel's copy of the request head (parsed in place from the shared read buffer):
+    // each 101 carries an accept computed from the client's key after the upstream stream answers.
     const { b, p } = await setup(t, { h2Backend: true, cluster: h2cluster });
     const socks = await Promise.all(Array.from({ length: 50 }, () => wsConnect(`ws://127.0.0.1:${p.port}/x`)));
     await Promise.all(
