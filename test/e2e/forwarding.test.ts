@@ -667,6 +667,50 @@ describe('connection management', () => {
   });
 });
 
+describe('the request line sent upstream', () => {
+  it("is the client's line when it can be, and rebuilt for absolute-form, HTTP/1.0 and prefix_rewrite", async (t) => {
+    // An HTTP/1.1 line with an untouched target is copied upstream as bytes; the others are rebuilt.
+    const lines: string[] = [];
+    const up = await rawUpstream(t, (req, r) => {
+      lines.push(`${req.method} ${req.target} ${req.version} host=${field(req, 'host')}`);
+      r.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
+    });
+    const proxy = await proxyTo(t, [up.addr], {
+      routes: [{ match: { path: { prefix: '/api/' } }, prefix_rewrite: '/v2/', cluster: 'up' }, { cluster: 'up' }],
+    });
+    const c = await connect(proxy.port, t);
+    const sent = [
+      'GET /a?b=1 HTTP/1.1',
+      'POST /form HTTP/1.1',
+      'HEAD /h HTTP/1.1',
+      'PURGE /x HTTP/1.1', // an extension method
+      'get /lower HTTP/1.1', // methods are case-sensitive: "get" is not GET, and goes as it came
+      'GET http://app/abs?q=1 HTTP/1.1',
+      'OPTIONS * HTTP/1.1',
+      'GET /api/users?id=7 HTTP/1.1',
+    ];
+    for (const line of sent) {
+      const body = line.startsWith('POST') ? 'Content-Length: 0\r\n' : '';
+      c.write(`${line}\r\nHost: app\r\n${body}\r\n`);
+      assert.equal((await c.readResponse({ method: line.slice(0, line.indexOf(' ')) })).status, 200);
+    }
+    const old = await connect(proxy.port, t);
+    old.write('GET /old HTTP/1.0\r\nHost: app\r\n\r\n');
+    assert.equal((await old.readResponse()).status, 200);
+    assert.deepEqual(lines, [
+      'GET /a?b=1 HTTP/1.1 host=app',
+      'POST /form HTTP/1.1 host=app',
+      'HEAD /h HTTP/1.1 host=app',
+      'PURGE /x HTTP/1.1 host=app',
+      'get /lower HTTP/1.1 host=app',
+      'GET /abs?q=1 HTTP/1.1 host=app',
+      'OPTIONS * HTTP/1.1 host=app',
+      'GET /v2/users?id=7 HTTP/1.1 host=app',
+      'GET /old HTTP/1.1 host=app',
+    ]);
+  });
+});
+
 describe('HTTP/1.0', () => {
   it('closes after the response unless the HTTP/1.0 client asked for keep-alive', async (t) => {
     const up = await nodeUpstream(t, (req, res) => {

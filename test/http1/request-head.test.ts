@@ -4,6 +4,7 @@ import type { ErrorCode } from '../../src/core/errors.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../../src/http1/head-end.ts';
 import {
   CL_CONFLICT,
+  ownHeadBytes,
   parseContentLength,
   parseRequestHead,
   type RequestHead,
@@ -144,6 +145,35 @@ describe('parseRequestHead: accepted forms', () => {
     assert.equal(h.method, 'PUT');
     assert.equal(h.host, 'h');
     assert.equal(h.headBytes, head.length);
+  });
+
+  test('lineBytes: the request line can go upstream as it came only for HTTP/1.1 origin-form and "*"', () => {
+    assert.equal(accept('GET /a?b HTTP/1.1\r\nHost: h\r\n\r\n').lineBytes, 'GET /a?b HTTP/1.1\r\n'.length);
+    assert.equal(accept('OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n').lineBytes, 'OPTIONS * HTTP/1.1\r\n'.length);
+    assert.equal(accept('GET http://h/a HTTP/1.1\r\n\r\n').lineBytes, 0);
+    assert.equal(accept('GET /a HTTP/1.0\r\n\r\n').lineBytes, 0);
+    assert.equal(accept('CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n').lineBytes, 0);
+  });
+
+  test('methods: the common ones and any other token, case kept', () => {
+    for (const m of ['GET', 'POST', 'HEAD', 'PUT', 'PATCH', 'DELETE', 'PURGE', 'get', 'GETX', 'POS', 'M-SEARCH']) {
+      assert.equal(accept(`${m} / HTTP/1.1\r\nHost: h\r\n\r\n`).method, m);
+    }
+  });
+
+  test('ownHeadBytes: the head keeps its fields when the buffer it was parsed from is overwritten', () => {
+    const prefix = 'GET / HTTP/1.1\r\nHost: earlier\r\n\r\n';
+    const head = 'PUT /x HTTP/1.1\r\nHost: h\r\nX-A: one\r\nX-B:  two \r\n\r\n';
+    const buf = bytes(prefix + head);
+    const end = findHeadEnd(buf, prefix.length, prefix.length, buf.length);
+    const h = parseRequestHead(buf, prefix.length, end, { maxHeaders: 100 }) as RequestHead;
+    const before = requestFields(h);
+    ownHeadBytes(h);
+    buf.fill(0x5a);
+    assert.equal(h.start, 0);
+    assert.equal(h.buf.length, head.length);
+    assert.deepEqual(requestFields(h), before);
+    assert.deepEqual(before.values, ['h', 'one', 'two']);
   });
 
   test('absolute-form: the authority replaces the Host header and the target becomes origin-form', () => {
