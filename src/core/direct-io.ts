@@ -25,10 +25,11 @@ import { getSystemErrorName } from 'node:util';
  */
 export interface ReadSink {
   /**
-   * `view` is lent: it points into the shared read buffer and is only valid during the call. Bytes
-   * kept past it (or written where the write may complete later) must be copied.
+   * The read is `buf[0, length)`. `buf` is lent: it is the shared read buffer, valid only during the
+   * call. Bytes kept past it (or written where the write may complete later) must be copied. (The
+   * buffer and a length rather than a view: a view is an object per read.)
    */
-  onDirectRead(view: Buffer): void;
+  onDirectRead(buf: Buffer, length: number): void;
 }
 
 /** Told when every direct write that had to wait for the kernel has gone out (the 'drain' of direct writes). */
@@ -249,7 +250,7 @@ function onDirectRead(this: StreamHandle): void {
     if (socket.destroyed) return;
     const sink = this[kSink];
     if (sink !== null && sink !== undefined) {
-      sink.onDirectRead(READ_BUFFER.subarray(0, n));
+      sink.onDirectRead(READ_BUFFER, n);
     } else if (!socket.push(Buffer.from(READ_BUFFER.subarray(0, n)))) {
       this.reading = false;
       this.readStop();

@@ -257,10 +257,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   // --- UpstreamUser ---
 
-  onUpstreamData(chunk: Buffer): void {
+  onUpstreamData(chunk: Buffer, end: number): void {
     if (this.done) return;
     const conn = this.conn!;
-    this.relay.onData(chunk);
+    this.relay.onData(chunk, end);
     // The response timeout restarts with every read; a response that completed here needs none.
     if (!this.done && this.conn === conn) conn.deadline = performance.now() + this.responseTimeoutMs();
   }

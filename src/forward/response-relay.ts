@@ -45,27 +45,29 @@ export class ResponseRelay {
     this.ex = ex;
   }
 
-  onData(chunk: Buffer): void {
+  /** Response bytes `chunk[0, len)` (`chunk` may be the shared read buffer: see ReadSink). */
+  onData(chunk: Buffer, len: number): void {
     this.gotBytes = true;
     if (this.headSent) {
-      this.relayBody(chunk, 0);
+      this.relayBody(chunk, 0, len);
       return;
     }
     let buf = chunk;
     if (this.buf !== null) {
-      buf = Buffer.concat([this.buf, chunk]);
+      buf = Buffer.concat([this.buf, chunk.subarray(0, len)]);
+      len = buf.length;
       this.buf = null;
     }
     let pos = 0;
     for (;;) {
-      const end = findHeadEnd(buf, pos, resumeFrom(pos, this.scanned), buf.length);
+      const end = findHeadEnd(buf, pos, resumeFrom(pos, this.scanned), len);
       if (end === NEED_MORE) {
-        if (buf.length - pos > MAX_RESPONSE_HEAD) {
+        if (len - pos > MAX_RESPONSE_HEAD) {
           this.ex.fail('upstream_protocol_error');
           return;
         }
         // A copy: `buf` may be the shared upstream read buffer, reused by the next read.
-        this.buf = Buffer.from(buf.subarray(pos));
+        this.buf = Buffer.from(buf.subarray(pos, len));
         this.scanned = this.buf.length;
         return;
       }
@@ -79,7 +81,7 @@ export class ResponseRelay {
       pos = end;
       if (res.status >= 200) {
         // A small body that is all here leaves in the head's buffer: one allocation, one copy.
-        pos += this.writeHead(res, buf, pos);
+        pos += this.writeHead(res, buf, pos, len);
         break;
       }
       // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients as they come.
@@ -89,10 +91,10 @@ export class ResponseRelay {
       if (res.status === 100) this.continued = true;
     }
     if (this.mode === NONE || (this.mode === LENGTH && this.remaining === 0)) {
-      this.ex.complete(pos === buf.length && this.res!.reusable);
+      this.ex.complete(pos === len && this.res!.reusable);
       return;
     }
-    if (pos < buf.length) this.relayBody(buf, pos);
+    if (pos < len) this.relayBody(buf, pos, len);
   }
 
   /** The upstream closed. Returns true when that was the end of a close-delimited body. */
@@ -105,9 +107,9 @@ export class ResponseRelay {
 
   /**
    * Writes the final head. When the body is framed by Content-Length, is at most INLINE_BODY bytes and
-   * is all in `buf[pos, …)`, it is written in the same buffer; returns how many body bytes that took.
+   * is all in `buf[pos, len)`, it is written in the same buffer; returns how many body bytes that took.
    */
-  private writeHead(res: ResponseHead, buf: Buffer, pos: number): number {
+  private writeHead(res: ResponseHead, buf: Buffer, pos: number, len: number): number {
     const ex = this.ex;
     const head = ex.head;
     this.res = res;
@@ -144,7 +146,7 @@ export class ResponseRelay {
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
     const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
     const conn = ex.closeDownstream ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
-    const inline = this.mode === LENGTH && this.remaining <= INLINE_BODY && this.remaining <= buf.length - pos;
+    const inline = this.mode === LENGTH && this.remaining <= INLINE_BODY && this.remaining <= len - pos;
     const body = inline ? this.remaining : 0;
     const out = headBytes(res, via, length, chunked, conn, body);
     if (inline) {
@@ -157,14 +159,14 @@ export class ResponseRelay {
     return body;
   }
 
-  private relayBody(buf: Buffer, pos: number): void {
+  /** Body bytes `buf[pos, len)`. */
+  private relayBody(buf: Buffer, pos: number, len: number): void {
     const ex = this.ex;
-    const len = buf.length;
     switch (this.mode) {
       case LENGTH: {
         const avail = len - pos;
         const take = Math.min(avail, this.remaining);
-        this.write(take === len ? buf : buf.subarray(pos, pos + take));
+        this.write(take === buf.length ? buf : buf.subarray(pos, pos + take));
         this.remaining -= take;
         if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);
         return;
@@ -177,13 +179,13 @@ export class ResponseRelay {
           return;
         }
         const ranges = scanner.ranges;
-        if (ranges === null) this.write(n === len ? buf : buf.subarray(pos, pos + n));
+        if (ranges === null) this.write(n === buf.length ? buf : buf.subarray(pos, pos + n));
         else for (let i = 0; i < ranges.length; i += 2) this.write(buf.subarray(ranges[i], ranges[i + 1]));
         if (scanner.done) ex.complete(pos + n === len && this.res!.reusable);
         return;
       }
       case CLOSE: {
-        const data = pos === 0 ? buf : buf.subarray(pos);
+        const data = pos === 0 && len === buf.length ? buf : buf.subarray(pos, len);
         if (data.length === 0) return;
         if (this.rechunk) this.write(`${data.length.toString(16)}\r\n`);
         this.write(data);

@@ -6,6 +6,7 @@ import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import {
   type DrainSink,
   detachDirect,
+  isLent,
   pauseDirect,
   type ReadSink,
   readDirect,
@@ -51,6 +52,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   /** Unconsumed input: buf[bufStart, bufEnd). */
   private buf: Buffer | null = null;
   private bufStart = 0;
+  private bufEnd = 0;
   private scanned = 0;
   exchange: Exchange | null = null;
   deadline = 0;
@@ -105,17 +107,18 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     socket.on('close', onSocketClose);
   }
 
-  onDirectRead(view: Buffer): void {
+  onDirectRead(chunk: Buffer, length: number): void {
     this.lent = true;
     try {
-      this.onData(view);
+      this.onData(chunk, length);
     } finally {
       this.lent = false;
     }
     // Input kept for later (a partial head, pipelined requests) must not point into the shared buffer.
     const buf = this.buf;
-    if (buf !== null && buf.buffer === view.buffer) {
-      this.buf = this.bufStart < buf.length ? Buffer.from(buf.subarray(this.bufStart)) : null;
+    if (buf !== null && isLent(buf)) {
+      this.buf = this.bufStart < this.bufEnd ? Buffer.from(buf.subarray(this.bufStart, this.bufEnd)) : null;
+      this.bufEnd = this.buf === null ? 0 : this.buf.length;
       this.scanned = Math.max(0, this.scanned - this.bufStart);
       this.bufStart = 0;
     }
@@ -130,7 +133,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
    * order, then reading resumes.
    */
   startAfterSniff(first: Buffer): void {
-    this.onData(first);
+    this.onData(first, first.length);
     if (!this.direct) {
       this.socket.resume();
       return;
@@ -139,37 +142,40 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     while (this.state !== TUNNEL && !this.socket.destroyed) {
       const c = this.socket.read() as Buffer | null;
       if (c === null) break;
-      this.onData(c);
+      this.onData(c, c.length);
     }
     if (this.state !== TUNNEL) this.maybeResume();
   }
 
-  onData(chunk: Buffer): void {
-    this.ctx.stats.bytesIn += chunk.length;
+  /** Input bytes `chunk[0, end)`. */
+  onData(chunk: Buffer, end: number): void {
+    this.ctx.stats.bytesIn += end;
     const ex = this.exchange;
     if (ex !== null && !ex.requestDone) {
-      const used = ex.onRequestBody(chunk, 0, chunk.length, this.lent);
-      if (used < 0 || used === chunk.length) return;
-      this.stash(chunk.subarray(used));
+      const used = ex.onRequestBody(chunk, 0, end, this.lent);
+      if (used < 0 || used === end) return;
+      this.stash(chunk, used, end);
       return;
     }
-    this.stash(chunk);
+    this.stash(chunk, 0, end);
     if (this.state === HEAD) this.processInput();
   }
 
-  /** Append bytes to the input buffer; pause reading if a pipelining client runs too far ahead. */
-  private stash(chunk: Buffer): void {
-    if (this.buf === null || this.bufStart === this.buf.length) {
+  /** Append `chunk[start, end)` to the input; pause reading if a pipelining client runs too far ahead. */
+  private stash(chunk: Buffer, start: number, end: number): void {
+    if (this.buf === null || this.bufStart === this.bufEnd) {
       this.buf = chunk;
-      this.bufStart = 0;
-      this.scanned = 0;
+      this.bufStart = start;
+      this.bufEnd = end;
+      this.scanned = start;
     } else {
-      const rest = this.buf.subarray(this.bufStart);
+      const rest = this.buf.subarray(this.bufStart, this.bufEnd);
       this.scanned -= this.bufStart;
-      this.buf = Buffer.concat([rest, chunk]);
+      this.buf = Buffer.concat([rest, chunk.subarray(start, end)]);
       this.bufStart = 0;
+      this.bufEnd = this.buf.length;
     }
-    if (this.state !== HEAD && this.buf.length - this.bufStart > PIPELINE_BUFFER && !this.readPausedForPipeline) {
+    if (this.state !== HEAD && this.bufEnd - this.bufStart > PIPELINE_BUFFER && !this.readPausedForPipeline) {
       this.readPausedForPipeline = true;
       this.pauseReading();
     }
@@ -185,9 +191,10 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       this.processing = false;
     }
     // Drop a fully consumed buffer: an idle keep-alive connection should hold no input bytes.
-    if (this.buf !== null && this.bufStart >= this.buf.length) {
+    if (this.buf !== null && this.bufStart >= this.bufEnd) {
       this.buf = null;
       this.bufStart = 0;
+      this.bufEnd = 0;
       this.scanned = 0;
     }
     // The client half-closed and what is left is not a whole request: none will follow.
@@ -195,22 +202,23 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   }
 
   private parseLoop(): void {
-    while (this.state === HEAD && this.buf !== null && this.bufStart < this.buf.length) {
+    while (this.state === HEAD && this.buf !== null && this.bufStart < this.bufEnd) {
       const buf = this.buf;
+      const bufEnd = this.bufEnd;
       let start = this.bufStart;
       // RFC 9112 §2.2: ignore empty lines before a request line.
-      while (start + 1 < buf.length && buf[start] === 13 && buf[start + 1] === 10) start += 2;
+      while (start + 1 < bufEnd && buf[start] === 13 && buf[start + 1] === 10) start += 2;
       this.bufStart = start;
-      if (start === buf.length) return;
+      if (start === bufEnd) return;
       const justStarted = !this.headStarted;
       this.headStarted = true;
-      const end = findHeadEnd(buf, start, resumeFrom(start, this.scanned), buf.length);
+      const end = findHeadEnd(buf, start, resumeFrom(start, this.scanned), bufEnd);
       if (end === NEED_MORE) {
         // header_timeout runs from the head's first bytes; a head that is complete in its first read
         // (nearly all of them) never needs the deadline, so the clock is read only here.
         if (justStarted) this.deadline = performance.now() + this.ctx.limits.headerTimeoutMs;
-        this.scanned = buf.length;
-        if (buf.length - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
+        this.scanned = bufEnd;
+        if (bufEnd - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
         return;
       }
       const head =
@@ -251,7 +259,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       const ex = new Exchange(this, head, route, path, last);
       this.exchange = ex;
       // Body bytes already received ride along; the exchange takes what belongs to it.
-      const used = ex.begin(buf, end, buf.length, this.lent);
+      const used = ex.begin(buf, end, bufEnd, this.lent);
       if (used > 0 && this.buf === buf) this.bufStart += used;
     }
   }
@@ -401,7 +409,9 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
     this.state = TUNNEL;
     this.deadline = 0;
     sweeper.delete(this);
-    const rest = this.buf === null ? null : this.lent ? Buffer.from(this.buf.subarray(end)) : this.buf.subarray(end);
+    const buf = this.buf;
+    const rest =
+      buf === null ? null : this.lent ? Buffer.from(buf.subarray(end, this.bufEnd)) : buf.subarray(end, this.bufEnd);
     this.buf = null;
     return new H1TunnelDownstream(this, rest);
   }
@@ -429,7 +439,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   }
 
   private bufferedBytes(): number {
-    return this.buf === null ? 0 : this.buf.length - this.bufStart;
+    return this.buf === null ? 0 : this.bufEnd - this.bufStart;
   }
 
   private pauseReading(): void {
@@ -468,7 +478,7 @@ const kSession = Symbol('muxgate.session');
 type SessionSocket = Socket & { [kSession]: Http1Session };
 
 function onSocketData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onData(chunk);
+  this[kSession].onData(chunk, chunk.length);
 }
 function onSocketEnd(this: SessionSocket): void {
   this[kSession].onEnd();

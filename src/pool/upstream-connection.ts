@@ -27,7 +27,8 @@ export interface UpstreamUser {
    * Bytes from the upstream. `chunk` may be a view of the shared read buffer, valid only during the
    * call: whoever keeps bytes past it must copy them.
    */
-  onUpstreamData(chunk: Buffer): void;
+  /** The response bytes `chunk[0, end)`. */
+  onUpstreamData(chunk: Buffer, end: number): void;
   /**
    * The upstream ended or reset the connection (or it failed); the user must release it as not reusable.
    * `hadError` is true for a reset: the connection did not end cleanly (a close-delimited body is truncated).
@@ -80,7 +81,7 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink, Re
         return;
       }
       secure.on('data', (chunk: Buffer) => {
-        if (this.user !== null) this.user.onUpstreamData(chunk);
+        if (this.user !== null) this.user.onUpstreamData(chunk, chunk.length);
         else secure.destroy();
       });
       this.ready(secure);
@@ -95,7 +96,7 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink, Re
     this.direct =
       this.pool.tls === null && this.pool.opts.directIo && readDirect(socket, this) && writeDirectTo(socket, this);
     if (!this.direct) {
-      if (this.pool.tls === null) socket.on('data', (chunk: Buffer) => this.onDirectRead(chunk));
+      if (this.pool.tls === null) socket.on('data', (chunk: Buffer) => this.onDirectRead(chunk, chunk.length));
       socket.on('drain', () => this.user?.onUpstreamDrain());
     }
     // Half-close from the upstream means it will not take another request; the user may still be
@@ -119,8 +120,8 @@ export class UpstreamConnection implements Expirable, DialHandler, DrainSink, Re
     this.user?.onUpstreamDrain();
   }
 
-  onDirectRead(view: Buffer): void {
-    if (this.user !== null) this.user.onUpstreamData(view);
+  onDirectRead(buf: Buffer, length: number): void {
+    if (this.user !== null) this.user.onUpstreamData(buf, length);
     else this.socket.destroy(); // bytes nobody asked for: the connection is out of sync, never reuse it
   }
 
