@@ -68,7 +68,6 @@ async function main(): Promise<void> {
     spec = proxySpec(values.proxy as ProxyName, dir);
     // --perf: let perf resolve JIT-compiled JavaScript frames
     if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
-    if (process.env.MUXGATE_NODE_ARGS) spec.args = [...process.env.MUXGATE_NODE_ARGS.split(' '), ...spec.args];
   }
   const server = await startServer(spec, dir);
   const port = values.proxy.startsWith('raw') ? RAW_PORT : PROXY_PORTS[values.proxy as ProxyName];

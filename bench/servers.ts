@@ -357,6 +357,9 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
       // process (so the pid we measure is muxgate's own): process.execPath is
       // the npm-installed node 26 that runs this harness.
       const args = [join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
+      // MUXGATE_NODE_ARGS="…": Node options for muxgate only (e.g. --trace-gc, which NODE_OPTIONS refuses)
+      const extra = process.env.MUXGATE_NODE_ARGS;
+      if (extra !== undefined && extra !== '') args.unshift(...extra.split(' '));
       return { name: id, port, cpu, command: process.execPath, args, logFiles: [] };
     }
   }
