@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
-import { putLatin1, sequential } from '../http1/latin1.ts';
+import { LineMemo, putLatin1, sequential } from '../http1/latin1.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
 import type { H2Responder } from '../listener/downstream.ts';
 import type { Exchange } from './exchange.ts';
@@ -142,7 +142,7 @@ export class ResponseRelay {
     // connection cannot carry another request; say so (RFC 9110 §10.1.1).
     if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
     const via = viaField(res, ex.session.ctx.via);
-    const length = contentLengthLine(res.contentLength);
+    const length = res.contentLength >= 0 ? lengthLines.get(res.contentLength) : '';
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
     const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
     const conn = ex.closeDownstream ? 'connection: close\r\n' : http10 ? 'connection: keep-alive\r\n' : '';
@@ -227,19 +227,7 @@ function headBytes(res: ResponseHead, a: string, b = '', c = '', d = '', room = 
   return out;
 }
 
-// The last Content-Length line built: responses of one size repeat (see latin1.ts: sequential).
-let lastLength = -1;
-let lastLengthLine = '';
-
-/** `content-length: n` as a field line, or '' for -1 (no Content-Length). */
-function contentLengthLine(n: number): string {
-  if (n < 0) return '';
-  if (n !== lastLength) {
-    lastLength = n;
-    lastLengthLine = sequential(`content-length: ${n}\r\n`);
-  }
-  return lastLengthLine;
-}
+const lengthLines = new LineMemo((n: number) => `content-length: ${n}\r\n`);
 
 // The last status line built: nearly every response is "200 OK", so this saves a string per response.
 let lastStatus = 0;

@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
-import { putLatin1, sequential } from '../http1/latin1.ts';
+import { LineMemo, putLatin1 } from '../http1/latin1.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { Route } from '../router/route.ts';
 
@@ -14,8 +14,12 @@ export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: s
   const target = upstreamTarget(head, route);
   const asIs = head.lineBytes > 0 && target === head.target;
   const line = asIs ? '' : `${head.method} ${target} HTTP/1.1\r\n`;
-  const host = hostLine(route.hostRewrite ?? head.host);
-  const framing = head.chunked ? 'transfer-encoding: chunked\r\n' : contentLengthLine(head.contentLength);
+  const host = hostLines.get(route.hostRewrite ?? head.host);
+  const framing = head.chunked
+    ? 'transfer-encoding: chunked\r\n'
+    : head.contentLength >= 0
+      ? lengthLines.get(head.contentLength)
+      : '';
   const out = Buffer.allocUnsafe(
     (asIs ? head.lineBytes : line.length) +
       host.length +
@@ -34,29 +38,8 @@ export function buildUpstreamHead(head: RequestHead, route: Route, forwarding: s
   return out;
 }
 
-// The last Host line and Content-Length line made: most requests repeat them (see latin1.ts: sequential).
-let lastHost = '';
-let lastHostLine = '';
-let lastLength = -1;
-let lastLengthLine = '';
-
-function hostLine(host: string): string {
-  if (host !== lastHost) {
-    lastHost = host;
-    lastHostLine = sequential(`host: ${host}\r\n`);
-  }
-  return lastHostLine;
-}
-
-/** `content-length: n` as a field line, or '' for -1 (no body). */
-function contentLengthLine(n: number): string {
-  if (n < 0) return '';
-  if (n !== lastLength) {
-    lastLength = n;
-    lastLengthLine = sequential(`content-length: ${n}\r\n`);
-  }
-  return lastLengthLine;
-}
+const hostLines = new LineMemo((host: string) => `host: ${host}\r\n`);
+const lengthLines = new LineMemo((n: number) => `content-length: ${n}\r\n`);
 
 /** The request target sent upstream: the route's prefix_rewrite applied. */
 export function upstreamTarget(head: RequestHead, route: Route): string {

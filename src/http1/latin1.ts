@@ -28,3 +28,25 @@ export function latin1Slice(buf: Buffer, start: number, end: number): string {
 export function putLatin1(out: Buffer, off: number, s: string): number {
   return off + (direct ? (out as unknown as Latin1Methods).latin1Write(s, off, s.length) : out.write(s, off, 'latin1'));
 }
+
+/**
+ * The field line last made from a key, as a sequential string: most requests repeat the previous
+ * one's Host, Content-Length or status, so the line is built (and made sequential) only on a change.
+ */
+export class LineMemo<K> {
+  private key: K | undefined = undefined;
+  private line = '';
+  private readonly render: (key: K) => string;
+
+  constructor(render: (key: K) => string) {
+    this.render = render;
+  }
+
+  get(key: K): string {
+    if (key !== this.key) {
+      this.key = key;
+      this.line = sequential(this.render(key));
+    }
+    return this.line;
+  }
+}

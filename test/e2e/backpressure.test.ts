@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
+import type http from 'node:http';
 import net from 'node:net';
-import { describe, test } from 'node:test';
+import { describe, type TestContext, test } from 'node:test';
 import { httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { h2cBackend } from '../helpers/h2-backend.ts';
 import { startProxy } from '../helpers/proxy.ts';
@@ -124,6 +125,31 @@ async function getInOneWrite(port: number, path: string, probe: string): Promise
   return all.slice(all.indexOf('\r\n\r\n') + 4);
 }
 
+/**
+ * A proxy whose cluster has one pooled connection, kept busy by a GET /hold that the backend answers
+ * after 300 ms: requests sent meanwhile wait in the pool queue. `answer` serves every other request.
+ */
+async function busyPool(
+  t: TestContext,
+  directIo: boolean,
+  answer: (req: http.IncomingMessage, res: http.ServerResponse) => void,
+): Promise<{ port: number; held: Promise<string> }> {
+  const backend = await httpBackend((req, res) => {
+    if (req.url === '/hold') setTimeout(() => res.end('held'), 300);
+    else answer(req, res);
+  });
+  t.after(() => backend.close());
+  const proxy = await startProxy({
+    upstreams: [backend.addr],
+    cluster: { pool: { max_connections: 1 } },
+    config: { direct_io: directIo },
+  });
+  t.after(() => proxy.close());
+  const held = fetch(`${proxy.url}/hold`).then((r) => r.text());
+  await new Promise((r) => setTimeout(r, 50));
+  return { port: proxy.port, held };
+}
+
 // Every case runs on both I/O paths: direct reads and writes on the sockets' handles (the default), and
 // net.Socket streams (`direct_io: false`).
 for (const directIo of [true, false]) {
@@ -237,26 +263,14 @@ for (const directIo of [true, false]) {
     test('a body that came with its head and waits for a pooled connection is kept intact', async (t) => {
       // The only pooled connection is busy, so the POST waits in the queue holding its body, while other
       // clients' requests are read into the same shared buffer.
-      const backend = await httpBackend((req, res) => {
+      const { port, held } = await busyPool(t, directIo, (req, res) => {
         const h = createHash('sha256');
         req.on('data', (c: Buffer) => h.update(c));
-        req.on('end', () => {
-          if (req.url === '/hold') setTimeout(() => res.end('held'), 300);
-          else res.end(h.digest('hex'));
-        });
+        req.on('end', () => res.end(h.digest('hex')));
       });
-      t.after(() => backend.close());
-      const proxy = await startProxy({
-        upstreams: [backend.addr],
-        cluster: { pool: { max_connections: 1 } },
-        config: { direct_io: directIo },
-      });
-      t.after(() => proxy.close());
-      const hold = fetch(`${proxy.url}/hold`).then((r) => r.text());
-      await new Promise((r) => setTimeout(r, 50));
       const bodies = Array.from({ length: 6 }, (_, i) => randomBytes(20_000 + i * 3001));
-      const answers = await Promise.all(bodies.map((b, i) => postInOneWrite(proxy.port, `/p${i}`, b)));
-      assert.equal(await hold, 'held');
+      const answers = await Promise.all(bodies.map((b, i) => postInOneWrite(port, `/p${i}`, b)));
+      assert.equal(await held, 'held');
       assert.deepEqual(
         answers,
         bodies.map((b) => sha256(b)),
@@ -266,22 +280,12 @@ for (const directIo of [true, false]) {
     test('request heads that wait for a pooled connection are forwarded intact', async (t) => {
       // A head is parsed where it was read; one that waits in the pool queue must not point into the
       // shared read buffer, which the other clients' requests overwrite meanwhile.
-      const backend = await httpBackend((req, res) => {
-        if (req.url === '/hold') setTimeout(() => res.end('held'), 300);
-        else res.end(`${req.url} ${req.headers['x-probe']}`);
+      const { port, held } = await busyPool(t, directIo, (req, res) => {
+        res.end(`${req.url} ${req.headers['x-probe']}`);
       });
-      t.after(() => backend.close());
-      const proxy = await startProxy({
-        upstreams: [backend.addr],
-        cluster: { pool: { max_connections: 1 } },
-        config: { direct_io: directIo },
-      });
-      t.after(() => proxy.close());
-      const hold = fetch(`${proxy.url}/hold`).then((r) => r.text());
-      await new Promise((r) => setTimeout(r, 50));
       const probes = Array.from({ length: 8 }, (_, i) => randomBytes(10 + i * 7).toString('hex'));
-      const answers = await Promise.all(probes.map((p, i) => getInOneWrite(proxy.port, `/q${i}`, p)));
-      assert.equal(await hold, 'held');
+      const answers = await Promise.all(probes.map((p, i) => getInOneWrite(port, `/q${i}`, p)));
+      assert.equal(await held, 'held');
       assert.deepEqual(
         answers,
         probes.map((p, i) => `/q${i} ${p}`),
