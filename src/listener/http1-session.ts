@@ -249,7 +249,9 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
           return;
         }
         if (plan !== null) {
-          if (this.lent) ownHeadBytes(head);
+          // Same rule as Exchange.begin: only a head parsed from the shared read buffer needs its own bytes
+          // (one parsed from input kept across reads already owns them).
+          if (isLent(head.buf)) ownHeadBytes(head);
           startTunnel(this.takeOver(end), plan);
           return;
         }
