@@ -79,21 +79,49 @@ const rapidReset = map('a rapid_reset map', {
   interval: durationMs({ min: 1 }).prefault('10s').describe('The window max_resets is counted over.'),
 });
 
+const floods = map('a floods map', {
+  interval: durationMs({ min: 1 }).prefault('10s').describe('The window each limit below is counted over.'),
+  max_settings: int(1).default(100).describe('SETTINGS frames per interval (each costs an ACK).'),
+  max_pings: int(1).default(100).describe('PING frames per interval (each costs an answer).'),
+  max_empty_frames: int(1)
+    .default(100)
+    .describe('DATA frames with no payload and no END_STREAM, and empty header fragments, per interval.'),
+  max_window_updates: int(1).default(10000).describe('WINDOW_UPDATE frames per interval.'),
+  max_priority: int(1).default(1000).describe('PRIORITY frames per interval (validated, otherwise ignored).'),
+});
+
+/** The largest flow-control window HTTP/2 allows (RFC 9113 §6.9.1). */
+const MAX_WINDOW = 2 ** 31 - 1;
+
 export const listenerHttp2 = map('an http2 map', {
   max_concurrent_streams: int(1, 2 ** 31 - 1)
     .default(100)
     .describe('Streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS).'),
   initial_window_size: sizeBytes({ min: 65535 })
+    .refine((v) => v <= MAX_WINDOW, { error: expected('at most 2147483647 bytes (2^31-1)') })
     .prefault('1MiB')
-    .describe("Per-stream receive window advertised to clients (node's 64 KiB default throttles uploads)."),
-  connection_window_size: sizeBytes({ min: 65535 }).prefault('8MiB').describe('Receive window of a whole connection.'),
-  max_session_memory: sizeBytes({ min: 1024 * 1024 })
-    .prefault('32MiB')
-    .describe('Memory one HTTP/2 connection may hold in node:http2 before new streams are refused.'),
+    .describe('Per-stream receive window advertised to clients (64 KiB windows throttle uploads).'),
+  connection_window_size: sizeBytes({ min: 65535 })
+    .refine((v) => v <= MAX_WINDOW, { error: expected('at most 2147483647 bytes (2^31-1)') })
+    .prefault('8MiB')
+    .describe('Receive window of a whole connection.'),
   max_header_list_size: sizeBytes({ min: 1024 })
     .prefault('64KiB')
-    .describe('Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE).'),
+    .describe('Largest decoded request header list (SETTINGS_MAX_HEADER_LIST_SIZE); larger: 431.'),
+  max_header_block_size: sizeBytes({ min: 1024 })
+    .prefault('128KiB')
+    .describe(
+      'Largest encoded header block (HEADERS + CONTINUATION); larger closes the connection (CONTINUATION flood).',
+    ),
+  header_table_size: sizeBytes({ min: 0 })
+    .refine((v) => v <= 2 ** 24, { error: expected('at most 16MiB') })
+    .prefault('4KiB')
+    .describe('HPACK dynamic table the client may use (SETTINGS_HEADER_TABLE_SIZE; bounds an HPACK bomb).'),
+  settings_timeout: durationMs({ min: 1 })
+    .prefault('10s')
+    .describe('A client that does not acknowledge our SETTINGS within this gets SETTINGS_TIMEOUT.'),
   rapid_reset: rapidReset.prefault({}).describe('Guard against stream floods (CVE-2023-44487, rapid reset).'),
+  floods: floods.prefault({}).describe('Limits on frames that cost muxgate work and the client nothing.'),
 });
 
 export type ListenerHttp2Config = z.output<typeof listenerHttp2>;

@@ -58,12 +58,14 @@ export function h2RequestHead(raw: readonly string[], endStream: boolean): Synth
     const value = raw[i + 1]!;
     if (!safeValue(value)) return 'invalid_header';
     if (name.charCodeAt(0) === 0x3a /* : */) {
-      if (fields !== '' || cookie !== null || host !== null) return 'invalid_header'; // pseudo after regular (§8.3)
-      if (name === ':method') method = value;
-      else if (name === ':scheme') scheme = value;
-      else if (name === ':path') path = value;
-      else if (name === ':authority') authority = value;
-      else return 'invalid_header'; // :protocol (extended CONNECT) or unknown
+      if (fields !== '' || cookie !== null || host !== null || teTrailers) return 'invalid_header'; // pseudo after regular (§8.3)
+      // Each pseudo-field at most once (§8.3.1).
+      if (name === ':method' && method === '') method = value;
+      else if (name === ':scheme' && scheme === '') scheme = value;
+      else if (name === ':path' && path === '') path = value;
+      else if (name === ':authority' && authority === null) authority = value;
+      else return 'invalid_header'; // repeated, :protocol (extended CONNECT), :status or unknown
+      if (value === '') return name === ':authority' ? 'invalid_host' : 'invalid_request_line';
       continue;
     }
     if (!lowerToken(name)) return 'invalid_header';
@@ -104,6 +106,38 @@ export function h2RequestHead(raw: readonly string[], endStream: boolean): Synth
     (chunked ? 'transfer-encoding: chunked\r\n' : '') +
     '\r\n';
   return { bytes: Buffer.from(head, 'latin1'), chunked, teTrailers };
+}
+
+/**
+ * The message rules every HTTP/2 request obeys, CONNECT included (RFC 9113 §8.2, §8.3): names are
+ * lower-case tokens, values carry no CR, LF or NUL, pseudo-fields come first and once each, and no
+ * connection-specific field appears. Returns the error code or null.
+ */
+export function checkH2Fields(raw: readonly string[]): ErrorCode | null {
+  const seen = new Set<string>();
+  let regular = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i]!;
+    if (!safeValue(raw[i + 1]!)) return 'invalid_header';
+    if (name.charCodeAt(0) === 0x3a) {
+      if (regular || seen.has(name)) return 'invalid_header';
+      if (
+        name !== ':method' &&
+        name !== ':scheme' &&
+        name !== ':path' &&
+        name !== ':authority' &&
+        name !== ':protocol'
+      ) {
+        return 'invalid_header';
+      }
+      seen.add(name);
+      continue;
+    }
+    regular = true;
+    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return 'invalid_header';
+    if (name === 'te' && raw[i + 1]!.toLowerCase() !== 'trailers') return 'invalid_header';
+  }
+  return null;
 }
 
 /**
@@ -287,8 +321,15 @@ function addLines(out: OutgoingHttpHeaders, lines: string): void {
   }
 }
 
+/** §8.2.1: no CR, LF or NUL anywhere, no whitespace at either end; one octet per character. */
 function safeValue(v: string): boolean {
-  for (let i = 0; i < v.length; i++) {
+  const n = v.length;
+  if (n > 0) {
+    const a = v.charCodeAt(0);
+    const z = v.charCodeAt(n - 1);
+    if (a === 0x20 || a === 0x09 || z === 0x20 || z === 0x09) return false;
+  }
+  for (let i = 0; i < n; i++) {
     const c = v.charCodeAt(i);
     if (c === 0 || c === 0x0a || c === 0x0d || c > 0xff) return false;
   }

@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import net, { type AddressInfo } from 'node:net';
 import tls from 'node:tls';
 import type { CertStore } from '../tls/cert-store.ts';
+import { wantsConnectProtocol } from '../tunnel/tunnel-entry.ts';
 import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
 import { Http1Session } from './http1-session.ts';
 import { listenOn } from './listen.ts';
@@ -32,7 +33,7 @@ export class HttpListener {
     this.protocol = protocol;
     this.certs = certs;
     this.tls = certs !== null;
-    this.h2 = protocol === 'http1' ? null : new H2Ingress(ctx, h2);
+    this.h2 = protocol === 'http1' ? null : new H2Ingress(ctx, h2, wantsConnectProtocol(ctx));
     if (certs === null) {
       // allowHalfOpen: a client may send its request and half-close; it still gets its response.
       this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onCleartext(socket));
@@ -57,7 +58,7 @@ export class HttpListener {
       return;
     }
     if (this.protocol === 'http1') new Http1Session(socket, this.ctx, this.sessions);
-    else if (this.protocol === 'http2') this.h2!.accept(socket);
+    else if (this.protocol === 'http2') this.h2!.accept(socket, null);
     else sniff(socket, this);
   }
 
@@ -69,15 +70,14 @@ export class HttpListener {
     // ALPN offered only what this listener speaks (see serverOptions), so the choice is final. No ALPN
     // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
     const alpn = socket.alpnProtocol;
-    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket);
+    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, null);
     else new Http1Session(socket, this.ctx, this.sessions);
   }
 
   /** Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. */
   classified(socket: net.Socket, first: Buffer, isH2: boolean): void {
     if (isH2) {
-      socket.unshift(first);
-      this.h2!.accept(socket);
+      this.h2!.accept(socket, first);
       return;
     }
     new Http1Session(socket, this.ctx, this.sessions).startAfterSniff(first);

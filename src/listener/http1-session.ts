@@ -25,7 +25,7 @@ import { sequential } from '../http1/latin1.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from './downstream.ts';
-import { giveBackBatch, scheduleFlush, takeBatch } from './flush-queue.ts';
+import { giveBackBatch, scheduleFlush, takeBatch } from '../core/flush-queue.ts';
 import type { ListenerContext } from './listener-context.ts';
 
 const HEAD = 0; // waiting for / reading a request head
@@ -58,6 +58,8 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   deadline = 0;
   private headStarted = false;
   private requests = 0;
+  /** Classified by the preface sniff of a `protocol: auto` listener. */
+  private sniffed = false;
   private readPausedForBody = false;
   private readPausedForPipeline = false;
   /** The client half-closed: finish the current response, then close. */
@@ -133,6 +135,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
    * order, then reading resumes.
    */
   startAfterSniff(first: Buffer): void {
+    this.sniffed = true;
     this.onData(first, first.length);
     if (!this.direct) {
       this.socket.resume();
@@ -419,6 +422,15 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   }
 
   private reject(code: ErrorCode, counted = true): void {
+    if (this.sniffed && this.requests === 0 && (code === 'invalid_request_line' || code === 'unsupported_version')) {
+      // On a port that speaks both protocols, a first line that is not HTTP/1.x may be an HTTP/2
+      // client with a broken preface, which must see the connection close (RFC 9113 §3.4), not
+      // an HTTP/1.1 answer it would read as frames. The code is still logged and counted.
+      this.ctx.stats.recordError(code);
+      this.ctx.accessLog?.info({ listener: this.ctx.name, client: this.peer, error: code });
+      this.socket.destroy();
+      return;
+    }
     if (counted) this.ctx.stats.requests++;
     this.ctx.stats.recordError(code);
     this.ctx.accessLog?.info({

@@ -183,9 +183,20 @@ export class MuxgateServer {
       maxConcurrentStreams: h.max_concurrent_streams,
       initialWindowSize: h.initial_window_size,
       connectionWindowSize: h.connection_window_size,
-      maxSessionMemory: h.max_session_memory,
       maxHeaderListSize: h.max_header_list_size,
-      resetGuard: { maxResets: h.rapid_reset.max_resets, intervalMs: h.rapid_reset.interval },
+      maxHeaderBlockBytes: h.max_header_block_size,
+      headerTableSize: h.header_table_size,
+      settingsTimeoutMs: h.settings_timeout,
+      floods: {
+        intervalMs: h.floods.interval,
+        maxResets: h.rapid_reset.max_resets,
+        resetIntervalMs: h.rapid_reset.interval,
+        maxSettings: h.floods.max_settings,
+        maxPings: h.floods.max_pings,
+        maxEmptyFrames: h.floods.max_empty_frames,
+        maxWindowUpdates: h.floods.max_window_updates,
+        maxPriority: h.floods.max_priority,
+      },
     };
     return new HttpListener(
       {

@@ -1,10 +1,8 @@
 import { performance } from 'node:perf_hooks';
-import http2 from 'node:http2';
 import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
-
-const { NGHTTP2_NO_ERROR, NGHTTP2_CONNECT_ERROR } = http2.constants;
+import { CONNECT_ERROR, NO_ERROR } from '../http2/frame.ts';
 
 /** Why a spliced tunnel ended. */
 export type SpliceEnd = 'closed' | 'client_reset' | 'upstream_reset' | 'idle_timeout' | 'shutting_down';
@@ -125,14 +123,14 @@ export class Splice implements Expirable {
 
 /** Closed without both directions ending cleanly: a reset, an error, or an RST_STREAM with a code. */
 function abrupt(s: Duplex): boolean {
-  if (isH2Stream(s)) return s.rstCode !== undefined && s.rstCode !== NGHTTP2_NO_ERROR;
+  if (isH2Stream(s)) return s.rstCode !== undefined && s.rstCode !== NO_ERROR;
   return s.errored !== null || !s.readableEnded;
 }
 
 function reset(s: Duplex): void {
   if (s.destroyed) return;
   if (isH2Stream(s)) {
-    s.close(NGHTTP2_CONNECT_ERROR);
+    s.close(CONNECT_ERROR);
     return;
   }
   if (s instanceof Socket && !s.connecting) {
@@ -142,7 +140,8 @@ function reset(s: Duplex): void {
   s.destroy();
 }
 
-function isH2Stream(s: Duplex): s is http2.Http2Stream {
+/** An HTTP/2 stream as a Duplex (ours, or node:http2's on paths not yet moved): it has a reset code. */
+function isH2Stream(s: Duplex): s is Duplex & { rstCode: number | undefined; close(code: number): void } {
   return 'rstCode' in s;
 }
 

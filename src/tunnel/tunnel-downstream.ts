@@ -1,16 +1,14 @@
 import { Buffer } from 'node:buffer';
-import http2, { type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode, reasonPhrase } from '../core/errors.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import type { RequestHead } from '../http1/request-head.ts';
-import type { H2Connection } from '../listener/h2-connection.ts';
+import { CANCEL } from '../http2/frame.ts';
+import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Http1Session } from '../listener/http1-session.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
-
-const { NGHTTP2_CANCEL } = http2.constants;
 
 /** Response fields as (lower-case name, value) pairs. */
 export type Fields = readonly (readonly [string, string])[];
@@ -91,17 +89,23 @@ export class H1TunnelDownstream implements TunnelDownstream {
   }
 }
 
+/** What an HTTP/2 tunnel needs from the connection it arrived on. */
+export interface H2TunnelOrigin {
+  readonly ctx: ListenerContext;
+  readonly peer: string;
+  readonly trusted: boolean;
+}
+
 /** An HTTP/2 CONNECT or extended CONNECT stream. */
 export class H2TunnelDownstream implements TunnelDownstream {
   readonly h2 = true;
-  readonly stream: ServerHttp2Stream;
-  readonly conn: H2Connection;
+  readonly stream: H2StreamDuplex;
+  readonly conn: H2TunnelOrigin;
 
-  constructor(stream: ServerHttp2Stream, conn: H2Connection) {
+  constructor(stream: H2StreamDuplex, conn: H2TunnelOrigin) {
+    // Nothing is read before the tunnel is up (the duplex starts paused); `pipe` resumes it then.
     this.stream = stream;
     this.conn = conn;
-    // Nothing is read before the tunnel is up; `pipe` resumes the stream then.
-    stream.pause();
   }
 
   get ctx(): ListenerContext {
@@ -113,7 +117,7 @@ export class H2TunnelDownstream implements TunnelDownstream {
   }
 
   get closed(): boolean {
-    return this.stream.closed || this.stream.destroyed;
+    return this.stream.ended;
   }
 
   forwardingFields(head: RequestHead): string {
@@ -150,22 +154,29 @@ export class H2TunnelDownstream implements TunnelDownstream {
 
   private respond(status: number, fields: Fields, endStream: boolean): boolean {
     const s = this.stream;
-    if (s.closed || s.headersSent) return false;
-    const h: OutgoingHttpHeaders = Object.create(null);
-    h[':status'] = status;
+    if (s.ended || s.headersSent) return false;
+    const flat: string[] = [':status', String(status)];
     for (const [n, v] of fields) {
-      const prev = h[n];
-      h[n] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+      if (!safeField(n, v)) {
+        this.ctx.log.error({ field: n }, 'cannot send the HTTP/2 tunnel response: invalid field');
+        s.close(CANCEL);
+        return false;
+      }
+      flat.push(n.toLowerCase(), v);
     }
-    try {
-      s.respond(h, { endStream });
-      return true;
-    } catch (err) {
-      this.ctx.log.error({ err: (err as Error).message }, 'cannot send the HTTP/2 tunnel response');
-      s.close(NGHTTP2_CANCEL);
-      return false;
-    }
+    s.h2.respond(flat, endStream);
+    return true;
   }
+}
+
+/** A field we may send: no CR, LF or NUL that would break the peer's parse, and a name at all. */
+function safeField(name: string, value: string): boolean {
+  if (name === '') return false;
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i);
+    if (c === 0 || c === 0x0a || c === 0x0d) return false;
+  }
+  return true;
 }
 
 function lines(fields: Fields): string {

@@ -1,13 +1,13 @@
-import type { ServerHttp2Stream } from 'node:http2';
 import type { ErrorCode } from '../core/errors.ts';
-import { h2RequestHead } from '../forward/h2-translate.ts';
+import { checkH2Fields, h2RequestHead } from '../forward/h2-translate.ts';
+import type { Http2Stream } from '../http2/stream.ts';
+import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import { parseRequestHead, type RequestHead, requestField } from '../http1/request-head.ts';
-import type { H2Connection } from '../listener/h2-connection.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
 import type { Route } from '../router/route.ts';
 import { hostWithoutPort } from '../router/router.ts';
 import { type ConnectRequest, ConnectTunnel, connectRequest, isMasquePath, masqueRequest } from './connect-tunnel.ts';
-import { H2TunnelDownstream, type TunnelDownstream } from './tunnel-downstream.ts';
+import { type H2TunnelOrigin, H2TunnelDownstream, type TunnelDownstream } from './tunnel-downstream.ts';
 import { UpgradeTunnel } from './upgrade-tunnel.ts';
 import { isWebSocketKey } from './websocket-key.ts';
 
@@ -67,12 +67,11 @@ export function isH2Connect(raw: readonly string[]): boolean {
  * An HTTP/2 CONNECT stream: plain CONNECT (RFC 9113 §8.5) to the forward proxy, or extended CONNECT
  * (RFC 8441) with `:protocol` websocket through a route, or connect-udp (RFC 9298) to the proxy.
  */
-export function startH2Tunnel(stream: ServerHttp2Stream, conn: H2Connection, raw: readonly string[]): void {
+export function startH2Tunnel(stream: Http2Stream, conn: H2TunnelOrigin, raw: readonly string[]): void {
   const ctx = conn.ctx;
-  conn.openStreams++;
-  stream.on('error', noop);
-  stream.once('close', () => conn.openStreams--);
-  const down = new H2TunnelDownstream(stream, conn);
+  const duplex = new H2StreamDuplex(stream);
+  duplex.on('error', noop);
+  const down = new H2TunnelDownstream(duplex, conn);
   const plan = planH2Tunnel(ctx, raw);
   if (typeof plan === 'string') {
     ctx.stats.recordError(plan);
@@ -84,6 +83,8 @@ export function startH2Tunnel(stream: ServerHttp2Stream, conn: H2Connection, raw
 }
 
 function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan | ErrorCode {
+  const bad = checkH2Fields(raw);
+  if (bad !== null) return bad;
   let protocol: string | null = null;
   let authority: string | null = null;
   let path: string | null = null;
@@ -100,11 +101,15 @@ function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan 
   }
   const connect = ctx.connect;
   if (protocol === null) {
-    // Plain CONNECT: nghttp2 already checked there is an :authority and no :path / :scheme.
+    // Plain CONNECT (RFC 9113 §8.5): :authority, and neither :scheme nor :path.
+    if (authority === null || path !== null || hasField(raw, ':scheme')) return 'invalid_connect';
     if (connect === null) return 'method_not_allowed';
     const req = connectRequest(authority ?? '', auth);
     return req === null ? 'invalid_connect' : { kind: 'connect', req };
   }
+  // Extended CONNECT (RFC 8441 §4): only where advertised, with :scheme, :path and :authority.
+  if (!wantsConnectProtocol(ctx)) return 'invalid_connect';
+  if (authority === null || path === null || !hasField(raw, ':scheme')) return 'invalid_connect';
   if (protocol === 'connect-udp') {
     if (connect === null || !connect.udp) return 'method_not_allowed';
     const req = masqueRequest(path ?? '', auth);
@@ -131,6 +136,11 @@ function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan 
 /** The h2 server setting: advertise extended CONNECT only when something here serves it. */
 export function wantsConnectProtocol(ctx: ListenerContext): boolean {
   return ctx.router.routes.some((r) => r.upgrades?.has('websocket') === true) || ctx.connect?.udp === true;
+}
+
+function hasField(raw: readonly string[], name: string): boolean {
+  for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) return true;
+  return false;
 }
 
 function noop(): void {}

@@ -32,8 +32,8 @@ function whyNot(): string | null {
 }
 
 /**
- * A fresh namespace per scenario: the one before leaves its narrowed range full of TIME_WAIT, and a
- * listen on port 0 in it would find no free port.
+ * A fresh namespace per scenario: the one before leaves its narrowed range and its fixed ports full of
+ * TIME_WAIT, and the scenario relies on nothing else binding a port in its namespace.
  */
 function makeNamespace(name: string): { name: string; remove(): void } | string {
   const add = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });

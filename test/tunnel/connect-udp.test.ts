@@ -214,27 +214,45 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
   });
 
   it('closes an idle tunnel after udp_idle_timeout', async (t) => {
+    // The relay ends when no datagram has passed either way for IDLE_MS by its own clock, never sooner.
+    // IDLE_MS is large next to a loaded machine's timer lateness, so the 100 ms pauses of the traffic
+    // below stay far from it; the lower bound on the silence is exact (measured from a point before
+    // the relay's last activity), the upper bound generous.
+    const IDLE_MS = 1000;
     const echo = await udpEcho(t);
     const p = await proxy(t, {
-      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true, udp_idle_timeout: '300ms' },
+      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true, udp_idle_timeout: `${IDLE_MS}ms` },
     });
     const c = await connect(p.port, t);
     c.write(upgradeRequest(masquePath('127.0.0.1', echo.port)));
     assert.equal((await c.readResponse()).status, 101);
+    // The relay exists before the 101 leaves: without traffic it would end by up + IDLE_MS.
+    const up = performance.now();
     const d = await h1Datagrams(c);
-    // Traffic keeps it open past the timeout...
-    const start = performance.now();
-    for (let i = 0; i < 5; i++) {
+    // Traffic keeps it open past that point...
+    let lastWrite = 0;
+    let lastEcho = up;
+    for (let i = 0; i === 0 || performance.now() - up < 1.5 * IDLE_MS; i++) {
+      lastWrite = performance.now();
       c.write(encodeDatagramCapsule(Buffer.from(`keepalive ${i}`)));
       await d.waitFor(i + 1, `echo ${i}`);
+      lastEcho = performance.now();
       await new Promise((r) => setTimeout(r, 100));
-      assert.equal(c.ended, false, `still open after ${Math.round(performance.now() - start)}ms of traffic`);
+      assert.equal(
+        c.ended,
+        false,
+        `still open ${Math.round(performance.now() - up)}ms into the traffic, ` +
+          `${Math.round(performance.now() - lastEcho)}ms after the last echo`,
+      );
     }
-    // ...silence ends it.
-    const quiet = performance.now();
-    assert.equal(await c.waitEnded(3000), true, 'the tunnel ended');
-    const waited = performance.now() - quiet;
-    assert.ok(waited >= 150, `ended after ${waited}ms of silence`);
+    // ...silence ends it. The relay's last activity (the last echo passing it back) came after lastWrite,
+    // so it cannot end before lastWrite + IDLE_MS; it should end soon after lastEcho + IDLE_MS.
+    assert.equal(await c.waitEnded(IDLE_MS + 5000), true, 'the tunnel ended within 5 s of the idle timeout');
+    const ended = performance.now();
+    assert.ok(
+      ended - lastWrite >= IDLE_MS,
+      `ended ${Math.round(ended - lastWrite)}ms after the last datagram was sent, before udp_idle_timeout (${IDLE_MS}ms)`,
+    );
     await waitUntil(() => p.accessLog.some((l) => l.tunnel === 'connect-udp'), 'a connect-udp line');
     const line = p.accessLog.find((l) => l.tunnel === 'connect-udp') as Record<string, unknown>;
     assert.equal(line.end, 'idle_timeout');

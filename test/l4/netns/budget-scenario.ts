@@ -4,20 +4,26 @@
  * narrows the namespace's ip_local_port_range to 1,000 ports (NARROW), opens tunnels (each verified by
  * an echo round trip), and prints one JSON line of measurements per step on stdout for the test.
  *
- * Every listening socket binds port 0. A port bound by bind() is skipped by connect()'s own port
- * choice, so in kernel mode the range is narrowed only after the backend and muxgate listen (their
- * ports stay outside it; muxgate reads the range when it first dials a destination). In sources mode
- * muxgate must read the narrowed range at start (it is its default source_port_range), and listeners
- * on 127.0.0.1 do not collide with binds on 127.0.0.2-9.
+ * No socket of the scenario lets the kernel choose its port, so nothing depends on which port a
+ * listen(0) or connect() would get, and only muxgate's upstream connections draw on the narrowed range:
+ *
+ *   10000-10002  the backend, muxgate's L4 listener and its admin listener (fixed: the namespace is
+ *                fresh and private, nothing else binds there);
+ *   20000-20999  NARROW: muxgate's upstream connections only (kernel-chosen in kernel mode, bound by
+ *                muxgate to 127.0.0.2-9 in sources mode);
+ *   30000-47599  the tunnels' clients, a fresh block per step (never reused, so no TIME_WAIT matters);
+ *   50000-60999  the scenario's admin requests, one fresh port each.
+ *
+ * The admin requests must not use a kernel-chosen port: connect() without a bound port picks from
+ * the narrowed range, and in sources mode every port of it is held by muxgate's bind()-ed sockets
+ * (open or in TIME_WAIT), which the kernel never shares with an unbound connect(): EADDRNOTAVAIL.
  *
  * usage: node budget-scenario.ts kernel|sources
- * Clients bind explicit local ports (30000 and up, outside the narrowed range) so that only muxgate's
- * upstream connections draw on the port range being measured.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -36,6 +42,32 @@ function emit(step: string, data: Record<string, unknown>): void {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const BACKEND_PORT = 10_000;
+const PROXY_PORT = 10_001;
+const ADMIN_PORT = 10_002;
+const NARROW = '20000 20999';
+const sysctl = (name: string) => `/proc/sys/net/ipv4/${name}`;
+const readIf = (name: string): string | null => {
+  try {
+    return readFileSync(sysctl(name), 'utf8').trim();
+  } catch {
+    return null;
+  }
+};
+
+// The namespace's own TCP settings, set rather than assumed (they are per namespace). Timestamps let
+// a connect() bound to a port reuse a TIME_WAIT 4-tuple at once (sources mode); tcp_tw_reuse = 2 lets
+// the kernel's own port choice reuse one on loopback after tcp_tw_reuse_delay (kernel mode, "again").
+writeFileSync(sysctl('tcp_timestamps'), '1');
+writeFileSync(sysctl('tcp_tw_reuse'), '2');
+writeFileSync(sysctl('ip_local_port_range'), NARROW);
+/**
+ * How long after a connection entered TIME_WAIT its port is sure to be reusable by an unbound connect():
+ * tcp_tw_reuse_delay (ms, Linux 6.14+); before that, "more than one second" counted in whole seconds,
+ * i.e. up to 2 s.
+ */
+const twReuseMs = Number(readIf('tcp_tw_reuse_delay') ?? 2000);
+
 // --- the echo backend (one IP:port) ---
 const backendSockets = new Set<net.Socket>();
 const backend = net.createServer({ allowHalfOpen: false }, (s) => {
@@ -44,12 +76,7 @@ const backend = net.createServer({ allowHalfOpen: false }, (s) => {
   s.on('close', () => backendSockets.delete(s));
   s.pipe(s);
 });
-await new Promise<void>((r) => backend.listen({ host: '127.0.0.1', port: 0, backlog: 4096 }, r));
-const backendPort = (backend.address() as AddressInfo).port;
-
-const NARROW = '20000 20999';
-const narrow = () => writeFileSync('/proc/sys/net/ipv4/ip_local_port_range', NARROW);
-if (mode === 'sources') narrow();
+await new Promise<void>((r) => backend.listen({ host: '127.0.0.1', port: BACKEND_PORT, backlog: 4096 }, r));
 
 // --- muxgate, the real command ---
 const config = join(tmpdir(), `muxgate-netns-${process.pid}.yaml`);
@@ -58,12 +85,12 @@ writeFileSync(
   [
     'log_level: info',
     'access_log: { enabled: false }',
-    'admin: { address: 127.0.0.1:0 }',
+    `admin: { address: 127.0.0.1:${ADMIN_PORT} }`,
     'listeners:',
-    '  - { name: l4, address: 127.0.0.1:0, protocol: tcp, cluster: echo }',
+    `  - { name: l4, address: 127.0.0.1:${PROXY_PORT}, protocol: tcp, cluster: echo }`,
     'clusters:',
     '  echo:',
-    `    endpoints: ["127.0.0.1:${backendPort}"]`,
+    `    endpoints: ["127.0.0.1:${BACKEND_PORT}"]`,
     '    pool: { connect_timeout: 2s }',
     ...(mode === 'sources' ? [`    source_addresses: [${SOURCES.join(', ')}]`, '    port_cooling: 2s'] : []),
     '',
@@ -73,6 +100,8 @@ const child: ChildProcess = spawn(process.execPath, [BIN, 'start', '-c', config]
   stdio: ['ignore', 'pipe', 'pipe'],
 });
 const logs: Record<string, unknown>[] = [];
+/** muxgate's output that is not a log line (a crash before the logger exists, say), for errors. */
+const otherOutput: string[] = [];
 let rest = '';
 const onLog = (c: Buffer) => {
   rest += c.toString();
@@ -82,6 +111,7 @@ const onLog = (c: Buffer) => {
     rest = rest.slice(i + 1);
     i = rest.indexOf('\n');
     if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+    else if (otherOutput.length < 100) otherOutput.push(line);
   }
 };
 child.stdout?.on('data', onLog);
@@ -92,30 +122,44 @@ async function waitLog(msg: string, ms = 10_000): Promise<Record<string, unknown
   for (;;) {
     const l = logs.find((x) => x.msg === msg);
     if (l !== undefined) return l;
-    if (Date.now() > deadline) throw new Error(`no "${msg}" log line from muxgate; got ${JSON.stringify(logs)}`);
+    if (Date.now() > deadline) {
+      const other = otherOutput.join('\n');
+      throw new Error(
+        `no "${msg}" log line from muxgate; got ${JSON.stringify(logs)}${other ? `\nand:\n${other}` : ''}`,
+      );
+    }
     await sleep(20);
   }
 }
 
-const portFrom = (l: Record<string, unknown>) => Number(String(l.address).split(':').pop());
-const proxyPort = portFrom(await waitLog('listening'));
-const adminPort = portFrom(await waitLog('admin listening'));
-if (mode === 'kernel') narrow();
+await waitLog('listening');
+await waitLog('admin listening');
 emit('ready', {
-  backend: backendPort,
-  proxy: proxyPort,
-  admin: adminPort,
-  range: readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim(),
+  range: readIf('ip_local_port_range'),
+  tcp_tw_reuse: readIf('tcp_tw_reuse'),
+  tcp_tw_reuse_delay: readIf('tcp_tw_reuse_delay'),
 });
 
+/** The next admin request's local port: one fresh port per request (see the block list at the top). */
+let adminClientPort = 50_000;
+
+/**
+ * GET /stats on a new connection from a port of its own: never the kernel's choice (the narrowed range
+ * may have none to give), never a kept-alive connection (whether one survives depends on timing).
+ */
 function stats(): Promise<{ ports: { budgets: Record<string, number | string>[] } }> {
+  if (adminClientPort > 60_999) return Promise.reject(new Error('out of admin client ports'));
+  const localPort = adminClientPort++;
   return new Promise((resolve, reject) => {
     http
-      .get({ host: '127.0.0.1', port: adminPort, path: '/stats' }, (res) => {
-        let body = '';
-        res.on('data', (c: Buffer) => (body += c));
-        res.on('end', () => resolve(JSON.parse(body)));
-      })
+      .get(
+        { host: '127.0.0.1', port: ADMIN_PORT, path: '/stats', agent: false, localAddress: '127.0.0.1', localPort },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c));
+          res.on('end', () => resolve(JSON.parse(body)));
+        },
+      )
       .on('error', reject);
   });
 }
@@ -137,7 +181,7 @@ async function budgets(): Promise<{ source: string; in_use: number; cooling: num
  */
 function tunnel(localPort: number, timeoutMs = 10_000): Promise<net.Socket | null> {
   return new Promise((resolve) => {
-    const s = net.connect({ host: '127.0.0.1', port: proxyPort, localAddress: '127.0.0.1', localPort });
+    const s = net.connect({ host: '127.0.0.1', port: PROXY_PORT, localAddress: '127.0.0.1', localPort });
     const line = `tunnel ${localPort}\n`;
     let got = '';
     const timer = setTimeout(() => done(false), timeoutMs);
@@ -157,21 +201,11 @@ function tunnel(localPort: number, timeoutMs = 10_000): Promise<net.Socket | nul
   });
 }
 
-/** Ports listening in the namespace: a client cannot bind them (all three were chosen by port 0). */
-const listening = new Set([backendPort, proxyPort, adminPort]);
-
-/** `n` client ports from `first` on, skipping the listening ones. */
-function clientPorts(first: number, n: number): number[] {
-  const out: number[] = [];
-  for (let p = first; out.length < n; p++) if (!listening.has(p)) out.push(p);
-  return out;
-}
-
 /** Opens `n` tunnels from client ports first.., `batch` at a time; returns the open sockets and the failures. */
 async function openMany(first: number, n: number, batch = 200): Promise<{ open: net.Socket[]; failed: number }> {
   const open: net.Socket[] = [];
   let failed = 0;
-  const ports = clientPorts(first, n);
+  const ports = Array.from({ length: n }, (_, i) => first + i);
   for (let i = 0; i < n; i += batch) {
     const rs = await Promise.all(ports.slice(i, i + batch).map((p) => tunnel(p)));
     for (const r of rs) {
@@ -197,13 +231,15 @@ try {
   if (mode === 'kernel') {
     const first = await openMany(30_000, 1000);
     emit('fill', { ok: first.open.length, failed: first.failed, budgets: await budgets() });
-    const extra = await tunnel(clientPorts(31_500, 1)[0] ?? 31_500, 5000);
+    const extra = await tunnel(31_500, 5000);
     const exhaustedLog = logs.find((l) => l.msg === 'upstream ports exhausted') ?? null;
     emit('beyond', { ok: extra !== null, log: exhaustedLog, backend_open: backendSockets.size });
     extra?.destroy();
     await closeAll(first.open);
-    // The clients closed first, so muxgate's upstream side holds TIME_WAIT; loopback reuses it after 1 s.
-    await sleep(1500);
+    // The clients closed first, so muxgate's upstream side holds TIME_WAIT on every port of the range;
+    // the kernel's own port choice reuses those twReuseMs after they entered it (all before closeAll
+    // returned). Wait that long and a second more.
+    await sleep(twReuseMs + 1000);
     const again = await openMany(32_000, 1000);
     emit('again', { ok: again.open.length, failed: again.failed, budgets: await budgets() });
     await closeAll(again.open);
@@ -217,7 +253,8 @@ try {
       backend_open: backendSockets.size,
     });
     await closeAll(first.open);
-    // Straight away: ports still in TIME_WAIT are refused by the kernel, cooled (2 s), and others tried.
+    // Straight away: most ports are in TIME_WAIT. A connect() bound to the port reuses such a 4-tuple
+    // (timestamps are on); where the kernel refuses one, muxgate cools it (2 s) and tries another.
     const soon = await openMany(38_000, 1000);
     const afterSoon = await budgets();
     emit('soon', { ok: soon.open.length, failed: soon.failed, budgets: afterSoon });

@@ -1,4 +1,4 @@
-import { WriteBatch } from '../core/write-batch.ts';
+import { WriteBatch } from './write-batch.ts';
 
 /**
  * Where downstream output waits for its one write per event. A session queues bytes in a WriteBatch

@@ -1,0 +1,1299 @@
+import { Buffer } from 'node:buffer';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { isLent } from '../core/direct-io.ts';
+import type { Expirable } from '../core/sweeper.ts';
+import { sweeper } from '../core/sweeper.ts';
+import {
+  CANCEL,
+  CLIENT_PREFACE,
+  COMPRESSION_ERROR,
+  CONTINUATION,
+  DATA,
+  DEFAULT_WINDOW,
+  ENHANCE_YOUR_CALM,
+  FLAG_ACK,
+  FLAG_END_HEADERS,
+  FLAG_END_STREAM,
+  FLAG_PADDED,
+  FLAG_PRIORITY,
+  FLOW_CONTROL_ERROR,
+  FRAME_HEADER,
+  FRAME_SIZE_ERROR,
+  GOAWAY,
+  HEADERS,
+  MAX_STREAM_ID,
+  MAX_WINDOW,
+  NO_ERROR,
+  PING,
+  PREFACE_LENGTH,
+  PRIORITY,
+  PROTOCOL_ERROR,
+  PUSH_PROMISE,
+  REFUSED_STREAM,
+  RST_STREAM,
+  readU32,
+  SETTINGS,
+  SETTINGS_ENABLE_CONNECT_PROTOCOL,
+  SETTINGS_ENABLE_PUSH,
+  SETTINGS_HEADER_TABLE_SIZE,
+  SETTINGS_INITIAL_WINDOW_SIZE,
+  SETTINGS_MAX_CONCURRENT_STREAMS,
+  SETTINGS_MAX_HEADER_LIST_SIZE,
+  SETTINGS_TIMEOUT,
+  STREAM_CLOSED,
+  WINDOW_UPDATE,
+  writeFrameHeader,
+  writeU32,
+} from './frame.ts';
+import {
+  FLOOD_CODES,
+  FLOOD_EMPTY,
+  FLOOD_PING,
+  FLOOD_PRIORITY,
+  FLOOD_RESET,
+  FLOOD_SETTINGS,
+  FLOOD_WINDOW_UPDATE,
+  FloodGuard,
+  type FloodLimits,
+} from './flood-guard.ts';
+import { HpackDecoder } from './hpack-decoder.ts';
+import { HpackEncoder } from './hpack-encoder.ts';
+import { applySettings, defaultSettings, encodeSettings, type Settings } from './settings.ts';
+import { Http2Stream, type StreamSink } from './stream.ts';
+import { H2Transport } from './transport.ts';
+
+export type Role = 'server' | 'client';
+
+/** Limits and advertised settings of one connection; every value comes from config. */
+export interface ConnectionOptions {
+  maxConcurrentStreams: number;
+  /** Per-stream receive window we advertise. */
+  initialWindowSize: number;
+  /** Receive window of the whole connection. */
+  connectionWindowSize: number;
+  /** Largest decoded header list we accept (SETTINGS_MAX_HEADER_LIST_SIZE). */
+  maxHeaderListSize: number;
+  /** Largest encoded header block (HEADERS + CONTINUATION) before the connection is closed. */
+  maxHeaderBlockBytes: number;
+  /** Our HPACK dynamic table (SETTINGS_HEADER_TABLE_SIZE). */
+  headerTableSize: number;
+  /** Server: advertise RFC 8441 extended CONNECT. */
+  enableConnectProtocol: boolean;
+  /** No SETTINGS ACK within this: SETTINGS_TIMEOUT. */
+  settingsTimeoutMs: number;
+  floods: FloodLimits;
+}
+
+/** Why a connection ended badly, for the owner's log and counters. */
+export interface ConnectionFailure {
+  /** The HTTP/2 error code sent in GOAWAY (or received in one). */
+  h2code: number;
+  /** A stable muxgate code: 'h2_protocol_error', 'rapid_reset', 'h2_ping_flood'... */
+  code: string;
+  detail: string;
+  /** We detected it (true) or the peer's GOAWAY said so (false). */
+  local: boolean;
+}
+
+export interface ConnectionHandler {
+  /**
+   * Server role: the peer opened a stream. `fields` is the decoded header list, flat as
+   * [name, value, ...] (latin1, unvalidated: the owner applies the message rules), or null when the
+   * list was larger than max_header_list_size (answer 431).
+   */
+  onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void;
+  /** The peer sent GOAWAY: no stream above `lastStreamId` was or will be processed. */
+  onGoaway(lastStreamId: number, code: number): void;
+  /** A stream the peer opened ended before we completed our side (rapid-reset accounting is ours). */
+  onPingAck?(payload: Buffer): void;
+  /** Once, when the connection is gone (the socket closed); `failure` when it ended badly. */
+  onClose(failure: ConnectionFailure | null): void;
+}
+
+/** Sentinel for "no header block in progress". */
+const NONE = 0;
+/** Streams we reset, remembered so late frames on them are ignored rather than a connection error. */
+const RESET_MEMORY = 128;
+/** Output a stream may queue beyond its window before its producer is asked to wait. */
+const STREAM_HIGH_WATER = 64 * 1024;
+/** Connection-level unacknowledged output past which producers are asked to wait. */
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * One HTTP/2 connection (RFC 9113), either role: frames parsed in place from the transport's reads,
+ * HPACK both ways, the stream state machine, flow control both ways, SETTINGS/PING/GOAWAY, and the
+ * flood defences. Output frames are gathered and written once per turn of the event loop by the
+ * transport. Streams are `Http2Stream` records; their owners hear through `StreamSink`.
+ *
+ * Errors follow §5.4: a stream error sends RST_STREAM and ends that stream only; a connection error
+ * sends GOAWAY with the code and closes. The peer's FIN or a socket error closes everything at once.
+ */
+export class Http2Connection implements Expirable {
+  readonly role: Role;
+  readonly transport: H2Transport;
+  readonly local: Settings;
+  readonly remote: Settings = defaultSettings();
+  readonly streams = new Map<number, Http2Stream>();
+  private readonly handler: ConnectionHandler;
+  private readonly opts: ConnectionOptions;
+  private readonly decoder: HpackDecoder;
+  private readonly encoder: HpackEncoder;
+  private readonly floods: FloodGuard;
+  /** Highest stream id the peer opened; our next stream id (client role). */
+  lastPeerStreamId = 0;
+  nextStreamId: number;
+  /** Streams the peer opened that are not closed (counted against max_concurrent_streams). */
+  peerStreams = 0;
+  /** Connection send window (the peer's) and what we still grant. */
+  sendWindow = DEFAULT_WINDOW;
+  private recvWindow = DEFAULT_WINDOW;
+  private recvUnacked = 0;
+  /** Streams with output waiting for connection window, in order. */
+  private waiting: Http2Stream[] = [];
+  /** Reads: bytes of an incomplete frame (owned), and how much of the preface is still expected. */
+  private partial: Buffer | null = null;
+  private prefaceLeft: number;
+  private gotSettings = false;
+  private settingsAcked = false;
+  /** Header block in progress (HEADERS without END_HEADERS, then CONTINUATION). */
+  private blockStream = NONE;
+  private blockParts: Buffer[] = [];
+  private blockBytes = 0;
+  private blockFlags = 0;
+  private readonly decoded: string[] = [];
+  private resetRing: Int32Array | null = null;
+  private resetNext = 0;
+  /** Our SETTINGS waiting for ACK; the sweeper deadline (0 = none). */
+  private settingsPending = 0;
+  deadline = 0;
+  /** GOAWAY state: sent (with the last id we will process) and received. */
+  goawaySent = false;
+  private goawayLastId = MAX_STREAM_ID;
+  goawayReceived = false;
+  closed = false;
+  private failure: ConnectionFailure | null = null;
+  /** Streams that need a WINDOW_UPDATE at the next flush. */
+  private creditStreams: Http2Stream[] = [];
+  /** Bytes framed but not yet accepted by the kernel: producers wait while this is large. */
+  congested = false;
+  private needWritable: Http2Stream[] = [];
+  private drainStep = 0;
+  private drainTimer: NodeJS.Timeout | null = null;
+
+  constructor(socket: Socket, role: Role, handler: ConnectionHandler, opts: ConnectionOptions) {
+    this.role = role;
+    this.handler = handler;
+    this.opts = opts;
+    this.nextStreamId = role === 'client' ? 1 : 2;
+    this.prefaceLeft = role === 'server' ? PREFACE_LENGTH : 0;
+    this.local = {
+      headerTableSize: opts.headerTableSize,
+      enablePush: false,
+      maxConcurrentStreams: opts.maxConcurrentStreams,
+      initialWindowSize: opts.initialWindowSize,
+      maxFrameSize: 16384,
+      maxHeaderListSize: opts.maxHeaderListSize,
+      enableConnectProtocol: opts.enableConnectProtocol,
+    };
+    // The peer may encode with the default 4096 until it has seen our SETTINGS: a smaller table is
+    // only enforced once they are acknowledged (RFC 7541 §4.2).
+    this.decoder = new HpackDecoder(Math.max(4096, opts.headerTableSize), opts.maxHeaderListSize);
+    this.encoder = new HpackEncoder();
+    this.floods = new FloodGuard(opts.floods);
+    this.transport = new H2Transport(socket, this);
+  }
+
+  /** Starts the connection: our preface (client) and SETTINGS, then reads (`initial`: bytes already read). */
+  start(initial: Buffer | null): void {
+    if (this.role === 'client') this.transport.add(Buffer.from(CLIENT_PREFACE, 'latin1'));
+    const pairs: [number, number][] = [
+      [SETTINGS_MAX_CONCURRENT_STREAMS, this.local.maxConcurrentStreams],
+      [SETTINGS_INITIAL_WINDOW_SIZE, this.local.initialWindowSize],
+      [SETTINGS_MAX_HEADER_LIST_SIZE, this.local.maxHeaderListSize],
+      [SETTINGS_ENABLE_PUSH, 0],
+    ];
+    if (this.local.headerTableSize !== 4096) pairs.push([SETTINGS_HEADER_TABLE_SIZE, this.local.headerTableSize]);
+    if (this.role === 'server' && this.local.enableConnectProtocol) pairs.push([SETTINGS_ENABLE_CONNECT_PROTOCOL, 1]);
+    this.frame(SETTINGS, 0, 0, encodeSettings(pairs));
+    this.settingsPending++;
+    this.deadline = performance.now() + this.opts.settingsTimeoutMs;
+    sweeper.add(this);
+    const grow = this.opts.connectionWindowSize - DEFAULT_WINDOW;
+    if (grow > 0) {
+      this.recvWindow += grow;
+      this.windowUpdate(0, grow);
+    }
+    this.transport.schedule();
+    if (initial !== null && initial.length > 0) this.onBytes(initial, 0, initial.length);
+    if (!this.closed) this.transport.startReading();
+  }
+
+  /** The sweeper: a SETTINGS ACK that did not come in time. */
+  expire(): void {
+    if (this.settingsPending > 0) this.fail(SETTINGS_TIMEOUT, 'h2_settings_timeout', 'no SETTINGS ACK in time');
+  }
+
+  get openStreams(): number {
+    return this.streams.size;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Reading
+
+  /** Bytes from the transport: `buf[start, end)`, possibly lent (valid only during the call). */
+  onBytes(buf: Buffer, start: number, end: number): void {
+    if (this.closed) return;
+    if (this.prefaceLeft > 0) {
+      const n = Math.min(this.prefaceLeft, end - start);
+      const from = PREFACE_LENGTH - this.prefaceLeft;
+      for (let i = 0; i < n; i++) {
+        if (buf[start + i] !== CLIENT_PREFACE.charCodeAt(from + i)) {
+          this.fail(PROTOCOL_ERROR, 'h2_bad_preface', 'invalid connection preface');
+          return;
+        }
+      }
+      this.prefaceLeft -= n;
+      start += n;
+      if (start === end) return;
+    }
+    let partial = this.partial;
+    if (partial !== null) {
+      // An incomplete frame from an earlier read: complete it first (in its own buffer, so views
+      // of its payload handed on stay valid).
+      const have = this.partialLength;
+      let need = FRAME_HEADER;
+      if (have >= FRAME_HEADER) need += (partial[0]! << 16) | (partial[1]! << 8) | partial[2]!;
+      else {
+        const take = Math.min(FRAME_HEADER - have, end - start);
+        buf.copy(partial, have, start, start + take);
+        this.partialLength += take;
+        start += take;
+        if (this.partialLength < FRAME_HEADER) return;
+        const len = (partial[0]! << 16) | (partial[1]! << 8) | partial[2]!;
+        if (len > this.local.maxFrameSize) {
+          this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', `frame of ${len} bytes`);
+          return;
+        }
+        need = FRAME_HEADER + len;
+        if (partial.length < need) {
+          const bigger = Buffer.allocUnsafe(need);
+          partial.copy(bigger, 0, 0, FRAME_HEADER);
+          partial = bigger;
+          this.partial = bigger;
+        }
+      }
+      const take = Math.min(need - this.partialLength, end - start);
+      buf.copy(partial, this.partialLength, start, start + take);
+      this.partialLength += take;
+      start += take;
+      if (this.partialLength < need) return;
+      this.partial = null;
+      this.partialLength = 0;
+      this.onFrame(partial, 0, need);
+      if (this.closed) return;
+    }
+    while (end - start >= FRAME_HEADER) {
+      const len = (buf[start]! << 16) | (buf[start + 1]! << 8) | buf[start + 2]!;
+      if (len > this.local.maxFrameSize) {
+        this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', `frame of ${len} bytes`);
+        return;
+      }
+      if (end - start < FRAME_HEADER + len) break;
+      this.onFrame(buf, start, start + FRAME_HEADER + len);
+      if (this.closed) return;
+      start += FRAME_HEADER + len;
+    }
+    if (start < end) {
+      const rest = end - start;
+      let size = rest;
+      if (rest >= FRAME_HEADER) size = FRAME_HEADER + ((buf[start]! << 16) | (buf[start + 1]! << 8) | buf[start + 2]!);
+      const p = Buffer.allocUnsafe(Math.max(size, FRAME_HEADER));
+      buf.copy(p, 0, start, end);
+      this.partial = p;
+      this.partialLength = rest;
+    }
+  }
+  private partialLength = 0;
+
+  /** One complete frame: `b[start, end)`, header included. */
+  private onFrame(b: Buffer, start: number, end: number): void {
+    const type = b[start + 3]!;
+    const flags = b[start + 4]!;
+    const id = readU32(b, start + 5) & 0x7fffffff;
+    const p = start + FRAME_HEADER;
+    if (!this.gotSettings) {
+      if (type !== SETTINGS || (flags & FLAG_ACK) !== 0) {
+        this.fail(PROTOCOL_ERROR, 'h2_bad_preface', 'the first frame is not SETTINGS');
+        return;
+      }
+    }
+    if (this.blockStream !== NONE && (type !== CONTINUATION || id !== this.blockStream)) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'a header block was interrupted');
+      return;
+    }
+    switch (type) {
+      case DATA:
+        this.onData(b, p, end, flags, id);
+        return;
+      case HEADERS:
+        this.onHeaders(b, p, end, flags, id);
+        return;
+      case PRIORITY:
+        this.onPriority(b, p, end, id);
+        return;
+      case RST_STREAM:
+        this.onRstStream(b, p, end, id);
+        return;
+      case SETTINGS:
+        this.onSettings(b, p, end, flags, id);
+        return;
+      case PUSH_PROMISE:
+        // Servers never receive it; as a client we advertise ENABLE_PUSH 0 (§8.4).
+        this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'PUSH_PROMISE received');
+        return;
+      case PING:
+        this.onPing(b, p, end, flags, id);
+        return;
+      case GOAWAY:
+        this.onGoawayFrame(b, p, end, id);
+        return;
+      case WINDOW_UPDATE:
+        this.onWindowUpdate(b, p, end, id);
+        return;
+      case CONTINUATION:
+        this.onContinuation(b, p, end, flags, id);
+        return;
+      default:
+        // Unknown frame types are ignored (§4.1, §5.5).
+        return;
+    }
+  }
+
+  /** Whether `id` names a stream that was never opened ("idle", §5.1). */
+  private isIdle(id: number): boolean {
+    if ((id & 1) === (this.role === 'server' ? 1 : 0)) return id > this.lastPeerStreamId;
+    return id >= this.nextStreamId;
+  }
+
+  private wasResetByUs(id: number): boolean {
+    const r = this.resetRing;
+    if (r === null) return false;
+    for (let i = 0; i < RESET_MEMORY; i++) if (r[i] === id) return true;
+    return false;
+  }
+
+  private rememberReset(id: number): void {
+    if (this.resetRing === null) this.resetRing = new Int32Array(RESET_MEMORY);
+    this.resetRing[this.resetNext] = id;
+    this.resetNext = (this.resetNext + 1) % RESET_MEMORY;
+  }
+
+  /** Strips padding (§6.1, §6.2): the payload start, or -1 after a connection error. */
+  private unpad(b: Buffer, p: number, end: number, flags: number): number {
+    if ((flags & FLAG_PADDED) === 0) return p;
+    if (p >= end) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'padded frame without a pad length');
+      return -1;
+    }
+    const pad = b[p]!;
+    if (pad >= end - p) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'padding longer than the payload');
+      return -1;
+    }
+    return p + 1;
+  }
+
+  private onData(b: Buffer, p: number, end: number, flags: number, id: number): void {
+    if (id === 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'DATA on stream 0');
+      return;
+    }
+    const length = end - p;
+    // Flow control counts the whole payload, padding included (§6.9.1).
+    if (length > this.recvWindow) {
+      this.fail(FLOW_CONTROL_ERROR, 'h2_flow_control', 'DATA beyond the connection window');
+      return;
+    }
+    this.recvWindow -= length;
+    // The connection window is credited as DATA arrives: what a paused stream holds is bounded by
+    // that stream's own window, and one slow stream must not stall the others.
+    this.creditConnection(length);
+    const q = this.unpad(b, p, end, flags);
+    if (q < 0) return;
+    const dataEnd = (flags & FLAG_PADDED) !== 0 ? end - b[p]! : end;
+    const endStream = (flags & FLAG_END_STREAM) !== 0;
+    if (dataEnd === q && !endStream && this.floods.hit(FLOOD_EMPTY)) {
+      this.flood(FLOOD_EMPTY);
+      return;
+    }
+    const s = this.streams.get(id);
+    if (s === undefined || s.remoteClosed) {
+      if (this.isIdle(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'DATA on an idle stream');
+      else if (s !== undefined) this.streamError(s, STREAM_CLOSED);
+      else if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'DATA on a closed stream');
+      return;
+    }
+    if (!s.headersReceived && this.role === 'client') {
+      this.streamError(s, PROTOCOL_ERROR);
+      return;
+    }
+    if (length > s.recvWindow) {
+      this.streamError(s, FLOW_CONTROL_ERROR);
+      return;
+    }
+    s.recvWindow -= length;
+    const n = dataEnd - q;
+    // Padding is credited at once; the data when the owner has taken it.
+    if (length > n) this.creditStream(s, length - n);
+    if (s.expectedLength >= 0) {
+      s.receivedLength += n;
+      if (s.receivedLength > s.expectedLength || (endStream && s.receivedLength !== s.expectedLength)) {
+        this.streamError(s, PROTOCOL_ERROR, 'h2_content_length_mismatch');
+        return;
+      }
+    }
+    if (endStream) s.remoteClosed = true;
+    if (s.paused || s.held !== null) {
+      if (n > 0) (s.held ??= []).push(Buffer.from(b.subarray(q, dataEnd)));
+      if (endStream) s.heldEnd = true;
+      return;
+    }
+    if (n > 0) {
+      this.creditStream(s, n);
+      s.sink?.onData(b, q, dataEnd);
+    }
+    if (endStream && !s.closed) this.peerEnded(s);
+  }
+
+  /** Hands held DATA to a stream's owner after it resumed. */
+  releaseHeld(s: Http2Stream): void {
+    while (!s.paused && s.held !== null) {
+      const chunk = s.held.shift();
+      if (chunk === undefined) {
+        s.held = null;
+        break;
+      }
+      if (s.held.length === 0) s.held = null;
+      this.creditStream(s, chunk.length);
+      s.sink?.onData(chunk, 0, chunk.length);
+      if (s.closed) return;
+    }
+    if (!s.paused && s.held === null && s.heldEnd) {
+      s.heldEnd = false;
+      this.peerEnded(s);
+    }
+    this.transport.schedule();
+  }
+
+  private peerEnded(s: Http2Stream): void {
+    s.sink?.onEnd();
+    if (s.localClosed) this.closeStream(s);
+  }
+
+  private onHeaders(b: Buffer, p: number, end: number, flags: number, id: number): void {
+    if (id === 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'HEADERS on stream 0');
+      return;
+    }
+    let q = this.unpad(b, p, end, flags);
+    if (q < 0) return;
+    const blockEnd = (flags & FLAG_PADDED) !== 0 ? end - b[p]! : end;
+    if ((flags & FLAG_PRIORITY) !== 0) {
+      if (blockEnd - q < 5) {
+        this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'HEADERS too short for its priority');
+        return;
+      }
+      const dep = readU32(b, q) & 0x7fffffff;
+      q += 5;
+      if (dep === id) {
+        // A stream that depends on itself (§5.3.1): a stream error, but the block still feeds HPACK.
+        this.blockSelfDependent = true;
+      }
+    }
+    if (blockEnd === q && (flags & FLAG_END_HEADERS) === 0 && this.floods.hit(FLOOD_EMPTY)) {
+      this.flood(FLOOD_EMPTY);
+      return;
+    }
+    this.blockFlags = flags;
+    if ((flags & FLAG_END_HEADERS) !== 0) {
+      this.headerBlock(id, b, q, blockEnd);
+      return;
+    }
+    this.blockStream = id;
+    this.blockBytes = 0;
+    this.addFragment(b, q, blockEnd);
+  }
+  private blockSelfDependent = false;
+
+  private onContinuation(b: Buffer, p: number, end: number, flags: number, id: number): void {
+    if (this.blockStream === NONE || id !== this.blockStream) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'CONTINUATION without a header block');
+      return;
+    }
+    if (p === end && (flags & FLAG_END_HEADERS) === 0 && this.floods.hit(FLOOD_EMPTY)) {
+      this.flood(FLOOD_EMPTY);
+      return;
+    }
+    if (!this.addFragment(b, p, end)) return;
+    if ((flags & FLAG_END_HEADERS) === 0) return;
+    const parts = this.blockParts;
+    const block = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+    this.blockParts = [];
+    this.blockStream = NONE;
+    this.headerBlock(id, block, 0, block.length);
+  }
+
+  private addFragment(b: Buffer, p: number, end: number): boolean {
+    this.blockBytes += end - p;
+    // CONTINUATION flood (CVE-2024-27316): the block is bounded before it is decoded.
+    if (this.blockBytes > this.opts.maxHeaderBlockBytes) {
+      this.fail(
+        ENHANCE_YOUR_CALM,
+        'h2_header_block_too_large',
+        `header block over ${this.opts.maxHeaderBlockBytes} bytes`,
+      );
+      return false;
+    }
+    this.blockParts.push(Buffer.from(b.subarray(p, end)));
+    return true;
+  }
+
+  /** A complete header block for stream `id` (flags from its HEADERS frame). */
+  private headerBlock(id: number, b: Buffer, start: number, end: number): void {
+    const flags = this.blockFlags;
+    const selfDependent = this.blockSelfDependent;
+    this.blockSelfDependent = false;
+    const out = this.decoded;
+    out.length = 0;
+    const err = this.decoder.decode(b, start, end, out);
+    if (err === 'compression') {
+      this.fail(COMPRESSION_ERROR, 'h2_compression_error', 'HPACK decoding failed');
+      return;
+    }
+    const fields = err === 'too_large' ? null : out.slice();
+    const endStream = (flags & FLAG_END_STREAM) !== 0;
+    const s = this.streams.get(id);
+    if (s !== undefined) {
+      this.moreHeaders(s, fields, endStream, selfDependent);
+      return;
+    }
+    if (this.role === 'client' || (id & 1) === 0) {
+      // Servers do not open streams towards clients (no push); a client never sees new peer streams.
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', `HEADERS opening stream ${id}`);
+      return;
+    }
+    if (id <= this.lastPeerStreamId) {
+      if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
+      return;
+    }
+    this.lastPeerStreamId = id;
+    if (selfDependent) {
+      this.resetUnopened(id, PROTOCOL_ERROR);
+      return;
+    }
+    if (this.goawaySent && id > this.goawayLastId) return; // after our GOAWAY: ignored (§6.8)
+    if (this.peerStreams >= this.local.maxConcurrentStreams) {
+      this.resetUnopened(id, REFUSED_STREAM);
+      if (this.floods.hit(FLOOD_RESET)) this.flood(FLOOD_RESET);
+      return;
+    }
+    const stream = new Http2Stream(this, id, this.remote.initialWindowSize, this.local.initialWindowSize);
+    stream.headersReceived = true;
+    this.streams.set(id, stream);
+    this.peerStreams++;
+    if (fields !== null) stream.expectedLength = contentLength(fields);
+    if (endStream) stream.remoteClosed = true;
+    this.handler.onStream(stream, fields, endStream);
+  }
+
+  /** A header block on a stream that exists: trailers, or (client role) the response head. */
+  private moreHeaders(s: Http2Stream, fields: string[] | null, endStream: boolean, selfDependent: boolean): void {
+    if (selfDependent) {
+      this.streamError(s, PROTOCOL_ERROR);
+      return;
+    }
+    if (s.remoteClosed) {
+      this.streamError(s, STREAM_CLOSED);
+      return;
+    }
+    if (fields === null) {
+      this.streamError(s, PROTOCOL_ERROR, 'h2_header_list_too_large');
+      return;
+    }
+    const head = this.role === 'client' && !s.headersReceived;
+    if (!head) {
+      // Trailers (§8.1): they end the stream and carry no pseudo-fields.
+      if (!endStream || hasPseudo(fields)) {
+        this.streamError(s, PROTOCOL_ERROR, 'h2_malformed_trailers');
+        return;
+      }
+      if (s.expectedLength >= 0 && s.receivedLength !== s.expectedLength) {
+        this.streamError(s, PROTOCOL_ERROR, 'h2_content_length_mismatch');
+        return;
+      }
+    } else if (!isInterim(fields)) {
+      s.headersReceived = true;
+      s.expectedLength = s.noResponseBody ? -1 : contentLength(fields);
+    } else if (endStream) {
+      this.streamError(s, PROTOCOL_ERROR, 'h2_malformed_response');
+      return;
+    }
+    if (endStream) s.remoteClosed = true;
+    s.sink?.onHeaders(fields, endStream);
+    if (endStream && !s.closed && s.held === null) {
+      if (s.localClosed) this.closeStream(s);
+    }
+  }
+
+  private onPriority(b: Buffer, p: number, end: number, id: number): void {
+    if (id === 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'PRIORITY on stream 0');
+      return;
+    }
+    if (this.floods.hit(FLOOD_PRIORITY)) {
+      this.flood(FLOOD_PRIORITY);
+      return;
+    }
+    if (end - p !== 5) {
+      this.resetAny(id, FRAME_SIZE_ERROR);
+      return;
+    }
+    // Validated, otherwise ignored (RFC 9113 §5.3.2): priorities are not used to schedule.
+    if ((readU32(b, p) & 0x7fffffff) === id) this.resetAny(id, PROTOCOL_ERROR);
+  }
+
+  private onRstStream(b: Buffer, p: number, end: number, id: number): void {
+    if (end - p !== 4) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'RST_STREAM of the wrong size');
+      return;
+    }
+    if (id === 0 || this.isIdle(id)) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'RST_STREAM on an idle stream');
+      return;
+    }
+    const s = this.streams.get(id);
+    if (s === undefined) return;
+    const code = readU32(b, p);
+    const unfinished = !s.localClosed;
+    this.closeStream(s);
+    s.sink?.onReset(code, false);
+    // A stream reset before its answer was complete costs us a request and the peer nothing.
+    if (unfinished && this.role === 'server' && this.floods.hit(FLOOD_RESET)) this.flood(FLOOD_RESET);
+  }
+
+  private onSettings(b: Buffer, p: number, end: number, flags: number, id: number): void {
+    if (id !== 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'SETTINGS on a stream');
+      return;
+    }
+    if ((flags & FLAG_ACK) !== 0) {
+      if (end !== p) {
+        this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'SETTINGS ACK with a payload');
+        return;
+      }
+      if (this.settingsPending > 0 && --this.settingsPending === 0) this.deadline = 0;
+      if (!this.settingsAcked) {
+        this.settingsAcked = true;
+        if (this.opts.headerTableSize < 4096) this.decoder.setMaxTableSize(this.opts.headerTableSize);
+      }
+      return;
+    }
+    if ((end - p) % 6 !== 0) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'SETTINGS length not a multiple of 6');
+      return;
+    }
+    if (this.gotSettings && this.floods.hit(FLOOD_SETTINGS)) {
+      this.flood(FLOOD_SETTINGS);
+      return;
+    }
+    this.gotSettings = true;
+    const r = this.remote;
+    const oldWindow = r.initialWindowSize;
+    const oldTable = r.headerTableSize;
+    const err = applySettings(r, b, p, end);
+    if (err !== 0) {
+      this.fail(err, 'h2_bad_settings', 'invalid SETTINGS value');
+      return;
+    }
+    if (r.headerTableSize !== oldTable) this.encoder.setMaxTableSize(r.headerTableSize);
+    const delta = r.initialWindowSize - oldWindow;
+    if (delta !== 0) {
+      for (const s of this.streams.values()) {
+        s.sendWindow += delta;
+        if (s.sendWindow > MAX_WINDOW) {
+          this.fail(FLOW_CONTROL_ERROR, 'h2_flow_control', 'a stream window over 2^31-1');
+          return;
+        }
+      }
+    }
+    this.frame(SETTINGS, FLAG_ACK, 0, EMPTY);
+    if (delta > 0) this.sendWaiting();
+    this.transport.schedule();
+  }
+
+  private onPing(b: Buffer, p: number, end: number, flags: number, id: number): void {
+    if (id !== 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'PING on a stream');
+      return;
+    }
+    if (end - p !== 8) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'PING of the wrong size');
+      return;
+    }
+    if ((flags & FLAG_ACK) !== 0) {
+      const payload = b.subarray(p, end);
+      if (this.drainStep === 1) this.finishGoaway();
+      this.handler.onPingAck?.(payload);
+      return;
+    }
+    if (this.floods.hit(FLOOD_PING)) {
+      this.flood(FLOOD_PING);
+      return;
+    }
+    this.frame(PING, FLAG_ACK, 0, Buffer.from(b.subarray(p, end)));
+    this.transport.schedule();
+  }
+
+  private onGoawayFrame(b: Buffer, p: number, end: number, id: number): void {
+    if (id !== 0) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'GOAWAY on a stream');
+      return;
+    }
+    if (end - p < 8) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'GOAWAY too short');
+      return;
+    }
+    const last = readU32(b, p) & 0x7fffffff;
+    const code = readU32(b, p + 4);
+    this.goawayReceived = true;
+    if (code !== NO_ERROR && this.failure === null) {
+      this.failure = {
+        h2code: code,
+        code: 'h2_peer_goaway',
+        detail: b.toString('latin1', p + 8, Math.min(end, p + 8 + 256)),
+        local: false,
+      };
+    }
+    // Our streams above `last` were never processed: refused, so their owners may retry them.
+    for (const s of [...this.streams.values()]) {
+      if (s.id > last && (s.id & 1) === (this.role === 'client' ? 1 : 0)) {
+        this.closeStream(s);
+        s.sink?.onReset(REFUSED_STREAM, false);
+      }
+    }
+    this.handler.onGoaway(last, code);
+    this.closeIfDone();
+  }
+
+  private onWindowUpdate(b: Buffer, p: number, end: number, id: number): void {
+    if (end - p !== 4) {
+      this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'WINDOW_UPDATE of the wrong size');
+      return;
+    }
+    if (this.floods.hit(FLOOD_WINDOW_UPDATE)) {
+      this.flood(FLOOD_WINDOW_UPDATE);
+      return;
+    }
+    const inc = readU32(b, p) & 0x7fffffff;
+    if (id === 0) {
+      if (inc === 0) {
+        this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'WINDOW_UPDATE of 0');
+        return;
+      }
+      this.sendWindow += inc;
+      if (this.sendWindow > MAX_WINDOW) {
+        this.fail(FLOW_CONTROL_ERROR, 'h2_flow_control', 'connection window over 2^31-1');
+        return;
+      }
+      this.sendWaiting();
+      return;
+    }
+    if (this.isIdle(id)) {
+      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'WINDOW_UPDATE on an idle stream');
+      return;
+    }
+    const s = this.streams.get(id);
+    if (s === undefined) return;
+    if (inc === 0) {
+      this.streamError(s, PROTOCOL_ERROR);
+      return;
+    }
+    s.sendWindow += inc;
+    if (s.sendWindow > MAX_WINDOW) {
+      this.streamError(s, FLOW_CONTROL_ERROR);
+      return;
+    }
+    if (s.queue !== null || s.endQueued) this.flushStream(s);
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Writing
+
+  /** Appends one frame to the output (flushed once per turn). `payload` is copied when lent. */
+  private frame(type: number, flags: number, id: number, payload: Buffer, start = 0, end = payload.length): void {
+    const len = end - start;
+    const t = this.transport;
+    if (len <= 256) {
+      const f = Buffer.allocUnsafe(FRAME_HEADER + len);
+      writeFrameHeader(f, 0, len, type, flags, id);
+      payload.copy(f, FRAME_HEADER, start, end);
+      t.add(f);
+      return;
+    }
+    const h = Buffer.allocUnsafe(FRAME_HEADER);
+    writeFrameHeader(h, 0, len, type, flags, id);
+    t.add(h);
+    t.add(start === 0 && end === payload.length ? payload : payload.subarray(start, end));
+  }
+
+  private windowUpdate(id: number, inc: number): void {
+    const f = Buffer.allocUnsafe(FRAME_HEADER + 4);
+    writeFrameHeader(f, 0, 4, WINDOW_UPDATE, 0, id);
+    writeU32(f, FRAME_HEADER, inc);
+    this.transport.add(f);
+  }
+
+  /** Received bytes were taken by their owner: credit the connection window (batched to half of it). */
+  private creditConnection(n: number): void {
+    this.recvUnacked += n;
+  }
+
+  private creditStream(s: Http2Stream, n: number): void {
+    if (s.remoteClosed) return;
+    if (s.recvUnacked === 0) this.creditStreams.push(s);
+    s.recvUnacked += n;
+  }
+
+  /** Called by the transport just before it writes: WINDOW_UPDATEs owed, batched. */
+  beforeFlush(): void {
+    if (this.recvUnacked >= this.opts.connectionWindowSize / 2) {
+      this.windowUpdate(0, this.recvUnacked);
+      this.recvWindow += this.recvUnacked;
+      this.recvUnacked = 0;
+    }
+    const list = this.creditStreams;
+    if (list.length === 0) return;
+    const half = this.local.initialWindowSize / 2;
+    let keep = 0;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      if (s.closed || s.remoteClosed || s.recvUnacked === 0) {
+        s.recvUnacked = 0;
+        continue;
+      }
+      if (s.recvUnacked >= half) {
+        this.windowUpdate(s.id, s.recvUnacked);
+        s.recvWindow += s.recvUnacked;
+        s.recvUnacked = 0;
+        continue;
+      }
+      list[keep++] = s;
+    }
+    list.length = keep;
+  }
+
+  /** Sends a head (HEADERS + CONTINUATION as the peer's frame size requires). */
+  sendHeaders(s: Http2Stream, fields: readonly string[], endStream: boolean): void {
+    if (s.closed || s.localClosed || this.closed) return;
+    const block = this.encodeBlock(fields);
+    s.headersSent = true;
+    this.headerFrames(s.id, block, endStream ? FLAG_END_STREAM : 0);
+    if (endStream) this.localEnded(s);
+    this.transport.schedule();
+  }
+
+  /** An interim (1xx) head: never ends the stream. */
+  sendInterim(s: Http2Stream, fields: readonly string[]): void {
+    if (s.closed || s.localClosed || this.closed) return;
+    this.headerFrames(s.id, this.encodeBlock(fields), 0);
+    this.transport.schedule();
+  }
+
+  private encodeBlock(fields: readonly string[]): Buffer {
+    let size = 256;
+    for (let i = 0; i < fields.length; i++) size += fields[i]!.length + 8;
+    const out = Buffer.allocUnsafe(size);
+    const n = this.encoder.encodeInto(fields, out, 0);
+    if (n >= 0) return out.subarray(0, n);
+    return this.encoder.encode(fields);
+  }
+
+  private headerFrames(id: number, block: Buffer, flags: number): void {
+    const max = this.remote.maxFrameSize;
+    if (block.length <= max) {
+      this.frame(HEADERS, flags | FLAG_END_HEADERS, id, block);
+      return;
+    }
+    this.frame(HEADERS, flags, id, block, 0, max);
+    let off = max;
+    while (off < block.length) {
+      const next = Math.min(off + max, block.length);
+      this.frame(CONTINUATION, next === block.length ? FLAG_END_HEADERS : 0, id, block, off, next);
+      off = next;
+    }
+  }
+
+  /** Body bytes for `s`; what the windows do not allow now waits (copied). False: producer should wait. */
+  sendData(s: Http2Stream, buf: Buffer, start: number, end: number, _end: boolean): boolean {
+    if (s.closed || s.localClosed || s.endQueued || this.closed) return true;
+    if (start === end) return true;
+    if (s.queue === null) {
+      const n = Math.min(end - start, s.sendWindow, this.sendWindow);
+      if (n > 0) {
+        this.dataFrames(s, buf, start, start + n, false);
+        start += n;
+      }
+      this.transport.schedule();
+      if (start === end) {
+        if (this.congested) {
+          this.waitWritable(s);
+          return false;
+        }
+        return true;
+      }
+    }
+    const rest = Buffer.from(buf.subarray(start, end));
+    (s.queue ??= []).push(rest);
+    s.queuedBytes += rest.length;
+    this.waitForWindow(s);
+    if (s.queuedBytes > STREAM_HIGH_WATER || this.congested) {
+      this.waitWritable(s);
+      return false;
+    }
+    return true;
+  }
+
+  private waitWritable(s: Http2Stream): void {
+    if (s.needWritable) return;
+    s.needWritable = true;
+    this.needWritable.push(s);
+  }
+
+  private waitForWindow(s: Http2Stream): void {
+    if (s.sendWindow > 0 && !s.waitingForWindow) {
+      s.waitingForWindow = true;
+      this.waiting.push(s);
+    }
+  }
+
+  /** DATA frames of at most the peer's frame size; windows already checked by the caller. */
+  private dataFrames(s: Http2Stream, buf: Buffer, start: number, end: number, endStream: boolean): void {
+    const max = this.remote.maxFrameSize;
+    const n = end - start;
+    s.sendWindow -= n;
+    this.sendWindow -= n;
+    const lent = isLent(buf);
+    while (start < end || endStream) {
+      const next = Math.min(start + max, end);
+      const flags = endStream && next === end ? FLAG_END_STREAM : 0;
+      const h = Buffer.allocUnsafe(FRAME_HEADER);
+      writeFrameHeader(h, 0, next - start, DATA, flags, s.id);
+      this.transport.add(h);
+      if (next > start) this.transport.add(lent || start > 0 || next < buf.length ? buf.subarray(start, next) : buf);
+      start = next;
+      if (flags !== 0) break;
+    }
+  }
+
+  /** Sends what a stream has queued, as far as both windows allow; then END_STREAM / trailers. */
+  private flushStream(s: Http2Stream): void {
+    const q = s.queue;
+    while (q !== null && q.length > 0) {
+      const avail = Math.min(s.sendWindow, this.sendWindow);
+      if (avail <= 0) break;
+      const chunk = q[0]!;
+      if (chunk.length <= avail) {
+        q.shift();
+        s.queuedBytes -= chunk.length;
+        this.dataFrames(s, chunk, 0, chunk.length, false);
+      } else {
+        this.dataFrames(s, chunk, 0, avail, false);
+        q[0] = chunk.subarray(avail);
+        s.queuedBytes -= avail;
+      }
+    }
+    if (q !== null && q.length === 0) s.queue = null;
+    if (s.queue === null && s.endQueued) {
+      s.endQueued = false;
+      this.finishStream(s, s.trailersQueued);
+      s.trailersQueued = null;
+      // The owner may be waiting for its END_STREAM to leave (a Duplex's final callback).
+      s.sink?.onWritable();
+    } else if (s.queue !== null && this.sendWindow <= 0 && s.sendWindow > 0) this.waitForWindow(s);
+    this.transport.schedule();
+    if (s.needWritable && s.queuedBytes <= STREAM_HIGH_WATER / 2 && !this.congested) {
+      s.needWritable = false;
+      s.sink?.onWritable();
+    }
+  }
+
+  /** The connection window opened: streams waiting for it send, oldest first. */
+  private sendWaiting(): void {
+    const list = this.waiting;
+    this.waiting = [];
+    for (const s of list) {
+      s.waitingForWindow = false;
+      if (!s.closed && (s.queue !== null || s.endQueued)) this.flushStream(s);
+    }
+    // Streams only waiting on their own window were dropped from the list; a WINDOW_UPDATE on the
+    // stream brings them back.
+  }
+
+  endStream(s: Http2Stream, trailers: readonly string[] | null, stopPeer: boolean): void {
+    if (s.closed || s.localClosed || s.endQueued || this.closed) return;
+    s.stopPeerAfterEnd = stopPeer;
+    if (s.queue !== null) {
+      s.endQueued = true;
+      s.trailersQueued = trailers === null ? null : [...trailers];
+      return;
+    }
+    this.finishStream(s, trailers);
+    this.transport.schedule();
+  }
+
+  private finishStream(s: Http2Stream, trailers: readonly string[] | null): void {
+    if (!s.headersSent) return;
+    if (trailers !== null && trailers.length > 0) this.headerFrames(s.id, this.encodeBlock(trailers), FLAG_END_STREAM);
+    else this.dataFrames(s, EMPTY, 0, 0, true);
+    this.localEnded(s);
+  }
+
+  private localEnded(s: Http2Stream): void {
+    s.localClosed = true;
+    if (s.remoteClosed && s.held === null) this.closeStream(s);
+    else if (s.stopPeerAfterEnd) {
+      // The answer is complete while the request is still coming: stop it (§8.1).
+      this.resetStream(s, NO_ERROR);
+    }
+  }
+
+  /** Ends a stream with RST_STREAM `code`; its owner hears `onReset(code, true)`. */
+  resetStream(s: Http2Stream, code: number): void {
+    if (s.closed) return;
+    this.sendRst(s.id, code);
+    this.rememberReset(s.id);
+    this.closeStream(s);
+    s.sink?.onReset(code, true);
+  }
+
+  /** RST_STREAM `code` even when our answer already closed the stream (a malformed request, §8.1.1). */
+  resetAfterAnswer(s: Http2Stream, code: number): void {
+    if (!s.closed) {
+      this.resetStream(s, code);
+      return;
+    }
+    if (!this.wasResetByUs(s.id)) this.resetUnopened(s.id, code);
+  }
+
+  /** A stream error found by the engine (§5.4.2). */
+  private streamError(s: Http2Stream, code: number, _why?: string): void {
+    this.resetStream(s, code);
+  }
+
+  private resetUnopened(id: number, code: number): void {
+    this.sendRst(id, code);
+    this.rememberReset(id);
+    this.transport.schedule();
+  }
+
+  private resetAny(id: number, code: number): void {
+    const s = this.streams.get(id);
+    if (s !== undefined) this.streamError(s, code);
+    else this.resetUnopened(id, code);
+  }
+
+  private sendRst(id: number, code: number): void {
+    if (this.closed) return;
+    const f = Buffer.allocUnsafe(FRAME_HEADER + 4);
+    writeFrameHeader(f, 0, 4, RST_STREAM, 0, id);
+    writeU32(f, FRAME_HEADER, code);
+    this.transport.add(f);
+    this.transport.schedule();
+  }
+
+  private closeStream(s: Http2Stream): void {
+    if (s.closed) return;
+    s.closed = true;
+    s.localClosed = true;
+    s.remoteClosed = true;
+    s.queue = null;
+    s.queuedBytes = 0;
+    s.held = null;
+    this.streams.delete(s.id);
+    if ((s.id & 1) === (this.role === 'server' ? 1 : 0)) this.peerStreams--;
+    this.closeIfDone();
+  }
+
+  /** Sends a PING (the payload comes back in `onPingAck`). */
+  ping(payload: Buffer): void {
+    if (this.closed) return;
+    this.frame(PING, 0, 0, payload);
+    this.transport.schedule();
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Client role
+
+  /** Opens a stream with a request head; null when the connection can take no more streams. */
+  request(fields: readonly string[], endStream: boolean, sink: StreamSink): Http2Stream | null {
+    if (this.closed || this.goawayReceived || this.goawaySent || this.nextStreamId > MAX_STREAM_ID) return null;
+    const s = new Http2Stream(this, this.nextStreamId, this.remote.initialWindowSize, this.local.initialWindowSize);
+    this.nextStreamId += 2;
+    s.sink = sink;
+    this.streams.set(s.id, s);
+    this.sendHeaders(s, fields, endStream);
+    return s;
+  }
+
+  // ------------------------------------------------------------------------------------------
+  // Ending
+
+  /**
+   * Graceful shutdown (§6.8): GOAWAY with the highest id first, so requests already on the wire are
+   * still served, then after a PING round trip (or a second) GOAWAY with the real last stream id.
+   * The connection closes when its streams are done.
+   */
+  shutdown(): void {
+    if (this.closed || this.drainStep !== 0) return;
+    if (this.role === 'client') {
+      this.drainStep = 2;
+      this.goaway(NO_ERROR, this.lastPeerStreamId, '');
+      this.closeIfDone();
+      return;
+    }
+    this.drainStep = 1;
+    this.goaway(NO_ERROR, MAX_STREAM_ID, '');
+    this.ping(Buffer.from('muxgdrai', 'latin1'));
+    this.drainTimer = setTimeout(() => this.finishGoaway(), 1000);
+    this.drainTimer.unref();
+  }
+
+  private finishGoaway(): void {
+    if (this.drainStep !== 1 || this.closed) return;
+    this.drainStep = 2;
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    this.goaway(NO_ERROR, this.lastPeerStreamId, '');
+    this.closeIfDone();
+  }
+
+  private goaway(code: number, lastId: number, debug: string): void {
+    this.goawaySent = true;
+    this.goawayLastId = lastId;
+    const d = Buffer.from(debug, 'latin1');
+    const f = Buffer.allocUnsafe(8 + d.length);
+    writeU32(f, 0, lastId);
+    writeU32(f, 4, code);
+    d.copy(f, 8);
+    this.frame(GOAWAY, 0, 0, f);
+    this.transport.schedule();
+  }
+
+  private closeIfDone(): void {
+    if (this.closed || this.streams.size > 0) return;
+    if (this.drainStep === 2 || (this.goawayReceived && this.role === 'client')) this.transport.end();
+  }
+
+  /** A connection error (§5.4.1): GOAWAY with `h2code`, then close. */
+  fail(h2code: number, code: string, detail: string): void {
+    if (this.closed) return;
+    this.failure ??= { h2code, code, detail, local: true };
+    this.goaway(h2code, this.lastPeerStreamId, detail);
+    this.transport.end();
+    this.teardown(h2code);
+  }
+
+  private flood(kind: number): void {
+    this.fail(ENHANCE_YOUR_CALM, FLOOD_CODES[kind]!, `${FLOOD_CODES[kind]} over its limit`);
+  }
+
+  /** Closes at once (no GOAWAY): shutdown past its deadline, process exit. */
+  destroy(): void {
+    if (this.closed) return;
+    this.transport.destroy();
+    this.teardown(CANCEL);
+  }
+
+  /** The socket ended or failed: every stream ends now. */
+  onTransportClosed(error: boolean): void {
+    if (!this.closed) {
+      if (error && this.failure === null) {
+        this.failure = { h2code: CANCEL, code: 'h2_transport_error', detail: 'the connection failed', local: false };
+      }
+      this.teardown(CANCEL);
+    }
+    if (!this.reported) {
+      this.reported = true;
+      this.handler.onClose(this.failure);
+    }
+  }
+  private reported = false;
+
+  private teardown(code: number): void {
+    this.closed = true;
+    this.deadline = 0;
+    sweeper.delete(this);
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer);
+    this.drainTimer = null;
+    const all = [...this.streams.values()];
+    this.streams.clear();
+    this.peerStreams = 0;
+    for (const s of all) {
+      s.closed = true;
+      s.localClosed = true;
+      s.remoteClosed = true;
+      s.queue = null;
+      s.held = null;
+      s.sink?.onReset(code, false);
+    }
+    this.waiting = [];
+    this.creditStreams = [];
+    this.needWritable = [];
+  }
+
+  /** The transport's output drained: producers told to wait may write again. */
+  onDrain(): void {
+    this.congested = false;
+    const list = this.needWritable;
+    this.needWritable = [];
+    for (const s of list) {
+      if (s.closed || !s.needWritable) continue;
+      if (s.queuedBytes > STREAM_HIGH_WATER / 2) {
+        list.push(s);
+        continue;
+      }
+      s.needWritable = false;
+      s.sink?.onWritable();
+    }
+  }
+}
+
+/** content-length among decoded fields (-1: absent or not a plain number; the owner rejects the latter). */
+function contentLength(fields: readonly string[]): number {
+  let v = -1;
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] !== 'content-length') continue;
+    const s = fields[i + 1]!;
+    if (!/^[0-9]{1,15}$/.test(s)) return -1;
+    const n = Number(s);
+    if (v !== -1 && v !== n) return -1;
+    v = n;
+  }
+  return v;
+}
+
+function hasPseudo(fields: readonly string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.charCodeAt(0) === 0x3a) return true;
+  return false;
+}
+
+function isInterim(fields: readonly string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === ':status') {
+      const v = fields[i + 1]!;
+      return v.length === 3 && v.charCodeAt(0) === 0x31;
+    }
+  }
+  return false;
+}

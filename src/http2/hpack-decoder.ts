@@ -1,0 +1,227 @@
+import { Buffer } from 'node:buffer';
+import { latin1Slice } from '../http1/latin1.ts';
+import { huffmanDecode } from './hpack-huffman.ts';
+import { STATIC_COUNT, STATIC_NAMES, STATIC_VALUES } from './hpack-static-table.ts';
+
+export type HpackError = 'compression' | 'too_large';
+
+/** RFC 7541 §4.1: an entry's size counts 32 octets of overhead besides its name and value. */
+const ENTRY_OVERHEAD = 32;
+/** Integers above this are refused: no legitimate index, length or table size comes near it. */
+const INT_MAX = 0x7fffffff;
+
+/**
+ * The decoding side of an HPACK context (RFC 7541): the peer's encoder drives our copy of the
+ * dynamic table, so every block must be processed in order and in full.
+ */
+export class HpackDecoder {
+  /** Our advertised SETTINGS_HEADER_TABLE_SIZE: the most a size update may ask for. */
+  private maxAllowed: number;
+  /** The table's current maximum size, as last set by the peer's size update. */
+  private capacity: number;
+  private readonly maxListSize: number;
+  /** Our setting went below `capacity`: the next block must start with a size update at most `requiredMax`. */
+  private updateRequired = false;
+  private requiredMax = 0;
+
+  // The dynamic table as a ring: entry k (1 = newest) is at (tail - k) & mask.
+  private names: string[] = new Array<string>(16).fill('');
+  private values: string[] = new Array<string>(16).fill('');
+  private mask = 15;
+  private tail = 0;
+  private count = 0;
+  private size = 0;
+
+  /** Read position in the current block; a field so that integer reads can advance it. */
+  private p = 0;
+
+  /**
+   * maxTableSize is also the table's starting maximum, so a value below the protocol default of
+   * 4096 is only right once the peer is known to use it; otherwise construct with 4096 and call
+   * setMaxTableSize when the lower setting is acknowledged.
+   */
+  constructor(maxTableSize: number, maxListSize: number) {
+    this.maxAllowed = maxTableSize;
+    this.capacity = maxTableSize;
+    this.maxListSize = maxListSize;
+  }
+
+  /** Current dynamic table size in octets (RFC 7541 §4.1). */
+  get tableSize(): number {
+    return this.size;
+  }
+
+  /** Number of entries in the dynamic table. */
+  get entryCount(): number {
+    return this.count;
+  }
+
+  /** Dynamic table entry k (1 = newest) as [name, value], for inspection. */
+  entryAt(k: number): [string, string] | undefined {
+    if (k < 1 || k > this.count) return undefined;
+    const slot = (this.tail - k) & this.mask;
+    return [this.names[slot]!, this.values[slot]!];
+  }
+
+  setMaxTableSize(n: number): void {
+    this.maxAllowed = n;
+    // RFC 7541 §4.2: the encoder must then shrink its table in the next block. A raised limit needs
+    // no update: the peer may keep its smaller table.
+    if (n < this.capacity) {
+      this.requiredMax = this.updateRequired ? Math.min(this.requiredMax, n) : n;
+      this.updateRequired = true;
+    }
+  }
+
+  decode(block: Uint8Array, start: number, end: number, out: string[]): HpackError | null {
+    const buf = Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
+    this.p = start;
+    let listSize = 0;
+    let tooLarge = false;
+    let fieldSeen = false;
+    let smallestUpdate = INT_MAX;
+    while (this.p < end) {
+      const b = buf[this.p]!;
+      if ((b & 0xe0) === 0x20) {
+        // Dynamic table size update (§6.3): only before the first field.
+        if (fieldSeen) return 'compression';
+        const n = this.readInt(buf, end, 0x1f);
+        if (n < 0 || n > this.maxAllowed) return 'compression';
+        if (n < smallestUpdate) smallestUpdate = n;
+        this.capacity = n;
+        this.evictTo(n);
+        continue;
+      }
+      if (!fieldSeen) {
+        if (this.updateRequired && smallestUpdate > this.requiredMax) return 'compression';
+        this.updateRequired = false;
+        fieldSeen = true;
+      }
+      let name: string;
+      let value: string;
+      let index = false;
+      if (b & 0x80) {
+        const i = this.readInt(buf, end, 0x7f);
+        if (i <= 0) return 'compression';
+        if (i <= STATIC_COUNT) {
+          name = STATIC_NAMES[i]!;
+          value = STATIC_VALUES[i]!;
+        } else {
+          const k = i - STATIC_COUNT;
+          if (k > this.count) return 'compression';
+          const slot = (this.tail - k) & this.mask;
+          name = this.names[slot]!;
+          value = this.values[slot]!;
+        }
+      } else {
+        // Literal (§6.2): with incremental indexing has a 6-bit name index, without indexing and
+        // never indexed a 4-bit one; the latter two decode alike.
+        index = (b & 0x40) !== 0;
+        const i = this.readInt(buf, end, index ? 0x3f : 0x0f);
+        if (i < 0) return 'compression';
+        if (i === 0) {
+          const s = this.readString(buf, end);
+          if (s === null) return 'compression';
+          name = s;
+        } else if (i <= STATIC_COUNT) {
+          name = STATIC_NAMES[i]!;
+        } else {
+          const k = i - STATIC_COUNT;
+          if (k > this.count) return 'compression';
+          name = this.names[(this.tail - k) & this.mask]!;
+        }
+        const s = this.readString(buf, end);
+        if (s === null) return 'compression';
+        value = s;
+        if (index) this.insert(name, value);
+      }
+      if (!tooLarge) {
+        listSize += name.length + value.length + ENTRY_OVERHEAD;
+        // Past the limit the block is still decoded, to keep the table in step, but not kept.
+        if (listSize > this.maxListSize) tooLarge = true;
+        else out.push(name, value);
+      }
+    }
+    if (!fieldSeen) {
+      // A block of only size updates (or an empty one) still owes a required update.
+      if (this.updateRequired && smallestUpdate > this.requiredMax) return 'compression';
+      this.updateRequired = false;
+    }
+    return tooLarge ? 'too_large' : null;
+  }
+
+  /**
+   * The integer (§5.1) at this.p whose prefix is the low bits given by `mask`; -1 if it is
+   * truncated or above INT_MAX.
+   */
+  private readInt(buf: Buffer, end: number, mask: number): number {
+    let n = buf[this.p++]! & mask;
+    if (n < mask) return n;
+    let shift = 0;
+    for (;;) {
+      if (this.p >= end || shift > 28) return -1;
+      const b = buf[this.p++]!;
+      n += (b & 0x7f) * 2 ** shift;
+      if (n > INT_MAX) return -1;
+      if ((b & 0x80) === 0) return n;
+      shift += 7;
+    }
+  }
+
+  /** The string literal (§5.2) at this.p, or null if truncated or badly Huffman-coded. */
+  private readString(buf: Buffer, end: number): string | null {
+    if (this.p >= end) return null;
+    const huffman = (buf[this.p]! & 0x80) !== 0;
+    const len = this.readInt(buf, end, 0x7f);
+    if (len < 0 || len > end - this.p) return null;
+    const s = this.p;
+    this.p += len;
+    if (huffman) return huffmanDecode(buf, s, s + len);
+    return len === 0 ? '' : latin1Slice(buf, s, s + len);
+  }
+
+  private insert(name: string, value: string): void {
+    const entrySize = name.length + value.length + ENTRY_OVERHEAD;
+    // §4.4: an entry larger than the table empties it and is not added.
+    if (entrySize > this.capacity) {
+      this.evictTo(0);
+      return;
+    }
+    this.evictTo(this.capacity - entrySize);
+    if (this.count === this.names.length) this.grow();
+    const slot = this.tail & this.mask;
+    this.names[slot] = name;
+    this.values[slot] = value;
+    this.tail = (this.tail + 1) & this.mask;
+    this.count++;
+    this.size += entrySize;
+  }
+
+  /** Drops oldest entries until the table holds at most `limit` octets. */
+  private evictTo(limit: number): void {
+    while (this.size > limit) {
+      const slot = (this.tail - this.count) & this.mask;
+      this.size -= this.names[slot]!.length + this.values[slot]!.length + ENTRY_OVERHEAD;
+      // Release the strings: a connection's table can outlive many requests.
+      this.names[slot] = '';
+      this.values[slot] = '';
+      this.count--;
+    }
+  }
+
+  /** Doubles the ring, laying the entries out oldest first from slot 0. */
+  private grow(): void {
+    const cap = this.names.length * 2;
+    const names = new Array<string>(cap).fill('');
+    const values = new Array<string>(cap).fill('');
+    for (let k = this.count; k >= 1; k--) {
+      const slot = (this.tail - k) & this.mask;
+      names[this.count - k] = this.names[slot]!;
+      values[this.count - k] = this.values[slot]!;
+    }
+    this.names = names;
+    this.values = values;
+    this.mask = cap - 1;
+    this.tail = this.count;
+  }
+}

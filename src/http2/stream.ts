@@ -1,0 +1,102 @@
+import type { Buffer } from 'node:buffer';
+import type { Http2Connection } from './connection.ts';
+
+/**
+ * What the owner of a stream (a request being forwarded, a tunnel) hears from it. Payload views may
+ * be lent (a view of the shared read buffer, `isLent`): copy what is kept past the call.
+ */
+export interface StreamSink {
+  /** A header block after the first: the response head (client role; 1xx ones first), or trailers. */
+  onHeaders(fields: string[], endStream: boolean): void;
+  onData(buf: Buffer, start: number, end: number): void;
+  /** The peer ended its side (END_STREAM). */
+  onEnd(): void;
+  /** The stream ended abnormally: `local` when we reset it, else the peer did or the connection died. */
+  onReset(code: number, local: boolean): void;
+  /** Queued output went out (or the window opened): the producer may write again. */
+  onWritable(): void;
+}
+
+/**
+ * One HTTP/2 stream: a small record, not a Duplex. State, both flow-control windows and the output
+ * that waits for window; the connection does the work (`Http2Connection` methods take the stream).
+ */
+export class Http2Stream {
+  readonly id: number;
+  readonly conn: Http2Connection;
+  sink: StreamSink | null = null;
+  /** We sent END_STREAM (or reset). */
+  localClosed = false;
+  /** The peer sent END_STREAM (or reset). */
+  remoteClosed = false;
+  /** Gone from the connection's table. */
+  closed = false;
+  /** Our head went out (response on the server side, request on the client side). */
+  headersSent = false;
+  /** The peer's first header block arrived (client role: a final response head). */
+  headersReceived = false;
+  /** Bytes we may still send / the peer may still send before a WINDOW_UPDATE. */
+  sendWindow: number;
+  recvWindow: number;
+  /** Received bytes handed on but not yet credited back with WINDOW_UPDATE. */
+  recvUnacked = 0;
+  /** Receiving is paused by the owner: DATA is held here (bounded by the window we granted). */
+  paused = false;
+  held: Buffer[] | null = null;
+  heldEnd = false;
+  /** Output waiting for window: owned buffers, then END_STREAM and trailers. */
+  queue: Buffer[] | null = null;
+  queuedBytes = 0;
+  endQueued = false;
+  trailersQueued: string[] | null = null;
+  /** The owner was told to wait (write returned false): tell it when output drains. */
+  needWritable = false;
+  /** content-length of the peer's message, -1 when absent; DATA counted against it (RFC 9113 §8.1.1). */
+  expectedLength = -1;
+  receivedLength = 0;
+  /** Client role: the request was HEAD (a response may announce a length it does not send). */
+  noResponseBody = false;
+  /** Reset the peer's side with NO_ERROR once our END_STREAM is out. */
+  stopPeerAfterEnd = false;
+  /** Listed in the connection's queue of streams waiting for connection window. */
+  waitingForWindow = false;
+
+  constructor(conn: Http2Connection, id: number, sendWindow: number, recvWindow: number) {
+    this.conn = conn;
+    this.id = id;
+    this.sendWindow = sendWindow;
+    this.recvWindow = recvWindow;
+  }
+
+  /** Sends the head: `fields` flat as [name, value, ...], pseudo-fields first. */
+  respond(fields: readonly string[], endStream: boolean): void {
+    this.conn.sendHeaders(this, fields, endStream);
+  }
+
+  /** Body bytes (copied when they cannot leave in this turn). False: wait for `onWritable`. */
+  write(buf: Buffer, start = 0, end = buf.length): boolean {
+    return this.conn.sendData(this, buf, start, end, false);
+  }
+
+  /**
+   * END_STREAM, after anything queued; with trailers when given. `stopPeer`: once it is sent, reset
+   * the peer's side with NO_ERROR if it is still sending (a response complete before its request, §8.1).
+   */
+  end(trailers: readonly string[] | null = null, stopPeer = false): void {
+    this.conn.endStream(this, trailers, stopPeer);
+  }
+
+  reset(code: number): void {
+    this.conn.resetStream(this, code);
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.conn.releaseHeld(this);
+  }
+}

@@ -1,0 +1,102 @@
+import type { Buffer } from 'node:buffer';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { unmapIPv4 } from '../core/cidr.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
+import {
+  type ConnectionFailure,
+  type ConnectionHandler,
+  type ConnectionOptions,
+  Http2Connection,
+} from '../http2/connection.ts';
+import { errorName, REFUSED_STREAM } from '../http2/frame.ts';
+import type { Http2Stream } from '../http2/stream.ts';
+import { isH2Connect, startH2Tunnel } from '../tunnel/tunnel-entry.ts';
+import { H2RequestStream } from './h2-request-stream.ts';
+import type { ListenerContext } from './listener-context.ts';
+
+/**
+ * One downstream HTTP/2 connection: who the peer is (decided once, like an HTTP/1.1 session), the
+ * engine connection, and what its streams become: a CONNECT stream a tunnel, anything else a
+ * request (H2RequestStream). No new stream for idle_timeout and none open: graceful GOAWAY.
+ */
+export class H2DownstreamConnection implements ConnectionHandler, Expirable {
+  readonly conn: Http2Connection;
+  readonly ctx: ListenerContext;
+  readonly peer: string;
+  readonly trusted: boolean;
+  private readonly set: Set<H2DownstreamConnection>;
+  deadline = 0;
+
+  constructor(socket: Socket, ctx: ListenerContext, opts: ConnectionOptions, set: Set<H2DownstreamConnection>) {
+    this.ctx = ctx;
+    this.set = set;
+    this.peer = unmapIPv4(socket.remoteAddress ?? '');
+    this.trusted = ctx.trusted.has(this.peer);
+    this.conn = new Http2Connection(socket, 'server', this, opts);
+  }
+
+  start(first: Buffer | null): void {
+    const ctx = this.ctx;
+    this.set.add(this);
+    ctx.stats.connectionsOpen++;
+    ctx.stats.connectionsTotal++;
+    this.deadline = performance.now() + ctx.limits.idleTimeoutMs;
+    sweeper.add(this);
+    this.conn.start(first);
+    if (ctx.draining) this.conn.shutdown();
+  }
+
+  get openStreams(): number {
+    return this.conn.openStreams;
+  }
+
+  onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
+    this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+    if (this.ctx.draining) {
+      stream.reset(REFUSED_STREAM);
+      return;
+    }
+    if (fields !== null && isH2Connect(fields)) {
+      startH2Tunnel(stream, this, fields);
+      return;
+    }
+    new H2RequestStream(stream, this).start(fields, endStream);
+  }
+
+  /** No stream opened for idle_timeout: GOAWAY once none is open either. */
+  expire(): void {
+    if (this.conn.openStreams === 0) this.conn.shutdown();
+    else this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+  }
+
+  onGoaway(): void {}
+
+  onClose(failure: ConnectionFailure | null): void {
+    const ctx = this.ctx;
+    this.deadline = 0;
+    sweeper.delete(this);
+    if (!this.set.delete(this)) return;
+    ctx.stats.connectionsOpen--;
+    if (failure === null || !failure.local) return;
+    ctx.stats.recordError(failure.code);
+    ctx.log.warn(
+      {
+        listener: ctx.name,
+        client: this.peer,
+        error: failure.code,
+        h2_error: errorName(failure.h2code),
+        detail: failure.detail,
+      },
+      'HTTP/2 connection closed with an error',
+    );
+  }
+
+  drain(): void {
+    this.conn.shutdown();
+  }
+
+  destroy(): void {
+    this.conn.destroy();
+  }
+}
