@@ -9,7 +9,7 @@ import {
   type ConnectionOptions,
   Http2Connection,
 } from '../http2/connection.ts';
-import { errorName, REFUSED_STREAM } from '../http2/frame.ts';
+import { ENHANCE_YOUR_CALM, errorName, REFUSED_STREAM } from '../http2/frame.ts';
 import type { Http2Stream } from '../http2/stream.ts';
 import { isH2Connect, startH2Tunnel } from '../tunnel/tunnel-entry.ts';
 import { H2RequestStream } from './h2-request-stream.ts';
@@ -80,16 +80,17 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
     ctx.stats.connectionsOpen--;
     if (failure === null || !failure.local) return;
     ctx.stats.recordError(failure.code);
-    ctx.log.warn(
-      {
-        listener: ctx.name,
-        client: this.peer,
-        error: failure.code,
-        h2_error: errorName(failure.h2code),
-        detail: failure.detail,
-      },
-      'HTTP/2 connection closed with an error',
-    );
+    const fields = {
+      listener: ctx.name,
+      client: this.peer,
+      error: failure.code,
+      h2_error: errorName(failure.h2code),
+      detail: failure.detail,
+    };
+    // A flood is an attack the operator wants to see; a protocol error is a broken client, logged quietly.
+    if (failure.code === 'rapid_reset') ctx.log.warn(fields, 'HTTP/2 stream reset flood: GOAWAY ENHANCE_YOUR_CALM');
+    else if (failure.h2code === ENHANCE_YOUR_CALM) ctx.log.warn(fields, 'HTTP/2 flood: GOAWAY ENHANCE_YOUR_CALM');
+    else ctx.log.info(fields, 'HTTP/2 connection closed with an error');
   }
 
   drain(): void {
