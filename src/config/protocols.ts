@@ -120,6 +120,9 @@ export const listenerHttp2 = map('an http2 map', {
   settings_timeout: durationMs({ min: 1 })
     .prefault('10s')
     .describe('A client that does not acknowledge our SETTINGS within this gets SETTINGS_TIMEOUT.'),
+  stall_timeout: durationMs({ min: 1 })
+    .prefault('30s')
+    .describe("A response that cannot progress this long because the client's window stays at 0 is reset."),
   rapid_reset: rapidReset.prefault({}).describe('Guard against stream floods (CVE-2023-44487, rapid reset).'),
   floods: floods.prefault({}).describe('Limits on frames that cost muxgate work and the client nothing.'),
 });

@@ -82,6 +82,8 @@ export interface ConnectionOptions {
   enableConnectProtocol: boolean;
   /** No SETTINGS ACK within this: SETTINGS_TIMEOUT. */
   settingsTimeoutMs: number;
+  /** A stream whose output makes no progress this long (the peer keeps its window at 0) is reset. */
+  stallTimeoutMs: number;
   floods: FloodLimits;
 }
 
@@ -105,8 +107,10 @@ export interface ConnectionHandler {
   onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void;
   /** The peer sent GOAWAY: no stream above `lastStreamId` was or will be processed. */
   onGoaway(lastStreamId: number, code: number): void;
-  /** A stream the peer opened ended before we completed our side (rapid-reset accounting is ours). */
+  /** A PING we sent was answered. */
   onPingAck?(payload: Buffer): void;
+  /** A stream's output made no progress for stall_timeout (the peer's window stayed shut): it is reset. */
+  onStall?(stream: Http2Stream): void;
   /** Once, when the connection is gone (the socket closed); `failure` when it ended badly. */
   onClose(failure: ConnectionFailure | null): void;
 }
@@ -164,8 +168,12 @@ export class Http2Connection implements Expirable {
   private readonly decoded: string[] = [];
   private resetRing: Int32Array | null = null;
   private resetNext = 0;
-  /** Our SETTINGS waiting for ACK; the sweeper deadline (0 = none). */
+  /** Our SETTINGS waiting for ACK, and when the ACK is due (0 = none). */
   private settingsPending = 0;
+  private settingsDeadline = 0;
+  /** When the next stream's zero-window stall is due for a check (0 = none stalled). */
+  private stallCheckAt = 0;
+  /** The sweeper deadline: the earlier of the two above. */
   deadline = 0;
   /** GOAWAY state: sent (with the last id we will process) and received. */
   goawaySent = false;
@@ -217,7 +225,8 @@ export class Http2Connection implements Expirable {
     if (this.role === 'server' && this.local.enableConnectProtocol) pairs.push([SETTINGS_ENABLE_CONNECT_PROTOCOL, 1]);
     this.frame(SETTINGS, 0, 0, encodeSettings(pairs));
     this.settingsPending++;
-    this.deadline = performance.now() + this.opts.settingsTimeoutMs;
+    this.settingsDeadline = performance.now() + this.opts.settingsTimeoutMs;
+    this.deadline = this.settingsDeadline;
     sweeper.add(this);
     const grow = this.opts.connectionWindowSize - DEFAULT_WINDOW;
     if (grow > 0) {
@@ -229,9 +238,44 @@ export class Http2Connection implements Expirable {
     if (!this.closed) this.transport.startReading();
   }
 
-  /** The sweeper: a SETTINGS ACK that did not come in time. */
-  expire(): void {
-    if (this.settingsPending > 0) this.fail(SETTINGS_TIMEOUT, 'h2_settings_timeout', 'no SETTINGS ACK in time');
+  /** The sweeper: a SETTINGS ACK that did not come in time, or streams stalled on a zero window. */
+  expire(now: number): void {
+    if (this.settingsDeadline !== 0 && now >= this.settingsDeadline) {
+      this.fail(SETTINGS_TIMEOUT, 'h2_settings_timeout', 'no SETTINGS ACK in time');
+      return;
+    }
+    if (this.stallCheckAt !== 0 && now >= this.stallCheckAt) {
+      this.stallCheckAt = 0;
+      const limit = this.opts.stallTimeoutMs;
+      for (const s of [...this.streams.values()]) {
+        if (s.stalledSince === 0) continue;
+        if (now - s.stalledSince >= limit) {
+          this.handler.onStall?.(s);
+          this.resetStream(s, CANCEL);
+        } else {
+          const at = s.stalledSince + limit;
+          if (this.stallCheckAt === 0 || at < this.stallCheckAt) this.stallCheckAt = at;
+        }
+      }
+    }
+    this.rearm();
+  }
+
+  private rearm(): void {
+    const a = this.settingsDeadline;
+    const b = this.stallCheckAt;
+    this.deadline = a === 0 ? b : b === 0 ? a : Math.min(a, b);
+  }
+
+  /** `s` has output the windows hold back: start (or keep) its stall clock. */
+  private stalled(s: Http2Stream): void {
+    if (s.stalledSince !== 0) return;
+    const now = performance.now();
+    s.stalledSince = now;
+    if (this.stallCheckAt === 0) {
+      this.stallCheckAt = now + this.opts.stallTimeoutMs;
+      this.rearm();
+    }
   }
 
   get openStreams(): number {
@@ -692,7 +736,10 @@ export class Http2Connection implements Expirable {
         this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'SETTINGS ACK with a payload');
         return;
       }
-      if (this.settingsPending > 0 && --this.settingsPending === 0) this.deadline = 0;
+      if (this.settingsPending > 0 && --this.settingsPending === 0) {
+        this.settingsDeadline = 0;
+        this.rearm();
+      }
       if (!this.settingsAcked) {
         this.settingsAcked = true;
         if (this.opts.headerTableSize < 4096) this.decoder.setMaxTableSize(this.opts.headerTableSize);
@@ -957,6 +1004,7 @@ export class Http2Connection implements Expirable {
     (s.queue ??= []).push(rest);
     s.queuedBytes += rest.length;
     this.waitForWindow(s);
+    this.stalled(s);
     if (s.queuedBytes > STREAM_HIGH_WATER || this.congested) {
       this.waitWritable(s);
       return false;
@@ -999,6 +1047,7 @@ export class Http2Connection implements Expirable {
   /** Sends what a stream has queued, as far as both windows allow; then END_STREAM / trailers. */
   private flushStream(s: Http2Stream): void {
     const q = s.queue;
+    const before = s.queuedBytes;
     while (q !== null && q.length > 0) {
       const avail = Math.min(s.sendWindow, this.sendWindow);
       if (avail <= 0) break;
@@ -1014,6 +1063,12 @@ export class Http2Connection implements Expirable {
       }
     }
     if (q !== null && q.length === 0) s.queue = null;
+    // Progress restarts the stall clock; an empty queue stops it.
+    if (s.queue === null) s.stalledSince = 0;
+    else if (s.queuedBytes < before) {
+      s.stalledSince = 0;
+      this.stalled(s);
+    }
     if (s.queue === null && s.endQueued) {
       s.endQueued = false;
       this.finishStream(s, s.trailersQueued);

@@ -56,6 +56,8 @@ export class Http2Stream {
   receivedLength = 0;
   /** Client role: the request was HEAD (a response may announce a length it does not send). */
   noResponseBody = false;
+  /** When output last stopped progressing for want of window (performance.now(); 0 = not stalled). */
+  stalledSince = 0;
   /** Reset the peer's side with NO_ERROR once our END_STREAM is out. */
   stopPeerAfterEnd = false;
   /** Listed in the connection's queue of streams waiting for connection window. */

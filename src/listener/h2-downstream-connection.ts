@@ -72,6 +72,10 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
 
   onGoaway(): void {}
 
+  onStall(): void {
+    this.ctx.stats.recordError('h2_send_stall');
+  }
+
   onClose(failure: ConnectionFailure | null): void {
     const ctx = this.ctx;
     this.deadline = 0;

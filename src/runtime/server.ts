@@ -187,6 +187,7 @@ export class MuxgateServer {
       maxHeaderBlockBytes: h.max_header_block_size,
       headerTableSize: h.header_table_size,
       settingsTimeoutMs: h.settings_timeout,
+      stallTimeoutMs: h.stall_timeout,
       floods: {
         intervalMs: h.floods.interval,
         maxResets: h.rapid_reset.max_resets,
