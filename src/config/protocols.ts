@@ -164,11 +164,20 @@ export const clusterHttp2 = map('an http2 map', {
   max_concurrent_streams: int(1, 2 ** 31 - 1)
     .default(100)
     .describe("Streams per upstream connection (also capped by the upstream's SETTINGS_MAX_CONCURRENT_STREAMS)."),
-  initial_window_size: sizeBytes({ min: 65535 }).prefault('1MiB').describe('Per-stream receive window.'),
-  connection_window_size: sizeBytes({ min: 65535 }).prefault('16MiB').describe('Receive window per connection.'),
-  max_session_memory: sizeBytes({ min: 1024 * 1024 })
-    .prefault('64MiB')
-    .describe('Memory one upstream HTTP/2 connection may hold in node:http2.'),
+  initial_window_size: sizeBytes({ min: 65535 })
+    .refine((v) => v <= MAX_WINDOW, { error: expected('at most 2147483647 bytes (2^31-1)') })
+    .prefault('1MiB')
+    .describe('Per-stream receive window.'),
+  connection_window_size: sizeBytes({ min: 65535 })
+    .refine((v) => v <= MAX_WINDOW, { error: expected('at most 2147483647 bytes (2^31-1)') })
+    .prefault('16MiB')
+    .describe('Receive window per connection.'),
+  max_header_list_size: sizeBytes({ min: 1024 })
+    .prefault('256KiB')
+    .describe('Largest decoded response header list accepted from the upstream (larger: upstream_protocol_error).'),
+  stall_timeout: durationMs({ min: 1 })
+    .prefault('30s')
+    .describe("A request body that cannot progress this long because the upstream's window stays at 0 is reset."),
   ping_interval: z
     .union([z.literal(0), durationMs({ min: 1 })], { error: expected('a duration or 0') })
     .prefault('30s')

@@ -1,7 +1,9 @@
-import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
-import http2, { type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from 'node:http2';
+import { performance } from 'node:perf_hooks';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { CANCEL } from '../http2/frame.ts';
+import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { H2Responder } from '../listener/downstream.ts';
 import type { H2Session } from '../pool/h2-session.ts';
@@ -10,14 +12,14 @@ import {
   BODY_CHUNKED,
   BODY_NONE,
   chunkedTrailers,
+  flatFields,
   h1ResponseHead,
   h2HeadersFromH2,
   h2RequestHeaders,
+  h2ResponseHead,
   h2Trailers,
 } from './h2-translate.ts';
 import { upstreamTarget } from './upstream-head.ts';
-
-const { NGHTTP2_CANCEL } = http2.constants;
 
 /** Request body bytes kept so a refused stream can be sent again; beyond this a refusal is final. */
 const REPLAY_LIMIT = 64 * 1024;
@@ -31,11 +33,11 @@ const MAX_REFUSALS = 3;
  * response back into whatever the client speaks: HTTP/1.1 bytes (chunked when the upstream gave no
  * length, trailers included) or, for an HTTP/2 client, a header map and unframed DATA.
  */
-export class H2Leg implements Expirable {
+export class H2Leg implements Expirable, StreamSink {
   deadline = 0;
   private readonly ex: Exchange;
   session: H2Session | null = null;
-  stream: ClientHttp2Stream | null = null;
+  stream: Http2Stream | null = null;
   /** Decodes a chunked request body into DATA; null for Content-Length bodies. */
   private decoder: ChunkedScanner | null;
   /** Body bytes sent on the current stream, kept for a replay; null once past REPLAY_LIMIT. */
@@ -79,26 +81,14 @@ export class H2Leg implements Expirable {
       ex.session.forwardingFields(head),
       ex.teTrailers,
     );
-    let stream: ClientHttp2Stream;
-    try {
-      stream = session.request(headers, noBody);
-    } catch (err) {
-      // node:http2 refuses a header it considers invalid; translation filters those, so this is a bug.
-      session.releaseSlot();
-      ex.session.ctx.log.error({ err: (err as Error).message }, 'cannot open the upstream HTTP/2 stream');
-      ex.fail('internal_error');
+    const stream = session.request(flatFields(headers), noBody, this, head.method === 'HEAD');
+    if (stream === null) {
+      // The connection went away between the slot and the stream: like a refusal, nothing was sent.
+      if (++this.refusals <= MAX_REFUSALS) ex.retryH2(session);
+      else ex.fail('upstream_reset');
       return;
     }
     this.stream = stream;
-    stream.on('response', onResponse);
-    stream.on('headers', onInterim);
-    stream.on('data', onData);
-    stream.on('trailers', onTrailers);
-    stream.on('end', onEnd);
-    stream.on('drain', onDrain);
-    stream.on('error', ignore);
-    stream.on('close', onClose);
-    (stream as LegStream)[kLeg] = this;
     this.arm();
     if (body !== null) for (const b of body) this.writeRaw(b);
     if (ex.requestDone && !noBody) stream.end();
@@ -111,7 +101,7 @@ export class H2Leg implements Expirable {
 
   /** The request body is complete. */
   endBody(): void {
-    if (this.stream !== null && !this.stream.writableEnded) this.stream.end();
+    this.stream?.end();
   }
 
   private writeRaw(buf: Buffer): boolean {
@@ -129,8 +119,8 @@ export class H2Leg implements Expirable {
     const ranges = d.ranges!;
     let ok = true;
     for (let i = 0; i < ranges.length; i += 2) {
-      // Copied: stream.write keeps a reference until the bytes are sent.
-      ok = stream.write(Buffer.from(buf.subarray(ranges[i], ranges[i + 1]))) && ok;
+      // The engine copies what it cannot send in this turn.
+      ok = stream.write(buf, ranges[i], ranges[i + 1]) && ok;
     }
     return ok;
   }
@@ -157,9 +147,9 @@ export class H2Leg implements Expirable {
     const stream = this.stream;
     if (stream !== null) {
       this.stream = null;
-      (stream as LegStream)[kLeg] = null;
+      stream.sink = null;
       // A stream that ended both ways is done; anything else is cut with RST_STREAM CANCEL.
-      if (!stream.closed && !(this.ended && stream.writableEnded)) stream.close(NGHTTP2_CANCEL);
+      if (!stream.closed) stream.reset(CANCEL);
     }
   }
 
@@ -167,7 +157,44 @@ export class H2Leg implements Expirable {
     this.ex.onUpstreamTimeout();
   }
 
-  // --- stream events (dispatched through the stream's kLeg: no closures per request) ---
+  // --- StreamSink ---
+
+  onHeaders(fields: string[], endStream: boolean): void {
+    if (this.headSent) {
+      // Trailers (the engine already checked they end the stream and carry no pseudo-fields).
+      const t = h2ResponseHead([':status', '200', ...fields]);
+      if (t !== null) {
+        delete t.headers[':status'];
+        this.trailers = t.headers;
+      }
+      if (endStream) this.onEnd();
+      return;
+    }
+    const res = h2ResponseHead(fields);
+    if (res === null) {
+      this.ex.fail('upstream_protocol_error');
+      return;
+    }
+    if (res.status < 200) {
+      this.onInterim(res.headers);
+      return;
+    }
+    this.onResponse(res.headers);
+    if (endStream && this.stream !== null) this.onEnd();
+  }
+
+  onData(buf: Buffer, start: number, end: number): void {
+    this.onBody(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+  }
+
+  onReset(code: number, local: boolean): void {
+    if (local) return;
+    this.onClose(code);
+  }
+
+  onWritable(): void {
+    this.ex.onUpstreamDrain();
+  }
 
   onResponse(headers: IncomingHttpHeaders): void {
     const ex = this.ex;
@@ -207,7 +234,7 @@ export class H2Leg implements Expirable {
     }
   }
 
-  onData(chunk: Buffer): void {
+  private onBody(chunk: Buffer): void {
     if (!this.headSent || this.framing === BODY_NONE) return;
     this.arm();
     if (this.framing === BODY_CHUNKED) {
@@ -219,11 +246,8 @@ export class H2Leg implements Expirable {
     }
   }
 
-  onTrailers(trailers: IncomingHttpHeaders): void {
-    this.trailers = trailers;
-  }
-
   onEnd(): void {
+    if (this.ended || this.stream === null) return;
     this.ended = true;
     const ex = this.ex;
     if (!this.headSent) {
@@ -238,20 +262,18 @@ export class H2Leg implements Expirable {
     ex.complete(true);
   }
 
-  onDrain(): void {
-    this.ex.onUpstreamDrain();
-  }
-
-  onClose(): void {
+  /** The stream was reset by the upstream, or the connection went, before the response was complete. */
+  private onClose(code: number): void {
     const stream = this.stream;
     if (stream === null || this.ended) return;
     const ex = this.ex;
     const session = this.session!;
+    stream.resetCode = code;
     // Never processed by the upstream (REFUSED_STREAM, or above a GOAWAY's last stream): any method
     // may go again, on another session, as long as the body it sent is still here to replay.
     if (!this.headSent && session.wasRefused(stream) && this.sent !== null && ++this.refusals <= MAX_REFUSALS) {
       this.stream = null;
-      (stream as LegStream)[kLeg] = null;
+      stream.sink = null;
       sweeper.delete(this);
       ex.retryH2(session);
       return;
@@ -272,29 +294,3 @@ export class H2Leg implements Expirable {
     sweeper.add(this);
   }
 }
-
-const kLeg = Symbol('muxgate.h2leg');
-type LegStream = ClientHttp2Stream & { [kLeg]: H2Leg | null };
-
-function onResponse(this: LegStream, headers: IncomingHttpHeaders): void {
-  this[kLeg]?.onResponse(headers);
-}
-function onInterim(this: LegStream, headers: IncomingHttpHeaders): void {
-  this[kLeg]?.onInterim(headers);
-}
-function onData(this: LegStream, chunk: Buffer): void {
-  this[kLeg]?.onData(chunk);
-}
-function onTrailers(this: LegStream, trailers: IncomingHttpHeaders): void {
-  this[kLeg]?.onTrailers(trailers);
-}
-function onEnd(this: LegStream): void {
-  this[kLeg]?.onEnd();
-}
-function onDrain(this: LegStream): void {
-  this[kLeg]?.onDrain();
-}
-function onClose(this: LegStream): void {
-  this[kLeg]?.onClose();
-}
-function ignore(): void {}

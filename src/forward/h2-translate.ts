@@ -176,6 +176,60 @@ export function h2RequestHeaders(
   return out;
 }
 
+/** A response head from an HTTP/2 upstream: its status and fields (repeated names as arrays). */
+export interface H2ResponseHead {
+  status: number;
+  headers: IncomingHttpHeaders;
+}
+
+/**
+ * Validates a response header list from an HTTP/2 upstream (RFC 9113 §8.3.2: exactly one :status,
+ * three digits; no other pseudo-field; §8.2: lower-case names, no CR/LF/NUL, no connection-specific
+ * field) and turns it into a map. Null when malformed: the exchange answers upstream_protocol_error.
+ */
+export function h2ResponseHead(fields: readonly string[]): H2ResponseHead | null {
+  let status = -1;
+  let regular = false;
+  const headers: IncomingHttpHeaders = Object.create(null);
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
+    const value = fields[i + 1]!;
+    if (!safeValue(value)) return null;
+    if (name.charCodeAt(0) === 0x3a) {
+      if (name !== ':status' || status !== -1 || regular || !/^[1-5][0-9][0-9]$/.test(value)) return null;
+      status = Number(value);
+      headers[':status'] = value;
+      continue;
+    }
+    regular = true;
+    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return null;
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else headers[name] = [prev, value];
+  }
+  return status === -1 ? null : { status, headers };
+}
+
+/** A header map as flat [name, value, ...]: pseudo-fields first, names lower-case, arrays repeated. */
+export function flatFields(h: OutgoingHttpHeaders): string[] {
+  const out: string[] = [];
+  for (const name in h) {
+    if (name.charCodeAt(0) !== 0x3a) continue;
+    const v = h[name];
+    if (v !== undefined) out.push(name, String(v));
+  }
+  for (const name in h) {
+    if (name.charCodeAt(0) === 0x3a) continue;
+    const v = h[name];
+    if (v === undefined) continue;
+    const n = name.toLowerCase();
+    if (Array.isArray(v)) for (const x of v) out.push(n, String(x));
+    else out.push(n, String(v));
+  }
+  return out;
+}
+
 /** How an HTTP/1.1 response body is framed for the client. */
 export const BODY_NONE = 0;
 export const BODY_LENGTH = 1;

@@ -109,6 +109,10 @@ export interface ConnectionHandler {
   onGoaway(lastStreamId: number, code: number): void;
   /** A PING we sent was answered. */
   onPingAck?(payload: Buffer): void;
+  /** The peer's SETTINGS were applied (the first one completes the handshake; `remote` has them). */
+  onSettings?(): void;
+  /** A stream left the table (ended both ways, reset either way, or the connection went). */
+  onStreamClosed?(stream: Http2Stream): void;
   /** A stream's output made no progress for stall_timeout (the peer's window stayed shut): it is reset. */
   onStall?(stream: Http2Stream): void;
   /** Once, when the connection is gone (the socket closed); `failure` when it ended badly. */
@@ -144,6 +148,8 @@ export class Http2Connection implements Expirable {
   private readonly decoder: HpackDecoder;
   private readonly encoder: HpackEncoder;
   private readonly floods: FloodGuard;
+  /** Every byte read (keepalive: a connection that receives anything is alive). */
+  bytesReceived = 0;
   /** Highest stream id the peer opened; our next stream id (client role). */
   lastPeerStreamId = 0;
   nextStreamId: number;
@@ -288,6 +294,7 @@ export class Http2Connection implements Expirable {
   /** Bytes from the transport: `buf[start, end)`, possibly lent (valid only during the call). */
   onBytes(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
+    this.bytesReceived += end - start;
     if (this.prefaceLeft > 0) {
       const n = Math.min(this.prefaceLeft, end - start);
       const from = PREFACE_LENGTH - this.prefaceLeft;
@@ -427,6 +434,15 @@ export class Http2Connection implements Expirable {
     return false;
   }
 
+  /**
+   * Frames on a closed stream are ignored when we reset it (they were in flight, §5.1) and, as a
+   * client, always: an upstream that is late is not an attack, and killing the connection would
+   * fail every other request on it. A server is strict (§5.1: STREAM_CLOSED).
+   */
+  private lenientClosed(id: number): boolean {
+    return this.role === 'client' || this.wasResetByUs(id);
+  }
+
   private rememberReset(id: number): void {
     if (this.resetRing === null) this.resetRing = new Int32Array(RESET_MEMORY);
     this.resetRing[this.resetNext] = id;
@@ -475,7 +491,7 @@ export class Http2Connection implements Expirable {
     if (s === undefined || s.remoteClosed) {
       if (this.isIdle(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'DATA on an idle stream');
       else if (s !== undefined) this.streamError(s, STREAM_CLOSED);
-      else if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'DATA on a closed stream');
+      else if (!this.lenientClosed(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'DATA on a closed stream');
       return;
     }
     if (!s.headersReceived && this.role === 'client') {
@@ -623,6 +639,11 @@ export class Http2Connection implements Expirable {
       return;
     }
     if (this.role === 'client' || (id & 1) === 0) {
+      // A client's own stream that is gone: its answer arriving after we reset it is normal.
+      if (!this.isIdle(id) && (id & 1) === 1) {
+        if (!this.lenientClosed(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
+        return;
+      }
       // Servers do not open streams towards clients (no push); a client never sees new peer streams.
       this.fail(PROTOCOL_ERROR, 'h2_protocol_error', `HEADERS opening stream ${id}`);
       return;
@@ -678,7 +699,8 @@ export class Http2Connection implements Expirable {
       }
     } else if (!isInterim(fields)) {
       s.headersReceived = true;
-      s.expectedLength = s.noResponseBody ? -1 : contentLength(fields);
+      // HEAD, 204 and 304 announce a length they do not send (RFC 9110 §8.6).
+      s.expectedLength = s.noResponseBody || noBodyStatus(fields) ? -1 : contentLength(fields);
     } else if (endStream) {
       this.streamError(s, PROTOCOL_ERROR, 'h2_malformed_response');
       return;
@@ -720,6 +742,7 @@ export class Http2Connection implements Expirable {
     if (s === undefined) return;
     const code = readU32(b, p);
     const unfinished = !s.localClosed;
+    s.resetCode = code;
     this.closeStream(s);
     s.sink?.onReset(code, false);
     // A stream reset before its answer was complete costs us a request and the peer nothing.
@@ -777,6 +800,7 @@ export class Http2Connection implements Expirable {
     this.frame(SETTINGS, FLAG_ACK, 0, EMPTY);
     if (delta > 0) this.sendWaiting();
     this.transport.schedule();
+    this.handler.onSettings?.();
   }
 
   private onPing(b: Buffer, p: number, end: number, flags: number, id: number): void {
@@ -825,6 +849,7 @@ export class Http2Connection implements Expirable {
     // Our streams above `last` were never processed: refused, so their owners may retry them.
     for (const s of [...this.streams.values()]) {
       if (s.id > last && (s.id & 1) === (this.role === 'client' ? 1 : 0)) {
+        s.resetCode = REFUSED_STREAM;
         this.closeStream(s);
         s.sink?.onReset(REFUSED_STREAM, false);
       }
@@ -904,12 +929,14 @@ export class Http2Connection implements Expirable {
   /** Received bytes were taken by their owner: credit the connection window (batched to half of it). */
   private creditConnection(n: number): void {
     this.recvUnacked += n;
+    if (this.recvUnacked >= this.opts.connectionWindowSize / 2) this.transport.schedule();
   }
 
   private creditStream(s: Http2Stream, n: number): void {
     if (s.remoteClosed) return;
     if (s.recvUnacked === 0) this.creditStreams.push(s);
     s.recvUnacked += n;
+    if (s.recvUnacked >= this.local.initialWindowSize / 2) this.transport.schedule();
   }
 
   /** Called by the transport just before it writes: WINDOW_UPDATEs owed, batched. */
@@ -1128,6 +1155,7 @@ export class Http2Connection implements Expirable {
     if (s.closed) return;
     this.sendRst(s.id, code);
     this.rememberReset(s.id);
+    s.resetCode = code;
     this.closeStream(s);
     s.sink?.onReset(code, true);
   }
@@ -1177,6 +1205,7 @@ export class Http2Connection implements Expirable {
     s.held = null;
     this.streams.delete(s.id);
     if ((s.id & 1) === (this.role === 'server' ? 1 : 0)) this.peerStreams--;
+    this.handler.onStreamClosed?.(s);
     this.closeIfDone();
   }
 
@@ -1191,11 +1220,17 @@ export class Http2Connection implements Expirable {
   // Client role
 
   /** Opens a stream with a request head; null when the connection can take no more streams. */
-  request(fields: readonly string[], endStream: boolean, sink: StreamSink): Http2Stream | null {
+  request(
+    fields: readonly string[],
+    endStream: boolean,
+    sink: StreamSink | null,
+    noResponseBody = false,
+  ): Http2Stream | null {
     if (this.closed || this.goawayReceived || this.goawaySent || this.nextStreamId > MAX_STREAM_ID) return null;
     const s = new Http2Stream(this, this.nextStreamId, this.remote.initialWindowSize, this.local.initialWindowSize);
     this.nextStreamId += 2;
     s.sink = sink;
+    s.noResponseBody = noResponseBody;
     this.streams.set(s.id, s);
     this.sendHeaders(s, fields, endStream);
     return s;
@@ -1295,12 +1330,14 @@ export class Http2Connection implements Expirable {
     this.streams.clear();
     this.peerStreams = 0;
     for (const s of all) {
+      s.resetCode = code;
       s.closed = true;
       s.localClosed = true;
       s.remoteClosed = true;
       s.queue = null;
       s.held = null;
       s.sink?.onReset(code, false);
+      this.handler.onStreamClosed?.(s);
     }
     this.waiting = [];
     this.creditStreams = [];
@@ -1340,6 +1377,13 @@ function contentLength(fields: readonly string[]): number {
 
 function hasPseudo(fields: readonly string[]): boolean {
   for (let i = 0; i < fields.length; i += 2) if (fields[i]!.charCodeAt(0) === 0x3a) return true;
+  return false;
+}
+
+function noBodyStatus(fields: readonly string[]): boolean {
+  for (let i = 0; i < fields.length; i += 2) {
+    if (fields[i] === ':status') return fields[i + 1] === '204' || fields[i + 1] === '304';
+  }
   return false;
 }
 

@@ -56,6 +56,8 @@ export class Http2Stream {
   receivedLength = 0;
   /** Client role: the request was HEAD (a response may announce a length it does not send). */
   noResponseBody = false;
+  /** The RST_STREAM code that ended the stream (either way; REFUSED_STREAM above a GOAWAY), -1 if none. */
+  resetCode = -1;
   /** When output last stopped progressing for want of window (performance.now(); 0 = not stalled). */
   stalledSince = 0;
   /** Reset the peer's side with NO_ERROR once our END_STREAM is out. */

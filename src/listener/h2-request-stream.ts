@@ -4,7 +4,7 @@ import { isLent } from '../core/direct-io.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { forwardedHeaders } from '../forward/forwarded-headers.ts';
-import { h2RequestHead } from '../forward/h2-translate.ts';
+import { flatFields, h2RequestHead } from '../forward/h2-translate.ts';
 import { INTERNAL_ERROR, PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
@@ -231,22 +231,6 @@ export class H2RequestStream implements H2Responder, StreamSink {
     // strict peers see the stream error RFC 9113 asks for.
     if (malformed) this.stream.conn.resetAfterAnswer(this.stream, PROTOCOL_ERROR);
   }
-}
-
-/** A header map as flat [name, value, ...]: pseudo-fields first, names lower-case, arrays repeated. */
-function flatFields(h: OutgoingHttpHeaders): string[] {
-  const out: string[] = [];
-  const status = h[':status'];
-  if (status !== undefined) out.push(':status', String(status));
-  for (const name in h) {
-    if (name === ':status') continue;
-    const v = h[name];
-    if (v === undefined) continue;
-    const n = name.toLowerCase();
-    if (Array.isArray(v)) for (const x of v) out.push(n, String(x));
-    else out.push(n, String(v));
-  }
-  return out;
 }
 
 function pathOf(target: string): string {

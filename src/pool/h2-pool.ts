@@ -14,8 +14,10 @@ export interface H2Options {
   initialWindowSize: number;
   /** Session-level receive window, bytes. */
   connectionWindowSize: number;
-  /** Node's maxSessionMemory (MB). */
-  maxSessionMemoryMb: number;
+  /** Largest decoded response header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE). */
+  maxHeaderListSize: number;
+  /** A request body stuck behind the upstream's zero window this long is reset. */
+  stallTimeoutMs: number;
   /** 0 = no keepalive; otherwise PING a session that received nothing for this long. */
   pingIntervalMs: number;
   /** No PING ack within this: the session is dead and destroyed. */
@@ -53,7 +55,7 @@ export class H2Pool {
   readonly opts: H2PoolOptions;
   readonly dialer: Dialer;
   readonly scheme: 'http' | 'https';
-  /** Origin given to node:http2 (it supplies :scheme and a default :authority). */
+  /** The endpoint as an origin (scheme://host:port): the default :authority. */
   readonly authority: string;
   private readonly observer: ConnectObserver | null;
   /**

@@ -1,13 +1,14 @@
-import { performance } from 'node:perf_hooks';
-import http2 from 'node:http2';
+import { Buffer } from 'node:buffer';
 import type net from 'node:net';
+import { performance } from 'node:perf_hooks';
 import type tls from 'node:tls';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type ConnectionFailure, type ConnectionHandler, Http2Connection } from '../http2/connection.ts';
+import { MAX_STREAM_ID, REFUSED_STREAM } from '../http2/frame.ts';
+import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H2Pool } from './h2-pool.ts';
 import { secureUpstream } from './upstream-tls.ts';
-
-const { NGHTTP2_REFUSED_STREAM } = http2.constants;
 
 /** Dialling, TLS, or waiting for the peer's first SETTINGS. */
 export const CONNECTING = 0;
@@ -20,19 +21,7 @@ export const CLOSED = 3;
 /** Largest SETTINGS_MAX_CONCURRENT_STREAMS: what a peer that sends none allows. */
 const UNLIMITED = 0xffffffff;
 
-/**
- * Streams whose response headers arrived. Such a stream was processed by the peer, so it is never
- * "refused" whatever it closed with. A WeakSet fed by one shared listener: no closure per stream.
- */
-const responded = new WeakSet<http2.ClientHttp2Stream>();
-function markResponded(this: http2.ClientHttp2Stream): void {
-  responded.add(this);
-}
-
-/** PING keepalive failure: the session is destroyed with this, so its streams error with it. */
-class PingTimeoutError extends Error {
-  readonly code = 'ERR_MUXGATE_PING_TIMEOUT';
-}
+const PING_PAYLOAD = Buffer.from('muxgping', 'latin1');
 
 /**
  * One HTTP/2 connection to an endpoint, owned by its H2Pool, carrying many streams at once.
@@ -43,10 +32,12 @@ class PingTimeoutError extends Error {
  * that is when its concurrent-stream limit is known.
  *
  * Timers: one sweeper deadline covers connect (dial + TLS + SETTINGS), idle close, and PING
- * keepalive. Keepalive needs "no frames received for a while": Node has no per-frame event, so the
- * socket's byte counter is sampled instead (it counts everything the session read).
+ * keepalive. Keepalive needs "no frames received for a while": the connection's byte counter is
+ * sampled instead of a timer per frame.
+ *
+ * The protocol is muxgate's own engine (src/http2/connection.ts) in the client role.
  */
-export class H2Session implements Expirable, DialHandler {
+export class H2Session implements Expirable, DialHandler, ConnectionHandler {
   readonly pool: H2Pool;
   state = CONNECTING;
   /** Streams reserved or open on this session. */
@@ -60,7 +51,7 @@ export class H2Session implements Expirable, DialHandler {
   /** The dialled TCP socket: its close frees the source port, its byte counter feeds keepalive. */
   private raw: net.Socket | null = null;
   private tlsSocket: tls.TLSSocket | null = null;
-  private session: http2.ClientHttp2Session | null = null;
+  private conn: Http2Connection | null = null;
   /** Lowest last-stream-id of the GOAWAYs received; -1 = none. */
   private goawayLast = -1;
   /** We sent GOAWAY (session.close()): a GOAWAY the peer sends after that is only its answer. */
@@ -80,35 +71,40 @@ export class H2Session implements Expirable, DialHandler {
     this.dial = pool.dialer.dial(pool.address, pool.port, { noDelay: true, keepAlive: true }, this);
   }
 
-  /** Streams this session may still carry: 0 unless READY (and Node has not given up on it). */
+  /** Streams this session may still carry: 0 unless READY (and the connection is still up). */
   get capacity(): number {
     if (this.state !== READY) return 0;
-    const s = this.session;
-    // Node destroys a session (socket closed, protocol error) before it emits 'close'.
-    if (s === null || s.closed || s.destroyed) return 0;
+    const c = this.conn;
+    if (c === null || c.closed || c.goawayReceived) return 0;
     return this.cap;
   }
 
   /** The peer sent SETTINGS_ENABLE_CONNECT_PROTOCOL (RFC 8441): extended CONNECT streams are allowed. */
   get connectProtocol(): boolean {
-    return this.session?.remoteSettings.enableConnectProtocol === true;
+    return this.conn?.remote.enableConnectProtocol === true;
   }
 
-  /** Open the stream for the slot the pool reserved (call synchronously from onSessionReady). */
-  request(headers: http2.OutgoingHttpHeaders, endStream: boolean): http2.ClientHttp2Stream {
-    let stream: http2.ClientHttp2Stream;
-    try {
-      stream = (this.session as http2.ClientHttp2Session).request(headers, { endStream });
-    } catch (err) {
+  /**
+   * Open the stream for the slot the pool reserved (call synchronously from onSessionReady).
+   * `fields`: flat [name, value, ...], pseudo-fields first. Null when the connection cannot take it
+   * (it went away meanwhile); the slot is given back then.
+   */
+  request(
+    fields: readonly string[],
+    endStream: boolean,
+    sink: StreamSink | null,
+    noResponseBody = false,
+  ): Http2Stream | null {
+    const c = this.conn;
+    const stream = c === null ? null : c.request(fields, endStream, sink, noResponseBody);
+    if (stream === null) {
       this.freeSlot();
-      throw err;
+      return null;
     }
     this.pool.streamsTotal++;
-    // `on`, not `once`: each fires once per stream anyway, and `once` allocates a wrapper.
-    stream.on('response', markResponded);
-    // Added before the caller's listeners: the slot is back before the caller reacts to the close
-    // (a retry with `avoid` then sees the true state). The one closure per stream.
-    stream.on('close', () => this.streamClosed(stream));
+    // Stream ids run out after 2^30 requests: retire the connection before the last one (a new one
+    // takes over), rather than fail a request on it.
+    if (c!.nextStreamId > MAX_STREAM_ID) this.retire();
     return stream;
   }
 
@@ -119,17 +115,11 @@ export class H2Session implements Expirable, DialHandler {
 
   /**
    * True if the peer never processed `stream`, so any request (even a POST) may go again elsewhere:
-   * no response headers came, and it was reset with REFUSED_STREAM or lies above the last-stream-id
-   * of a GOAWAY the peer sent. The id test matters: on a NO_ERROR GOAWAY Node closes the streams
-   * above it with rstCode REFUSED_STREAM, but on a GOAWAY with an error code it destroys the whole
-   * session and every stream closes with that code (ERR_HTTP2_SESSION_ERROR).
+   * no response head came, and it was reset with REFUSED_STREAM or lies above the last-stream-id of a
+   * GOAWAY the peer sent (the engine resets those with REFUSED_STREAM).
    */
-  wasRefused(stream: http2.ClientHttp2Stream): boolean {
-    if (responded.has(stream)) return false;
-    if (stream.rstCode === NGHTTP2_REFUSED_STREAM) return true;
-    const id = stream.id;
-    // No id: the HEADERS never left.
-    return id === undefined || (this.goawayLast !== -1 && id > this.goawayLast);
+  wasRefused(stream: Http2Stream): boolean {
+    return !stream.headersReceived && stream.resetCode === REFUSED_STREAM;
   }
 
   /** Graceful close: no new streams, GOAWAY sent, the socket closes once the open streams end. */
@@ -142,7 +132,7 @@ export class H2Session implements Expirable, DialHandler {
     this.drain();
     if (!this.closing) {
       this.closing = true;
-      this.session?.close();
+      this.conn?.shutdown();
     }
   }
 
@@ -202,25 +192,21 @@ export class H2Session implements Expirable, DialHandler {
   };
 
   private startSession(socket: net.Socket): void {
-    const pool = this.pool;
-    const o = pool.opts;
-    try {
-      const session = http2.connect(pool.authority, {
-        createConnection: () => socket,
-        settings: { initialWindowSize: o.h2.initialWindowSize, enablePush: false },
-        maxSessionMemory: o.h2.maxSessionMemoryMb,
-      });
-      this.session = session;
-      session.on('error', this.onSessionError);
-      session.on('close', this.onSessionClose);
-      session.on('goaway', this.onGoaway);
-      session.on('remoteSettings', this.onRemoteSettings);
-      // The connection window is not a SETTINGS parameter (it moves by WINDOW_UPDATE): without this
-      // every stream shares 64 KiB and a large body crawls at one window per round trip.
-      if (o.h2.connectionWindowSize > 65_535) session.setLocalWindowSize(o.h2.connectionWindowSize);
-    } catch {
-      this.fail('upstream_connect_failed'); // e.g. a host name node:http2 cannot put in a URL
-    }
+    const h2 = this.pool.opts.h2;
+    const conn = new Http2Connection(socket, 'client', this, {
+      maxConcurrentStreams: h2.maxConcurrentStreams,
+      initialWindowSize: h2.initialWindowSize,
+      connectionWindowSize: h2.connectionWindowSize,
+      maxHeaderListSize: h2.maxHeaderListSize,
+      maxHeaderBlockBytes: h2.maxHeaderListSize * 2,
+      headerTableSize: 4096,
+      enableConnectProtocol: false,
+      settingsTimeoutMs: this.pool.opts.connectTimeoutMs,
+      stallTimeoutMs: h2.stallTimeoutMs,
+      floods: UPSTREAM_FLOODS,
+    });
+    this.conn = conn;
+    conn.start(null);
   }
 
   private fail(code: DialFailure): void {
@@ -230,19 +216,25 @@ export class H2Session implements Expirable, DialHandler {
   }
 
   private teardown(): void {
-    this.session?.destroy();
+    this.conn?.destroy();
     this.tlsSocket?.destroy();
     this.dial.cancel(); // destroys the raw socket, which frees the source port
   }
 
-  // --- session events (closures made once per session) ---
+  // --- connection events ---
 
-  private readonly onRemoteSettings = (settings: http2.Settings): void => {
-    this.cap = Math.min(this.pool.opts.h2.maxConcurrentStreams, settings.maxConcurrentStreams ?? UNLIMITED);
+  onStream(stream: Http2Stream): void {
+    stream.reset(REFUSED_STREAM); // never called for a client: the engine refuses peer streams itself
+  }
+
+  onSettings(): void {
+    const remote = this.conn!.remote;
+    const peerMax = Number.isFinite(remote.maxConcurrentStreams) ? remote.maxConcurrentStreams : UNLIMITED;
+    this.cap = Math.min(this.pool.opts.h2.maxConcurrentStreams, peerMax);
     if (this.state === CONNECTING) {
       const now = performance.now();
       this.state = READY;
-      this.rxBytes = this.raw?.bytesRead ?? 0;
+      this.rxBytes = this.conn!.bytesReceived;
       this.rxAt = now;
       this.checkAt = this.pool.opts.h2.pingIntervalMs > 0 ? now + this.pool.opts.h2.pingIntervalMs : 0;
       this.pool.sessionReady(this);
@@ -252,22 +244,33 @@ export class H2Session implements Expirable, DialHandler {
       // A later SETTINGS may raise or lower the limit; a lower one applies to new streams only.
       this.pool.capacityChanged(this);
     }
-  };
+  }
 
-  private readonly onGoaway = (_code: number, lastStreamID: number): void => {
-    // Node emits 'goaway' for every GOAWAY frame; a graceful shutdown often sends two.
+  onGoaway(lastStreamId: number): void {
+    // A graceful shutdown often sends two GOAWAYs: count the session once.
     if (this.goawayLast === -1 && !this.closing) this.pool.goaways++;
-    if (this.goawayLast === -1 || lastStreamID < this.goawayLast) this.goawayLast = lastStreamID;
-    // Node closes the session itself (gracefully for NO_ERROR, destroyed otherwise).
+    if (this.goawayLast === -1 || lastStreamId < this.goawayLast) this.goawayLast = lastStreamId;
     this.drain();
-  };
+    // No new streams; the connection closes once the streams below the last id are done.
+    if (this.active === 0) this.close();
+  }
 
-  private readonly onSessionError = (): void => {
-    // Node destroys the session after this; 'close' follows. Take no new streams meanwhile.
-    this.drain();
-  };
+  onStreamClosed(stream: Http2Stream): void {
+    if (this.wasRefused(stream)) this.pool.refusedStreams++;
+    this.freeSlot();
+  }
 
-  private readonly onSessionClose = (): void => {
+  onPingAck(): void {
+    if (this.state === CLOSED) return;
+    const now = performance.now();
+    this.pingSentAt = 0;
+    this.rxAt = now;
+    this.rxBytes = this.conn?.bytesReceived ?? 0;
+    this.checkAt = now + this.pool.opts.h2.pingIntervalMs;
+    this.rearm();
+  }
+
+  onClose(_failure: ConnectionFailure | null): void {
     const prev = this.state;
     if (prev === CLOSED) return;
     if (prev === CONNECTING) {
@@ -278,14 +281,9 @@ export class H2Session implements Expirable, DialHandler {
     sweeper.delete(this);
     this.raw?.destroy();
     this.pool.sessionClosed(this, prev);
-  };
+  }
 
   // --- slots ---
-
-  private streamClosed(stream: http2.ClientHttp2Stream): void {
-    if (this.wasRefused(stream)) this.pool.refusedStreams++;
-    this.freeSlot();
-  }
 
   private freeSlot(): void {
     if (this.active === 0) return;
@@ -346,7 +344,7 @@ export class H2Session implements Expirable, DialHandler {
   /** PING after `pingIntervalMs` without a received byte; no answer within `pingTimeoutMs` kills the session. */
   private keepalive(now: number): void {
     const h2 = this.pool.opts.h2;
-    const rx = this.raw?.bytesRead ?? 0;
+    const rx = this.conn?.bytesReceived ?? 0;
     if (rx !== this.rxBytes) {
       this.rxBytes = rx;
       this.rxAt = now;
@@ -358,7 +356,8 @@ export class H2Session implements Expirable, DialHandler {
         this.pool.pingTimeouts++;
         this.checkAt = 0;
         this.drain();
-        this.session?.destroy(new PingTimeoutError('no HTTP/2 PING ack from the upstream'));
+        // Dead: its streams end with the connection (upstream_reset for their exchanges).
+        this.conn?.destroy();
         return;
       }
       this.checkAt = this.pingSentAt + h2.pingTimeoutMs;
@@ -367,27 +366,25 @@ export class H2Session implements Expirable, DialHandler {
     if (now - this.rxAt >= h2.pingIntervalMs) {
       this.pingSentAt = now;
       this.checkAt = now + h2.pingTimeoutMs;
-      try {
-        this.session?.ping(this.onPingAck);
-      } catch {
-        // Closing session: its 'close' ends the keepalive.
-      }
+      this.conn?.ping(PING_PAYLOAD);
       return;
     }
     // The byte counter only tells that something arrived since the last look, not when: look again
     // well before the interval ends so a ping goes out at most a quarter interval late.
     this.checkAt = Math.min(this.rxAt + h2.pingIntervalMs, now + h2.pingIntervalMs / 4);
   }
-
-  private readonly onPingAck = (err: Error | null): void => {
-    if (err !== null || this.state === CLOSED) return;
-    const now = performance.now();
-    this.pingSentAt = 0;
-    this.rxAt = now;
-    this.rxBytes = this.raw?.bytesRead ?? 0;
-    this.checkAt = now + this.pool.opts.h2.pingIntervalMs;
-    this.rearm();
-  };
 }
+
+/** Limits on an upstream's control frames: generous (it is ours to trust more), but bounded. */
+const UPSTREAM_FLOODS = {
+  intervalMs: 10_000,
+  maxResets: Number.MAX_SAFE_INTEGER,
+  resetIntervalMs: 10_000,
+  maxSettings: 1000,
+  maxPings: 1000,
+  maxEmptyFrames: 10_000,
+  maxWindowUpdates: 1_000_000,
+  maxPriority: 10_000,
+};
 
 function noop(): void {}

@@ -1,6 +1,8 @@
 import { Buffer } from 'node:buffer';
-import type { ClientHttp2Stream, IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
 import type { ErrorCode } from '../core/errors.ts';
+import { flatFields, h2ResponseHead } from '../forward/h2-translate.ts';
+import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
 import type { H2Session } from '../pool/h2-session.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
@@ -11,7 +13,7 @@ const MAX_DECLINED_BODY = 64 * 1024;
 
 export interface H2ConnectOwner {
   /** 2xx: the stream is the tunnel now (paused until spliced). */
-  onStreamUp(stream: ClientHttp2Stream, fields: Fields): void;
+  onStreamUp(stream: H2StreamDuplex, fields: Fields): void;
   /** Any other final status, with its body. */
   onDeclined(status: number, fields: Fields, body: Buffer): void;
   onLegFailed(code: ErrorCode, detail: string): void;
@@ -38,7 +40,7 @@ export class H2ConnectLeg implements PoolWaiter {
   private readonly headers: OutgoingHttpHeaders;
   private readonly extended: boolean;
   private readonly owner: H2ConnectOwner;
-  private stream: ClientHttp2Stream | null = null;
+  private stream: H2StreamDuplex | null = null;
   private done = false;
   private body: Buffer[] = [];
   private bodyBytes = 0;
@@ -80,18 +82,17 @@ export class H2ConnectLeg implements PoolWaiter {
       this.owner.onNoH2();
       return;
     }
-    let stream: ClientHttp2Stream;
-    try {
-      stream = session.request(this.headers, false);
-    } catch (err) {
+    const h2 = session.request(flatFields(this.headers), false, null);
+    if (h2 === null) {
       this.done = true;
-      this.owner.onLegFailed('upstream_protocol_error', (err as Error).message);
+      this.owner.onLegFailed('upstream_reset', 'the upstream connection went away');
       return;
     }
+    // Paused until spliced: nothing is read before the owner is ready.
+    const stream = new H2StreamDuplex(h2);
     this.stream = stream;
-    stream.pause();
     stream.on('error', noop);
-    stream.on('response', (h: IncomingHttpHeaders) => this.onResponse(stream, h));
+    stream.onHeadersBlock = (fields) => this.onResponse(stream, fields);
     stream.on('close', () => {
       if (this.done) return;
       this.done = true;
@@ -105,10 +106,19 @@ export class H2ConnectLeg implements PoolWaiter {
     this.owner.onLegFailed(code, 'no upstream stream');
   }
 
-  private onResponse(stream: ClientHttp2Stream, h: IncomingHttpHeaders): void {
+  private onResponse(stream: H2StreamDuplex, raw: string[]): void {
     if (this.done) return;
-    const status = Number(h[':status']);
-    const fields = fieldsOf(h);
+    const res = h2ResponseHead(raw);
+    if (res === null) {
+      this.done = true;
+      stream.close();
+      this.owner.onLegFailed('upstream_protocol_error', 'malformed response head');
+      return;
+    }
+    const status = res.status;
+    if (status < 200) return; // interim
+    stream.onHeadersBlock = null;
+    const fields = fieldsOf(res.headers);
     if (status >= 200 && status < 300) {
       this.done = true;
       this.owner.onStreamUp(stream, fields);

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
+import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
@@ -66,7 +67,7 @@ export class H2TcpTunnel implements Expirable {
     else this.fail(code, 'shutting down');
   }
 
-  onStreamUp(stream: ClientHttp2Stream, _fields: Fields): void {
+  onStreamUp(stream: H2StreamDuplex, _fields: Fields): void {
     if (this.done || this.down.destroyed) {
       stream.close();
       this.fail('downstream_closed', 'client left while the tunnel was set up');

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import type { ClientHttp2Stream, OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from 'node:http2';
+import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
@@ -135,7 +136,7 @@ export class UpgradeTunnel implements Expirable {
     return out;
   }
 
-  onStreamUp(stream: ClientHttp2Stream, fields: Fields): void {
+  onStreamUp(stream: H2StreamDuplex, fields: Fields): void {
     if (this.done) {
       stream.close();
       return;
