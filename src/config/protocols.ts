@@ -1,8 +1,8 @@
 /**
  * The TLS and HTTP/2 parts of the schema: a listener's `tls` (termination) and `http2` (ingress
- * limits), a cluster's `tls` (origination) and `http2` (upstream session settings). Defaults are
- * safe ones, not node:http2's: its max concurrent streams is effectively unlimited and its 64 KiB
- * windows throttle bodies.
+ * limits and flood guards of muxgate's HTTP/2 engine), a cluster's `tls` (origination) and `http2`
+ * (upstream connection settings). Defaults are safe for an edge: bounded concurrent streams, header
+ * lists and tables, and windows large enough (1 MiB) that 64 KiB round trips do not throttle bodies.
  */
 import { z } from 'zod';
 import { bool, expected, int, list, map, oneOf, text } from './schema-builders.ts';

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { IncomingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import { performance } from 'node:perf_hooks';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { CANCEL } from '../http2/frame.ts';

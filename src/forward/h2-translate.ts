@@ -10,7 +10,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { isToken, TCHAR } from '../http1/chars.ts';
 import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '../http1/field-scan.ts';
@@ -18,8 +18,8 @@ import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
 
 /**
- * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), and
- * node:http2 throws if asked to send one. HTTP2-Settings belongs to the h2c upgrade dance.
+ * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), so
+ * never sent and refused when received. HTTP2-Settings belongs to the h2c upgrade dance.
  */
 const CONNECTION_SPECIFIC = new Set([
   'connection',

@@ -1,4 +1,4 @@
-import type { OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ListenerContext } from './listener-context.ts';

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import { isLent } from '../core/direct-io.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { Exchange } from '../forward/exchange.ts';

@@ -1,5 +1,5 @@
 import { Buffer } from 'node:buffer';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http2';
+import type { IncomingHttpHeaders, OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { flatFields, h2ResponseHead } from '../forward/h2-translate.ts';
 import { H2StreamDuplex } from '../http2/stream-duplex.ts';

@@ -140,7 +140,7 @@ function reset(s: Duplex): void {
   s.destroy();
 }
 
-/** An HTTP/2 stream as a Duplex (ours, or node:http2's on paths not yet moved): it has a reset code. */
+/** An HTTP/2 stream as a Duplex (H2StreamDuplex): it has a reset code. */
 function isH2Stream(s: Duplex): s is Duplex & { rstCode: number | undefined; close(code: number): void } {
   return 'rstCode' in s;
 }

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { OutgoingHttpHeaders } from 'node:http2';
+import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';
