@@ -111,6 +111,8 @@ export interface ConnectionHandler {
   onPingAck?(payload: Buffer): void;
   /** The peer's SETTINGS were applied (the first one completes the handshake; `remote` has them). */
   onSettings?(): void;
+  /** The engine reset a stream for a reason worth counting ('h2_content_length_mismatch'...). */
+  onStreamError?(stream: Http2Stream, code: string): void;
   /** A stream left the table (ended both ways, reset either way, or the connection went). */
   onStreamClosed?(stream: Http2Stream): void;
   /** A stream's output made no progress for stall_timeout (the peer's window stayed shut): it is reset. */
@@ -1170,7 +1172,8 @@ export class Http2Connection implements Expirable {
   }
 
   /** A stream error found by the engine (§5.4.2). */
-  private streamError(s: Http2Stream, code: number, _why?: string): void {
+  private streamError(s: Http2Stream, code: number, why?: string): void {
+    if (why !== undefined) this.handler.onStreamError?.(s, why);
     this.resetStream(s, code);
   }
 

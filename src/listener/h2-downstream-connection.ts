@@ -72,6 +72,10 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
 
   onGoaway(): void {}
 
+  onStreamError(_stream: Http2Stream, code: string): void {
+    this.ctx.stats.recordError(code);
+  }
+
   onStall(): void {
     this.ctx.stats.recordError('h2_send_stall');
   }
