@@ -14,10 +14,10 @@ import {
   chunkedTrailers,
   flatFields,
   h1ResponseHead,
-  h2HeadersFromH2,
+  h2FieldsFromH2,
   h2RequestHeaders,
   h2ResponseHead,
-  h2Trailers,
+  h2TrailerFields,
 } from './h2-translate.ts';
 import { upstreamTarget } from './upstream-head.ts';
 
@@ -205,7 +205,7 @@ export class H2Leg implements Expirable, StreamSink {
     const down = ex.session;
     const via = down.ctx.via;
     if (down.h2) {
-      (down as H2Responder).respond(h2HeadersFromH2(headers, status, via), noBody);
+      (down as H2Responder).respond(h2FieldsFromH2(headers, status, via), noBody);
       this.framing = noBody ? BODY_NONE : 1;
     } else {
       const res = h1ResponseHead(headers, status, via, head.minor === 0, noBody, ex.closeDownstream);
@@ -227,7 +227,7 @@ export class H2Leg implements Expirable, StreamSink {
     const ex = this.ex;
     const down = ex.session;
     if (down.h2) {
-      (down as H2Responder).interim(h2HeadersFromH2(headers, status, null));
+      (down as H2Responder).interim(h2FieldsFromH2(headers, status, null));
     } else if (ex.head.minor === 1) {
       const res = h1ResponseHead(headers, status, null, false, true, false);
       if (res !== null) this.out(res.bytes);
@@ -255,7 +255,7 @@ export class H2Leg implements Expirable, StreamSink {
       return;
     }
     if (ex.session.h2) {
-      if (this.trailers !== null) (ex.session as H2Responder).setTrailers(h2Trailers(this.trailers));
+      if (this.trailers !== null) (ex.session as H2Responder).setTrailers(h2TrailerFields(this.trailers));
     } else if (this.framing === BODY_CHUNKED) {
       this.out(chunkedTrailers(this.trailers));
     }

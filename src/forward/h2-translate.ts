@@ -13,6 +13,7 @@ import { STATUS_CODES } from 'node:http';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { isToken, TCHAR } from '../http1/chars.ts';
+import { latin1Slice } from '../http1/latin1.ts';
 import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '../http1/field-scan.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
@@ -311,49 +312,102 @@ export function chunkedTrailers(trailers: IncomingHttpHeaders | null): string {
   return `${out}\r\n`;
 }
 
-/** An HTTP/1.1 upstream response head for an HTTP/2 client (status, relayed fields, Via). */
-export function h2HeadersFromH1(res: ResponseHead, via: string | null, withLength: boolean): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null);
-  out[':status'] = res.status;
+/**
+ * An HTTP/1.1 upstream response head for an HTTP/2 client, as the flat [name, value, ...] list the
+ * HPACK encoder takes: :status, the relayed fields (names lower-cased; connection-specific ones
+ * dropped), Content-Length when asked, Via. No header map in between: this runs once per response.
+ */
+export function h2FieldsFromH1(res: ResponseHead, via: string | null, withLength: boolean): string[] {
+  const out: string[] = [':status', statusText(res.status)];
   const { buf, fields } = res;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
-    const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
+    const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
     if (CONNECTION_SPECIFIC.has(name)) continue;
-    add(out, name, buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]));
+    out.push(name, latin1Slice(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!));
   }
-  if (withLength && res.contentLength >= 0) out['content-length'] = String(res.contentLength);
+  if (withLength && res.contentLength >= 0) out.push('content-length', String(res.contentLength));
   const v = via === null ? res.via : res.via === null ? `1.${res.minor} ${via}` : `${res.via}, 1.${res.minor} ${via}`;
-  if (v !== null) out.via = v;
+  if (v !== null) out.push('via', v);
   return out;
 }
 
-/** An HTTP/2 upstream response head for an HTTP/2 client: pseudo-headers other than :status dropped, Via added. */
-export function h2HeadersFromH2(headers: IncomingHttpHeaders, status: number, via: string | null): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null);
-  out[':status'] = status;
+/** An HTTP/2 upstream response head for an HTTP/2 client: pseudo-fields other than :status dropped, Via added. */
+export function h2FieldsFromH2(headers: IncomingHttpHeaders, status: number, via: string | null): string[] {
+  const out: string[] = [':status', statusText(status)];
   let upstreamVia: string | null = null;
   for (const name in headers) {
     if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
     const v = headers[name];
     if (v === undefined) continue;
     if (name === 'via') upstreamVia = Array.isArray(v) ? v.join(', ') : v;
-    else out[name] = v;
+    else if (Array.isArray(v)) for (const x of v) out.push(name, x);
+    else out.push(name, v);
   }
   const v = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
-  if (v !== null) out.via = v;
+  if (v !== null) out.push('via', v);
   return out;
 }
 
 /** Trailers relayed as HTTP/2 trailers: pseudo and connection-specific fields never travel in them. */
-export function h2Trailers(trailers: IncomingHttpHeaders): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null);
+export function h2TrailerFields(trailers: IncomingHttpHeaders): string[] {
+  const out: string[] = [];
   for (const name in trailers) {
     if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
     const v = trailers[name];
-    if (v !== undefined) out[name] = v;
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const x of v) out.push(name, x);
+    else out.push(name, v);
   }
   return out;
+}
+
+/** Status codes as strings, made once. */
+const STATUS_TEXT: string[] = [];
+function statusText(status: number): string {
+  return (STATUS_TEXT[status] ??= String(status));
+}
+
+/**
+ * A field name from a head's bytes, lower-cased. Common names come from a table keyed by their exact
+ * bytes' length and first byte, so the usual response fields cost no new string.
+ */
+function lowerName(buf: Buffer, start: number, end: number): string {
+  const n = end - start;
+  const bucket = COMMON_NAMES[n];
+  if (bucket !== undefined) {
+    for (let k = 0; k < bucket.length; k++) {
+      const cand = bucket[k]!;
+      let i = 0;
+      while (i < n && (buf[start + i]! | 0x20) === cand.charCodeAt(i)) i++;
+      // `| 0x20` folds A-Z to a-z but also maps some non-letters; a name is a token, and the only
+      // token characters it confuses (@ ^ _ with ` ~ DEL) do not occur in these names.
+      if (i === n) return cand;
+    }
+  }
+  return latin1Slice(buf, start, end).toLowerCase();
+}
+
+const COMMON_NAMES: string[][] = [];
+for (const name of [
+  'date',
+  'server',
+  'content-type',
+  'content-length',
+  'last-modified',
+  'etag',
+  'accept-ranges',
+  'cache-control',
+  'expires',
+  'vary',
+  'content-encoding',
+  'set-cookie',
+  'location',
+  'x-content-type-options',
+  'access-control-allow-origin',
+  'strict-transport-security',
+]) {
+  (COMMON_NAMES[name.length] ??= []).push(name);
 }
 
 function add(out: OutgoingHttpHeaders, name: string, value: string): void {

@@ -6,7 +6,7 @@ import { LineMemo, putLatin1, sequential } from '../http1/latin1.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
 import type { H2Responder } from '../listener/downstream.ts';
 import type { Exchange } from './exchange.ts';
-import { h2HeadersFromH1 } from './h2-translate.ts';
+import { h2FieldsFromH1 } from './h2-translate.ts';
 
 const NONE = 0; // no body (HEAD, 1xx, 204, 304)
 const LENGTH = 1; // Content-Length
@@ -86,7 +86,7 @@ export class ResponseRelay {
       }
       // Interim responses (100 Continue, 103 Early Hints) go to HTTP/1.1 and HTTP/2 clients as they come.
       const down = this.ex.session;
-      if (down.h2) (down as H2Responder).interim(h2HeadersFromH1(res, down.ctx.via, false));
+      if (down.h2) (down as H2Responder).interim(h2FieldsFromH1(res, down.ctx.via, false));
       else if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, down.ctx.via)));
       if (res.status === 100) this.continued = true;
     }
@@ -132,7 +132,7 @@ export class ResponseRelay {
       else if (!h2) this.rechunk = true;
     }
     if (h2) {
-      (ex.session as H2Responder).respond(h2HeadersFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
+      (ex.session as H2Responder).respond(h2FieldsFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
       ex.status = s;
       this.headSent = true;
       return 0;

@@ -43,7 +43,6 @@ import {
   SETTINGS_TIMEOUT,
   STREAM_CLOSED,
   WINDOW_UPDATE,
-  writeFrameHeader,
   writeU32,
 } from './frame.ts';
 import {
@@ -121,6 +120,9 @@ export interface ConnectionHandler {
   onClose(failure: ConnectionFailure | null): void;
 }
 
+const PREFACE = Buffer.from(CLIENT_PREFACE, 'latin1');
+/** Scratch for 4-byte payloads (copied into the output at once). */
+const U32 = Buffer.alloc(4);
 /** Sentinel for "no header block in progress". */
 const NONE = 0;
 /** Streams we reset, remembered so late frames on them are ignored rather than a connection error. */
@@ -222,7 +224,7 @@ export class Http2Connection implements Expirable {
 
   /** Starts the connection: our preface (client) and SETTINGS, then reads (`initial`: bytes already read). */
   start(initial: Buffer | null): void {
-    if (this.role === 'client') this.transport.add(Buffer.from(CLIENT_PREFACE, 'latin1'));
+    if (this.role === 'client') this.transport.bytes(PREFACE, 0, PREFACE.length, true);
     const pairs: [number, number][] = [
       [SETTINGS_MAX_CONCURRENT_STREAMS, this.local.maxConcurrentStreams],
       [SETTINGS_INITIAL_WINDOW_SIZE, this.local.initialWindowSize],
@@ -906,26 +908,20 @@ export class Http2Connection implements Expirable {
 
   /** Appends one frame to the output (flushed once per turn). `payload` is copied when lent. */
   private frame(type: number, flags: number, id: number, payload: Buffer, start = 0, end = payload.length): void {
-    const len = end - start;
     const t = this.transport;
-    if (len <= 256) {
-      const f = Buffer.allocUnsafe(FRAME_HEADER + len);
-      writeFrameHeader(f, 0, len, type, flags, id);
-      payload.copy(f, FRAME_HEADER, start, end);
-      t.add(f);
-      return;
-    }
-    const h = Buffer.allocUnsafe(FRAME_HEADER);
-    writeFrameHeader(h, 0, len, type, flags, id);
-    t.add(h);
-    t.add(start === 0 && end === payload.length ? payload : payload.subarray(start, end));
+    t.header(end - start, type, flags, id);
+    t.bytes(payload, start, end, !isLent(payload));
+  }
+
+  /** A frame with a 4-byte payload (WINDOW_UPDATE, RST_STREAM). */
+  private frameU32(type: number, id: number, v: number): void {
+    writeU32(U32, 0, v);
+    this.transport.header(4, type, 0, id);
+    this.transport.bytes(U32, 0, 4, false);
   }
 
   private windowUpdate(id: number, inc: number): void {
-    const f = Buffer.allocUnsafe(FRAME_HEADER + 4);
-    writeFrameHeader(f, 0, 4, WINDOW_UPDATE, 0, id);
-    writeU32(f, FRAME_HEADER, inc);
-    this.transport.add(f);
+    this.frameU32(WINDOW_UPDATE, id, inc);
   }
 
   /** Received bytes were taken by their owner: credit the connection window (batched to half of it). */
@@ -1064,10 +1060,8 @@ export class Http2Connection implements Expirable {
     while (start < end || endStream) {
       const next = Math.min(start + max, end);
       const flags = endStream && next === end ? FLAG_END_STREAM : 0;
-      const h = Buffer.allocUnsafe(FRAME_HEADER);
-      writeFrameHeader(h, 0, next - start, DATA, flags, s.id);
-      this.transport.add(h);
-      if (next > start) this.transport.add(lent || start > 0 || next < buf.length ? buf.subarray(start, next) : buf);
+      this.transport.header(next - start, DATA, flags, s.id);
+      this.transport.bytes(buf, start, next, !lent);
       start = next;
       if (flags !== 0) break;
     }
@@ -1191,10 +1185,7 @@ export class Http2Connection implements Expirable {
 
   private sendRst(id: number, code: number): void {
     if (this.closed) return;
-    const f = Buffer.allocUnsafe(FRAME_HEADER + 4);
-    writeFrameHeader(f, 0, 4, RST_STREAM, 0, id);
-    writeU32(f, FRAME_HEADER, code);
-    this.transport.add(f);
+    this.frameU32(RST_STREAM, id, code);
     this.transport.schedule();
   }
 

@@ -1,8 +1,7 @@
-import type { Buffer } from 'node:buffer';
+import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
-import { detachDirect, readDirect, writeDirectTo } from '../core/direct-io.ts';
-import { WriteBatch } from '../core/write-batch.ts';
-import { type Flushable, scheduleFlush } from '../core/flush-queue.ts';
+import { detachDirect, readDirect, writeDirect, writeDirectTo, writevDirect } from '../core/direct-io.ts';
+import { FRAME_HEADER, writeFrameHeader } from './frame.ts';
 
 /** What the transport drives: the connection's reads, its flush hook, drain and close. */
 export interface TransportOwner {
@@ -13,20 +12,46 @@ export interface TransportOwner {
   congested: boolean;
 }
 
+/** Output is gathered here; pieces up to this size are copied in, larger owned ones referenced. */
+const ARENA_BYTES = 64 * 1024;
+const COPY_MAX = 4096;
+/** Arenas handed back after a write the kernel took at once, for the next connection that writes. */
+const spareArenas: Buffer[] = [];
+const SPARE_ARENAS = 64;
+
+/** Transports with output this turn; all flushed from one setImmediate. */
+const toFlush: H2Transport[] = [];
+let flushQueued = false;
+
+function flushAll(): void {
+  flushQueued = false;
+  // Index loop: a flush can schedule another transport (a stream relayed between two connections).
+  for (let i = 0; i < toFlush.length; i++) toFlush[i]!.flush();
+  toFlush.length = 0;
+}
+
 /**
  * The bytes under one HTTP/2 connection. A plain TCP socket is read through the shared direct-read
  * buffer (frames are parsed in place; only an incomplete frame is copied) and written through its
- * handle; a TLS socket uses 'data' events and `write`. Frames are gathered in a WriteBatch and
- * written once per turn of the event loop, from the flush queue's microtask.
+ * handle; a TLS socket uses 'data' events and `write`.
+ *
+ * Output is gathered per connection and written once per turn of the event loop (a setImmediate
+ * after the poll phase), not after every read: a connection whose streams are answered by many
+ * upstream reads in one turn then costs one write syscall, not one per response. Frame headers and
+ * small payloads are copied into an arena (a 64 KiB buffer lent from a free list); since the write
+ * happens after later reads may have reused the shared read buffer, lent views are always copied.
  *
  * The peer's FIN ends the connection at once: HTTP/2 has no use for a half-closed connection
  * (everything the peer could still want is on a stream), and waiting would leave the socket in
  * CLOSE-WAIT until a timeout.
  */
-export class H2Transport implements Flushable {
+export class H2Transport {
   readonly socket: Socket;
   private readonly owner: TransportOwner;
-  private batch = new WriteBatch();
+  private arena: Buffer | null = null;
+  private used = 0;
+  /** Sealed output in order (arena slices and large owned payloads), when more than one arena's worth. */
+  private parts: Buffer[] | null = null;
   private scheduled = false;
   private direct = false;
   private ending = false;
@@ -42,7 +67,10 @@ export class H2Transport implements Flushable {
     socket.once('end', () => {
       if (!socket.destroyed) socket.destroy();
     });
-    socket.once('close', () => owner.onTransportClosed(this.failed || !this.ending));
+    socket.once('close', () => {
+      this.release();
+      owner.onTransportClosed(this.failed || !this.ending);
+    });
   }
 
   startReading(): void {
@@ -69,24 +97,114 @@ export class H2Transport implements Flushable {
     this.owner.onDrain();
   }
 
-  add(data: Buffer): void {
-    this.batch.add(data);
+  /** Room for `n` more bytes in the arena (sealing a full one). */
+  private room(n: number): Buffer {
+    let a = this.arena;
+    if (a !== null && this.used + n <= a.length) return a;
+    if (a !== null && this.used > 0) {
+      (this.parts ??= []).push(a.subarray(0, this.used));
+      a = null; // the sealed slice keeps it; a new arena follows
+    }
+    a = n <= ARENA_BYTES ? (spareArenas.pop() ?? Buffer.allocUnsafeSlow(ARENA_BYTES)) : Buffer.allocUnsafeSlow(n);
+    this.arena = a;
+    this.used = 0;
+    return a;
   }
 
+  /** A frame header; its payload follows with `bytes`. */
+  header(length: number, type: number, flags: number, streamId: number): void {
+    const a = this.room(FRAME_HEADER);
+    writeFrameHeader(a, this.used, length, type, flags, streamId);
+    this.used += FRAME_HEADER;
+  }
+
+  /** Payload bytes `buf[start, end)`: copied when small or lent, else referenced (must not change). */
+  bytes(buf: Buffer, start: number, end: number, owned: boolean): void {
+    const n = end - start;
+    if (n === 0) return;
+    if (n <= COPY_MAX || !owned) {
+      // A large lent view is copied in pieces that fill each arena.
+      let at = start;
+      while (at < end) {
+        const a = this.room(Math.min(end - at, ARENA_BYTES));
+        const take = Math.min(end - at, a.length - this.used);
+        buf.copy(a, this.used, at, at + take);
+        this.used += take;
+        at += take;
+      }
+      return;
+    }
+    const a = this.arena;
+    if (a !== null && this.used > 0) {
+      (this.parts ??= []).push(a.subarray(0, this.used));
+      this.arena = null;
+      this.used = 0;
+    }
+    (this.parts ??= []).push(start === 0 && end === buf.length ? buf : buf.subarray(start, end));
+  }
+
+  /** Output was added: flush it this turn. */
   schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    scheduleFlush(this);
+    toFlush.push(this);
+    if (!flushQueued) {
+      flushQueued = true;
+      setImmediate(flushAll);
+    }
   }
 
   flush(): void {
     this.scheduled = false;
     const socket = this.socket;
-    if (socket.destroyed) return;
+    if (socket.destroyed) {
+      this.release();
+      return;
+    }
     this.owner.beforeFlush();
-    if (this.batch.empty) return;
-    if (!this.batch.flush(socket, this.direct)) this.owner.congested = true;
+    const parts = this.parts;
+    const a = this.arena;
+    const used = this.used;
+    if (parts === null && used === 0) {
+      if (this.ending) this.finishEnd();
+      return;
+    }
+    let ok: boolean;
+    if (parts === null) {
+      const view = a!.subarray(0, used);
+      ok = this.direct ? writeDirect(socket, view) : socket.write(view);
+      // Written at once: the arena is free again. Otherwise libuv (or the TLS layer) holds it.
+      this.used = 0;
+      if (this.direct && ok) this.giveBack();
+      else this.arena = null;
+    } else {
+      if (used > 0) parts.push(a!.subarray(0, used));
+      this.arena = null;
+      this.used = 0;
+      this.parts = null;
+      if (this.direct) ok = writevDirect(socket, parts);
+      else {
+        socket.cork();
+        ok = true;
+        for (const p of parts) ok = socket.write(p) && ok;
+        socket.uncork();
+      }
+    }
+    if (!ok) this.owner.congested = true;
     if (this.ending) this.finishEnd();
+  }
+
+  /** The arena goes back to the free list (an idle connection holds none). */
+  private giveBack(): void {
+    const a = this.arena;
+    this.arena = null;
+    if (a !== null && a.length === ARENA_BYTES && spareArenas.length < SPARE_ARENAS) spareArenas.push(a);
+  }
+
+  private release(): void {
+    this.arena = null;
+    this.used = 0;
+    this.parts = null;
   }
 
   /** Sends what is queued, then FIN; the socket is destroyed if the peer does not close in time. */
@@ -95,7 +213,6 @@ export class H2Transport implements Flushable {
     this.ending = true;
     if (this.scheduled) return; // flush() ends it
     this.flush();
-    this.finishEnd();
   }
 
   private finishEnd(): void {

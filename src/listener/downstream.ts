@@ -1,4 +1,3 @@
-import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ListenerContext } from './listener-context.ts';
@@ -32,10 +31,13 @@ export interface Downstream {
 /** A downstream HTTP/2 stream: response heads go out as header maps. */
 export interface H2Responder extends Downstream {
   readonly h2: true;
-  /** The final response head; `noBody`: HEAD, 204, 304 (the stream ends with the head). */
-  respond(headers: OutgoingHttpHeaders, noBody: boolean): void;
-  /** A 1xx response (100 Continue, 103 Early Hints). */
-  interim(headers: OutgoingHttpHeaders): void;
-  /** Trailers to send when the exchange completes. */
-  setTrailers(trailers: OutgoingHttpHeaders): void;
+  /**
+   * The final response head as flat [name, value, ...] (`:status` first, names lower-case);
+   * `noBody`: HEAD, 204, 304 (the stream ends with the head).
+   */
+  respond(fields: string[], noBody: boolean): void;
+  /** A 1xx response (100 Continue, 103 Early Hints), flat like `respond`. */
+  interim(fields: string[]): void;
+  /** Trailers to send when the exchange completes (flat, no pseudo-fields). */
+  setTrailers(fields: string[]): void;
 }

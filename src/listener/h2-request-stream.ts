@@ -1,10 +1,9 @@
 import { Buffer } from 'node:buffer';
-import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import { isLent } from '../core/direct-io.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { forwardedHeaders } from '../forward/forwarded-headers.ts';
-import { flatFields, h2RequestHead } from '../forward/h2-translate.ts';
+import { h2RequestHead } from '../forward/h2-translate.ts';
 import { INTERNAL_ERROR, PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
@@ -30,7 +29,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   readonly conn: H2DownstreamConnection;
   private ex: Exchange | null = null;
   private chunked = false;
-  private trailers: OutgoingHttpHeaders | null = null;
+  private trailers: string[] | null = null;
   private wantTrailers = false;
   private done = false;
 
@@ -135,20 +134,20 @@ export class H2RequestStream implements H2Responder, StreamSink {
     });
   }
 
-  respond(headers: OutgoingHttpHeaders, noBody: boolean): void {
+  respond(fields: string[], noBody: boolean): void {
     const s = this.stream;
     if (s.closed || s.headersSent) return;
-    s.respond(flatFields(headers), noBody);
+    s.respond(fields, noBody);
     if (noBody) this.finish();
   }
 
-  interim(headers: OutgoingHttpHeaders): void {
+  interim(fields: string[]): void {
     const s = this.stream;
     if (s.closed || s.headersSent) return;
-    s.conn.sendInterim(s, flatFields(headers));
+    s.conn.sendInterim(s, fields);
   }
 
-  setTrailers(trailers: OutgoingHttpHeaders): void {
+  setTrailers(trailers: string[]): void {
     this.trailers = trailers;
   }
 
@@ -209,7 +208,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   private finish(): void {
     if (this.done) return;
     this.done = true;
-    const t = this.wantTrailers && this.trailers !== null ? flatFields(this.trailers) : null;
+    const t = this.wantTrailers ? this.trailers : null;
     this.stream.end(t, true);
   }
 
