@@ -63,14 +63,25 @@ export const H2_NGINX_KEEPALIVE = 128;
 export const H2_UPSTREAM_WRK_ARGS = GET_12B.wrkArgs;
 export interface UpstreamVariant {
   id: string;
+  proxy: 'muxgate' | 'haproxy';
   protocol: 'http1' | 'http2';
   port: number;
   backendPort: number;
 }
+/**
+ * muxgate's HTTP/1.1 pool and its HTTP/2 upstream, and HAProxy with `server … proto h2` on the same h2c
+ * backend port: muxgate's HTTP/2 client against a production one.
+ */
 export const H2_UPSTREAM_VARIANTS: readonly UpstreamVariant[] = [
-  { id: 'muxgate-up-http1', protocol: 'http1', port: 18161, backendPort: BACKEND_PORT },
-  { id: 'muxgate-up-http2', protocol: 'http2', port: 18162, backendPort: BACKEND_H2C_PORT },
+  { id: 'muxgate-up-http1', proxy: 'muxgate', protocol: 'http1', port: 18161, backendPort: BACKEND_PORT },
+  { id: 'muxgate-up-http2', proxy: 'muxgate', protocol: 'http2', port: 18162, backendPort: BACKEND_H2C_PORT },
+  { id: 'haproxy-up-http2', proxy: 'haproxy', protocol: 'http2', port: 18163, backendPort: BACKEND_H2C_PORT },
 ];
+
+/** The variants of this run: HAProxy's only when HAProxy is among the proxies. */
+function upstreamVariants(proxies: readonly ProxyName[]): UpstreamVariant[] {
+  return H2_UPSTREAM_VARIANTS.filter((v) => v.proxy === 'muxgate' || proxies.includes(v.proxy));
+}
 
 export function h2IngressProxies(proxies: readonly ProxyName[]): H2IngressProxy[] {
   return H2_INGRESS_PROXIES.filter((p) => proxies.includes(p));
@@ -84,7 +95,7 @@ export function h2Ports(figures: readonly string[], proxies: readonly ProxyName[
   }
   if (figures.includes(H2_UPSTREAM_SCENARIO) && proxies.includes('muxgate')) {
     ports.push([BACKEND_H2C_PORT, 'backend h2c']);
-    for (const v of H2_UPSTREAM_VARIANTS) ports.push([v.port, v.id]);
+    for (const v of upstreamVariants(proxies)) ports.push([v.port, v.id]);
   }
   return ports;
 }
@@ -505,7 +516,8 @@ export function h2UpstreamMethod(durationS: number, warmupS: number): string {
   return (
     `HTTP/1.1 clients, muxgate's upstream over HTTP/1.1 (pooled keep-alive) vs HTTP/2 (h2c, prior knowledge) to the same nginx backend ` +
     `(one server block listening on ${BACKEND_PORT} for HTTP/1.1 and on ${BACKEND_H2C_PORT} for h2c): \`${h2UpstreamCommand(durationS)}\` ` +
-    `after a ${warmupS} s warm-up run, against two muxgate instances pinned to the proxy core (cluster \`protocol: http1\` / \`protocol: http2\`), ` +
+    `after a ${warmupS} s warm-up run, against two muxgate instances pinned to the proxy core (cluster \`protocol: http1\` / \`protocol: http2\`) ` +
+    `and HAProxy with \`server … proto h2\` to the same h2c port, ` +
     'interleaved rounds; upstream TCP connections counted with `ss` halfway through each run and after it.'
   );
 }
@@ -570,9 +582,10 @@ export async function runH2UpstreamFigure(ctx: FigureContext, runs: H2Run[]): Pr
   }
   const running = new Map<string, RunningServer>();
   try {
-    for (const v of H2_UPSTREAM_VARIANTS) {
+    const variants = upstreamVariants(ctx.proxies);
+    for (const v of variants) {
       if (ctx.stopped()) return;
-      const spec = proxySpec('muxgate', ctx.runDir, {
+      const spec = proxySpec(v.proxy, ctx.runDir, {
         tag: `up-${v.protocol}`,
         port: v.port,
         cpu: PROXY_CPU,
@@ -584,7 +597,7 @@ export async function runH2UpstreamFigure(ctx: FigureContext, runs: H2Run[]): Pr
       );
       if (server) running.set(v.id, server);
     }
-    const ready = H2_UPSTREAM_VARIANTS.filter((v) => running.has(v.id));
+    const ready = variants.filter((v) => running.has(v.id));
     await interleave(ctx, ready, runs, (round, v) => measureUpstream(round, v, running.get(v.id)!, ctx));
   } finally {
     for (const server of running.values()) await stopServer(server);
@@ -593,10 +606,11 @@ export async function runH2UpstreamFigure(ctx: FigureContext, runs: H2Run[]): Pr
 
 export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warmupS: number): string {
   const out: string[] = [`### ${H2_UPSTREAM_SCENARIO}`, ''];
-  const [h1, h2] = H2_UPSTREAM_VARIANTS as [UpstreamVariant, UpstreamVariant];
+  const [h1, h2, hap] = H2_UPSTREAM_VARIANTS as [UpstreamVariant, UpstreamVariant, UpstreamVariant];
   out.push(
     `HTTP/1.1 clients → muxgate → nginx backend, GET / (12-byte body), the upstream over HTTP/1.1 (pooled keep-alive, ` +
-      `\`pool: { max_connections: 100 }\`) or over HTTP/2 (h2c, prior knowledge; \`http2.max_concurrent_streams\` default ${H2_MAX_STREAMS}). ` +
+      `\`pool: { max_connections: 100 }\`) or over HTTP/2 (h2c, prior knowledge; \`http2.max_concurrent_streams\` default ${H2_MAX_STREAMS}); ` +
+      `and HAProxy over HTTP/2 to the same h2c port (\`server s1 127.0.0.1:${BACKEND_H2C_PORT} proto h2\`, otherwise as in get-12b). ` +
       `Same nginx process and server block for both: \`listen ${BACKEND_PORT};\` and \`listen ${BACKEND_H2C_PORT} http2;\`. ` +
       `Command: \`${h2UpstreamCommand(durationS)}\`, after a ${warmupS} s warm-up run.`,
     '',
@@ -625,7 +639,8 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
       connsCell(ok.map((r) => r.upstreamMid)),
       connsCell(ok.map((r) => r.upstreamAfter)),
       fmtMiB(rss.length ? Math.max(...rss) : undefined),
-      v.id === h1.id ? '1.00' : fmtRatio(pairedRatio(runs, v.id, h1.id)),
+      v.id === h1.id ? '1.00' : v.proxy === 'muxgate' ? fmtRatio(pairedRatio(runs, v.id, h1.id)) : '–',
+      v.id === hap.id ? '1.00' : v.id === h2.id ? fmtRatio(pairedRatio(runs, v.id, hap.id)) : '–',
       notes(all),
     ];
   });
@@ -641,11 +656,12 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
         'upstream conns mid-run',
         'after',
         'RSS',
-        '÷ http1',
+        '÷ muxgate http1',
+        '÷ HAProxy h2',
         'errors',
       ],
       rows,
-      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
   );
@@ -656,6 +672,14 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
     out.push(
       `Upstream HTTP/2 ÷ HTTP/1.1 (median of per-round ratios): **${fmtRatio(ratio)}×** req/s, ` +
         `with ${conns(h2.id)} upstream TCP connection(s) at the end of a run instead of ${conns(h1.id)}.`,
+      '',
+    );
+  }
+  const toHap = pairedRatio(runs, h2.id, hap.id);
+  if (toHap !== undefined) {
+    out.push(
+      `muxgate's HTTP/2 upstream ÷ HAProxy \`server … proto h2\` on the same h2c backend (median of per-round ratios): ` +
+        `**${fmtRatio(toHap)}×** req/s.`,
       '',
     );
   }

@@ -54,7 +54,7 @@ export interface ProxyOptions {
   h2cListener?: boolean;
   /** nginx `upstream { keepalive N; }` (default 64) */
   upstreamKeepalive?: number;
-  /** muxgate only: the cluster's `protocol` (default http1) */
+  /** muxgate: the cluster's `protocol` (default http1); HAProxy: `http2` adds `proto h2` to its server line */
   upstreamProtocol?: 'http1' | 'http2';
   /** the backend port proxied to (default BACKEND_PORT) */
   backendPort?: number;
@@ -216,6 +216,7 @@ export function haproxyConfig(
   maxConnections = 0,
   h2c = false,
   websocket = false,
+  h2Upstream = false,
 ): string {
   // HAProxy wants about 2 fds per maxconn (client + server side) and refuses to start when the fd
   // limit (20000 here) is lower: a small margin keeps 9,000 idle connections under it.
@@ -237,7 +238,7 @@ frontend fe
   default_backend be
 
 backend be
-  server s1 127.0.0.1:${backendPort}
+  server s1 127.0.0.1:${backendPort}${h2Upstream ? ' proto h2' : ''}
 `;
 }
 
@@ -309,7 +310,8 @@ export function backendSpec(dir: string, h2cPort?: number): ServerSpec {
 }
 
 /**
- * `opts.workers` is only for muxgate and nginx; `opts.adminPort` and `opts.upstreamProtocol` only for muxgate;
+ * `opts.workers` is only for muxgate and nginx; `opts.adminPort` only for muxgate; `opts.upstreamProtocol` for
+ * muxgate and HAProxy;
  * `opts.h2cListener` for all but http-proxy.
  */
 export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {}): ServerSpec {
@@ -321,8 +323,8 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
     throw new Error(`${name}: the bench runs it as one process only`);
   }
   if (opts.h2cListener && name === 'http-proxy') throw new Error(`${name}: the bench has no HTTP/2 setup for it`);
-  if (opts.upstreamProtocol !== undefined && name !== 'muxgate') {
-    throw new Error(`${name}: upstreamProtocol is a muxgate option`);
+  if (opts.upstreamProtocol !== undefined && name !== 'muxgate' && name !== 'haproxy') {
+    throw new Error(`${name}: upstreamProtocol is a muxgate and HAProxy option`);
   }
   if (opts.websocket && name !== 'muxgate' && name !== 'haproxy') {
     throw new Error(`${name}: the bench has no WebSocket setup for it`);
@@ -341,7 +343,14 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
       const conf = writeConfig(
         dir,
         `${id}.cfg`,
-        haproxyConfig(port, backendPort, opts.maxConnections, opts.h2cListener, opts.websocket),
+        haproxyConfig(
+          port,
+          backendPort,
+          opts.maxConnections,
+          opts.h2cListener,
+          opts.websocket,
+          opts.upstreamProtocol === 'http2',
+        ),
       );
       // -db: stay in the foreground, no daemon / master-worker
       return { name: id, port, cpu, command: 'haproxy', args: ['-db', '-f', conf], logFiles: [] };

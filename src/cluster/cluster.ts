@@ -3,7 +3,7 @@ import { isIP } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type RequestHead, requestField, requestFieldValues } from '../http1/request-head.ts';
-import type { PoolOptions } from '../pool/h1-pool.ts';
+import type { PoolOptions } from '../pool/upstream-pool.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import { Endpoint, type PassiveHealth, type UpstreamSpec } from './endpoint.ts';

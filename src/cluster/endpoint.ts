@@ -1,4 +1,4 @@
-import type { ConnectObserver, PoolOptions } from '../pool/h1-pool.ts';
+import type { ConnectObserver, PoolOptions, UpstreamPool } from '../pool/upstream-pool.ts';
 import { H1Pool } from '../pool/h1-pool.ts';
 import { H2Pool, type H2Options } from '../pool/h2-pool.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
@@ -105,6 +105,18 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     } else {
       this.h2 = null;
     }
+  }
+
+  /** The pool requests go to: HTTP/2 while the endpoint speaks it, else HTTP/1.1. */
+  get upstream(): UpstreamPool {
+    const h2 = this.h2;
+    return h2 !== null && !h2.fellBack ? h2 : this.pool;
+  }
+
+  /** A waiter gave up: drop it from whichever queue holds it. */
+  cancel(w: PoolWaiter): void {
+    this.pool.cancel(w);
+    this.h2?.cancel(w);
   }
 
   connectSucceeded(): void {

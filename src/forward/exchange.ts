@@ -233,9 +233,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   /** Ask the endpoint's pool for capacity: an HTTP/2 stream slot or an HTTP/1.1 connection. */
   private acquireOn(endpoint: Endpoint): void {
-    const h2 = endpoint.h2;
-    if (h2 !== null && !h2.fellBack) h2.acquire(this);
-    else endpoint.pool.acquire(this);
+    endpoint.upstream.acquire(this);
   }
 
   onPoolError(code: ErrorCode): void {
@@ -379,11 +377,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.done = true;
     this.error = code;
     if (answered || this.status === 0) this.status = ERRORS[code].status;
-    if (this.queued) {
-      const e = this.endpoint;
-      e?.pool.cancel(this);
-      e?.h2?.cancel(this);
-    }
+    if (this.queued) this.endpoint?.cancel(this);
     const conn = this.conn;
     if (conn !== null) {
       this.conn = null;

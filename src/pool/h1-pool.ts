@@ -3,26 +3,9 @@ import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
+import type { ConnectObserver, PoolOptions, UpstreamPool } from './upstream-pool.ts';
 import type { UpstreamTls } from './upstream-tls.ts';
 import { BUSY, CLOSED, CONNECTING, IDLE, UpstreamConnection } from './upstream-connection.ts';
-
-export interface PoolOptions {
-  maxConnections: number;
-  maxPending: number;
-  pendingTimeoutMs: number;
-  /** 0 = unlimited. */
-  maxRequestsPerConnection: number;
-  idleTimeoutMs: number;
-  connectTimeoutMs: number;
-  /** Plain TCP connections use core/direct-io.ts (config `direct_io`). */
-  directIo: boolean;
-}
-
-/** Told about every connect attempt's outcome; the endpoint uses it for passive health. */
-export interface ConnectObserver {
-  connectSucceeded(): void;
-  connectFailed(): void;
-}
 
 /**
  * A bounded pool of HTTP/1.1 connections to one endpoint (one PoolKey).
@@ -36,7 +19,7 @@ export interface ConnectObserver {
  *
  * NOTE: the pool does not resolve names, choose endpoints or parse HTTP; it hands out sockets.
  */
-export class H1Pool {
+export class H1Pool implements UpstreamPool {
   readonly key: PoolKey;
   readonly address: string;
   readonly port: number;

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
-import type { ConnectObserver, PoolOptions } from './h1-pool.ts';
+import type { ConnectObserver, PoolOptions, UpstreamPool } from './upstream-pool.ts';
 import { PendingQueue } from './pending-queue.ts';
 import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
@@ -48,7 +48,7 @@ export interface H2PoolOptions extends PoolOptions {
  * each waiter for at most `pendingTimeoutMs` (`pool_queue_timeout`). A slot that frees up, a session
  * that connects, or a peer that raises its limit serves the queue head first.
  */
-export class H2Pool {
+export class H2Pool implements UpstreamPool {
   readonly key: PoolKey;
   readonly address: string;
   readonly port: number;

@@ -3,9 +3,9 @@ import type { H2Session } from './h2-session.ts';
 import type { UpstreamConnection } from './upstream-connection.ts';
 
 /**
- * Whoever asks a pool for capacity. An H1Pool calls `onPoolReady` (a leased connection) or
- * `onPoolError`; an H2Pool calls `onSessionReady` (one stream slot reserved on a session) or
- * `onPoolError`. Exactly one callback per acquire, possibly synchronously from `acquire`. The link
+ * Whoever asks a pool for capacity (the UpstreamPool contract, src/pool/upstream-pool.ts). An H1Pool
+ * calls `onPoolReady` (a leased connection) or `onPoolError`; an H2Pool calls `onSessionReady` (one
+ * stream slot reserved on a session) or `onPoolError`. Exactly one callback per acquire, possibly synchronously from `acquire`. The link
  * fields belong to the pool's pending queue (an intrusive list, so queueing allocates nothing and
  * cancelling is O(1)).
  */

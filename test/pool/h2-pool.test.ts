@@ -15,7 +15,7 @@ import type { ErrorCode } from '../../src/core/errors.ts';
 import type { Logger } from '../../src/core/log.ts';
 import { errorName } from '../../src/http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../../src/http2/stream.ts';
-import type { ConnectObserver } from '../../src/pool/h1-pool.ts';
+import type { ConnectObserver } from '../../src/pool/upstream-pool.ts';
 import { type H2Options, H2Pool, type H2PoolOptions } from '../../src/pool/h2-pool.ts';
 import type { H2Session } from '../../src/pool/h2-session.ts';
 import type { PoolWaiter } from '../../src/pool/pool-waiter.ts';
