@@ -1,5 +1,5 @@
 import { execFile, spawn } from 'node:child_process';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import type { TestContext } from 'node:test';
 import { type Backend, rawBackend } from './backend.ts';
 
@@ -325,13 +325,40 @@ export function rawHttpBackend(
   });
 }
 
-/** A port nothing listens on: bound on port 0, read back, then closed. */
+/**
+ * Low ports for closedPort: below 1024 and below any ephemeral range, so no listen(0) and no connect()
+ * of any process is ever given one (a port freed after listen(0) could be, by a test running
+ * alongside; and a connect() to a free ephemeral port on loopback can, rarely, connect to itself).
+ */
+const LOW_PORTS = Array.from({ length: 16 }, (_, i) => i + 1);
+let nextLowPort = 0;
+
+/** Whether a connect to 127.0.0.1:port is refused (nothing listens there). */
+function refused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    const done = (r: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(r);
+    };
+    const timer = setTimeout(() => done(false), 2000);
+    s.once('connect', () => done(false));
+    s.once('error', (err: NodeJS.ErrnoException) => done(err.code === 'ECONNREFUSED'));
+  });
+}
+
+/**
+ * A port on 127.0.0.1 that nothing listens on, and nothing will while the test runs: one of
+ * LOW_PORTS, checked to refuse connects (a machine's own service there is skipped). Successive calls
+ * in a process return different ports (cycling after 16).
+ */
 export async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((r) => server.close(() => r()));
-  return port;
+  for (let tried = 0; tried < LOW_PORTS.length; tried++) {
+    const port = LOW_PORTS[nextLowPort++ % LOW_PORTS.length] as number;
+    if (await refused(port)) return port;
+  }
+  throw new Error(`no port of ${LOW_PORTS[0]}-${LOW_PORTS.at(-1)} refuses connects on 127.0.0.1`);
 }
 
 export interface Deferred<T> {

@@ -175,20 +175,25 @@ describe('L4 TCP proxy', () => {
       s.resume();
     });
     t.after(() => backend.close());
+    // The pause between the two writes is far from IDLE_MS even on a loaded machine, and long enough
+    // that a timer armed only at the first write would end the tunnel well before lastWrite + IDLE_MS.
+    const IDLE_MS = 1000;
     const proxy = await startProxy({
       upstreams: [backend.addr],
-      tcp: { idle_timeout: '300ms' },
+      tcp: { idle_timeout: `${IDLE_MS}ms` },
       config: { access_log: { enabled: true } },
     });
     t.after(() => proxy.close());
-    const started = Date.now();
     const c = await connect(proxy.port, t);
     c.write('one byte now and then keeps it open');
-    await new Promise((r) => setTimeout(r, 150));
+    await new Promise((r) => setTimeout(r, 400));
+    const lastWrite = performance.now();
     c.write('.');
-    await waitUntil(() => c.closed, 'the idle connection is closed', { timeoutMs: 3000 });
+    await waitUntil(() => c.closed, 'the idle connection is closed', { timeoutMs: IDLE_MS + 5000 });
     await upstreamClosed.promise;
-    assert.ok(Date.now() - started >= 400, 'activity re-armed the idle timer');
+    // The proxy saw the last byte after lastWrite, and closes no sooner than IDLE_MS after its last byte.
+    const quiet = performance.now() - lastWrite;
+    assert.ok(quiet >= IDLE_MS, `activity re-armed the idle timer: closed ${Math.round(quiet)} ms after the last byte`);
     await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
     assert.equal(proxy.accessLog[0]?.error, 'idle_timeout');
   });
