@@ -7,7 +7,7 @@ import { h2RequestHead } from '../forward/h2-translate.ts';
 import { INTERNAL_ERROR, PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
-import { hostWithoutPort } from '../router/router.ts';
+import { pathOf } from '../router/router.ts';
 import type { H2Responder } from './downstream.ts';
 import type { H2DownstreamConnection } from './h2-downstream-connection.ts';
 
@@ -71,7 +71,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
       return;
     }
     const path = pathOf(head.target);
-    const route = ctx.router.match(head.method, hostWithoutPort(head.host), path, head);
+    const route = ctx.router.route(head, path);
     const ex = new Exchange(this, head, route, path, false);
     ex.teTrailers = this.wantTrailers;
     this.ex = ex;
@@ -230,9 +230,4 @@ export class H2RequestStream implements H2Responder, StreamSink {
     // strict peers see the stream error RFC 9113 asks for.
     if (malformed) this.stream.conn.resetAfterAnswer(this.stream, PROTOCOL_ERROR);
   }
-}
-
-function pathOf(target: string): string {
-  const q = target.indexOf('?');
-  return q === -1 ? target : target.slice(0, q);
 }

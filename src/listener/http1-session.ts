@@ -20,7 +20,7 @@ import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { ownHeadBytes, parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { forwardedHeaders, sharedBlock } from '../forward/forwarded-headers.ts';
-import { hostWithoutPort } from '../router/router.ts';
+import { pathOf } from '../router/router.ts';
 import { sequential } from '../http1/latin1.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
@@ -78,8 +78,6 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   private lent = false;
 
   // Per-connection memos: a client usually sends the same Host on every request.
-  private lastHost: string | null = null;
-  private lastHostLower = '';
   private fwdHost: string | null = null;
   private fwdMinor = -1;
   private fwdFields = '';
@@ -259,7 +257,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
           return;
         }
       }
-      const route = this.ctx.router.match(head.method, this.routingHost(head.host), path, head);
+      const route = this.ctx.router.route(head, path);
       this.state = EXCHANGE;
       const ex = new Exchange(this, head, route, path, last);
       this.exchange = ex;
@@ -267,14 +265,6 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
       const used = ex.begin(buf, end, bufEnd, this.lent);
       if (used > 0 && this.buf === buf) this.bufStart += used;
     }
-  }
-
-  private routingHost(host: string): string {
-    if (host !== this.lastHost) {
-      this.lastHost = host;
-      this.lastHostLower = hostWithoutPort(host);
-    }
-    return this.lastHostLower;
   }
 
   /**
@@ -504,8 +494,3 @@ function onSocketClose(this: SessionSocket): void {
   this[kSession].onClose();
 }
 function ignore(): void {}
-
-function pathOf(target: string): string {
-  const q = target.indexOf('?');
-  return q === -1 ? target : target.slice(0, q);
-}

@@ -8,8 +8,26 @@ import type { HeaderMatch, Route } from './route.ts';
 export class Router {
   readonly routes: readonly Route[];
 
+  /** One-entry memo of the normalised Host: most requests on a listener repeat the previous one's. */
+  private lastHost: string | null = null;
+  private lastKey = '';
+
   constructor(routes: readonly Route[]) {
     this.routes = routes;
+  }
+
+  /**
+   * The route of a request, the one entry point every listener kind uses: Host without its port and
+   * lower-cased, `path` without the query (`pathOf`), `method` as given (a WebSocket over RFC 8441
+   * routes as the GET it stands for).
+   */
+  route(head: RequestHead, path: string = pathOf(head.target), method: string = head.method): Route | null {
+    const host = head.host;
+    if (host !== this.lastHost) {
+      this.lastHost = host;
+      this.lastKey = hostWithoutPort(host);
+    }
+    return this.match(method, this.lastKey, path, head);
   }
 
   /**
@@ -63,6 +81,12 @@ function headersMatch(matchers: readonly HeaderMatch[], head: RequestHead): bool
     if (h.regex !== undefined && !h.regex.test(v)) return false;
   }
   return true;
+}
+
+/** The request target without its query: what routes match paths against. */
+export function pathOf(target: string): string {
+  const q = target.indexOf('?');
+  return q === -1 ? target : target.slice(0, q);
 }
 
 /** "Example.COM:8080" -> "example.com"; "[::1]:80" -> "[::1]". */

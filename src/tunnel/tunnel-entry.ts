@@ -5,7 +5,6 @@ import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import { parseRequestHead, type RequestHead, requestField } from '../http1/request-head.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
 import type { Route } from '../router/route.ts';
-import { hostWithoutPort } from '../router/router.ts';
 import { type ConnectRequest, ConnectTunnel, connectRequest, isMasquePath, masqueRequest } from './connect-tunnel.ts';
 import { type H2TunnelOrigin, H2TunnelDownstream, type TunnelDownstream } from './tunnel-downstream.ts';
 import { UpgradeTunnel } from './upgrade-tunnel.ts';
@@ -36,7 +35,7 @@ export function planH1Tunnel(ctx: ListenerContext, head: RequestHead, path: stri
     const req = masqueRequest(head.target, auth);
     return req === null ? 'invalid_upgrade' : { kind: 'connect', req };
   }
-  const route = ctx.router.match(head.method, hostWithoutPort(head.host), path, head);
+  const route = ctx.router.route(head, path);
   const allowed = route?.upgrades;
   if (route === null || allowed === null || allowed === undefined) return null;
   const token = offered.find((t) => allowed.has(t));
@@ -121,13 +120,7 @@ function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan 
   if (typeof synth === 'string') return synth;
   const head = parseRequestHead(synth.bytes, 0, synth.bytes.length, ctx.limits);
   if (typeof head === 'string') return head;
-  const q = head.target.indexOf('?');
-  const route = ctx.router.match(
-    'GET',
-    hostWithoutPort(head.host),
-    q === -1 ? head.target : head.target.slice(0, q),
-    head,
-  );
+  const route = ctx.router.route(head, undefined, 'GET');
   if (route === null) return 'no_route';
   if (route.upgrades?.has('websocket') !== true) return 'method_not_allowed';
   return { kind: 'upgrade', route, token: 'websocket', head };
