@@ -2,7 +2,6 @@ import { Buffer } from 'node:buffer';
 import { isLent } from '../core/direct-io.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { Exchange } from '../forward/exchange.ts';
-import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import { h2RequestHead } from '../forward/h2-translate.ts';
 import { INTERNAL_ERROR, PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
@@ -124,14 +123,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   // --- Downstream ---
 
   forwardingFields(head: RequestHead): string {
-    const via = this.ctx.via;
-    return forwardedHeaders(head, {
-      peer: this.conn.peer,
-      proto: this.ctx.proto,
-      host: head.host,
-      trusted: this.conn.trusted,
-      via: via === null ? null : `2 ${via}`,
-    });
+    return this.conn.forwardingFields(head);
   }
 
   respond(fields: string[], noBody: boolean): void {

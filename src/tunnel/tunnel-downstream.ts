@@ -3,7 +3,6 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ERRORS, type ErrorCode, reasonPhrase } from '../core/errors.ts';
 import { errorResponse } from '../forward/error-response.ts';
-import { forwardedHeaders } from '../forward/forwarded-headers.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import { CANCEL } from '../http2/frame.ts';
 import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
@@ -93,7 +92,8 @@ export class H1TunnelDownstream implements TunnelDownstream {
 export interface H2TunnelOrigin {
   readonly ctx: ListenerContext;
   readonly peer: string;
-  readonly trusted: boolean;
+  /** X-Forwarded-*, Forwarded and Via lines for a request on this connection. */
+  forwardingFields(head: RequestHead): string;
 }
 
 /** An HTTP/2 CONNECT or extended CONNECT stream. */
@@ -121,14 +121,7 @@ export class H2TunnelDownstream implements TunnelDownstream {
   }
 
   forwardingFields(head: RequestHead): string {
-    const via = this.ctx.via;
-    return forwardedHeaders(head, {
-      peer: this.conn.peer,
-      proto: this.ctx.proto,
-      host: head.host,
-      trusted: this.conn.trusted,
-      via: via === null ? null : `2 ${via}`,
-    });
+    return this.conn.forwardingFields(head);
   }
 
   accept(status: number, fields: Fields): void {
