@@ -7,9 +7,9 @@ import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
 import type { Downstream } from '../listener/downstream.ts';
-import type { H2Session } from '../pool/h2-session.ts';
+import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
-import type { UpstreamConnection, UpstreamUser } from '../pool/upstream-connection.ts';
+import type { H1UpstreamConnection, UpstreamUser } from '../pool/h1-upstream-connection.ts';
 import type { Route } from '../router/route.ts';
 import { errorResponse } from './error-response.ts';
 import { H2Leg } from './h2-leg.ts';
@@ -46,7 +46,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   /** Close the downstream connection after this exchange. */
   closeDownstream: boolean;
   endpoint: Endpoint | null = null;
-  conn: UpstreamConnection | null = null;
+  conn: H1UpstreamConnection | null = null;
   /** The upstream side when the endpoint speaks HTTP/2 (then `conn` stays null). */
   leg: H2Leg | null = null;
   /** An HTTP/2 client sent "te: trailers": ask an HTTP/2 upstream for trailers too. */
@@ -130,7 +130,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.beginning = false;
     if (lent) {
       // Still waiting for a connection: what is held must outlive this call. The head was parsed in
-      // place from the lent read (see Http1Session.parseLoop) and is needed again if no HTTP/1.1
+      // place from the lent read (see H1DownstreamConnection.parseLoop) and is needed again if no HTTP/1.1
       // connection took it at once: to build the upstream head, or an HTTP/2 stream's headers on retry.
       const pending = this.pendingBody;
       if (pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
@@ -183,7 +183,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   // --- PoolWaiter ---
 
-  onPoolReady(conn: UpstreamConnection): void {
+  onPoolReady(conn: H1UpstreamConnection): void {
     conn.user = this;
     if (this.done) {
       conn.pool.release(conn, true);
@@ -209,7 +209,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (ok) this.session.resumeForBody();
   }
 
-  onSessionReady(session: H2Session): void {
+  onSessionReady(session: H2UpstreamConnection): void {
     if (this.done) {
       session.releaseSlot();
       return;
@@ -226,7 +226,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   }
 
   /** The upstream refused the stream without processing it: send the request again elsewhere. */
-  retryH2(refusedBy: H2Session): void {
+  retryH2(refusedBy: H2UpstreamConnection): void {
     this.poolStartedAt = performance.now();
     this.endpoint!.h2!.acquire(this, refusedBy);
   }

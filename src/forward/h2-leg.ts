@@ -6,7 +6,7 @@ import { CANCEL } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { H2Responder } from '../listener/downstream.ts';
-import type { H2Session } from '../pool/h2-session.ts';
+import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { Exchange } from './exchange.ts';
 import {
   BODY_CHUNKED,
@@ -36,7 +36,7 @@ const MAX_REFUSALS = 3;
 export class H2Leg implements Expirable, StreamSink {
   deadline = 0;
   private readonly ex: Exchange;
-  session: H2Session | null = null;
+  session: H2UpstreamConnection | null = null;
   stream: Http2Stream | null = null;
   /** Decodes a chunked request body into DATA; null for Content-Length bodies. */
   private decoder: ChunkedScanner | null;
@@ -57,7 +57,7 @@ export class H2Leg implements Expirable, StreamSink {
   }
 
   /** A stream slot is reserved on `session`: open the stream and send what is held. */
-  start(session: H2Session, held: Buffer[] | null): void {
+  start(session: H2UpstreamConnection, held: Buffer[] | null): void {
     const ex = this.ex;
     const head = ex.head;
     const route = ex.route!;

@@ -4,7 +4,7 @@ import type { ListenerContext } from './listener-context.ts';
 
 /**
  * The client side of one exchange, as the forwarding code sees it: an HTTP/1.1 connection
- * (`Http1Session`, which serves its requests one at a time) or one HTTP/2 stream (`H2Stream`).
+ * (`H1DownstreamConnection`, which serves its requests one at a time) or one HTTP/2 stream (`H2Stream`).
  * The exchange writes the response through it and tells it when the exchange is over.
  */
 export interface Downstream {

@@ -4,7 +4,7 @@ import tls from 'node:tls';
 import type { CertStore } from '../tls/cert-store.ts';
 import { wantsConnectProtocol } from '../tunnel/tunnel-entry.ts';
 import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
-import { Http1Session } from './http1-session.ts';
+import { H1DownstreamConnection } from './h1-downstream-connection.ts';
 import { listenOn } from './listen.ts';
 import type { ListenerContext } from './listener-context.ts';
 
@@ -16,7 +16,7 @@ const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 /**
  * An HTTP listener: cleartext or TLS, speaking HTTP/1.1, HTTP/2, or both on one port. Each accepted
  * connection is classified once: over TLS by the ALPN protocol the handshake settled, in cleartext by
- * whether its first bytes are the HTTP/2 preface. HTTP/1.1 connections get an Http1Session, HTTP/2
+ * whether its first bytes are the HTTP/2 preface. HTTP/1.1 connections get an H1DownstreamConnection, HTTP/2
  * ones go to the listener's H2Ingress.
  */
 export class HttpListener {
@@ -24,7 +24,7 @@ export class HttpListener {
   readonly protocol: HttpProtocol;
   readonly tls: boolean;
   private readonly server: net.Server;
-  private readonly sessions = new Set<Http1Session>();
+  private readonly sessions = new Set<H1DownstreamConnection>();
   private readonly h2: H2Ingress | null;
   private readonly certs: CertStore | null;
 
@@ -57,7 +57,7 @@ export class HttpListener {
       socket.destroy();
       return;
     }
-    if (this.protocol === 'http1') new Http1Session(socket, this.ctx, this.sessions);
+    if (this.protocol === 'http1') new H1DownstreamConnection(socket, this.ctx, this.sessions);
     else if (this.protocol === 'http2') this.h2!.accept(socket, null);
     else sniff(socket, this);
   }
@@ -71,7 +71,7 @@ export class HttpListener {
     // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
     const alpn = socket.alpnProtocol;
     if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, null);
-    else new Http1Session(socket, this.ctx, this.sessions);
+    else new H1DownstreamConnection(socket, this.ctx, this.sessions);
   }
 
   /** Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. */
@@ -80,7 +80,7 @@ export class HttpListener {
       this.h2!.accept(socket, first);
       return;
     }
-    new Http1Session(socket, this.ctx, this.sessions).startAfterSniff(first);
+    new H1DownstreamConnection(socket, this.ctx, this.sessions).startAfterSniff(first);
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {

@@ -5,7 +5,7 @@ import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
 import type { ConnectObserver, PoolOptions, UpstreamPool } from './upstream-pool.ts';
 import type { UpstreamTls } from './upstream-tls.ts';
-import { BUSY, CLOSED, CONNECTING, IDLE, UpstreamConnection } from './upstream-connection.ts';
+import { BUSY, CLOSED, CONNECTING, IDLE, H1UpstreamConnection } from './h1-upstream-connection.ts';
 
 /**
  * A bounded pool of HTTP/1.1 connections to one endpoint (one PoolKey).
@@ -29,7 +29,7 @@ export class H1Pool implements UpstreamPool {
   /** TLS origination (with the endpoint's configured host name for SNI), or null for cleartext. */
   readonly tls: { config: UpstreamTls; host: string } | null;
   /** Most recently used last: reuse is LIFO so surplus connections age out through idle_timeout. */
-  private readonly idle: UpstreamConnection[] = [];
+  private readonly idle: H1UpstreamConnection[] = [];
   private readonly pending: PendingQueue;
   busy = 0;
   connecting = 0;
@@ -111,7 +111,7 @@ export class H1Pool implements UpstreamPool {
   }
 
   /** Give a leased connection back. Not reusable (or past its request budget) means it is closed. */
-  release(conn: UpstreamConnection, reusable: boolean): void {
+  release(conn: H1UpstreamConnection, reusable: boolean): void {
     if (conn.state !== BUSY && conn.state !== CLOSED) return;
     if (conn.user === null) return;
     conn.user = null;
@@ -138,15 +138,15 @@ export class H1Pool implements UpstreamPool {
     this.pending.failAll('shutting_down');
   }
 
-  // --- called by UpstreamConnection ---
+  // --- called by H1UpstreamConnection ---
 
-  onConnected(conn: UpstreamConnection): void {
+  onConnected(conn: H1UpstreamConnection): void {
     this.connecting--;
     this.observer?.connectSucceeded();
     this.dispatch(conn);
   }
 
-  onConnectFailed(conn: UpstreamConnection, code: DialFailure): void {
+  onConnectFailed(conn: H1UpstreamConnection, code: DialFailure): void {
     if (conn.state !== CONNECTING) return;
     conn.state = CLOSED;
     this.connecting--;
@@ -160,7 +160,7 @@ export class H1Pool implements UpstreamPool {
     }
   }
 
-  onIdleClosed(conn: UpstreamConnection): void {
+  onIdleClosed(conn: H1UpstreamConnection): void {
     const i = this.idle.indexOf(conn);
     if (i !== -1) this.idle.splice(i, 1);
   }
@@ -168,11 +168,11 @@ export class H1Pool implements UpstreamPool {
   private connect(): void {
     this.connecting++;
     this.connectsTotal++;
-    new UpstreamConnection(this, this.address, this.port, this.opts.connectTimeoutMs);
+    new H1UpstreamConnection(this, this.address, this.port, this.opts.connectTimeoutMs);
   }
 
   /** A connection is ready (new or released): serve the queue head, or park it idle. */
-  private dispatch(conn: UpstreamConnection): void {
+  private dispatch(conn: H1UpstreamConnection): void {
     const w = this.pending.shift();
     if (w !== null) {
       this.lease(conn, w);
@@ -188,7 +188,7 @@ export class H1Pool implements UpstreamPool {
     this.idle.push(conn);
   }
 
-  private lease(conn: UpstreamConnection, w: PoolWaiter): void {
+  private lease(conn: H1UpstreamConnection, w: PoolWaiter): void {
     conn.state = BUSY;
     conn.deadline = 0;
     conn.requests++;

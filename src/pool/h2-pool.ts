@@ -4,7 +4,7 @@ import type { ConnectObserver, PoolOptions, UpstreamPool } from './upstream-pool
 import { PendingQueue } from './pending-queue.ts';
 import type { PoolKey } from './pool-key.ts';
 import type { PoolWaiter } from './pool-waiter.ts';
-import { H2Session, READY } from './h2-session.ts';
+import { H2UpstreamConnection, READY } from './h2-upstream-connection.ts';
 import type { UpstreamTls } from './upstream-tls.ts';
 
 export interface H2Options {
@@ -65,10 +65,10 @@ export class H2Pool implements UpstreamPool {
   onFallback: ((waiters: PoolWaiter[]) => void) | null = null;
   fellBack = false;
   /** Connected sessions that take new streams, in open order. */
-  private readonly usable: H2Session[] = [];
+  private readonly usable: H2UpstreamConnection[] = [];
   /** Connected sessions that take no new streams and finish the ones they carry. */
-  private readonly draining = new Set<H2Session>();
-  private readonly connectingSet = new Set<H2Session>();
+  private readonly draining = new Set<H2UpstreamConnection>();
+  private readonly connectingSet = new Set<H2UpstreamConnection>();
   private readonly pending: PendingQueue;
   /** Streams a connecting session is expected to take: the latest peer's limit, else the local cap. */
   private expected: number;
@@ -136,7 +136,7 @@ export class H2Pool implements UpstreamPool {
    * Reserve a stream slot for `w`. `avoid` (a session that just refused this request) is not handed
    * out while another session has room or a new one may be opened. May call back synchronously.
    */
-  acquire(w: PoolWaiter, avoid: H2Session | null = null): void {
+  acquire(w: PoolWaiter, avoid: H2UpstreamConnection | null = null): void {
     if (this.closed) {
       w.onPoolError('shutting_down');
       return;
@@ -185,10 +185,10 @@ export class H2Pool implements UpstreamPool {
     this.pending.failAll('shutting_down');
   }
 
-  // --- called by H2Session ---
+  // --- called by H2UpstreamConnection ---
 
   /** The peer's first SETTINGS arrived: the session takes streams. */
-  sessionReady(s: H2Session): void {
+  sessionReady(s: H2UpstreamConnection): void {
     this.connectingSet.delete(s);
     this.usable.push(s);
     this.observer?.connectSucceeded();
@@ -199,7 +199,7 @@ export class H2Pool implements UpstreamPool {
   }
 
   /** A later SETTINGS changed the session's stream limit. */
-  capacityChanged(s: H2Session): void {
+  capacityChanged(s: H2UpstreamConnection): void {
     this.expected = Math.max(1, s.cap);
     if (this.pending.head !== null) {
       this.dispatch();
@@ -207,19 +207,19 @@ export class H2Pool implements UpstreamPool {
     }
   }
 
-  slotFreed(_s: H2Session): void {
+  slotFreed(_s: H2UpstreamConnection): void {
     if (this.pending.head !== null) this.dispatch();
   }
 
   /** The session takes no new streams from now on (it was READY). */
-  sessionDraining(s: H2Session): void {
+  sessionDraining(s: H2UpstreamConnection): void {
     const i = this.usable.indexOf(s);
     if (i !== -1) this.usable.splice(i, 1);
     this.draining.add(s);
     this.maybeConnect();
   }
 
-  sessionClosed(s: H2Session, prev: number): void {
+  sessionClosed(s: H2UpstreamConnection, prev: number): void {
     if (prev === READY) {
       const i = this.usable.indexOf(s);
       if (i !== -1) this.usable.splice(i, 1);
@@ -229,7 +229,7 @@ export class H2Pool implements UpstreamPool {
     this.maybeConnect();
   }
 
-  connectFailed(s: H2Session, code: DialFailure): void {
+  connectFailed(s: H2UpstreamConnection, code: DialFailure): void {
     if (!this.connectingSet.delete(s)) return;
     this.connectFailures++;
     // Running out of source ports says nothing about the endpoint's health.
@@ -246,7 +246,7 @@ export class H2Pool implements UpstreamPool {
   }
 
   /** TLS settled on HTTP/1.1 (ALPN auto): the endpoint is HTTP/1.1, hand everything over. */
-  fallback(s: H2Session): void {
+  fallback(s: H2UpstreamConnection): void {
     this.connectingSet.delete(s);
     if (this.fellBack || this.closed) return;
     this.fellBack = true;
@@ -280,7 +280,7 @@ export class H2Pool implements UpstreamPool {
       this.pending.length > this.absorbable()
     ) {
       this.connectsTotal++;
-      this.connectingSet.add(new H2Session(this));
+      this.connectingSet.add(new H2UpstreamConnection(this));
     }
   }
 
@@ -297,7 +297,7 @@ export class H2Pool implements UpstreamPool {
         this.redispatch = false;
         let i = 0;
         while (this.pending.head !== null && i < this.usable.length) {
-          const s = this.usable[i] as H2Session;
+          const s = this.usable[i] as H2UpstreamConnection;
           // lease may retire s (request budget), which removes it from `usable`: re-read index i.
           if (s.active < s.capacity) this.lease(s, this.pending.shift() as PoolWaiter);
           else i++;
@@ -308,7 +308,7 @@ export class H2Pool implements UpstreamPool {
     }
   }
 
-  private lease(s: H2Session, w: PoolWaiter): void {
+  private lease(s: H2UpstreamConnection, w: PoolWaiter): void {
     s.reserved();
     const max = this.opts.maxRequestsPerConnection;
     if (max > 0 && s.requests >= max) s.retire();

@@ -1,6 +1,6 @@
 import type { ErrorCode } from '../core/errors.ts';
-import type { H2Session } from './h2-session.ts';
-import type { UpstreamConnection } from './upstream-connection.ts';
+import type { H2UpstreamConnection } from './h2-upstream-connection.ts';
+import type { H1UpstreamConnection } from './h1-upstream-connection.ts';
 
 /**
  * Whoever asks a pool for capacity (the UpstreamPool contract, src/pool/upstream-pool.ts). An H1Pool
@@ -10,9 +10,9 @@ import type { UpstreamConnection } from './upstream-connection.ts';
  * cancelling is O(1)).
  */
 export interface PoolWaiter {
-  onPoolReady(conn: UpstreamConnection): void;
+  onPoolReady(conn: H1UpstreamConnection): void;
   /** Open the stream now (`session.request`), or give the slot back (`session.releaseSlot`). */
-  onSessionReady(session: H2Session): void;
+  onSessionReady(session: H2UpstreamConnection): void;
   onPoolError(code: ErrorCode): void;
   queuedAt: number;
   queuePrev: PoolWaiter | null;

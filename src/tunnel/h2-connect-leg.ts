@@ -4,9 +4,9 @@ import type { ErrorCode } from '../core/errors.ts';
 import { flatFields, h2ResponseHead } from '../forward/h2-translate.ts';
 import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
-import type { H2Session } from '../pool/h2-session.ts';
+import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
-import type { UpstreamConnection } from '../pool/upstream-connection.ts';
+import type { H1UpstreamConnection } from '../pool/h1-upstream-connection.ts';
 import type { Fields } from './tunnel-downstream.ts';
 
 const MAX_DECLINED_BODY = 64 * 1024;
@@ -60,7 +60,7 @@ export class H2ConnectLeg implements PoolWaiter {
     this.stream?.close();
   }
 
-  onPoolReady(conn: UpstreamConnection): void {
+  onPoolReady(conn: H1UpstreamConnection): void {
     // The endpoint's ALPN said http/1.1 and the pool handed us a pooled HTTP/1.1 connection: not for
     // a tunnel (it would leave the pool for good). Give it back untouched.
     conn.user = NO_USER;
@@ -71,7 +71,7 @@ export class H2ConnectLeg implements PoolWaiter {
     }
   }
 
-  onSessionReady(session: H2Session): void {
+  onSessionReady(session: H2UpstreamConnection): void {
     if (this.done) {
       session.releaseSlot();
       return;

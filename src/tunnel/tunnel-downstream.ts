@@ -6,7 +6,7 @@ import { errorResponse } from '../forward/error-response.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import { CANCEL } from '../http2/frame.ts';
 import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
-import type { Http1Session } from '../listener/http1-session.ts';
+import type { H1DownstreamConnection } from '../listener/h1-downstream-connection.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
 
 /** Response fields as (lower-case name, value) pairs. */
@@ -41,11 +41,11 @@ export class H1TunnelDownstream implements TunnelDownstream {
   readonly ctx: ListenerContext;
   readonly peer: string;
   readonly stream: Socket;
-  private readonly session: Http1Session;
+  private readonly session: H1DownstreamConnection;
   /** Bytes the client sent after the request head (early tunnel data); they go first. */
   private leftover: Buffer | null;
 
-  constructor(session: Http1Session, leftover: Buffer | null) {
+  constructor(session: H1DownstreamConnection, leftover: Buffer | null) {
     this.session = session;
     this.ctx = session.ctx;
     this.peer = session.peer;

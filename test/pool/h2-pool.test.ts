@@ -17,7 +17,7 @@ import { errorName } from '../../src/http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../../src/http2/stream.ts';
 import type { ConnectObserver } from '../../src/pool/upstream-pool.ts';
 import { type H2Options, H2Pool, type H2PoolOptions } from '../../src/pool/h2-pool.ts';
-import type { H2Session } from '../../src/pool/h2-session.ts';
+import type { H2UpstreamConnection } from '../../src/pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../../src/pool/pool-waiter.ts';
 import type { UpstreamTls } from '../../src/pool/upstream-tls.ts';
 import { Dialer } from '../../src/ports/dialer.ts';
@@ -109,7 +109,7 @@ interface Result {
   refused: boolean;
   rstCode: number;
   streamId: number;
-  session: H2Session | null;
+  session: H2UpstreamConnection | null;
 }
 
 /** One request as the proxy makes it: a PoolWaiter that opens its stream when a slot is reserved. */
@@ -122,7 +122,7 @@ class Req implements PoolWaiter {
   readonly path: string;
   readonly body: Buffer | null;
   readonly done: Promise<Result>;
-  session: H2Session | null = null;
+  session: H2UpstreamConnection | null = null;
   stream: Http2Stream | null = null;
   private resolve: (r: Result) => void = () => {};
 
@@ -138,7 +138,7 @@ class Req implements PoolWaiter {
     throw new Error('an H2Pool must never lease an HTTP/1.1 connection');
   }
 
-  onSessionReady(session: H2Session): void {
+  onSessionReady(session: H2UpstreamConnection): void {
     this.session = session;
     const post = this.body !== null;
     let status = 0;
@@ -197,7 +197,12 @@ class Req implements PoolWaiter {
   }
 }
 
-function send(pool: H2Pool, path: string, body: Buffer | null = null, avoid: H2Session | null = null): Promise<Result> {
+function send(
+  pool: H2Pool,
+  path: string,
+  body: Buffer | null = null,
+  avoid: H2UpstreamConnection | null = null,
+): Promise<Result> {
   const r = new Req(path, body);
   pool.acquire(r, avoid);
   return r.done;
@@ -205,7 +210,7 @@ function send(pool: H2Pool, path: string, body: Buffer | null = null, avoid: H2S
 
 /** Sends again, elsewhere, while the upstream reports the stream refused (as the proxy does). */
 async function sendRetrying(pool: H2Pool, path: string): Promise<{ result: Result; attempts: number }> {
-  let avoid: H2Session | null = null;
+  let avoid: H2UpstreamConnection | null = null;
   for (let attempts = 1; ; attempts++) {
     const result = await send(pool, path, null, avoid);
     if (!result.refused || attempts === 5) return { result, attempts };
@@ -713,7 +718,7 @@ describe('session lifetime', () => {
     const backend = await backendFor(t, { settings: { maxConcurrentStreams: 1 } });
     const { pool } = poolFor(t, backend.port, { maxConnections: 1 });
     assert.equal((await send(pool, '/warm')).status, 200);
-    let reserved: H2Session | null = null;
+    let reserved: H2UpstreamConnection | null = null;
     const quitter: PoolWaiter = {
       queuedAt: 0,
       queuePrev: null,
@@ -733,8 +738,8 @@ describe('session lifetime', () => {
     assert.equal(pool.streamsActive, 1);
     const next = send(pool, '/next');
     assert.equal(pool.pendingCount, 1);
-    (reserved as H2Session).releaseSlot();
-    (reserved as H2Session).releaseSlot(); // a second release must not free a slot it does not hold
+    (reserved as H2UpstreamConnection).releaseSlot();
+    (reserved as H2UpstreamConnection).releaseSlot(); // a second release must not free a slot it does not hold
     assert.equal((await next).status, 200);
     assert.equal(pool.streamsActive, 0);
   });

@@ -45,7 +45,7 @@ export const BUSY = 2;
 export const CLOSED = 3;
 
 /** One HTTP/1.1 connection to an endpoint, owned by its pool, leased to one exchange at a time. */
-export class UpstreamConnection implements Expirable, DialHandler, DrainSink, ReadSink {
+export class H1UpstreamConnection implements Expirable, DialHandler, DrainSink, ReadSink {
   /** Set once connected; the pool leases only connected connections. */
   socket!: net.Socket;
   readonly pool: H1Pool;

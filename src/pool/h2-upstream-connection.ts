@@ -37,7 +37,7 @@ const PING_PAYLOAD = Buffer.from('muxgping', 'latin1');
  *
  * The protocol is muxgate's own engine (src/http2/connection.ts) in the client role.
  */
-export class H2Session implements Expirable, DialHandler, ConnectionHandler {
+export class H2UpstreamConnection implements Expirable, DialHandler, ConnectionHandler {
   readonly pool: H2Pool;
   state = CONNECTING;
   /** Streams reserved or open on this session. */

@@ -42,7 +42,7 @@ const PIPELINE_BUFFER = 64 * 1024;
  * Bytes that arrive while an exchange is running belong to its body until the body ends; anything
  * after that is the next request and waits in `buf`.
  */
-export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink {
+export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, DrainSink {
   readonly socket: Socket;
   readonly h2 = false;
   readonly ctx: ListenerContext;
@@ -66,7 +66,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   private clientEnded = false;
   /** Output of the current event, written once the event is handled (see queue); null when nothing is queued. */
   private out: WriteBatch | null = null;
-  private readonly sessions: Set<Http1Session>;
+  private readonly sessions: Set<H1DownstreamConnection>;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
   /**
@@ -83,7 +83,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
   private fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
-  constructor(socket: Socket, ctx: ListenerContext, sessions: Set<Http1Session>) {
+  constructor(socket: Socket, ctx: ListenerContext, sessions: Set<H1DownstreamConnection>) {
     this.socket = socket;
     this.ctx = ctx;
     this.sessions = sessions;
@@ -479,7 +479,7 @@ export class Http1Session implements Expirable, Downstream, ReadSink, DrainSink 
 }
 
 const kSession = Symbol('muxgate.session');
-type SessionSocket = Socket & { [kSession]: Http1Session };
+type SessionSocket = Socket & { [kSession]: H1DownstreamConnection };
 
 function onSocketData(this: SessionSocket, chunk: Buffer): void {
   this[kSession].onData(chunk, chunk.length);
