@@ -86,7 +86,9 @@ const floods = map('a floods map', {
   max_empty_frames: int(1)
     .default(100)
     .describe('DATA frames with no payload and no END_STREAM, and empty header fragments, per interval.'),
-  max_window_updates: int(1).default(10000).describe('WINDOW_UPDATE frames per interval.'),
+  max_window_updates: int(1)
+    .default(10000)
+    .describe('WINDOW_UPDATE frames per interval beyond two for each DATA frame muxgate sent.'),
   max_priority: int(1).default(1000).describe('PRIORITY frames per interval (validated, otherwise ignored).'),
 });
 

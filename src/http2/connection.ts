@@ -127,6 +127,8 @@ const U32 = Buffer.alloc(4);
 const NONE = 0;
 /** Streams we reset, remembered so late frames on them are ignored rather than a connection error. */
 const RESET_MEMORY = 128;
+/** Ranges of skipped stream ids remembered (a client normally skips none). */
+const SKIP_MEMORY = 16;
 /** Output a stream may queue beyond its window before its producer is asked to wait. */
 const STREAM_HIGH_WATER = 64 * 1024;
 /** Connection-level unacknowledged output past which producers are asked to wait. */
@@ -177,6 +179,8 @@ export class Http2Connection implements Expirable {
   private blockFlags = 0;
   private readonly decoded: string[] = [];
   private resetRing: Int32Array | null = null;
+  private skipRing: Int32Array | null = null;
+  private skipNext = 0;
   private resetNext = 0;
   /** Our SETTINGS waiting for ACK, and when the ACK is due (0 = none). */
   private settingsPending = 0;
@@ -447,6 +451,21 @@ export class Http2Connection implements Expirable {
     return this.role === 'client' || this.wasResetByUs(id);
   }
 
+  /** Ranges of stream ids the peer jumped over (the last few): using one later is PROTOCOL_ERROR. */
+  private wasSkipped(id: number): boolean {
+    const r = this.skipRing;
+    if (r === null) return false;
+    for (let i = 0; i < r.length; i += 2) if (id >= r[i]! && id <= r[i + 1]!) return true;
+    return false;
+  }
+
+  private rememberSkip(from: number, to: number): void {
+    if (this.skipRing === null) this.skipRing = new Int32Array(SKIP_MEMORY * 2);
+    this.skipRing[this.skipNext * 2] = from;
+    this.skipRing[this.skipNext * 2 + 1] = to;
+    this.skipNext = (this.skipNext + 1) % SKIP_MEMORY;
+  }
+
   private rememberReset(id: number): void {
     if (this.resetRing === null) this.resetRing = new Int32Array(RESET_MEMORY);
     this.resetRing[this.resetNext] = id;
@@ -581,6 +600,14 @@ export class Http2Connection implements Expirable {
     }
     this.blockFlags = flags;
     if ((flags & FLAG_END_HEADERS) !== 0) {
+      if (blockEnd - q > this.opts.maxHeaderBlockBytes) {
+        this.fail(
+          ENHANCE_YOUR_CALM,
+          'h2_header_block_too_large',
+          `header block over ${this.opts.maxHeaderBlockBytes} bytes`,
+        );
+        return;
+      }
       this.headerBlock(id, b, q, blockEnd);
       return;
     }
@@ -653,9 +680,12 @@ export class Http2Connection implements Expirable {
       return;
     }
     if (id <= this.lastPeerStreamId) {
-      if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
+      // A lower id the peer skipped was never opened: an unexpected id (§5.1.1). One it used is closed.
+      if (this.wasSkipped(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', `stream id ${id} after a higher one`);
+      else if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
       return;
     }
+    if (id > this.lastPeerStreamId + 2) this.rememberSkip(this.lastPeerStreamId + 2, id - 2);
     this.lastPeerStreamId = id;
     if (selfDependent) {
       this.resetUnopened(id, PROTOCOL_ERROR);
@@ -672,7 +702,14 @@ export class Http2Connection implements Expirable {
     this.streams.set(id, stream);
     this.peerStreams++;
     if (fields !== null) stream.expectedLength = contentLength(fields);
-    if (endStream) stream.remoteClosed = true;
+    if (endStream) {
+      stream.remoteClosed = true;
+      // A request that ends with its head but announces a body is malformed (§8.1.1): never forwarded.
+      if (stream.expectedLength > 0) {
+        this.streamError(stream, PROTOCOL_ERROR, 'h2_content_length_mismatch');
+        return;
+      }
+    }
     this.handler.onStream(stream, fields, endStream);
   }
 
@@ -705,6 +742,10 @@ export class Http2Connection implements Expirable {
       s.headersReceived = true;
       // HEAD, 204 and 304 announce a length they do not send (RFC 9110 §8.6).
       s.expectedLength = s.noResponseBody || noBodyStatus(fields) ? -1 : contentLength(fields);
+      if (endStream && s.expectedLength > 0) {
+        this.streamError(s, PROTOCOL_ERROR, 'h2_content_length_mismatch');
+        return;
+      }
     } else if (endStream) {
       this.streamError(s, PROTOCOL_ERROR, 'h2_malformed_response');
       return;
@@ -802,7 +843,13 @@ export class Http2Connection implements Expirable {
       }
     }
     this.frame(SETTINGS, FLAG_ACK, 0, EMPTY);
-    if (delta > 0) this.sendWaiting();
+    if (delta > 0) {
+      // Every stream's window grew (§6.9.2): what waited on its own window may go now.
+      for (const s of [...this.streams.values()]) {
+        if ((s.queue !== null || s.endQueued) && s.sendWindow > 0 && !s.closed) this.flushStream(s);
+      }
+      this.sendWaiting();
+    }
     this.transport.schedule();
     this.handler.onSettings?.();
   }
@@ -1062,6 +1109,7 @@ export class Http2Connection implements Expirable {
       const flags = endStream && next === end ? FLAG_END_STREAM : 0;
       this.transport.header(next - start, DATA, flags, s.id);
       this.transport.bytes(buf, start, next, !lent);
+      this.floods.allow(FLOOD_WINDOW_UPDATE, 2);
       start = next;
       if (flags !== 0) break;
     }
@@ -1133,7 +1181,7 @@ export class Http2Connection implements Expirable {
   private finishStream(s: Http2Stream, trailers: readonly string[] | null): void {
     if (!s.headersSent) return;
     if (trailers !== null && trailers.length > 0) this.headerFrames(s.id, this.encodeBlock(trailers), FLAG_END_STREAM);
-    else this.dataFrames(s, EMPTY, 0, 0, true);
+    else if (!this.transport.endLastData(s.id)) this.dataFrames(s, EMPTY, 0, 0, true);
     this.localEnded(s);
   }
 

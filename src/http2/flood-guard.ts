@@ -19,7 +19,7 @@ export interface FloodLimits {
   maxPings: number;
   /** DATA frames with no payload and no END_STREAM; HEADERS/CONTINUATION fragments with nothing in them. */
   maxEmptyFrames: number;
-  /** WINDOW_UPDATE frames. */
+  /** WINDOW_UPDATE frames beyond two per DATA frame we sent (a client may credit every frame). */
   maxWindowUpdates: number;
   /** PRIORITY frames (validated, otherwise ignored). */
   maxPriority: number;
@@ -70,6 +70,15 @@ export class FloodGuard {
       limits.maxWindowUpdates,
       limits.maxPriority,
     );
+  }
+
+  /**
+   * Earned allowance: frames of `kind` the peer may send because we caused them (each DATA frame we
+   * send lets a careful client answer with a stream and a connection WINDOW_UPDATE).
+   */
+  allow(kind: number, n: number): void {
+    const c = this.counts[kind]! - n;
+    this.counts[kind] = Math.max(c, 0);
   }
 
   /** Counts one frame of `kind`; true when that kind is over its limit. */

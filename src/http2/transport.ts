@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { detachDirect, readDirect, writeDirect, writeDirectTo, writevDirect } from '../core/direct-io.ts';
-import { FRAME_HEADER, writeFrameHeader } from './frame.ts';
+import { DATA, FLAG_END_STREAM, FRAME_HEADER, writeFrameHeader } from './frame.ts';
 
 /** What the transport drives: the connection's reads, its flush hook, drain and close. */
 export interface TransportOwner {
@@ -57,6 +57,11 @@ export class H2Transport {
   private ending = false;
   private failed = false;
   private finished = false;
+  /** Where the last frame header went (until the next flush): see endLastData. */
+  private lastArena: Buffer | null = null;
+  private lastPos = 0;
+  private lastType = -1;
+  private lastStream = 0;
 
   constructor(socket: Socket, owner: TransportOwner) {
     this.socket = socket;
@@ -114,8 +119,24 @@ export class H2Transport {
   /** A frame header; its payload follows with `bytes`. */
   header(length: number, type: number, flags: number, streamId: number): void {
     const a = this.room(FRAME_HEADER);
+    this.lastArena = a;
+    this.lastPos = this.used;
+    this.lastType = type;
+    this.lastStream = streamId;
     writeFrameHeader(a, this.used, length, type, flags, streamId);
     this.used += FRAME_HEADER;
+  }
+
+  /**
+   * Sets END_STREAM on the frame written last if it is a DATA frame of `streamId` not yet flushed:
+   * a response whose end follows its last body bytes then costs no empty DATA frame.
+   */
+  endLastData(streamId: number): boolean {
+    const a = this.lastArena;
+    if (a === null || this.lastType !== DATA || this.lastStream !== streamId) return false;
+    a[this.lastPos + 4]! |= FLAG_END_STREAM;
+    this.lastArena = null;
+    return true;
   }
 
   /** Payload bytes `buf[start, end)`: copied when small or lent, else referenced (must not change). */
@@ -162,6 +183,7 @@ export class H2Transport {
       return;
     }
     this.owner.beforeFlush();
+    this.lastArena = null;
     const parts = this.parts;
     const a = this.arena;
     const used = this.used;

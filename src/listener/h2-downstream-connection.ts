@@ -12,7 +12,7 @@ import {
   type ConnectionOptions,
   Http2Connection,
 } from '../http2/connection.ts';
-import { ENHANCE_YOUR_CALM, errorName, REFUSED_STREAM } from '../http2/frame.ts';
+import { ENHANCE_YOUR_CALM, errorName } from '../http2/frame.ts';
 import type { Http2Stream } from '../http2/stream.ts';
 import { isH2Connect, startH2Tunnel } from '../tunnel/tunnel-entry.ts';
 import { H2RequestStream } from './h2-request-stream.ts';
@@ -88,11 +88,9 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   }
 
   onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
+    // While draining, streams up to the last id of our second GOAWAY are still served (§6.8): the
+    // engine ignores those above it.
     this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
-    if (this.ctx.draining) {
-      stream.reset(REFUSED_STREAM);
-      return;
-    }
     if (fields !== null && isH2Connect(fields)) {
       startH2Tunnel(stream, this, fields);
       return;
