@@ -208,6 +208,8 @@ export class H2Leg implements Expirable, StreamSink {
       (down as H2Responder).respond(h2FieldsFromH2(headers, status, via), noBody);
       this.framing = noBody ? BODY_NONE : 1;
     } else {
+      // An early answer (request body not all in): the connection closes after it; say so.
+      if (!ex.requestDone) ex.closeDownstream = true;
       const res = h1ResponseHead(headers, status, via, head.minor === 0, noBody, ex.closeDownstream);
       if (res === null) {
         ex.fail('upstream_protocol_error');

@@ -138,9 +138,10 @@ export class ResponseRelay {
       return 0;
     }
     if (ex.session.ctx.draining) ex.closeDownstream = true;
-    // A final answer to Expect: 100-continue without a 100: the client holds its body back, so the
-    // connection cannot carry another request; say so (RFC 9110 §10.1.1).
-    if (head.expectContinue && !this.continued && !ex.requestDone) ex.closeDownstream = true;
+    // An answer that comes before the request body is all in (an early 413, 401, or a 100-continue
+    // that was never sent): the rest of the body will not be read, so the connection cannot carry
+    // another request; say so rather than close without a word (RFC 9110 §10.1.1, RFC 9112 §9.6).
+    if (!ex.requestDone) ex.closeDownstream = true;
     const via = viaField(res, ex.session.ctx.via);
     const length = res.contentLength >= 0 ? lengthLines.get(res.contentLength) : '';
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
