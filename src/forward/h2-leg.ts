@@ -12,10 +12,9 @@ import {
   BODY_CHUNKED,
   BODY_NONE,
   chunkedTrailers,
-  flatFields,
   h1ResponseHead,
   h2FieldsFromH2,
-  h2RequestHeaders,
+  h2RequestFields,
   h2ResponseHead,
   h2TrailerFields,
 } from './h2-translate.ts';
@@ -73,7 +72,7 @@ export class H2Leg implements Expirable, StreamSink {
       if (head.chunked) this.decoder = new ChunkedScanner(ex.session.ctx.limits.maxHeaderBytes, true);
     }
     const noBody = ex.requestDone && (body === null || body.length === 0);
-    const headers = h2RequestHeaders(
+    const fields = h2RequestFields(
       head,
       upstreamTarget(head, route),
       route.hostRewrite ?? head.host,
@@ -81,7 +80,7 @@ export class H2Leg implements Expirable, StreamSink {
       ex.session.forwardingFields(head),
       ex.teTrailers,
     );
-    const stream = session.request(flatFields(headers), noBody, this, head.method === 'HEAD');
+    const stream = session.request(fields, noBody, this, head.method === 'HEAD');
     if (stream === null) {
       // The connection went away between the slot and the stream: like a refusal, nothing was sent.
       if (++this.refusals <= MAX_REFUSALS) ex.retryH2(session);

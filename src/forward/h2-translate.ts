@@ -10,7 +10,7 @@
  */
 import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from '../http2/header-map.ts';
+import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { isToken, TCHAR } from '../http1/chars.ts';
 import { latin1Slice } from '../http1/latin1.ts';
@@ -142,38 +142,42 @@ export function checkH2Fields(raw: readonly string[]): ErrorCode | null {
 }
 
 /**
- * The HTTP/2 request for an HTTP/1.1 head: pseudo-headers from the request line and Host, the
- * client's relayed fields (names lower-cased, Cookie split into crumbs for better HPACK), framing
- * restated and the forwarding block (`name: value\r\n` lines from forwarded-headers.ts).
+ * The HTTP/2 request for an HTTP/1.1 head, as the flat [name, value, ...] list the HPACK encoder
+ * takes: pseudo-fields from the request line and Host (`method` and `protocol` for an RFC 8441
+ * extended CONNECT), the client's relayed fields (names lower-cased, Cookie split into crumbs for
+ * better HPACK), framing restated, and the forwarding block (`name: value\r\n` lines from
+ * forwarded-headers.ts). `skip`: more field names to leave out.
  */
-export function h2RequestHeaders(
+export function h2RequestFields(
   head: RequestHead,
   target: string,
   authority: string,
   scheme: 'http' | 'https',
   forwarding: string,
   teTrailers: boolean,
-): OutgoingHttpHeaders {
-  const out: OutgoingHttpHeaders = Object.create(null);
-  out[':method'] = head.method;
-  out[':scheme'] = scheme;
-  out[':authority'] = authority;
-  out[':path'] = target;
+  method: string = head.method,
+  protocol: string | null = null,
+  skip: ReadonlySet<string> | null = null,
+): string[] {
+  const out: string[] = [':method', method];
+  if (protocol !== null) out.push(':protocol', protocol);
+  out.push(':scheme', scheme, ':authority', authority, ':path', target);
   const { buf, fields } = head;
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
-    const name = buf.toString('latin1', fields[f + F_START], fields[f + F_COLON]).toLowerCase();
-    if (CONNECTION_SPECIFIC.has(name) || name === 'te') continue;
-    const value = buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]);
+    const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
+    if (CONNECTION_SPECIFIC.has(name) || name === 'te' || name === 'content-length') continue;
+    if (skip?.has(name)) continue;
+    const value = latin1Slice(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
     if (name === 'cookie') {
-      for (const crumb of value.split(/;\s*/)) if (crumb !== '') add(out, 'cookie', crumb);
+      for (const crumb of value.split(/;\s*/)) if (crumb !== '') out.push('cookie', crumb);
     } else {
-      add(out, name, value);
+      out.push(name, value);
     }
   }
-  if (head.contentLength >= 0) out['content-length'] = String(head.contentLength);
-  if (teTrailers) out.te = 'trailers';
-  addLines(out, forwarding);
+  if (head.contentLength >= 0 && !skip?.has('content-length')) out.push('content-length', String(head.contentLength));
+  if (teTrailers) out.push('te', 'trailers');
+  pushLines(out, forwarding);
   return out;
 }
 
@@ -210,25 +214,6 @@ export function h2ResponseHead(fields: readonly string[]): H2ResponseHead | null
     else headers[name] = [prev, value];
   }
   return status === -1 ? null : { status, headers };
-}
-
-/** A header map as flat [name, value, ...]: pseudo-fields first, names lower-case, arrays repeated. */
-export function flatFields(h: OutgoingHttpHeaders): string[] {
-  const out: string[] = [];
-  for (const name in h) {
-    if (name.charCodeAt(0) !== 0x3a) continue;
-    const v = h[name];
-    if (v !== undefined) out.push(name, String(v));
-  }
-  for (const name in h) {
-    if (name.charCodeAt(0) === 0x3a) continue;
-    const v = h[name];
-    if (v === undefined) continue;
-    const n = name.toLowerCase();
-    if (Array.isArray(v)) for (const x of v) out.push(n, String(x));
-    else out.push(n, String(v));
-  }
-  return out;
 }
 
 /** How an HTTP/1.1 response body is framed for the client. */
@@ -406,25 +391,34 @@ for (const name of [
   'x-content-type-options',
   'access-control-allow-origin',
   'strict-transport-security',
+  'user-agent',
+  'accept',
+  'accept-encoding',
+  'accept-language',
+  'cookie',
+  'referer',
+  'origin',
+  'authorization',
+  'if-none-match',
+  'if-modified-since',
+  'x-forwarded-for',
+  'x-request-id',
+  'sec-websocket-key',
+  'sec-websocket-version',
+  'sec-websocket-protocol',
+  'sec-websocket-extensions',
 ]) {
   (COMMON_NAMES[name.length] ??= []).push(name);
 }
 
-function add(out: OutgoingHttpHeaders, name: string, value: string): void {
-  const prev = out[name];
-  if (prev === undefined) out[name] = value;
-  else if (Array.isArray(prev)) prev.push(value);
-  else out[name] = [String(prev), value];
-}
-
-/** Adds "name: value\r\n" lines (the forwarding block) to a header object. */
-function addLines(out: OutgoingHttpHeaders, lines: string): void {
+/** Appends "name: value\r\n" lines (the forwarding block) as flat fields. */
+function pushLines(out: string[], lines: string): void {
   let pos = 0;
   while (pos < lines.length) {
     const eol = lines.indexOf('\r\n', pos);
     const colon = lines.indexOf(':', pos);
     if (eol === -1 || colon === -1 || colon > eol) break;
-    add(out, lines.slice(pos, colon), lines.slice(colon + 2, eol));
+    out.push(lines.slice(pos, colon), lines.slice(colon + 2, eol));
     pos = eol + 2;
   }
 }

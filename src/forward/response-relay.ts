@@ -38,8 +38,6 @@ export class ResponseRelay {
   headSent = false;
   gotBytes = false;
   private res: ResponseHead | null = null;
-  /** A 100 Continue was relayed: a client that sent Expect: 100-continue is now sending its body. */
-  private continued = false;
 
   constructor(ex: Exchange) {
     this.ex = ex;
@@ -88,7 +86,6 @@ export class ResponseRelay {
       const down = this.ex.session;
       if (down.h2) (down as H2Responder).interim(h2FieldsFromH1(res, down.ctx.via, false));
       else if (this.ex.head.minor === 1) this.write(headBytes(res, viaField(res, down.ctx.via)));
-      if (res.status === 100) this.continued = true;
     }
     if (this.mode === NONE || (this.mode === LENGTH && this.remaining === 0)) {
       this.ex.complete(pos === len && this.res!.reusable);

@@ -1,9 +1,6 @@
 /**
- * Header fields by name, the shape HTTP/2 heads are translated through (src/forward/h2-translate.ts):
- * names lower-case, a repeated name as an array. The engine itself works on flat [name, value, ...]
- * lists; maps are only built where a head is rewritten.
+ * Header fields by name, the shape an HTTP/2 upstream's response head is read through
+ * (src/forward/h2-translate.ts): names lower-case, a repeated name as an array. Everything sent is a
+ * flat [name, value, ...] list, which is what the HPACK encoder takes.
  */
 export type IncomingHttpHeaders = Record<string, string | string[] | undefined>;
-
-/** Fields to send: values may be numbers (":status", "content-length"). */
-export type OutgoingHttpHeaders = Record<string, string | number | string[] | undefined>;

@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from '../http2/header-map.ts';
+import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
-import { flatFields, h2ResponseHead } from '../forward/h2-translate.ts';
+import { h2ResponseHead } from '../forward/h2-translate.ts';
 import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
@@ -37,7 +37,8 @@ export class H2ConnectLeg implements PoolWaiter {
   queueOwner: object | null = null;
 
   private readonly pool: H2Pool;
-  private readonly headers: OutgoingHttpHeaders;
+  /** The request head, flat [name, value, ...], pseudo-fields first. */
+  private readonly headers: string[];
   private readonly extended: boolean;
   private readonly owner: H2ConnectOwner;
   private stream: H2StreamDuplex | null = null;
@@ -45,10 +46,10 @@ export class H2ConnectLeg implements PoolWaiter {
   private body: Buffer[] = [];
   private bodyBytes = 0;
 
-  constructor(pool: H2Pool, headers: OutgoingHttpHeaders, owner: H2ConnectOwner) {
+  constructor(pool: H2Pool, headers: string[], owner: H2ConnectOwner) {
     this.pool = pool;
     this.headers = headers;
-    this.extended = headers[':protocol'] !== undefined;
+    this.extended = headers.some((v, i) => i % 2 === 0 && v === ':protocol');
     this.owner = owner;
     pool.acquire(this);
   }
@@ -82,7 +83,7 @@ export class H2ConnectLeg implements PoolWaiter {
       this.owner.onNoH2();
       return;
     }
-    const h2 = session.request(flatFields(this.headers), false, null);
+    const h2 = session.request(this.headers, false, null);
     if (h2 === null) {
       this.done = true;
       this.owner.onLegFailed('upstream_reset', 'the upstream connection went away');

@@ -1,5 +1,4 @@
 import { performance } from 'node:perf_hooks';
-import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
@@ -56,9 +55,7 @@ export class H2TcpTunnel implements Expirable {
     ep.active++;
     ep.requests++;
     cluster.requests++;
-    const headers: OutgoingHttpHeaders = Object.create(null);
-    headers[':method'] = 'CONNECT';
-    headers[':authority'] = (ctx.tunnel as { authority: string }).authority;
+    const headers = [':method', 'CONNECT', ':authority', (ctx.tunnel as { authority: string }).authority];
     this.leg = new H2ConnectLeg(pool, headers, this);
   }
 

@@ -1,11 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import type { OutgoingHttpHeaders } from '../http2/header-map.ts';
 import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
-import { h2RequestHeaders } from '../forward/h2-translate.ts';
+import { h2RequestFields } from '../forward/h2-translate.ts';
 import { upstreamTarget } from '../forward/upstream-head.ts';
 import { renderHead } from '../http1/field-scan.ts';
 import { type RequestHead, requestField } from '../http1/request-head.ts';
@@ -115,25 +114,20 @@ export class UpgradeTunnel implements Expirable {
 
   // --- HTTP/2 upstream ---
 
-  private extendedConnectHeaders(scheme: 'http' | 'https') {
+  private extendedConnectHeaders(scheme: 'http' | 'https'): string[] {
     const head = this.head;
-    const h = h2RequestHeaders(
+    // RFC 8441 §5: the key and its accept are HTTP/1.1's handshake, not sent as a stream's fields.
+    return h2RequestFields(
       head,
       upstreamTarget(head, this.route),
       this.route.hostRewrite ?? head.host,
       scheme,
       this.down.forwardingFields(head),
       false,
+      'CONNECT',
+      'websocket',
+      EXTENDED_CONNECT_SKIP,
     );
-    // Pseudo-headers must precede the others on the wire (RFC 9113 §8.3): a fresh map in that order.
-    const out: OutgoingHttpHeaders = Object.create(null);
-    out[':method'] = 'CONNECT';
-    out[':protocol'] = 'websocket';
-    for (const [n, v] of Object.entries(h)) {
-      if (n === ':method' || n === 'sec-websocket-key' || n === 'content-length') continue;
-      out[n] = v;
-    }
-    return out;
   }
 
   onStreamUp(stream: H2StreamDuplex, fields: Fields): void {
@@ -245,3 +239,5 @@ export class UpgradeTunnel implements Expirable {
 function endToEnd(fields: Fields): Fields {
   return fields.filter(([n]) => !HANDSHAKE_ONLY.has(n));
 }
+
+const EXTENDED_CONNECT_SKIP: ReadonlySet<string> = new Set(['sec-websocket-key', 'content-length']);
