@@ -122,9 +122,11 @@ describe('passive health', () => {
     timeout: 15_000,
   }, async (t) => {
     const port = await closedPort();
+    // ejection_time is long next to a loaded machine's delays: the requests made while ejected must
+    // all fall inside it.
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${port}`],
-      cluster: { passive_health: { consecutive_failures: 3, ejection_time: '500ms' } },
+      cluster: { passive_health: { consecutive_failures: 3, ejection_time: '2s' } },
     });
     t.after(() => proxy.close());
     // Request 1: two failed connects (the retry goes to the same, still healthy, endpoint).
@@ -156,7 +158,8 @@ describe('passive health', () => {
     t.after(() => backend.close());
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${dead}`, backend.addr],
-      cluster: { passive_health: { consecutive_failures: 2, ejection_time: '500ms' } },
+      // Long enough that the 8 requests below all fall inside the ejection, even on a loaded machine.
+      cluster: { passive_health: { consecutive_failures: 2, ejection_time: '2s' } },
     });
     t.after(() => proxy.close());
     for (let i = 0; i < 8; i++) assert.equal((await fetchFrom(proxy)).status, 200);
