@@ -692,14 +692,16 @@ describe('connect failures', () => {
 });
 
 describe('session lifetime', () => {
-  test('a session without streams for idle_timeout is closed', { timeout: 10_000 }, async (t) => {
+  test('a session without streams for idle_timeout is closed', { timeout: 15_000 }, async (t) => {
     const backend = await backendFor(t);
-    const { pool, dialer } = poolFor(t, backend.port, { idleTimeoutMs: 300 });
+    const { pool, dialer } = poolFor(t, backend.port, { idleTimeoutMs: 1000 });
+    // Taken before the request: the idle clock starts after it, so the close cannot come sooner.
+    const before = performance.now();
     assert.equal((await send(pool, '/a')).status, 200);
-    const idleFrom = performance.now();
-    await waitUntil(() => backend.open === 0, 'the idle session closed');
-    const took = performance.now() - idleFrom;
-    assert.ok(took >= 250 && took < 1500, `closed after ${took} ms`);
+    await waitUntil(() => backend.open === 0, 'the idle session closed', { timeoutMs: 10_000 });
+    const took = performance.now() - before;
+    // The sweeper checks every 100 ms; the upper bound only says "it did close", with room for a loaded machine.
+    assert.ok(took >= 1000 && took < 8000, `closed ${took} ms after the request started`);
     assert.equal(pool.sessions, 0);
     assert.equal(pool.goaways, 0, 'our own GOAWAY, and the answer to it, are not counted');
     assert.equal(portsInUse(dialer), 0);
