@@ -195,6 +195,8 @@ export class Http2Connection implements Expirable {
   goawayReceived = false;
   closed = false;
   private failure: ConnectionFailure | null = null;
+  /** We sent a GOAWAY with an error: nothing more is written. */
+  private failing = false;
   /** Streams that need a WINDOW_UPDATE at the next flush. */
   private creditStreams: Http2Stream[] = [];
   /** Bytes framed but not yet accepted by the kernel: producers wait while this is large. */
@@ -435,6 +437,11 @@ export class Http2Connection implements Expirable {
     return id >= this.nextStreamId;
   }
 
+  /** A stream the peer opened after our GOAWAY's last id: its frames are ignored, not errors (§6.8). */
+  private ignoredAfterGoaway(id: number): boolean {
+    return this.goawaySent && id > this.goawayLastId && (id & 1) === (this.role === 'server' ? 1 : 0);
+  }
+
   private wasResetByUs(id: number): boolean {
     const r = this.resetRing;
     if (r === null) return false;
@@ -512,8 +519,9 @@ export class Http2Connection implements Expirable {
     }
     const s = this.streams.get(id);
     if (s === undefined || s.remoteClosed) {
-      if (this.isIdle(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'DATA on an idle stream');
-      else if (s !== undefined) this.streamError(s, STREAM_CLOSED);
+      if (this.isIdle(id)) {
+        if (!this.ignoredAfterGoaway(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'DATA on an idle stream');
+      } else if (s !== undefined) this.streamError(s, STREAM_CLOSED);
       else if (!this.lenientClosed(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'DATA on a closed stream');
       return;
     }
@@ -685,13 +693,16 @@ export class Http2Connection implements Expirable {
       else if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
       return;
     }
+    // After our GOAWAY, a new stream above its last id is ignored (§6.8), and the last id stays put.
+    if (this.goawaySent && id > this.goawayLastId) return;
     if (id > this.lastPeerStreamId + 2) this.rememberSkip(this.lastPeerStreamId + 2, id - 2);
     this.lastPeerStreamId = id;
+    // A stream we reset while idle (a PRIORITY that made it depend on itself) is closed: ignored.
+    if (this.wasResetByUs(id)) return;
     if (selfDependent) {
       this.resetUnopened(id, PROTOCOL_ERROR);
       return;
     }
-    if (this.goawaySent && id > this.goawayLastId) return; // after our GOAWAY: ignored (§6.8)
     if (this.peerStreams >= this.local.maxConcurrentStreams) {
       this.resetUnopened(id, REFUSED_STREAM);
       if (this.floods.hit(FLOOD_RESET)) this.flood(FLOOD_RESET);
@@ -779,7 +790,7 @@ export class Http2Connection implements Expirable {
       this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', 'RST_STREAM of the wrong size');
       return;
     }
-    if (id === 0 || this.isIdle(id)) {
+    if (id === 0 || (this.isIdle(id) && !this.ignoredAfterGoaway(id))) {
       this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'RST_STREAM on an idle stream');
       return;
     }
@@ -933,7 +944,8 @@ export class Http2Connection implements Expirable {
       return;
     }
     if (this.isIdle(id)) {
-      this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'WINDOW_UPDATE on an idle stream');
+      if (!this.ignoredAfterGoaway(id))
+        this.fail(PROTOCOL_ERROR, 'h2_protocol_error', 'WINDOW_UPDATE on an idle stream');
       return;
     }
     const s = this.streams.get(id);
@@ -986,6 +998,8 @@ export class Http2Connection implements Expirable {
 
   /** Called by the transport just before it writes: WINDOW_UPDATEs owed, batched. */
   beforeFlush(): void {
+    // After a connection error nothing follows the GOAWAY.
+    if (this.failing) return;
     if (this.recvUnacked >= this.opts.connectionWindowSize / 2) {
       this.windowUpdate(0, this.recvUnacked);
       this.recvWindow += this.recvUnacked;
@@ -1331,6 +1345,7 @@ export class Http2Connection implements Expirable {
   fail(h2code: number, code: string, detail: string): void {
     if (this.closed) return;
     this.failure ??= { h2code, code, detail, local: true };
+    this.failing = true;
     this.goaway(h2code, this.lastPeerStreamId, detail);
     this.transport.end();
     this.teardown(h2code);
@@ -1394,7 +1409,8 @@ export class Http2Connection implements Expirable {
     for (const s of list) {
       if (s.closed || !s.needWritable) continue;
       if (s.queuedBytes > STREAM_HIGH_WATER / 2) {
-        list.push(s);
+        // Still waiting for window: it hears when its queue drains (flushStream), or at the next drain.
+        this.needWritable.push(s);
         continue;
       }
       s.needWritable = false;
