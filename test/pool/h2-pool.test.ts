@@ -707,6 +707,28 @@ describe('session lifetime', () => {
     assert.equal(portsInUse(dialer), 0);
   });
 
+  test('a connection about to run out of stream ids retires and a new one takes the next request', {
+    timeout: 10_000,
+  }, async (t) => {
+    const backend = await backendFor(t);
+    const { pool } = poolFor(t, backend.port);
+    const first = await send(pool, '/a');
+    assert.equal(first.status, 200);
+    // Jump the connection to its last client stream id (2^31 - 1) instead of sending 2^30 requests.
+    const conn = (first.session as unknown as { conn: { nextStreamId: number } }).conn;
+    conn.nextStreamId = 2 ** 31 - 1;
+    const last = await send(pool, '/b');
+    assert.equal(last.status, 200);
+    assert.equal(last.streamId, 2 ** 31 - 1);
+    assert.equal(last.session, first.session);
+    const next = await send(pool, '/c');
+    assert.equal(next.status, 200);
+    assert.notEqual(next.session, first.session, 'a new connection');
+    assert.equal(next.streamId, 1);
+    assert.equal(backend.accepted, 2);
+    await waitUntil(() => pool.sessions === 1, 'the exhausted connection closed');
+  });
+
   test('max_requests_per_connection 3: 7 sequential requests use 3 connections', { timeout: 10_000 }, async (t) => {
     const backend = await backendFor(t);
     const { pool } = poolFor(t, backend.port, { maxRequestsPerConnection: 3 });
