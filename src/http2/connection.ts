@@ -22,6 +22,7 @@ import {
   FRAME_SIZE_ERROR,
   GOAWAY,
   HEADERS,
+  INTERNAL_ERROR,
   MAX_STREAM_ID,
   MAX_WINDOW,
   NO_ERROR,
@@ -1028,7 +1029,8 @@ export class Http2Connection implements Expirable {
 
   /** Sends a head (HEADERS + CONTINUATION as the peer's frame size requires). */
   sendHeaders(s: Http2Stream, fields: readonly string[], endStream: boolean): void {
-    if (s.closed || s.localClosed || this.closed) return;
+    // One head per stream (trailers go with `end`): a second would put HEADERS after queued DATA.
+    if (s.closed || s.localClosed || s.headersSent || this.closed) return;
     const block = this.encodeBlock(fields);
     s.headersSent = true;
     this.headerFrames(s.id, block, endStream ? FLAG_END_STREAM : 0);
@@ -1070,6 +1072,11 @@ export class Http2Connection implements Expirable {
   /** Body bytes for `s`; what the windows do not allow now waits (copied). False: producer should wait. */
   sendData(s: Http2Stream, buf: Buffer, start: number, end: number, _end: boolean): boolean {
     if (s.closed || s.localClosed || s.endQueued || this.closed) return true;
+    if (!s.headersSent) {
+      // A body before its head would be DATA before HEADERS (§8.1): an owner's bug, never on the wire.
+      this.resetStream(s, INTERNAL_ERROR);
+      return true;
+    }
     if (start === end) return true;
     if (s.queue === null) {
       const n = Math.min(end - start, s.sendWindow, this.sendWindow);
@@ -1357,9 +1364,9 @@ export class Http2Connection implements Expirable {
 
   /** Closes at once (no GOAWAY): shutdown past its deadline, process exit. */
   destroy(): void {
-    if (this.closed) return;
+    // Also after a connection error, whose GOAWAY may still be waiting for the peer's FIN.
     this.transport.destroy();
-    this.teardown(CANCEL);
+    if (!this.closed) this.teardown(CANCEL);
   }
 
   /** The socket ended or failed: every stream ends now. */
