@@ -19,6 +19,11 @@ export class H2StreamDuplex extends Duplex implements StreamSink {
   private pendingWrite: (() => void) | null = null;
   /** `_final`'s callback, held until END_STREAM has left (it may wait for window behind queued DATA). */
   private pendingFinal: (() => void) | null = null;
+  /**
+   * Our END_STREAM closes the stream whole: if the peer has not ended its side, RST_STREAM NO_ERROR
+   * follows (RFC 9113 §8.1). For WebSocket tunnels, see Splice.
+   */
+  closeOnEnd = false;
   /** Headers received after the first block (the upstream's answer on a client stream). */
   onHeadersBlock: ((fields: string[], endStream: boolean) => void) | null = null;
 
@@ -62,8 +67,14 @@ export class H2StreamDuplex extends Duplex implements StreamSink {
   }
 
   onReset(code: number, local: boolean): void {
-    if (this.rstCode === undefined) this.rstCode = code === NO_ERROR && !local ? NO_ERROR : code;
     this.release();
+    if (local && code === NO_ERROR) {
+      // We closed it after our END_STREAM (closeOnEnd): a clean end, whatever the peer still had.
+      this.push(null);
+      this.destroy();
+      return;
+    }
+    if (this.rstCode === undefined) this.rstCode = code;
     if (code === NO_ERROR && this.readableEnded) {
       this.destroy();
       return;
@@ -103,7 +114,7 @@ export class H2StreamDuplex extends Duplex implements StreamSink {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.h2.end();
+    this.h2.end(null, this.closeOnEnd);
     if (this.h2.endQueued) this.pendingFinal = () => cb();
     else cb();
   }

@@ -3,6 +3,7 @@ import { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { CONNECT_ERROR, NO_ERROR } from '../http2/frame.ts';
+import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 
 /** Why a spliced tunnel ended. */
 export type SpliceEnd = 'closed' | 'client_reset' | 'upstream_reset' | 'idle_timeout' | 'shutting_down';
@@ -45,7 +46,13 @@ export class Splice implements Expirable {
   private end: SpliceEnd = 'closed';
   private finished = false;
 
-  constructor(down: Duplex, up: Duplex, idleMs: number, onDone: (r: SpliceResult) => void) {
+  /**
+   * `halfClose`: an end of input ends only the other side's output (CONNECT, raw TCP). False for
+   * WebSockets, whose protocol has its own closing handshake: once either side's input ends, both
+   * sides are closed whole (an HTTP/2 stream with END_STREAM, then RST_STREAM NO_ERROR if the peer
+   * is still open: browsers do not end their side of an RFC 8441 stream after the handshake).
+   */
+  constructor(down: Duplex, up: Duplex, idleMs: number, onDone: (r: SpliceResult) => void, halfClose = true) {
     this.down = down;
     this.up = up;
     this.idleMs = idleMs;
@@ -66,6 +73,15 @@ export class Splice implements Expirable {
     down.on('close', () => this.closed(true));
     up.on('close', () => this.closed(false));
     sweeper.add(this);
+    if (!halfClose) {
+      for (const side of [down, up]) {
+        if (side instanceof H2StreamDuplex) side.closeOnEnd = true;
+        // Its input ended: its own output ends too (the other side's is ended by pipe).
+        side.once('end', () => {
+          if (!side.writableEnded && !side.destroyed) side.end();
+        });
+      }
+    }
     if (down.destroyed || up.destroyed) {
       // One side went away while the tunnel was being set up: its 'close' may already have fired.
       queueMicrotask(() => {
@@ -107,7 +123,12 @@ export class Splice implements Expirable {
       // A clean close already ended the other side's output through pipe; it closes once its own
       // input ends. An abrupt one is passed on as abrupt.
       if (abrupt(side)) reset(other);
-      else if (!other.writableEnded) other.end();
+      else {
+        if (!other.writableEnded) other.end();
+        // Its pipe into the closed side is gone, which paused it: let it read to its own end
+        // (nothing is left to deliver it to), or it would never close.
+        other.resume();
+      }
       return;
     }
     this.finish();
@@ -121,9 +142,13 @@ export class Splice implements Expirable {
   }
 }
 
-/** Closed without both directions ending cleanly: a reset, an error, or an RST_STREAM with a code. */
+/**
+ * Closed without both directions ending cleanly: a reset, an error, or an RST_STREAM with a code. A
+ * stream reset with NO_ERROR before its END_STREAM counts as a reset too: its input did not end (the
+ * peer said "stop", not "done"), and waiting for the other side to finish would hold the tunnel open.
+ */
 function abrupt(s: Duplex): boolean {
-  if (isH2Stream(s)) return s.rstCode !== undefined && s.rstCode !== NO_ERROR;
+  if (isH2Stream(s)) return s.rstCode !== undefined && (s.rstCode !== NO_ERROR || !s.readableEnded);
   return s.errored !== null || !s.readableEnded;
 }
 

@@ -185,10 +185,17 @@ export class UpgradeTunnel implements Expirable {
     ctx.stats.tunnelsOpen++;
     ctx.stats.tunnelsTotal++;
     // Shutdown needs no handle on it: destroying either socket or stream ends the splice.
-    new Splice(down.stream, upstream, this.route.upgradeIdleTimeoutMs, (r) => {
-      ctx.stats.tunnelsOpen--;
-      this.finish(null, r);
-    });
+    // An upgraded protocol (WebSocket) closes with its own handshake: no half-closed tunnel.
+    new Splice(
+      down.stream,
+      upstream,
+      this.route.upgradeIdleTimeoutMs,
+      (r) => {
+        ctx.stats.tunnelsOpen--;
+        this.finish(null, r);
+      },
+      false,
+    );
   }
 
   // --- endings ---

@@ -328,6 +328,28 @@ describe('RFC 8441 towards the backends (cluster websocket: h2)', () => {
     await waitUntil(() => b.closeCodes.includes(4006), 'b.closeCodes.includes(4006)');
   });
 
+  it('a client stream reset with NO_ERROR before its END_STREAM ends the tunnel and its upstream stream', async (t) => {
+    // Node resets every open stream with NO_ERROR when a session is destroyed: the tunnel must not
+    // wait for the other side to end (it used to stay open until upgrade_idle_timeout).
+    const { b, p } = await setup(t, { h2Backend: true, cluster: h2cluster, listener: { protocol: 'http2' } });
+    const s = http2.connect(`http://127.0.0.1:${p.port}`);
+    t.after(() => s.destroy());
+    const opened = await Promise.all([0, 1, 2].map(() => wsOverH2(s, '/reset', `127.0.0.1:${p.port}`)));
+    for (const [i, { ws }] of opened.entries()) {
+      ws.send(`r${i}`);
+      assert.equal((await nextMessage(ws)).data.toString(), `r${i}`);
+    }
+    await waitUntil(() => p.server.snapshot().listeners[0]!.tunnels_open === 3, 'three tunnels up');
+    // Echoes still on their way back when the streams are reset.
+    for (const { ws } of opened) ws.send(randomBytes(256 * 1024));
+    s.destroy();
+    await waitUntil(() => p.server.snapshot().listeners[0]!.tunnels_open === 0, 'every tunnel closed', {
+      timeoutMs: 10_000,
+    });
+    await waitUntil(() => p.accessLog.filter((l) => l.tunnel === 'websocket').length === 3, 'three tunnel lines');
+    assert.equal(b.h2Streams, 3);
+  });
+
   it('falls back to an HTTP/1.1 Upgrade when the backend does not advertise extended CONNECT', async (t) => {
     const b = await wsBackend({ h2: true, connectProtocol: false });
     const p = await startProxy({
