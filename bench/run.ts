@@ -5,20 +5,26 @@
 // (RSS per idle connection), bench/workers.ts (workers: 2 vs 1), bench/h2.ts
 // (h2-ingress: HTTP/2 clients; h2-upstream: HTTP/2 to the backend) and bench/ws.ts
 // (ws: WebSockets through muxgate vs HAProxy: round-trip latency, throughput,
-// memory per idle WebSocket; its own WebSocket echo backend, bench/ws-backend.ts).
+// memory per idle WebSocket; its own WebSocket echo backend, bench/ws-backend.ts) and bench/ws-h2.ts
+// (ws-h2-idle: muxgate's memory per idle WebSocket carried as an RFC 8441 stream upstream, arriving as
+// an HTTP/1.1 Upgrade or as an RFC 8441 stream, and per idle HTTP/2 client connection; its own
+// RFC 8441 backend, bench/ws-h2-backend.ts).
 //
-//   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream,ws]
+//   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream,ws,ws-h2-idle]
 //                    [--rounds 3] [--duration 10] [--h2-duration 5] [--ws-duration 4] [--only muxgate,nginx]
 //                    [--idle-connections 9000] [--ws-idle-sockets 5000] [--ws-backend frames|ws]
+//                    [--ws-h2-sockets 10000] [--h2-idle-connections 5000]
 //                    [--out bench/RESULTS.md]
 //   npm run bench -- --scenario h2       # only h2-ingress and h2-upstream
 //   npm run bench -- --scenario ws --out /tmp/ws.md   # only the WebSocket figure, report elsewhere
+//   npm run bench -- --scenario ws-h2-idle --rounds 1 --out /tmp/wsh2.md
 //
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
 // unpinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
-// (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement).
+// (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement), then
+// ws-h2-idle (its own backend; a fresh muxgate per measurement).
 
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -102,6 +108,16 @@ import {
   wsMethod,
   wsPorts,
 } from './ws.ts';
+import {
+  renderWsH2,
+  runWsH2Figure,
+  WS_H2_DEFAULT_CONNECTIONS,
+  WS_H2_DEFAULT_SOCKETS,
+  WS_H2_IDLE_SCENARIO,
+  type WsH2State,
+  wsH2Method,
+  wsH2Ports,
+} from './ws-h2.ts';
 
 const WARMUP_S = 1;
 
@@ -122,6 +138,7 @@ const FIGURES = [
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
   WS_SCENARIO,
+  WS_H2_IDLE_SCENARIO,
 ] as const;
 type Figure = (typeof FIGURES)[number];
 const SCENARIO_NAMES = [...allScenarios.map((s) => s.name), ...FIGURES];
@@ -134,7 +151,7 @@ const USAGE = `usage: npm run bench -- [options]
                           ${FIXED_RATE_SCENARIO} and ${IDLE_RSS_SCENARIO} add nginx (their reference);
                           ${WORKERS_SCENARIO} runs the muxgate and nginx among them, ${H2_INGRESS_SCENARIO} the muxgate,
                           nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations),
-                          ${WS_SCENARIO} the muxgate and haproxy among them
+                          ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
@@ -142,6 +159,8 @@ const USAGE = `usage: npm run bench -- [options]
   --idle-connections N    idle connections for ${IDLE_RSS_SCENARIO} (default ${IDLE_DEFAULT_CONNECTIONS})
   --ws-idle-sockets N     idle WebSockets for the memory part of ${WS_SCENARIO} (default ${WS_DEFAULT_IDLE_SOCKETS})
   --ws-backend IMPL       echo backend of ${WS_SCENARIO}: ${WS_BACKENDS.join(' or ')} (default ${WS_DEFAULT_BACKEND}; see bench/ws-backend.ts)
+  --ws-h2-sockets N       idle WebSockets per case of ${WS_H2_IDLE_SCENARIO} (default ${WS_H2_DEFAULT_SOCKETS}; rounded up to a multiple of 100)
+  --h2-idle-connections N idle HTTP/2 client connections in ${WS_H2_IDLE_SCENARIO} (default ${WS_H2_DEFAULT_CONNECTIONS})
   --out FILE              markdown report (default bench/RESULTS.md)
 `;
 
@@ -156,6 +175,8 @@ interface Options {
   idleConnections: number;
   wsIdleSockets: number;
   wsBackend: WsBackendImpl;
+  wsH2Sockets: number;
+  h2IdleConnections: number;
   out: string;
 }
 
@@ -201,6 +222,8 @@ function parseOptions(argv: string[]): Options | undefined {
       'idle-connections': { type: 'string' },
       'ws-idle-sockets': { type: 'string' },
       'ws-backend': { type: 'string' },
+      'ws-h2-sockets': { type: 'string' },
+      'h2-idle-connections': { type: 'string' },
       out: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -234,6 +257,8 @@ function parseOptions(argv: string[]): Options | undefined {
     idleConnections: positiveInt(values['idle-connections'], IDLE_DEFAULT_CONNECTIONS, 'idle-connections'),
     wsIdleSockets: positiveInt(values['ws-idle-sockets'], WS_DEFAULT_IDLE_SOCKETS, 'ws-idle-sockets'),
     wsBackend: parseWsBackend(values['ws-backend']),
+    wsH2Sockets: positiveInt(values['ws-h2-sockets'], WS_H2_DEFAULT_SOCKETS, 'ws-h2-sockets'),
+    h2IdleConnections: positiveInt(values['h2-idle-connections'], WS_H2_DEFAULT_CONNECTIONS, 'h2-idle-connections'),
     out: values.out ?? join(repoRoot, 'bench', 'RESULTS.md'),
   };
 }
@@ -252,6 +277,7 @@ interface RunState {
   workers: WorkersState;
   h2: H2State;
   ws: WsState;
+  wsH2: WsH2State;
 }
 
 function workersVariantsFor(opts: Options): WorkersVariant[] {
@@ -264,6 +290,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === H2_INGRESS_SCENARIO) return h2IngressMethod(opts.h2DurationS, WARMUP_S);
   if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S);
   if (f === WS_SCENARIO) return wsMethod(opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
+  if (f === WS_H2_IDLE_SCENARIO) return wsH2Method(wsH2Options(opts));
   return workersMethod(opts.durationS);
 }
 
@@ -278,12 +305,17 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
   if (f === WS_SCENARIO) {
     return renderWs(st.ws.runs, opts.proxies, opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   }
+  if (f === WS_H2_IDLE_SCENARIO) return renderWsH2(st.wsH2.runs, wsH2Options(opts));
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
-/** Whether anything besides the ws figure (which has its own WebSocket backend) runs: they use the nginx backend. */
+function wsH2Options(opts: Options): { sockets: number; connections: number } {
+  return { sockets: opts.wsH2Sockets, connections: opts.h2IdleConnections };
+}
+
+/** Whether anything besides the WebSocket figures (which have their own backends) runs: they use the nginx backend. */
 function needsNginxBackend(opts: Options): boolean {
-  return opts.scenarios.length > 0 || opts.figures.some((f) => f !== WS_SCENARIO);
+  return opts.scenarios.length > 0 || opts.figures.some((f) => f !== WS_SCENARIO && f !== WS_H2_IDLE_SCENARIO);
 }
 
 /** Every port a run listens on, so that a busy one is reported before anything starts. */
@@ -300,6 +332,7 @@ function portsUsed(opts: Options): [number, string][] {
   }
   ports.push(...h2Ports(opts.figures, opts.proxies));
   ports.push(...wsPorts(opts.figures, opts.proxies));
+  ports.push(...wsH2Ports(opts.figures));
   return ports;
 }
 
@@ -311,7 +344,12 @@ async function main(): Promise<number> {
   if (major < 26) throw new Error(`run the harness with node >= 26 (npm run bench / npx node), not ${process.version}`);
   const tools = ['taskset', 'wrk', 'nginx'];
   if (opts.figures.includes(FIXED_RATE_SCENARIO) || opts.figures.includes(H2_INGRESS_SCENARIO)) tools.push('h2load');
-  if (opts.figures.some((f) => f === WORKERS_SCENARIO || f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO)) {
+  if (
+    opts.figures.some(
+      (f) =>
+        f === WORKERS_SCENARIO || f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO || f === WS_H2_IDLE_SCENARIO,
+    )
+  ) {
     tools.push('ss');
   }
   for (const tool of tools) {
@@ -354,6 +392,7 @@ async function main(): Promise<number> {
     workers: { runs: [], spread: [] },
     h2: { ingress: [], upstream: [] },
     ws: { runs: [] },
+    wsH2: { runs: [] },
   };
   const report = (): ReportInput => ({
     machine,
@@ -375,7 +414,8 @@ async function main(): Promise<number> {
       st.workers.runs.length +
       st.h2.ingress.length +
       st.h2.upstream.length +
-      st.ws.runs.length;
+      st.ws.runs.length +
+      st.wsH2.runs.length;
     if (measured === 0 && st.startFailures.size === 0) return;
     writeFileSync(opts.out, renderResults(report()));
     wrote = true;
@@ -442,6 +482,9 @@ async function main(): Promise<number> {
     if (opts.figures.includes(WS_SCENARIO) && !interrupted) {
       await runWsFigure({ ...ctx, durationS: opts.wsDurationS }, opts.wsIdleSockets, opts.wsBackend, st.ws);
     }
+    if (opts.figures.includes(WS_H2_IDLE_SCENARIO) && !interrupted) {
+      await runWsH2Figure(ctx, wsH2Options(opts), st.wsH2);
+    }
   } finally {
     await stopAll();
     writeReport();
@@ -460,6 +503,7 @@ async function main(): Promise<number> {
       ...st.h2.ingress,
       ...st.h2.upstream,
       ...st.ws.runs,
+      ...st.wsH2.runs,
     ].some((r) => !r.ok);
   return failed ? 1 : 0;
 }

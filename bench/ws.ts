@@ -162,10 +162,10 @@ const sumTicks = (pids: readonly number[]): number | undefined => {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-type WsEvent = Record<string, unknown> & { event?: string };
+export type WsEvent = Record<string, unknown> & { event?: string };
 
-/** A bench/ws-client.ts process pinned to the load core, read line by line (JSON events). */
-interface ClientProcess {
+/** A client process pinned to the load core, read line by line (JSON events). */
+export interface ClientProcess {
   tracked: Tracked;
   waitFor(event: string, ms: number): Promise<WsEvent>;
   /** writes a line to its stdin and ends it */
@@ -174,7 +174,19 @@ interface ClientProcess {
 }
 
 function startClient(args: readonly string[], onEvent?: (e: WsEvent) => void): ClientProcess {
-  const tracked = spawnTracked('ws-client', 'taskset', ['-c', LOAD_CPU, process.execPath, CLIENT_SCRIPT, ...args], {
+  return startEventClient('ws-client', [process.execPath, CLIENT_SCRIPT, ...args], onEvent);
+}
+
+/**
+ * Runs `command` (argv) pinned to the load core and reads its stdout as one JSON event per line
+ * (bench/ws-client.ts, bench/ws-h2-client.ts); `name` labels it in errors and in the process registry.
+ */
+export function startEventClient(
+  name: string,
+  command: readonly string[],
+  onEvent?: (e: WsEvent) => void,
+): ClientProcess {
+  const tracked = spawnTracked(name, 'taskset', ['-c', LOAD_CPU, ...command], {
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   let stderr = '';
@@ -215,12 +227,12 @@ function startClient(args: readonly string[], onEvent?: (e: WsEvent) => void): C
         if (found) return found;
         if (tracked.exit && outputEnded) {
           throw new Error(
-            `ws-client exited (${tracked.exit.signal ?? tracked.exit.code}) before "${event}": ${stderr.trim().slice(-500)}`,
+            `${name} exited (${tracked.exit.signal ?? tracked.exit.code}) before "${event}": ${stderr.trim().slice(-500)}`,
           );
         }
         if (Date.now() > deadline) {
           await stopTracked(tracked, 1000);
-          throw new Error(`ws-client: no "${event}" within ${ms} ms ${stderr.trim().slice(-300)}`);
+          throw new Error(`${name}: no "${event}" within ${ms} ms ${stderr.trim().slice(-300)}`);
         }
         await new Promise<void>((resolve) => {
           const t = setTimeout(resolve, 200);

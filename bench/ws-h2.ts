@@ -1,0 +1,691 @@
+// The `ws-h2-idle` figure: muxgate's resident memory per idle multiplexed WebSocket and per idle
+// HTTP/2 client connection (muxgate only; no other proxy here speaks RFC 8441 on both sides).
+//
+// - backend: bench/ws-h2-backend.ts in its own process on the load core: node:http2 over h2c with
+//   SETTINGS_ENABLE_CONNECT_PROTOCOL; an extended CONNECT `:protocol websocket` is answered 200 and
+//   its frames echoed; anything else 200 "ok"
+// - muxgate (pinned to the proxy core): one `protocol: auto` listener (HTTP/1.1 and h2c on one port)
+//   whose route has `upgrades: [websocket]`, to a cluster `protocol: http2` (h2c), `websocket: h2`,
+//   `pool: { max_connections: 100 }`, `http2: { max_concurrent_streams: 100 }`: every WebSocket is
+//   an RFC 8441 stream upstream and 10,000 of them fit in 100 upstream connections; admin on, for /stats
+// - clients: bench/ws-h2-client.ts in a process of its own on the load core (raw sockets and
+//   node:http2, no WebSocket library)
+//
+// Three cases, each on a fresh muxgate, `--rounds` times:
+//   A. h1-upgrade: N WebSockets arriving as HTTP/1.1 Upgrades (a TCP connection each)
+//   B. h2-streams: N WebSockets arriving as RFC 8441 streams, N/100 h2c connections × 100 streams
+//   C. h2-conns: M idle h2c client connections that each served one GET (upstream on the h2 pool)
+// Method, like the ws figure's idle part: 100 items opened (one echo or GET each) and closed, 1 s,
+// VmRSS read; N items opened and left idle; VmRSS read after a settle time; (after − before) ÷ items.
+// /stats (process.memoryUsage(), connection, tunnel and upstream session counts) is read right after
+// each VmRSS, and `ss` counts muxgate's established connections to the backend.
+//
+// A note on closing: the client process exits instead of destroying its HTTP/2 sessions. node:http2's
+// session.destroy() first sends RST_STREAM(NO_ERROR) for every open stream; muxgate's Splice takes a
+// NO_ERROR reset of the client stream for a clean end, ends the upstream stream and waits for its
+// 'close', which never comes (the upstream duplex, unpiped from the destroyed client stream, is paused
+// and never reads the END_STREAM it got), so such tunnels stay counted in tunnels_open, with their
+// objects, until upgrade_idle_timeout (1 h). That would leave the warm-up's tunnels in "before".
+
+import { readFileSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import http2 from 'node:http2';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { FigureContext } from './figure.ts';
+import { upstreamConnections } from './h2.ts';
+import { readRssKiB, stopTracked } from './procs.ts';
+import { fmtMiB, mdTable, median } from './report.ts';
+import {
+  LOAD_CPU,
+  PROXY_CPU,
+  type RunningServer,
+  type ServerSpec,
+  StartError,
+  serverOutput,
+  startServer,
+  stopServer,
+} from './servers.ts';
+import { type ClientProcess, startEventClient } from './ws.ts';
+
+export const WS_H2_IDLE_SCENARIO = 'ws-h2-idle';
+/** idle WebSockets per measurement of cases A and B (`--ws-h2-sockets`; a multiple of STREAMS_PER_CONNECTION) */
+export const WS_H2_DEFAULT_SOCKETS = 10_000;
+/** idle HTTP/2 client connections per measurement of case C (`--h2-idle-connections`) */
+export const WS_H2_DEFAULT_CONNECTIONS = 5000;
+
+export const WS_H2_BACKEND_PORT = 18180;
+export const WS_H2_PORT = 18181;
+export const WS_H2_ADMIN_PORT = 18182;
+
+/** the cluster's and the listener's max_concurrent_streams, and the streams per client connection of case B */
+const STREAMS_PER_CONNECTION = 100;
+/** the cluster's pool.max_connections */
+const UPSTREAM_MAX_CONNECTIONS = 100;
+const WARMUP_ITEMS = 100;
+/** items opening at once (A, C); in B, connections opening their streams at once (2 × 100 streams) */
+const CONCURRENCY = 200;
+const B_CONCURRENCY = 2;
+const SETTLE_MS = 3000;
+const MESSAGE_SIZE = 32;
+/** bytes per idle item */
+const GOALS: Record<WsH2Case, number> = {
+  'h1-upgrade': 5 * 1024,
+  'h2-streams': 1.5 * 1024,
+  'h2-conns': 8 * 1024,
+};
+
+export const WS_H2_CASES = ['h1-upgrade', 'h2-streams', 'h2-conns'] as const;
+export type WsH2Case = (typeof WS_H2_CASES)[number];
+
+const here = (file: string): string => fileURLToPath(new URL(file, import.meta.url));
+const CLIENT_SCRIPT = here('./ws-h2-client.ts');
+const BACKEND_SCRIPT = here('./ws-h2-backend.ts');
+const repoRoot = here('..');
+
+/** Every port the figure listens on. */
+export function wsH2Ports(figures: readonly string[]): [number, string][] {
+  if (!figures.includes(WS_H2_IDLE_SCENARIO)) return [];
+  return [
+    [WS_H2_BACKEND_PORT, `backend (${WS_H2_IDLE_SCENARIO})`],
+    [WS_H2_PORT, `muxgate (${WS_H2_IDLE_SCENARIO})`],
+    [WS_H2_ADMIN_PORT, `muxgate admin (${WS_H2_IDLE_SCENARIO})`],
+  ];
+}
+
+export interface WsH2Options {
+  /** WebSockets in cases A and B */
+  sockets: number;
+  /** HTTP/2 client connections in case C */
+  connections: number;
+}
+
+/** process.memoryUsage() of muxgate, from /stats, in bytes */
+interface Mem {
+  rss: number;
+  heapTotal: number;
+  heapUsed: number;
+  external: number;
+}
+
+export interface WsH2Run {
+  round: number;
+  case: WsH2Case;
+  ok: boolean;
+  failure?: string;
+  /** items asked for */
+  items: number;
+  /** items that completed their exchange (the divisor) */
+  served?: number;
+  beforeKiB?: number;
+  afterKiB?: number;
+  bytesPerItem?: number;
+  memBefore?: Mem | undefined;
+  memAfter?: Mem | undefined;
+  /** muxgate's established TCP connections to the backend (ss), with everything open */
+  upstreamConnections?: number | undefined;
+  /** /stats: the endpoint's upstream HTTP/2 sessions and active streams */
+  upstreamSessions?: number | undefined;
+  upstreamStreams?: number | undefined;
+  /** /stats: the listener's open client connections and tunnels */
+  downstreamConnections?: number | undefined;
+  tunnels?: number | undefined;
+  /** the backend's own count of open WebSocket streams */
+  backendStreams?: number | undefined;
+  /** how long opening took, ms */
+  openMs?: number | undefined;
+  /** what makes the number suspect: failed items, closes nobody asked for, wrong counts… */
+  warnings: string[];
+}
+
+export interface WsH2State {
+  runs: WsH2Run[];
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+// ---------------------------------------------------------------------------
+// file descriptors
+
+/** The soft and hard RLIMIT_NOFILE of this process (children inherit them). */
+function fdLimits(): { soft: number; hard: number } | undefined {
+  try {
+    const m = /^Max open files\s+(\S+)\s+(\S+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    if (!m) return undefined;
+    const n = (s: string | undefined): number => (s === 'unlimited' ? Number.POSITIVE_INFINITY : Number(s));
+    return { soft: n(m[1]), hard: n(m[2]) };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * `argv` as it must be run to hold `need` file descriptors: unchanged when the soft limit is enough,
+ * else under `prlimit --nofile` (raising the hard limit too needs root, and prlimit then fails with a
+ * clear message). prlimit execs the command, so the pid stays the command's.
+ */
+function withFdLimit(argv: readonly string[], need: number): string[] {
+  const lim = fdLimits();
+  if (lim === undefined || lim.soft >= need) return [...argv];
+  const hard = Math.max(lim.hard === Number.POSITIVE_INFINITY ? need : lim.hard, need);
+  return ['prlimit', `--nofile=${need}:${hard}`, '--', ...argv];
+}
+
+// ---------------------------------------------------------------------------
+// servers
+
+function backendSpec(): ServerSpec {
+  return {
+    name: 'ws-h2-backend',
+    port: WS_H2_BACKEND_PORT,
+    cpu: LOAD_CPU,
+    command: process.execPath,
+    args: [BACKEND_SCRIPT, String(WS_H2_BACKEND_PORT)],
+    logFiles: [],
+  };
+}
+
+export function wsH2MuxgateConfig(): string {
+  return `log_level: warn
+access_log: { enabled: false }
+workers: 1
+drain_timeout: 2s
+admin: { address: "127.0.0.1:${WS_H2_ADMIN_PORT}" }
+listeners:
+  - name: bench
+    address: 127.0.0.1:${WS_H2_PORT}
+    protocol: auto
+    http2: { max_concurrent_streams: ${STREAMS_PER_CONNECTION} }
+    idle_timeout: 300s
+    routes:
+      - cluster: backend
+        upgrades: [websocket]
+clusters:
+  backend:
+    protocol: http2
+    websocket: h2
+    endpoints: ["127.0.0.1:${WS_H2_BACKEND_PORT}"]
+    http2: { max_concurrent_streams: ${STREAMS_PER_CONNECTION} }
+    pool: { max_connections: ${UPSTREAM_MAX_CONNECTIONS} }
+`;
+}
+
+/** Writes muxgate's config into `dir` and describes its command line. */
+function muxgateSpec(dir: string, items: number): ServerSpec {
+  const conf = join(dir, 'muxgate-ws-h2-idle.yaml');
+  writeFileSync(conf, wsH2MuxgateConfig());
+  const args = [join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
+  // MUXGATE_NODE_ARGS="…": Node options for muxgate only, as in bench/servers.ts
+  const extra = process.env.MUXGATE_NODE_ARGS;
+  if (extra !== undefined && extra !== '') args.unshift(...extra.split(' '));
+  // client sockets, upstream connections and some slack
+  const [command, ...rest] = withFdLimit([process.execPath, ...args], items + UPSTREAM_MAX_CONNECTIONS + 1024);
+  return { name: 'muxgate-ws-h2-idle', port: WS_H2_PORT, cpu: PROXY_CPU, command: command!, args: rest, logFiles: [] };
+}
+
+function downMessage(server: RunningServer): string | undefined {
+  const e = server.tracked.exit;
+  return e ? `muxgate is not running (exit ${e.signal ?? e.code}); ${serverOutput(server).slice(-500)}` : undefined;
+}
+
+// ---------------------------------------------------------------------------
+// stats
+
+interface MuxgateStats {
+  memory: { rss: number; heap_total: number; heap_used: number; external: number };
+  listeners: { connections_open: number; tunnels_open: number }[];
+  clusters: { endpoints: { h2: { sessions: number; streams_active: number } | null }[] }[];
+}
+
+/** muxgate's admin /stats, or undefined when it does not answer within 5 s. */
+function muxgateStats(): Promise<MuxgateStats | undefined> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port: WS_H2_ADMIN_PORT, path: '/stats', timeout: 5000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => {
+        try {
+          resolve(res.statusCode === 200 ? (JSON.parse(body) as MuxgateStats) : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      });
+      res.on('error', () => resolve(undefined));
+    });
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', () => resolve(undefined));
+  });
+}
+
+const memOf = (s: MuxgateStats | undefined): Mem | undefined =>
+  s === undefined
+    ? undefined
+    : {
+        rss: s.memory.rss,
+        heapTotal: s.memory.heap_total,
+        heapUsed: s.memory.heap_used,
+        external: s.memory.external,
+      };
+
+/** The backend's counts (GET /stats over h2c), or an error message. */
+function backendStats(): Promise<{ streamsOpen: number; sessions: number } | string> {
+  return new Promise((resolve) => {
+    const session = http2.connect(`http://127.0.0.1:${WS_H2_BACKEND_PORT}`);
+    const done = (v: { streamsOpen: number; sessions: number } | string): void => {
+      clearTimeout(timer);
+      session.close();
+      resolve(v);
+    };
+    const timer = setTimeout(() => {
+      session.destroy();
+      resolve('backend /stats: no answer within 5 s');
+    }, 5000);
+    session.on('error', (e) => done(`backend /stats: ${e.message}`));
+    const req = session.request({ ':path': '/stats' });
+    let body = '';
+    req.setEncoding('utf8');
+    req.on('data', (c: string) => {
+      body += c;
+    });
+    req.on('end', () => {
+      try {
+        done(JSON.parse(body) as { streamsOpen: number; sessions: number });
+      } catch {
+        done(`backend /stats: not JSON: ${body.slice(0, 100)}`);
+      }
+    });
+    req.on('error', (e) => done(`backend /stats: ${e.message}`));
+    req.end();
+  });
+}
+
+// ---------------------------------------------------------------------------
+// clients
+
+interface Ready {
+  opened: number;
+  served: number;
+  failed: number;
+  errors: string[];
+  elapsedMs: number;
+}
+
+function clientArgs(c: WsH2Case, items: number): string[] {
+  const base = ['--port', String(WS_H2_PORT), '--size', String(MESSAGE_SIZE), '--max-seconds', '600'];
+  if (c === 'h1-upgrade')
+    return [...base, '--mode', 'upgrade', '--count', String(items), '--concurrency', String(CONCURRENCY)];
+  if (c === 'h2-conns')
+    return [...base, '--mode', 'h2-conn', '--count', String(items), '--concurrency', String(CONCURRENCY)];
+  return [
+    ...base,
+    '--mode',
+    'h2-ws',
+    '--connections',
+    String(Math.ceil(items / STREAMS_PER_CONNECTION)),
+    '--streams',
+    String(STREAMS_PER_CONNECTION),
+    '--concurrency',
+    String(B_CONCURRENCY),
+  ];
+}
+
+/** Opens the items of one case through muxgate; resolves once every one is served (or failed). */
+async function openItems(
+  c: WsH2Case,
+  items: number,
+): Promise<{ ready: Ready; close(): Promise<{ open: number; closedByPeer: number }> }> {
+  const argv = withFdLimit([process.execPath, CLIENT_SCRIPT, ...clientArgs(c, items)], items + 1024);
+  const client: ClientProcess = startEventClient('ws-h2-client', argv);
+  try {
+    const ready = (await client.waitFor('ready', 300_000)) as unknown as Ready;
+    return {
+      ready,
+      async close() {
+        client.finish('close');
+        try {
+          return (await client.waitFor('closed', 15_000)) as unknown as { open: number; closedByPeer: number };
+        } finally {
+          await stopTracked(client.tracked, 5000);
+        }
+      },
+    };
+  } catch (err) {
+    await stopTracked(client.tracked, 1000);
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// one measurement
+
+async function measure(round: number, c: WsH2Case, items: number, ctx: FigureContext): Promise<WsH2Run> {
+  const base = { round, case: c, items };
+  const warnings: string[] = [];
+  let server: RunningServer;
+  try {
+    server = await startServer(muxgateSpec(ctx.runDir, items), ctx.runDir);
+  } catch (err) {
+    const details = err instanceof StartError ? `\n${err.details}` : '';
+    return { ...base, ok: false, failure: `${(err as Error).message}${details}`.slice(0, 1500), warnings };
+  }
+  try {
+    const warm = await openItems(c, WARMUP_ITEMS);
+    await warm.close();
+    if (warm.ready.served < WARMUP_ITEMS) {
+      throw new Error(`warm-up: ${warm.ready.served}/${WARMUP_ITEMS} served (${warm.ready.errors.join('; ')})`);
+    }
+    await sleep(1000); // let muxgate finish closing them
+    const beforeKiB = readRssKiB(server.tracked.pid);
+    const statsBefore = await muxgateStats();
+
+    const idle = await openItems(c, items);
+    await sleep(SETTLE_MS);
+    const afterKiB = readRssKiB(server.tracked.pid);
+    const statsAfter = await muxgateStats();
+    const upstream = upstreamConnections(server.tracked.pid, WS_H2_BACKEND_PORT);
+    const backend = await backendStats();
+    const closed = await idle.close();
+
+    const r = idle.ready;
+    const down = downMessage(server);
+    if (down) throw new Error(down);
+    if (beforeKiB === undefined || afterKiB === undefined) throw new Error('cannot read VmRSS');
+    if (r.served === 0) throw new Error(`nothing was served (${r.errors.join('; ')})`);
+    if (r.failed) warnings.push(`${r.failed} failed (${r.errors.join('; ')})`);
+    if (closed.closedByPeer) warnings.push(`${closed.closedByPeer} closed by muxgate while idle`);
+    if (statsAfter === undefined) warnings.push('admin /stats did not answer');
+    const listener = statsAfter?.listeners[0];
+    const h2 = statsAfter?.clusters[0]?.endpoints[0]?.h2 ?? undefined;
+    const isWs = c !== 'h2-conns';
+    if (isWs) {
+      const cap = Math.ceil(items / STREAMS_PER_CONNECTION);
+      if (upstream !== undefined && upstream > cap) warnings.push(`${upstream} upstream connections, more than ${cap}`);
+      if (listener !== undefined && listener.tunnels_open !== r.served) {
+        warnings.push(`/stats tunnels_open ${listener.tunnels_open}, ${r.served} WebSockets served`);
+      }
+      if (typeof backend !== 'string' && backend.streamsOpen !== r.served) {
+        warnings.push(`the backend holds ${backend.streamsOpen} WebSocket streams, ${r.served} served`);
+      }
+    }
+    if (typeof backend === 'string') warnings.push(backend);
+    return {
+      ...base,
+      ok: true,
+      served: r.served,
+      beforeKiB,
+      afterKiB,
+      bytesPerItem: ((afterKiB - beforeKiB) * 1024) / r.served,
+      memBefore: memOf(statsBefore),
+      memAfter: memOf(statsAfter),
+      upstreamConnections: upstream,
+      upstreamSessions: h2?.sessions,
+      upstreamStreams: h2?.streams_active,
+      downstreamConnections: listener?.connections_open,
+      tunnels: listener?.tunnels_open,
+      backendStreams: typeof backend === 'string' ? undefined : backend.streamsOpen,
+      openMs: r.elapsedMs,
+      warnings,
+    };
+  } catch (err) {
+    return { ...base, ok: false, failure: (downMessage(server) ?? (err as Error).message).slice(0, 1000), warnings };
+  } finally {
+    await stopServer(server);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// the figure
+
+const CASE_LABEL: Record<WsH2Case, string> = {
+  'h1-upgrade': 'A. WebSockets as HTTP/1.1 Upgrades',
+  'h2-streams': `B. WebSockets as RFC 8441 streams (${STREAMS_PER_CONNECTION} per client connection)`,
+  'h2-conns': 'C. HTTP/2 client connections, one GET each',
+};
+const CASE_UNIT: Record<WsH2Case, string> = {
+  'h1-upgrade': 'WebSocket',
+  'h2-streams': 'WebSocket',
+  'h2-conns': 'connection',
+};
+
+function itemsOf(c: WsH2Case, o: WsH2Options): number {
+  if (c === 'h2-conns') return o.connections;
+  return Math.ceil(o.sockets / STREAMS_PER_CONNECTION) * STREAMS_PER_CONNECTION;
+}
+
+function caseMethod(c: WsH2Case, o: WsH2Options): string {
+  const n = itemsOf(c, o).toLocaleString('en-US');
+  if (c === 'h1-upgrade') {
+    return `${n} WebSockets as HTTP/1.1 Upgrades (raw sockets: a GET with a random \`Sec-WebSocket-Key\`, the 101 and its \`Sec-WebSocket-Accept\` checked), ${CONCURRENCY} opening at once`;
+  }
+  if (c === 'h2-streams') {
+    return `${n} WebSockets as RFC 8441 extended CONNECT streams (\`:protocol websocket\`): ${(itemsOf(c, o) / STREAMS_PER_CONNECTION).toLocaleString('en-US')} h2c connections × ${STREAMS_PER_CONNECTION} streams (node:http2), ${B_CONCURRENCY} connections opening their streams at once`;
+  }
+  return `${n} h2c connections (node:http2, prior knowledge), one \`GET /\` each (answered by the backend through the upstream HTTP/2 pool), ${CONCURRENCY} opening at once`;
+}
+
+export function wsH2Method(o: WsH2Options): string {
+  return (
+    'muxgate only, pinned to the proxy core: a `protocol: auto` listener, route `upgrades: [websocket]`, cluster `protocol: http2` (h2c), ' +
+    `\`websocket: h2\`, \`pool: { max_connections: ${UPSTREAM_MAX_CONNECTIONS} }\`, \`http2: { max_concurrent_streams: ${STREAMS_PER_CONNECTION} }\`, to an RFC 8441 backend ` +
+    '(`bench/ws-h2-backend.ts`, node:http2, on the load core); clients `bench/ws-h2-client.ts` on the load core. ' +
+    `Per case, a fresh muxgate; ${WARMUP_ITEMS} items opened and closed, 1 s, VmRSS read; N items opened and left idle; VmRSS read after ${SETTLE_MS / 1000} s; ` +
+    `(after − before) ÷ items. A: ${caseMethod('h1-upgrade', o)}; B: ${caseMethod('h2-streams', o)}; C: ${caseMethod('h2-conns', o)}. ` +
+    `Each WebSocket sends one ${MESSAGE_SIZE}-byte message and reads its echo before idling.`
+  );
+}
+
+const fmtKiBPer = (b: number | undefined): string =>
+  b === undefined ? '–' : `${(b / 1024).toFixed(2)} KiB (${Math.round(b).toLocaleString('en-US')} B)`;
+const fmtCount = (v: number | undefined): string => (v === undefined ? '–' : v.toLocaleString('en-US'));
+
+/** (after − before) of one memoryUsage() field, per item. */
+function perItem(r: WsH2Run, f: keyof Mem): number | undefined {
+  if (r.memBefore === undefined || r.memAfter === undefined || !r.served) return undefined;
+  return (r.memAfter[f] - r.memBefore[f]) / r.served;
+}
+
+export function wsH2ConsoleLine(r: WsH2Run): string {
+  const head = `${String(r.round).padEnd(6)}${`ws-h2-idle ${r.case}`.padEnd(26)}`;
+  if (!r.ok) return `${head}FAILED: ${r.failure ?? 'unknown'}`;
+  const warn = r.warnings.length ? `  ⚠ ${r.warnings.join('; ')}` : '';
+  const up =
+    r.case === 'h2-conns'
+      ? ''
+      : `, ${fmtCount(r.upstreamConnections)} upstream connections, ${fmtCount(r.tunnels)} tunnels`;
+  return (
+    `${head}${fmtKiBPer(r.bytesPerItem)} per idle ${CASE_UNIT[r.case]}  (RSS ${fmtMiB(r.beforeKiB)} → ${fmtMiB(r.afterKiB)}, ` +
+    `${fmtCount(r.served)} served in ${fmtCount(r.openMs)} ms${up}; heap used ${fmtKiBPer(perItem(r, 'heapUsed'))}, external ${fmtKiBPer(perItem(r, 'external'))} per item)${warn}`
+  );
+}
+
+/** Starts the backend, then measures each case on a fresh muxgate, `ctx.rounds` times. */
+export async function runWsH2Figure(ctx: FigureContext, o: WsH2Options, st: WsH2State): Promise<void> {
+  if (!ctx.proxies.includes('muxgate')) {
+    console.error(`✗ ${WS_H2_IDLE_SCENARIO}: measures muxgate only, which is not among the proxies`);
+    return;
+  }
+  console.log(
+    `\n[${WS_H2_IDLE_SCENARIO}] idle memory of multiplexed WebSockets; muxgate on core ${PROXY_CPU}; RFC 8441 backend and clients on core ${LOAD_CPU}; ` +
+      `${itemsOf('h1-upgrade', o)} WebSockets (A, B), ${o.connections} HTTP/2 connections (C)`,
+  );
+  let backend: RunningServer;
+  try {
+    backend = await startServer(backendSpec(), ctx.runDir);
+  } catch (err) {
+    if (!(err instanceof StartError)) throw err;
+    ctx.startFailures.set(`ws-h2-backend (${WS_H2_IDLE_SCENARIO})`, `${err.message}\n${err.details}`);
+    console.error(`✗ ws-h2-backend failed to start: ${err.message}\n${err.details}\n`);
+    return;
+  }
+  try {
+    const check = await backendStats();
+    if (typeof check === 'string') {
+      ctx.checkFailures.set(`${WS_H2_IDLE_SCENARIO}/ws-h2-backend`, check);
+      console.error(`✗ ws-h2 backend: ${check}\n${serverOutput(backend)}`);
+      return;
+    }
+    for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
+      for (const c of WS_H2_CASES) {
+        if (ctx.stopped()) return;
+        const r = await measure(round, c, itemsOf(c, o), ctx);
+        if (ctx.stopped()) return;
+        st.runs.push(r);
+        console.log(wsH2ConsoleLine(r));
+        ctx.recorded();
+      }
+    }
+  } finally {
+    await stopServer(backend);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// report
+
+function medianOf(runs: readonly WsH2Run[], c: WsH2Case, metric: (r: WsH2Run) => number | undefined) {
+  return median(
+    runs
+      .filter((r) => r.case === c && r.ok)
+      .map(metric)
+      .filter((v): v is number => v !== undefined),
+  );
+}
+
+const maxOf = (runs: readonly WsH2Run[], c: WsH2Case, metric: (r: WsH2Run) => number | undefined) => {
+  const vs = runs
+    .filter((r) => r.case === c && r.ok)
+    .map(metric)
+    .filter((v): v is number => v !== undefined);
+  return vs.length ? Math.max(...vs) : undefined;
+};
+
+export function renderWsH2(runs: readonly WsH2Run[], o: WsH2Options): string {
+  const out: string[] = ['### Idle memory of multiplexed WebSockets', ''];
+  out.push(
+    `Scenario \`${WS_H2_IDLE_SCENARIO}\`. muxgate only (pinned to the proxy core), one \`protocol: auto\` listener whose route has \`upgrades: [websocket]\`, ` +
+      `to a cluster \`protocol: http2\` (h2c), \`websocket: h2\`, \`pool: { max_connections: ${UPSTREAM_MAX_CONNECTIONS} }\`, ` +
+      `\`http2: { max_concurrent_streams: ${STREAMS_PER_CONNECTION} }\`: every WebSocket is an RFC 8441 stream upstream, ` +
+      `${STREAMS_PER_CONNECTION} to a connection. Backend: \`bench/ws-h2-backend.ts\` (node:http2 over h2c, \`enableConnectProtocol\`, echoes the frames of each extended CONNECT stream), ` +
+      'on the load core; clients: `bench/ws-h2-client.ts` (raw sockets and node:http2), on the load core.',
+    '',
+    `- A: ${caseMethod('h1-upgrade', o)}.`,
+    `- B: ${caseMethod('h2-streams', o)}.`,
+    `- C: ${caseMethod('h2-conns', o)}.`,
+    `- Each case on a fresh muxgate: ${WARMUP_ITEMS} items opened (one ${MESSAGE_SIZE}-byte echo or GET each) and closed, 1 s, VmRSS read; ` +
+      `the N items opened and left idle; VmRSS read after ${SETTLE_MS / 1000} s; (after − before) ÷ items served. ` +
+      "The upstream connections muxgate opens for them are part of the difference. Heap used and external: the same difference of muxgate's " +
+      '`process.memoryUsage()` (admin `/stats`, read right after each VmRSS), per item.',
+    "- Upstream connections: muxgate's established connections to the backend (`ss -Htnp state established '( dport = :PORT )'`, by pid) with every item open; " +
+      'tunnels: `/stats` `tunnels_open` of the listener.',
+    '',
+  );
+  const shown = WS_H2_CASES.filter((c) => runs.some((r) => r.case === c));
+  if (shown.length === 0) {
+    out.push('No results.', '');
+    return out.join('\n');
+  }
+  out.push(
+    mdTable(
+      [
+        'case',
+        'items',
+        'RSS per idle item',
+        'goal',
+        'heap used per item',
+        'external per item',
+        'upstream connections',
+        'tunnels open',
+      ],
+      shown.map((c) => {
+        const per = medianOf(runs, c, (r) => r.bytesPerItem);
+        const goal = GOALS[c];
+        const met = per === undefined ? '' : per <= goal ? ' ✓' : ' ✗';
+        return [
+          CASE_LABEL[c],
+          fmtCount(medianOf(runs, c, (r) => r.served)),
+          fmtKiBPer(per),
+          `≤ ${(goal / 1024).toFixed(1)} KiB per ${CASE_UNIT[c]}${met}`,
+          fmtKiBPer(medianOf(runs, c, (r) => perItem(r, 'heapUsed'))),
+          fmtKiBPer(medianOf(runs, c, (r) => perItem(r, 'external'))),
+          c === 'h2-conns'
+            ? fmtCount(maxOf(runs, c, (r) => r.upstreamConnections))
+            : `${fmtCount(maxOf(runs, c, (r) => r.upstreamConnections))} (cap ${UPSTREAM_MAX_CONNECTIONS})`,
+          c === 'h2-conns' ? '–' : fmtCount(medianOf(runs, c, (r) => r.tunnels)),
+        ];
+      }),
+      ['l', 'r', 'r', 'l', 'r', 'r', 'r', 'r'],
+    ),
+    '',
+    'Medians over rounds; upstream connections: the most in any round.',
+    '',
+  );
+  for (const c of shown) {
+    if (c === 'h2-conns') continue;
+    const served = medianOf(runs, c, (r) => r.served);
+    const up = maxOf(runs, c, (r) => r.upstreamConnections);
+    if (served === undefined || up === undefined) continue;
+    const from = c === 'h2-streams' ? ` from ${fmtCount(served / STREAMS_PER_CONNECTION)} client connections` : '';
+    out.push(
+      `- ${CASE_LABEL[c].slice(0, 1)}: ${fmtCount(served)} idle WebSockets${from} over ${fmtCount(up)} upstream connections ` +
+        `(\`pool.max_connections: ${UPSTREAM_MAX_CONNECTIONS}\`).`,
+    );
+  }
+  const warned = runs.filter((r) => r.ok && r.warnings.length).length;
+  const failed = runs.filter((r) => !r.ok).length;
+  if (warned) out.push(`- ⚠ ${warned}/${runs.length} runs with warnings (see the raw numbers).`);
+  if (failed) out.push(`- ⚠ ${failed}/${runs.length} runs failed (see the raw numbers).`);
+  if (out[out.length - 1] !== '') out.push('');
+
+  const notes = (r: WsH2Run): string =>
+    r.ok
+      ? r.warnings.map((w) => `⚠ ${w}`).join('; ') || 'none'
+      : `FAILED: ${(r.failure ?? 'unknown').replaceAll('\n', ' ')}`;
+  const mib = (b: number | undefined): string => (b === undefined ? '–' : fmtMiB(b / 1024));
+  out.push(
+    '<details>',
+    `<summary>Raw per-round numbers (${WS_H2_IDLE_SCENARIO})</summary>`,
+    '',
+    mdTable(
+      [
+        'round',
+        'case',
+        'served',
+        'open time',
+        'RSS before',
+        'RSS after',
+        'per item',
+        'heap used before → after',
+        'external before → after',
+        'upstream conns (ss)',
+        'upstream sessions / streams (/stats)',
+        'client conns / tunnels (/stats)',
+        'backend streams',
+        'notes',
+      ],
+      runs.map((r) => [
+        String(r.round),
+        r.case,
+        fmtCount(r.served),
+        r.openMs === undefined ? '–' : `${(r.openMs / 1000).toFixed(1)} s`,
+        fmtMiB(r.beforeKiB),
+        fmtMiB(r.afterKiB),
+        fmtKiBPer(r.bytesPerItem),
+        `${mib(r.memBefore?.heapUsed)} → ${mib(r.memAfter?.heapUsed)}`,
+        `${mib(r.memBefore?.external)} → ${mib(r.memAfter?.external)}`,
+        fmtCount(r.upstreamConnections),
+        `${fmtCount(r.upstreamSessions)} / ${fmtCount(r.upstreamStreams)}`,
+        `${fmtCount(r.downstreamConnections)} / ${fmtCount(r.tunnels)}`,
+        fmtCount(r.backendStreams),
+        notes(r),
+      ]),
+      ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ),
+    '',
+    '</details>',
+    '',
+  );
+  return out.join('\n');
+}
