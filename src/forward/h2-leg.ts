@@ -1,5 +1,4 @@
 import { Buffer } from 'node:buffer';
-import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import { performance } from 'node:perf_hooks';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { CANCEL } from '../http2/frame.ts';
@@ -15,7 +14,8 @@ import {
   h1ResponseHead,
   h2FieldsFromH2,
   h2RequestFields,
-  h2ResponseHead,
+  h2ResponseStatus,
+  h2TrailersValid,
   h2TrailerFields,
 } from './h2-translate.ts';
 import { upstreamTarget } from './upstream-head.ts';
@@ -45,7 +45,7 @@ export class H2Leg implements Expirable, StreamSink {
   private refusals = 0;
   headSent = false;
   private framing = BODY_NONE;
-  private trailers: IncomingHttpHeaders | null = null;
+  private trailers: string[] | null = null;
   private ended = false;
   private paused = false;
 
@@ -160,25 +160,22 @@ export class H2Leg implements Expirable, StreamSink {
 
   onHeaders(fields: string[], endStream: boolean): void {
     if (this.headSent) {
-      // Trailers (the engine already checked they end the stream and carry no pseudo-fields).
-      const t = h2ResponseHead([':status', '200', ...fields]);
-      if (t !== null) {
-        delete t.headers[':status'];
-        this.trailers = t.headers;
-      }
+      // Trailers (the engine already checked they end the stream and carry no pseudo-fields);
+      // malformed ones are dropped, the body they end is complete.
+      if (h2TrailersValid(fields)) this.trailers = fields;
       if (endStream) this.onEnd();
       return;
     }
-    const res = h2ResponseHead(fields);
-    if (res === null) {
+    const status = h2ResponseStatus(fields);
+    if (status === -1) {
       this.ex.fail('upstream_protocol_error');
       return;
     }
-    if (res.status < 200) {
-      this.onInterim(res.headers);
+    if (status < 200) {
+      this.onInterim(fields, status);
       return;
     }
-    this.onResponse(res.headers);
+    this.onResponse(fields, status);
     if (endStream && this.stream !== null) this.onEnd();
   }
 
@@ -195,21 +192,20 @@ export class H2Leg implements Expirable, StreamSink {
     this.ex.onUpstreamDrain();
   }
 
-  onResponse(headers: IncomingHttpHeaders): void {
+  private onResponse(fields: string[], status: number): void {
     const ex = this.ex;
     this.arm();
-    const status = Number(headers[':status']);
     const head = ex.head;
     const noBody = head.method === 'HEAD' || status === 204 || status === 304;
     const down = ex.session;
     const via = down.ctx.via;
     if (down.h2) {
-      (down as H2Responder).respond(h2FieldsFromH2(headers, status, via), noBody);
+      (down as H2Responder).respond(h2FieldsFromH2(fields, status, via), noBody);
       this.framing = noBody ? BODY_NONE : 1;
     } else {
       // An early answer (request body not all in): the connection closes after it; say so.
       if (!ex.requestDone) ex.closeDownstream = true;
-      const res = h1ResponseHead(headers, status, via, head.minor === 0, noBody, ex.closeDownstream);
+      const res = h1ResponseHead(fields, status, via, head.minor === 0, noBody, ex.closeDownstream);
       if (res === null) {
         ex.fail('upstream_protocol_error');
         return;
@@ -222,15 +218,14 @@ export class H2Leg implements Expirable, StreamSink {
     this.headSent = true;
   }
 
-  onInterim(headers: IncomingHttpHeaders): void {
-    const status = Number(headers[':status']);
-    if (!(status >= 100 && status < 200) || this.headSent) return;
+  private onInterim(fields: string[], status: number): void {
+    if (this.headSent) return;
     const ex = this.ex;
     const down = ex.session;
     if (down.h2) {
-      (down as H2Responder).interim(h2FieldsFromH2(headers, status, null));
+      (down as H2Responder).interim(h2FieldsFromH2(fields, status, null));
     } else if (ex.head.minor === 1) {
-      const res = h1ResponseHead(headers, status, null, false, true, false);
+      const res = h1ResponseHead(fields, status, null, false, true, false);
       if (res !== null) this.out(res.bytes);
     }
   }

@@ -10,7 +10,6 @@
  */
 import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
-import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { isToken, TCHAR } from '../http1/chars.ts';
 import { latin1Slice } from '../http1/latin1.ts';
@@ -181,39 +180,43 @@ export function h2RequestFields(
   return out;
 }
 
-/** A response head from an HTTP/2 upstream: its status and fields (repeated names as arrays). */
-export interface H2ResponseHead {
-  status: number;
-  headers: IncomingHttpHeaders;
-}
-
 /**
  * Validates a response header list from an HTTP/2 upstream (RFC 9113 §8.3.2: exactly one :status,
- * three digits; no other pseudo-field; §8.2: lower-case names, no CR/LF/NUL, no connection-specific
- * field) and turns it into a map. Null when malformed: the exchange answers upstream_protocol_error.
+ * three digits, before the other fields; no other pseudo-field; §8.2: lower-case names, no CR/LF/NUL,
+ * no connection-specific field). Returns the status, or -1 when malformed (upstream_protocol_error).
+ * The fields stay a flat [name, value, ...] list from HPACK to whatever the client speaks.
  */
-export function h2ResponseHead(fields: readonly string[]): H2ResponseHead | null {
+export function h2ResponseStatus(fields: readonly string[]): number {
   let status = -1;
-  let regular = false;
-  const headers: IncomingHttpHeaders = Object.create(null);
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
     const value = fields[i + 1]!;
-    if (!safeValue(value)) return null;
+    if (!safeValue(value)) return -1;
     if (name.charCodeAt(0) === 0x3a) {
-      if (name !== ':status' || status !== -1 || regular || !/^[1-5][0-9][0-9]$/.test(value)) return null;
+      if (name !== ':status' || status !== -1 || i !== 0 || !isStatus(value)) return -1;
       status = Number(value);
-      headers[':status'] = value;
       continue;
     }
-    regular = true;
-    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return null;
-    const prev = headers[name];
-    if (prev === undefined) headers[name] = value;
-    else if (Array.isArray(prev)) prev.push(value);
-    else headers[name] = [prev, value];
+    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return -1;
   }
-  return status === -1 ? null : { status, headers };
+  return status;
+}
+
+/** Trailers from an HTTP/2 upstream: the message rules of fields, and no pseudo-field (§8.1). */
+export function h2TrailersValid(fields: readonly string[]): boolean {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
+    if (!safeValue(fields[i + 1]!) || !lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return false;
+  }
+  return true;
+}
+
+function isStatus(v: string): boolean {
+  if (v.length !== 3) return false;
+  const a = v.charCodeAt(0);
+  const b = v.charCodeAt(1);
+  const c = v.charCodeAt(2);
+  return a >= 0x31 && a <= 0x35 && b >= 0x30 && b <= 0x39 && c >= 0x30 && c <= 0x39;
 }
 
 /** How an HTTP/1.1 response body is framed for the client. */
@@ -229,11 +232,13 @@ export interface H1ResponseHead {
 }
 
 /**
- * An HTTP/2 response head as an HTTP/1.1 one. `noBody`: HEAD, 204, 304. Without Content-Length an
- * HTTP/1.1 client gets chunked (which can also carry trailers), an HTTP/1.0 client a close-delimited body.
+ * An HTTP/2 response head (flat fields, validated by h2ResponseStatus) as an HTTP/1.1 one. `noBody`:
+ * HEAD, 204, 304. Without Content-Length an HTTP/1.1 client gets chunked (which can also carry
+ * trailers), an HTTP/1.0 client a close-delimited body. Null when Content-Length is invalid or
+ * repeated with another value.
  */
 export function h1ResponseHead(
-  headers: IncomingHttpHeaders,
+  fields: readonly string[],
   status: number,
   via: string | null,
   http10: boolean,
@@ -243,23 +248,22 @@ export function h1ResponseHead(
   let lines = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
   let length = -1;
   let upstreamVia: string | null = null;
-  for (const name in headers) {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
     if (name.charCodeAt(0) === 0x3a) continue;
-    const v = headers[name];
-    if (v === undefined) continue;
+    const v = fields[i + 1]!;
     if (name === 'content-length') {
       const n = Number(v);
-      if (!Number.isSafeInteger(n) || n < 0 || !/^\d+$/.test(String(v))) return null;
+      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || (length !== -1 && length !== n)) return null;
       length = n;
       continue;
     }
     if (CONNECTION_SPECIFIC.has(name)) continue;
     if (name === 'via') {
-      upstreamVia = Array.isArray(v) ? v.join(', ') : v;
+      upstreamVia = upstreamVia === null ? v : `${upstreamVia}, ${v}`;
       continue;
     }
-    if (Array.isArray(v)) for (const x of v) lines += `${name}: ${x}\r\n`;
-    else lines += `${name}: ${v}\r\n`;
+    lines += `${name}: ${v}\r\n`;
   }
   const viaValue = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
   if (viaValue !== null) lines += `via: ${viaValue}\r\n`;
@@ -282,16 +286,14 @@ export function h1ResponseHead(
   return { bytes: Buffer.from(lines, 'latin1'), framing, contentLength: length };
 }
 
-/** Trailer fields as the chunked body's last chunk and trailer section. */
-export function chunkedTrailers(trailers: IncomingHttpHeaders | null): string {
+/** Trailer fields (flat) as the chunked body's last chunk and trailer section. */
+export function chunkedTrailers(trailers: readonly string[] | null): string {
   let out = '0\r\n';
   if (trailers !== null) {
-    for (const name in trailers) {
+    for (let i = 0; i + 1 < trailers.length; i += 2) {
+      const name = trailers[i]!;
       if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
-      const v = trailers[name];
-      if (v === undefined) continue;
-      if (Array.isArray(v)) for (const x of v) out += `${name}: ${x}\r\n`;
-      else out += `${name}: ${v}\r\n`;
+      out += `${name}: ${trailers[i + 1]}\r\n`;
     }
   }
   return `${out}\r\n`;
@@ -317,16 +319,15 @@ export function h2FieldsFromH1(res: ResponseHead, via: string | null, withLength
   return out;
 }
 
-/** An HTTP/2 upstream response head for an HTTP/2 client: pseudo-fields other than :status dropped, Via added. */
-export function h2FieldsFromH2(headers: IncomingHttpHeaders, status: number, via: string | null): string[] {
+/** An HTTP/2 upstream response head (flat) for an HTTP/2 client: pseudo-fields other than :status dropped, Via added. */
+export function h2FieldsFromH2(fields: readonly string[], status: number, via: string | null): string[] {
   const out: string[] = [':status', statusText(status)];
   let upstreamVia: string | null = null;
-  for (const name in headers) {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i]!;
     if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
-    const v = headers[name];
-    if (v === undefined) continue;
-    if (name === 'via') upstreamVia = Array.isArray(v) ? v.join(', ') : v;
-    else if (Array.isArray(v)) for (const x of v) out.push(name, x);
+    const v = fields[i + 1]!;
+    if (name === 'via') upstreamVia = upstreamVia === null ? v : `${upstreamVia}, ${v}`;
     else out.push(name, v);
   }
   const v = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
@@ -335,14 +336,12 @@ export function h2FieldsFromH2(headers: IncomingHttpHeaders, status: number, via
 }
 
 /** Trailers relayed as HTTP/2 trailers: pseudo and connection-specific fields never travel in them. */
-export function h2TrailerFields(trailers: IncomingHttpHeaders): string[] {
+export function h2TrailerFields(trailers: readonly string[]): string[] {
   const out: string[] = [];
-  for (const name in trailers) {
+  for (let i = 0; i + 1 < trailers.length; i += 2) {
+    const name = trailers[i]!;
     if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
-    const v = trailers[name];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push(name, x);
-    else out.push(name, v);
+    out.push(name, trailers[i + 1]!);
   }
   return out;
 }

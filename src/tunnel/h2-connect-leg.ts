@@ -1,7 +1,6 @@
 import { Buffer } from 'node:buffer';
-import type { IncomingHttpHeaders } from '../http2/header-map.ts';
 import type { ErrorCode } from '../core/errors.ts';
-import { h2ResponseHead } from '../forward/h2-translate.ts';
+import { h2ResponseStatus } from '../forward/h2-translate.ts';
 import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
@@ -109,17 +108,16 @@ export class H2ConnectLeg implements PoolWaiter {
 
   private onResponse(stream: H2StreamDuplex, raw: string[]): void {
     if (this.done) return;
-    const res = h2ResponseHead(raw);
-    if (res === null) {
+    const status = h2ResponseStatus(raw);
+    if (status === -1) {
       this.done = true;
       stream.close();
       this.owner.onLegFailed('upstream_protocol_error', 'malformed response head');
       return;
     }
-    const status = res.status;
     if (status < 200) return; // interim
     stream.onHeadersBlock = null;
-    const fields = fieldsOf(res.headers);
+    const fields = fieldsOf(raw);
     if (status >= 200 && status < 300) {
       this.done = true;
       this.owner.onStreamUp(stream, fields);
@@ -146,12 +144,12 @@ export class H2ConnectLeg implements PoolWaiter {
 }
 
 /** Response fields without pseudo-headers and framing, for relaying. */
-export function fieldsOf(h: IncomingHttpHeaders): [string, string][] {
+export function fieldsOf(raw: readonly string[]): [string, string][] {
   const out: [string, string][] = [];
-  for (const [n, v] of Object.entries(h)) {
-    if (n.charCodeAt(0) === 0x3a || n === 'content-length' || v === undefined) continue;
-    if (Array.isArray(v)) for (const x of v) out.push([n, x]);
-    else out.push([n, String(v)]);
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i]!;
+    if (n.charCodeAt(0) === 0x3a || n === 'content-length') continue;
+    out.push([n, raw[i + 1]!]);
   }
   return out;
 }
