@@ -19,9 +19,8 @@ import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { ownHeadBytes, parseRequestHead, type RequestHead } from '../http1/request-head.ts';
-import { forwardedHeaders, sharedBlock } from '../forward/forwarded-headers.ts';
+import { forwardingFields } from '../forward/forwarding-cache.ts';
 import { pathOf } from '../router/router.ts';
-import { sequential } from '../http1/latin1.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from './downstream.ts';
@@ -78,9 +77,10 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   private lent = false;
 
   // Per-connection memos: a client usually sends the same Host on every request.
-  private fwdHost: string | null = null;
-  private fwdMinor = -1;
-  private fwdFields = '';
+  /** The last forwarding block and what it was built for (see forwarding-cache.ts). */
+  fwdHost: string | null = null;
+  fwdVersion = '';
+  fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
   constructor(socket: Socket, ctx: ListenerContext, sessions: Set<H1DownstreamConnection>) {
@@ -267,37 +267,9 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
     }
   }
 
-  /**
-   * The forwarding fields (X-Forwarded-*, Forwarded, Via) for a request on this connection. From an
-   * untrusted peer, incoming values are discarded, so without an incoming Via the block depends only
-   * on Host and the HTTP version: it is built once and reused for the connection's next requests.
-   */
+  /** X-Forwarded-*, Forwarded and Via lines for a request on this connection (memoised: forwarding-cache.ts). */
   forwardingFields(head: RequestHead): string {
-    const cacheable = !this.trusted && head.via === null;
-    if (cacheable && head.host === this.fwdHost && head.minor === this.fwdMinor) return this.fwdFields;
-    // Connections from one client address to one Host share the block (one string, not one each).
-    const block = cacheable
-      ? sharedBlock(this.ctx, `${head.minor} ${this.peer}`, head.host, () =>
-          sequential(this.buildForwardingFields(head)),
-        )
-      : this.buildForwardingFields(head);
-    if (cacheable) {
-      this.fwdHost = head.host;
-      this.fwdMinor = head.minor;
-      this.fwdFields = block;
-    }
-    return block;
-  }
-
-  private buildForwardingFields(head: RequestHead): string {
-    const via = this.ctx.via;
-    return forwardedHeaders(head, {
-      peer: this.peer,
-      proto: this.ctx.proto,
-      host: head.host,
-      trusted: this.trusted,
-      via: via === null ? null : `1.${head.minor} ${via}`,
-    });
+    return forwardingFields(this, head, head.minor === 1 ? '1.1' : '1.0');
   }
 
   /** Called by the exchange when its response is complete (or it failed after answering). */

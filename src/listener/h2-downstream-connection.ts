@@ -2,8 +2,7 @@ import type { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { unmapIPv4 } from '../core/cidr.ts';
-import { forwardedHeaders, sharedBlock } from '../forward/forwarded-headers.ts';
-import { sequential } from '../http1/latin1.ts';
+import { forwardingFields } from '../forward/forwarding-cache.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import {
@@ -30,9 +29,10 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   readonly trusted: boolean;
   private readonly set: Set<H2DownstreamConnection>;
   deadline = 0;
-  /** The last forwarding block and the Host it was built for. */
-  private fwdHost: string | null = null;
-  private fwdFields = '';
+  /** The last forwarding block and what it was built for (see forwarding-cache.ts). */
+  fwdHost: string | null = null;
+  fwdVersion = '';
+  fwdFields = '';
 
   constructor(socket: Socket, ctx: ListenerContext, opts: ConnectionOptions, set: Set<H2DownstreamConnection>) {
     this.ctx = ctx;
@@ -53,34 +53,9 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
     if (ctx.draining) this.conn.shutdown();
   }
 
-  /**
-   * X-Forwarded-*, Forwarded and Via lines for a request on this connection: from an untrusted peer
-   * they depend only on Host (the version is always 2), so the block is built once per Host and
-   * reused by the connection's next streams (and shared with the listener's other connections from
-   * the same client address).
-   */
+  /** X-Forwarded-*, Forwarded and Via lines for a request on this connection (memoised: forwarding-cache.ts). */
   forwardingFields(head: RequestHead): string {
-    const cacheable = !this.trusted && head.via === null;
-    if (cacheable && head.host === this.fwdHost) return this.fwdFields;
-    const block = cacheable
-      ? sharedBlock(this.ctx, `2 ${this.peer}`, head.host, () => sequential(this.buildForwardingFields(head)))
-      : this.buildForwardingFields(head);
-    if (cacheable) {
-      this.fwdHost = head.host;
-      this.fwdFields = block;
-    }
-    return block;
-  }
-
-  private buildForwardingFields(head: RequestHead): string {
-    const via = this.ctx.via;
-    return forwardedHeaders(head, {
-      peer: this.peer,
-      proto: this.ctx.proto,
-      host: head.host,
-      trusted: this.trusted,
-      via: via === null ? null : `2 ${via}`,
-    });
+    return forwardingFields(this, head, '2');
   }
 
   get openStreams(): number {
