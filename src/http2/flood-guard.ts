@@ -56,20 +56,22 @@ export type FloodCode = (typeof FLOOD_CODES)[number];
 
 export class FloodGuard {
   private readonly limits: FloodLimits;
-  private readonly max: Int32Array;
-  private readonly counts = new Int32Array(6);
-  private readonly starts = new Float64Array(6);
+  private readonly max: readonly number[];
+  // Plain arrays, not typed ones: a typed array costs an ArrayBuffer and a backing store each, about
+  // 300 bytes, on every idle connection.
+  private readonly counts = [0, 0, 0, 0, 0, 0];
+  private readonly starts = [0, 0, 0, 0, 0, 0];
 
   constructor(limits: FloodLimits) {
     this.limits = limits;
-    this.max = Int32Array.of(
+    this.max = [
       limits.maxResets,
       limits.maxSettings,
       limits.maxPings,
       limits.maxEmptyFrames,
       limits.maxWindowUpdates,
       limits.maxPriority,
-    );
+    ];
   }
 
   /**

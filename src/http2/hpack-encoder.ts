@@ -46,7 +46,7 @@ export class HpackEncoder {
   // entry k (1 = newest) has sequence inserted - k and lives at slot (inserted - k) & mask.
   private names: string[] = new Array<string>(16).fill('');
   private values: string[] = new Array<string>(16).fill('');
-  private sizes = new Int32Array(16);
+  private sizes: number[] = new Array<number>(16).fill(0);
   private mask = 15;
   private inserted = 0;
   private count = 0;
@@ -186,7 +186,7 @@ export class HpackEncoder {
     const cap = this.names.length * 2;
     const names = new Array<string>(cap).fill('');
     const values = new Array<string>(cap).fill('');
-    const sizes = new Int32Array(cap);
+    const sizes = new Array<number>(cap).fill(0);
     const mask = cap - 1;
     for (let seq = this.inserted - this.count; seq < this.inserted; seq++) {
       names[seq & mask] = this.names[seq & this.mask]!;

@@ -17,7 +17,7 @@ const ARENA_BYTES = 64 * 1024;
 const COPY_MAX = 4096;
 /** Arenas handed back after a write the kernel took at once, for the next connection that writes. */
 const spareArenas: Buffer[] = [];
-const SPARE_ARENAS = 64;
+const SPARE_ARENAS = 16;
 
 /** Transports with output this turn; all flushed from one setImmediate. */
 const toFlush: H2Transport[] = [];

@@ -126,16 +126,25 @@ function sniff(socket: net.Socket, listener: HttpListener): void {
     const n = Math.min(got.length, PREFACE.length);
     const prefix = got.subarray(0, n).equals(PREFACE.subarray(0, n));
     if (prefix && n < PREFACE.length) return;
+    const first = got;
     done();
-    listener.classified(socket, got, prefix);
+    listener.classified(socket, first, prefix);
   };
   const done = (): void => {
     clearTimeout(timer);
     socket.off('data', onData);
     socket.off('close', done);
+    socket.off('error', destroyOnError);
     socket.pause();
+    // Nothing of the sniff outlives it: its closures (and the first read) would otherwise stay
+    // reachable for the connection's whole life.
+    got = null;
   };
   socket.on('data', onData);
   socket.on('close', done);
-  socket.on('error', () => socket.destroy());
+  socket.on('error', destroyOnError);
+}
+
+function destroyOnError(this: net.Socket): void {
+  this.destroy();
 }
