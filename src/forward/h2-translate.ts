@@ -410,17 +410,31 @@ for (const name of [
   (COMMON_NAMES[name.length] ??= []).push(name);
 }
 
-/** Appends "name: value\r\n" lines (the forwarding block) as flat fields. */
+/**
+ * Appends "name: value\r\n" lines (the forwarding block) as flat fields. Blocks are memoised per
+ * connection (forwarding-cache.ts), so the same string comes back request after request: it is split
+ * once, and the same name and value strings go to HPACK each time (no new strings to allocate and hash).
+ */
 function pushLines(out: string[], lines: string): void {
-  let pos = 0;
-  while (pos < lines.length) {
-    const eol = lines.indexOf('\r\n', pos);
-    const colon = lines.indexOf(':', pos);
-    if (eol === -1 || colon === -1 || colon > eol) break;
-    out.push(lines.slice(pos, colon), lines.slice(colon + 2, eol));
-    pos = eol + 2;
+  let fields = splitBlocks.get(lines);
+  if (fields === undefined) {
+    fields = [];
+    let pos = 0;
+    while (pos < lines.length) {
+      const eol = lines.indexOf('\r\n', pos);
+      const colon = lines.indexOf(':', pos);
+      if (eol === -1 || colon === -1 || colon > eol) break;
+      fields.push(lines.slice(pos, colon), lines.slice(colon + 2, eol));
+      pos = eol + 2;
+    }
+    if (splitBlocks.size >= SPLIT_BLOCKS) splitBlocks.clear();
+    splitBlocks.set(lines, fields);
   }
+  for (let i = 0; i < fields.length; i++) out.push(fields[i]!);
 }
+const splitBlocks = new Map<string, string[]>();
+/** Bounded: a block per client address and Host at most; clearing only costs a re-split. */
+const SPLIT_BLOCKS = 1024;
 
 /** §8.2.1: no CR, LF or NUL anywhere, no whitespace at either end; one octet per character. */
 function safeValue(v: string): boolean {
