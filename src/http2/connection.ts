@@ -27,7 +27,6 @@ import {
   MAX_WINDOW,
   NO_ERROR,
   PING,
-  PREFACE_LENGTH,
   PRIORITY,
   PROTOCOL_ERROR,
   PUSH_PROMISE,
@@ -60,6 +59,8 @@ import {
 import { HpackDecoder } from './hpack-decoder.ts';
 import { HpackEncoder } from './hpack-encoder.ts';
 import { applySettings, defaultSettings, encodeSettings, type Settings } from './settings.ts';
+import { FrameReader, type FrameSink } from './frame-reader.ts';
+import { contentLength, hasPseudo, isInterim, noBodyStatus } from './message-fields.ts';
 import { Http2Stream, type StreamSink } from './stream.ts';
 import { H2Transport } from './transport.ts';
 
@@ -144,7 +145,7 @@ const EMPTY = Buffer.alloc(0);
  * Errors follow §5.4: a stream error sends RST_STREAM and ends that stream only; a connection error
  * sends GOAWAY with the code and closes. The peer's FIN or a socket error closes everything at once.
  */
-export class Http2Connection implements Expirable {
+export class Http2Connection implements Expirable, FrameSink {
   readonly role: Role;
   readonly transport: H2Transport;
   readonly local: Settings;
@@ -168,9 +169,8 @@ export class Http2Connection implements Expirable {
   private recvUnacked = 0;
   /** Streams with output waiting for connection window, in order. */
   private waiting: Http2Stream[] = [];
-  /** Reads: bytes of an incomplete frame (owned), and how much of the preface is still expected. */
-  private partial: Buffer | null = null;
-  private prefaceLeft: number;
+  /** Cuts the bytes read into frames (FrameReader calls onFrame, onBadPreface, onOversizeFrame). */
+  private readonly reader: FrameReader;
   private gotSettings = false;
   private settingsAcked = false;
   /** Header block in progress (HEADERS without END_HEADERS, then CONTINUATION). */
@@ -211,7 +211,7 @@ export class Http2Connection implements Expirable {
     this.handler = handler;
     this.opts = opts;
     this.nextStreamId = role === 'client' ? 1 : 2;
-    this.prefaceLeft = role === 'server' ? PREFACE_LENGTH : 0;
+    this.reader = new FrameReader(this, role === 'server');
     this.local = {
       headerTableSize: opts.headerTableSize,
       enablePush: false,
@@ -306,80 +306,19 @@ export class Http2Connection implements Expirable {
   onBytes(buf: Buffer, start: number, end: number): void {
     if (this.closed) return;
     this.bytesReceived += end - start;
-    if (this.prefaceLeft > 0) {
-      const n = Math.min(this.prefaceLeft, end - start);
-      const from = PREFACE_LENGTH - this.prefaceLeft;
-      for (let i = 0; i < n; i++) {
-        if (buf[start + i] !== CLIENT_PREFACE.charCodeAt(from + i)) {
-          this.fail(PROTOCOL_ERROR, 'h2_bad_preface', 'invalid connection preface');
-          return;
-        }
-      }
-      this.prefaceLeft -= n;
-      start += n;
-      if (start === end) return;
-    }
-    let partial = this.partial;
-    if (partial !== null) {
-      // An incomplete frame from an earlier read: complete it first (in its own buffer, so views
-      // of its payload handed on stay valid).
-      const have = this.partialLength;
-      let need = FRAME_HEADER;
-      if (have >= FRAME_HEADER) need += (partial[0]! << 16) | (partial[1]! << 8) | partial[2]!;
-      else {
-        const take = Math.min(FRAME_HEADER - have, end - start);
-        buf.copy(partial, have, start, start + take);
-        this.partialLength += take;
-        start += take;
-        if (this.partialLength < FRAME_HEADER) return;
-        const len = (partial[0]! << 16) | (partial[1]! << 8) | partial[2]!;
-        if (len > this.local.maxFrameSize) {
-          this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', `frame of ${len} bytes`);
-          return;
-        }
-        need = FRAME_HEADER + len;
-        if (partial.length < need) {
-          const bigger = Buffer.allocUnsafe(need);
-          partial.copy(bigger, 0, 0, FRAME_HEADER);
-          partial = bigger;
-          this.partial = bigger;
-        }
-      }
-      const take = Math.min(need - this.partialLength, end - start);
-      buf.copy(partial, this.partialLength, start, start + take);
-      this.partialLength += take;
-      start += take;
-      if (this.partialLength < need) return;
-      this.partial = null;
-      this.partialLength = 0;
-      this.onFrame(partial, 0, need);
-      if (this.closed) return;
-    }
-    while (end - start >= FRAME_HEADER) {
-      const len = (buf[start]! << 16) | (buf[start + 1]! << 8) | buf[start + 2]!;
-      if (len > this.local.maxFrameSize) {
-        this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', `frame of ${len} bytes`);
-        return;
-      }
-      if (end - start < FRAME_HEADER + len) break;
-      this.onFrame(buf, start, start + FRAME_HEADER + len);
-      if (this.closed) return;
-      start += FRAME_HEADER + len;
-    }
-    if (start < end) {
-      const rest = end - start;
-      let size = rest;
-      if (rest >= FRAME_HEADER) size = FRAME_HEADER + ((buf[start]! << 16) | (buf[start + 1]! << 8) | buf[start + 2]!);
-      const p = Buffer.allocUnsafe(Math.max(size, FRAME_HEADER));
-      buf.copy(p, 0, start, end);
-      this.partial = p;
-      this.partialLength = rest;
-    }
+    this.reader.push(buf, start, end);
   }
-  private partialLength = 0;
+
+  onBadPreface(): void {
+    this.fail(PROTOCOL_ERROR, 'h2_bad_preface', 'invalid connection preface');
+  }
+
+  onOversizeFrame(length: number): void {
+    this.fail(FRAME_SIZE_ERROR, 'h2_frame_size', `frame of ${length} bytes`);
+  }
 
   /** One complete frame: `b[start, end)`, header included. */
-  private onFrame(b: Buffer, start: number, end: number): void {
+  onFrame(b: Buffer, start: number, end: number): void {
     const type = b[start + 3]!;
     const flags = b[start + 4]!;
     const id = readU32(b, start + 5) & 0x7fffffff;
@@ -1424,40 +1363,4 @@ export class Http2Connection implements Expirable {
       s.sink?.onWritable();
     }
   }
-}
-
-/** content-length among decoded fields (-1: absent or not a plain number; the owner rejects the latter). */
-function contentLength(fields: readonly string[]): number {
-  let v = -1;
-  for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] !== 'content-length') continue;
-    const s = fields[i + 1]!;
-    if (!/^[0-9]{1,15}$/.test(s)) return -1;
-    const n = Number(s);
-    if (v !== -1 && v !== n) return -1;
-    v = n;
-  }
-  return v;
-}
-
-function hasPseudo(fields: readonly string[]): boolean {
-  for (let i = 0; i < fields.length; i += 2) if (fields[i]!.charCodeAt(0) === 0x3a) return true;
-  return false;
-}
-
-function noBodyStatus(fields: readonly string[]): boolean {
-  for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] === ':status') return fields[i + 1] === '204' || fields[i + 1] === '304';
-  }
-  return false;
-}
-
-function isInterim(fields: readonly string[]): boolean {
-  for (let i = 0; i < fields.length; i += 2) {
-    if (fields[i] === ':status') {
-      const v = fields[i + 1]!;
-      return v.length === 3 && v.charCodeAt(0) === 0x31;
-    }
-  }
-  return false;
 }
