@@ -1009,7 +1009,7 @@ export class Http2Connection implements Expirable, FrameSink {
   }
 
   /** Body bytes for `s`; what the windows do not allow now waits (copied). False: producer should wait. */
-  sendData(s: Http2Stream, buf: Buffer, start: number, end: number, _end: boolean): boolean {
+  sendData(s: Http2Stream, buf: Buffer, start: number, end: number): boolean {
     if (s.closed || s.localClosed || s.endQueued || this.closed) return true;
     if (!s.headersSent) {
       // A body before its head would be DATA before HEADERS (§8.1): an owner's bug, never on the wire.

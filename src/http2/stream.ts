@@ -79,7 +79,7 @@ export class Http2Stream {
 
   /** Body bytes (copied when they cannot leave in this turn). False: wait for `onWritable`. */
   write(buf: Buffer, start = 0, end = buf.length): boolean {
-    return this.conn.sendData(this, buf, start, end, false);
+    return this.conn.sendData(this, buf, start, end);
   }
 
   /**
