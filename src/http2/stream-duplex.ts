@@ -4,8 +4,9 @@ import { CANCEL, errorName, NO_ERROR } from './frame.ts';
 import type { Http2Stream, StreamSink } from './stream.ts';
 
 /**
- * An HTTP/2 stream as a Duplex, for tunnels only (WebSockets, CONNECT, CONNECT-UDP), which are
- * joined to sockets with `pipe`. Requests never pay for this: they use the stream record directly.
+ * An HTTP/2 stream as a Duplex, for the CONNECT-UDP relay only (its capsule parser reads a Node
+ * stream). Requests use the stream record directly, and TCP and WebSocket tunnels join stream records
+ * and sockets without Node streams (tunnel/splice.ts).
  *
  * Reads: DATA is pushed; when the readable side is full the stream is paused, which holds back the
  * WINDOW_UPDATE, so the peer stops sending. Writes go out as DATA; the callback waits for the

@@ -3,8 +3,9 @@ import net from 'node:net';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { type ConnectPolicy, type ResolvedTarget, splitAuthority } from './connect-policy.ts';
-import { Splice, type SpliceResult } from './splice.ts';
-import type { Fields, TunnelDownstream } from './tunnel-downstream.ts';
+import { SocketSide } from './socket-side.ts';
+import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';
+import type { Fields, TunnelDownstream, TunnelWatcher } from './tunnel-downstream.ts';
 import { logTunnel } from './tunnel-log.ts';
 import { UdpRelay, type UdpRelayResult } from './udp-relay.ts';
 
@@ -25,7 +26,7 @@ export interface ConnectRequest {
  * and relay. Every refusal carries its code: 407 proxy_auth_required, 403 connect_denied, 502
  * connect_resolve_failed / upstream_connect_failed, 504 upstream_timeout.
  */
-export class ConnectTunnel implements Expirable {
+export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
   private readonly down: TunnelDownstream;
   private readonly req: ConnectRequest;
   private readonly policy: ConnectPolicy;
@@ -42,7 +43,7 @@ export class ConnectTunnel implements Expirable {
     this.policy = policy;
     this.deadline = this.startedAt + policy.connectTimeoutMs;
     sweeper.add(this);
-    down.stream.once('close', this.onClientGone);
+    down.watch(this);
     if (!policy.authorized(req.auth)) {
       this.fail('proxy_auth_required', 'missing or wrong Proxy-Authorization', policy.challenge());
       return;
@@ -85,11 +86,7 @@ export class ConnectTunnel implements Expirable {
     }
     this.accept(200, []);
     s.on('error', noop);
-    const ctx = this.down.ctx;
-    new Splice(this.down.stream, s, this.policy.idleTimeoutMs, (r) => {
-      ctx.stats.tunnelsOpen--;
-      this.finish(null, r);
-    });
+    new Splice(this.down.side(), new SocketSide(s, null), this.policy.idleTimeoutMs, this);
   }
 
   private udpUp(t: ResolvedTarget): void {
@@ -108,7 +105,7 @@ export class ConnectTunnel implements Expirable {
     this.accept(this.down.h2 ? 200 : 101, fields);
     const ctx = this.down.ctx;
     new UdpRelay(
-      this.down.stream,
+      this.down.duplex(),
       { address: t.address, port: this.req.port, family: t.family },
       { idleTimeoutMs: this.policy.udpIdleTimeoutMs, maxCapsuleBytes: this.policy.maxCapsuleBytes },
       (r) => {
@@ -121,19 +118,24 @@ export class ConnectTunnel implements Expirable {
   private accept(status: number, fields: Fields): void {
     this.status = status;
     sweeper.delete(this);
-    this.down.stream.off('close', this.onClientGone);
+    this.down.unwatch();
     this.down.accept(status, fields);
     this.down.ctx.stats.tunnelsOpen++;
     this.down.ctx.stats.tunnelsTotal++;
+  }
+
+  onSpliceDone(r: SpliceResult): void {
+    this.down.ctx.stats.tunnelsOpen--;
+    this.finish(null, r);
   }
 
   expire(): void {
     this.fail('upstream_timeout', `no connection to ${this.req.target} within connect_timeout`);
   }
 
-  private readonly onClientGone = (): void => {
+  onClientGone(): void {
     this.fail('downstream_closed', 'client left during the setup');
-  };
+  }
 
   private fail(code: ErrorCode, detail: string, fields?: Fields): void {
     if (this.done) return;

@@ -1,7 +1,8 @@
 import { Buffer } from 'node:buffer';
 import type { ErrorCode } from '../core/errors.ts';
 import { h2ResponseStatus } from '../forward/h2-translate.ts';
-import { H2StreamDuplex } from '../http2/stream-duplex.ts';
+import { NO_ERROR } from '../http2/frame.ts';
+import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
@@ -11,8 +12,8 @@ import type { Fields } from './tunnel-downstream.ts';
 const MAX_DECLINED_BODY = 64 * 1024;
 
 export interface H2ConnectOwner {
-  /** 2xx: the stream is the tunnel now (paused until spliced). */
-  onStreamUp(stream: H2StreamDuplex, fields: Fields): void;
+  /** 2xx: the stream is the tunnel now (paused until spliced; the owner becomes its sink). */
+  onStreamUp(stream: Http2Stream, fields: Fields): void;
   /** Any other final status, with its body. */
   onDeclined(status: number, fields: Fields, body: Buffer): void;
   onLegFailed(code: ErrorCode, detail: string): void;
@@ -28,7 +29,7 @@ export interface H2ConnectOwner {
  * CONNECT (RFC 8441 `:protocol`). It waits for a stream slot like any request, so thousands of
  * tunnels share the endpoint's few sessions, `max_concurrent_streams` each.
  */
-export class H2ConnectLeg implements PoolWaiter {
+export class H2ConnectLeg implements PoolWaiter, StreamSink {
   queuedAt = 0;
   queuePrev: PoolWaiter | null = null;
   queueNext: PoolWaiter | null = null;
@@ -40,8 +41,11 @@ export class H2ConnectLeg implements PoolWaiter {
   private readonly headers: string[];
   private readonly extended: boolean;
   private readonly owner: H2ConnectOwner;
-  private stream: H2StreamDuplex | null = null;
+  private stream: Http2Stream | null = null;
   private done = false;
+  /** The status of a refusal whose body is being read; 0 before the answer. */
+  private declinedStatus = 0;
+  private declinedFields: Fields = [];
   private body: Buffer[] = [];
   private bodyBytes = 0;
 
@@ -57,7 +61,7 @@ export class H2ConnectLeg implements PoolWaiter {
     if (this.done) return;
     this.done = true;
     if (this.queued) this.pool.cancel(this);
-    this.stream?.close();
+    this.stream?.reset(NO_ERROR);
   }
 
   onPoolReady(conn: H1UpstreamConnection): void {
@@ -82,22 +86,15 @@ export class H2ConnectLeg implements PoolWaiter {
       this.owner.onNoH2();
       return;
     }
-    const h2 = session.request(this.headers, false, null);
+    const h2 = session.request(this.headers, false, this);
     if (h2 === null) {
       this.done = true;
       this.owner.onLegFailed('upstream_reset', 'the upstream connection went away');
       return;
     }
-    // Paused until spliced: nothing is read before the owner is ready.
-    const stream = new H2StreamDuplex(h2);
-    this.stream = stream;
-    stream.on('error', noop);
-    stream.onHeadersBlock = (fields) => this.onResponse(stream, fields);
-    stream.on('close', () => {
-      if (this.done) return;
-      this.done = true;
-      this.owner.onLegFailed('upstream_reset', `stream closed before a response (code ${stream.rstCode})`);
-    });
+    // Paused until spliced: nothing is read before the owner is ready (DATA waits in the record).
+    h2.pause();
+    this.stream = h2;
   }
 
   onPoolError(code: ErrorCode): void {
@@ -106,17 +103,19 @@ export class H2ConnectLeg implements PoolWaiter {
     this.owner.onLegFailed(code, 'no upstream stream');
   }
 
-  private onResponse(stream: H2StreamDuplex, raw: string[]): void {
-    if (this.done) return;
+  // --- StreamSink, until the answer ---
+
+  onHeaders(raw: string[], endStream: boolean): void {
+    const stream = this.stream;
+    if (this.done || stream === null || this.declinedStatus !== 0) return;
     const status = h2ResponseStatus(raw);
     if (status === -1) {
       this.done = true;
-      stream.close();
+      stream.reset(NO_ERROR);
       this.owner.onLegFailed('upstream_protocol_error', 'malformed response head');
       return;
     }
     if (status < 200) return; // interim
-    stream.onHeadersBlock = null;
     const fields = fieldsOf(raw);
     if (status >= 200 && status < 300) {
       this.done = true;
@@ -124,23 +123,37 @@ export class H2ConnectLeg implements PoolWaiter {
       return;
     }
     // A refusal: read its (small) body, then relay it.
-    stream.on('data', (c: Buffer) => {
-      this.bodyBytes += c.length;
-      if (this.bodyBytes > MAX_DECLINED_BODY) {
-        this.done = true;
-        stream.close();
-        this.owner.onLegFailed('upstream_protocol_error', 'refusal body too large to relay');
-        return;
-      }
-      this.body.push(c);
-    });
-    stream.on('end', () => {
-      if (this.done) return;
-      this.done = true;
-      this.owner.onDeclined(status, fields, Buffer.concat(this.body));
-    });
-    stream.resume();
+    this.declinedStatus = status;
+    this.declinedFields = fields;
+    if (endStream) this.onEnd();
+    else stream.resume();
   }
+
+  onData(buf: Buffer, start: number, end: number): void {
+    if (this.done || this.declinedStatus === 0) return;
+    this.bodyBytes += end - start;
+    if (this.bodyBytes > MAX_DECLINED_BODY) {
+      this.done = true;
+      this.stream?.reset(NO_ERROR);
+      this.owner.onLegFailed('upstream_protocol_error', 'refusal body too large to relay');
+      return;
+    }
+    this.body.push(Buffer.from(buf.subarray(start, end)));
+  }
+
+  onEnd(): void {
+    if (this.done || this.declinedStatus === 0) return;
+    this.done = true;
+    this.owner.onDeclined(this.declinedStatus, this.declinedFields, Buffer.concat(this.body));
+  }
+
+  onReset(code: number): void {
+    if (this.done) return;
+    this.done = true;
+    this.owner.onLegFailed('upstream_reset', `stream closed before a response (code ${code})`);
+  }
+
+  onWritable(): void {}
 }
 
 /** Response fields without pseudo-headers and framing, for relaying. */
@@ -160,5 +173,3 @@ const NO_USER = {
   onUpstreamDrain(): void {},
   onUpstreamTimeout(): void {},
 };
-
-function noop(): void {}

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
+import type { Http2Stream } from '../http2/stream.ts';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
@@ -7,7 +7,9 @@ import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { TcpListenerContext } from '../listener/tcp-listener.ts';
 import { H2ConnectLeg } from './h2-connect-leg.ts';
-import { Splice, type SpliceResult } from './splice.ts';
+import { SocketSide } from './socket-side.ts';
+import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';
+import { StreamSide } from './stream-side.ts';
 import type { Fields } from './tunnel-downstream.ts';
 
 /**
@@ -17,7 +19,7 @@ import type { Fields } from './tunnel-downstream.ts';
  * client connections need about N / max_concurrent_streams TCP connections between the two proxies.
  * The client socket is accepted paused: nothing is read until the peer answered 200.
  */
-export class H2TcpTunnel implements Expirable {
+export class H2TcpTunnel implements Expirable, SpliceOwner {
   private readonly down: Socket;
   private readonly ctx: TcpListenerContext;
   private readonly tunnels: Set<{ destroy(code: ErrorCode): void }>;
@@ -64,9 +66,10 @@ export class H2TcpTunnel implements Expirable {
     else this.fail(code, 'shutting down');
   }
 
-  onStreamUp(stream: H2StreamDuplex, _fields: Fields): void {
+  onStreamUp(stream: Http2Stream, _fields: Fields): void {
+    const side = new StreamSide(stream);
     if (this.done || this.down.destroyed) {
-      stream.close();
+      side.reset();
       this.fail('downstream_closed', 'client left while the tunnel was set up');
       return;
     }
@@ -75,10 +78,12 @@ export class H2TcpTunnel implements Expirable {
     this.down.off('close', this.onClientGone);
     this.ctx.stats.tunnelsOpen++;
     this.ctx.stats.tunnelsTotal++;
-    this.splice = new Splice(this.down, stream, this.ctx.idleTimeoutMs, (r) => {
-      this.ctx.stats.tunnelsOpen--;
-      this.finish(null, r);
-    });
+    this.splice = new Splice(new SocketSide(this.down, null), side, this.ctx.idleTimeoutMs, this);
+  }
+
+  onSpliceDone(r: SpliceResult): void {
+    this.ctx.stats.tunnelsOpen--;
+    this.finish(null, r);
   }
 
   onDeclined(status: number, _fields: Fields, body: Buffer): void {

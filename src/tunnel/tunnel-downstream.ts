@@ -5,26 +5,41 @@ import { ERRORS, type ErrorCode, reasonPhrase } from '../core/errors.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import { CANCEL } from '../http2/frame.ts';
-import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
+import type { Http2Stream, StreamSink } from '../http2/stream.ts';
+import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import type { H1DownstreamConnection } from '../listener/h1-downstream-connection.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
+import { SocketSide } from './socket-side.ts';
+import { StreamSide } from './stream-side.ts';
+import type { TunnelSide } from './tunnel-side.ts';
 
 /** Response fields as (lower-case name, value) pairs. */
 export type Fields = readonly (readonly [string, string])[];
 
+export interface TunnelWatcher {
+  onClientGone(): void;
+}
+
 /**
  * The client end of a tunnel (a WebSocket, another Upgrade, CONNECT, CONNECT-UDP) while it is being
  * set up, whichever protocol it arrived on. Until `accept`, nothing is read from the client; after
- * it, `stream` carries the tunnel's bytes. Every path ends in exactly one of accept (then the splice
- * owns the stream), refuse (a proxy error) or answer (the upstream's own refusal, relayed).
+ * it, `side()` (a splice) or `duplex()` (the UDP relay's capsules) carries the tunnel's bytes. Every
+ * path ends in exactly one of accept, refuse (a proxy error) or answer (the upstream's own refusal,
+ * relayed).
  */
 export interface TunnelDownstream {
   readonly h2: boolean;
   readonly ctx: ListenerContext;
   readonly peer: string;
-  readonly stream: Duplex;
+  /** `w` hears once if the client goes away before the tunnel is accepted. */
+  watch(w: TunnelWatcher): void;
+  unwatch(): void;
   /** The tunnel is up: 101 / 200 and its fields. */
   accept(status: number, fields: Fields): void;
+  /** After accept: the client's end for a splice (once). */
+  side(): TunnelSide;
+  /** After accept: the client's end as a Node Duplex, for the UDP relay (once; instead of `side`). */
+  duplex(): Duplex;
   /** A proxy error (nothing was sent yet); the connection (HTTP/1.1) or stream (HTTP/2) ends. */
   refuse(code: ErrorCode, fields?: Fields): void;
   /** A final response from the upstream that is not a tunnel (e.g. 403 to a WebSocket): relayed, then the end. */
@@ -44,6 +59,7 @@ export class H1TunnelDownstream implements TunnelDownstream {
   private readonly session: H1DownstreamConnection;
   /** Bytes the client sent after the request head (early tunnel data); they go first. */
   private leftover: Buffer | null;
+  private onGone: (() => void) | null = null;
 
   constructor(session: H1DownstreamConnection, leftover: Buffer | null) {
     this.session = session;
@@ -61,12 +77,33 @@ export class H1TunnelDownstream implements TunnelDownstream {
     return this.stream.destroyed;
   }
 
+  watch(w: TunnelWatcher): void {
+    const onGone = (): void => w.onClientGone();
+    this.onGone = onGone;
+    this.stream.once('close', onGone);
+  }
+
+  unwatch(): void {
+    if (this.onGone !== null) this.stream.off('close', this.onGone);
+    this.onGone = null;
+  }
+
   accept(status: number, fields: Fields): void {
     this.write(`HTTP/1.1 ${status} ${status === 101 ? 'Switching Protocols' : 'Connection Established'}\r\n`, fields);
+  }
+
+  side(): TunnelSide {
+    const l = this.leftover;
+    this.leftover = null;
+    return new SocketSide(this.stream, l);
+  }
+
+  duplex(): Duplex {
     if (this.leftover !== null) {
       this.stream.unshift(this.leftover);
       this.leftover = null;
     }
+    return this.stream;
   }
 
   refuse(code: ErrorCode, fields: Fields = []): void {
@@ -96,16 +133,21 @@ export interface H2TunnelOrigin {
   forwardingFields(head: RequestHead): string;
 }
 
-/** An HTTP/2 CONNECT or extended CONNECT stream. */
-export class H2TunnelDownstream implements TunnelDownstream {
+/**
+ * An HTTP/2 CONNECT or extended CONNECT stream. Until the tunnel is up this is the stream's sink: the
+ * stream is paused (DATA waits in the record) and a reset means the client is gone.
+ */
+export class H2TunnelDownstream implements TunnelDownstream, StreamSink {
   readonly h2 = true;
-  readonly stream: H2StreamDuplex;
+  readonly stream: Http2Stream;
   readonly conn: H2TunnelOrigin;
+  private watcher: TunnelWatcher | null = null;
 
-  constructor(stream: H2StreamDuplex, conn: H2TunnelOrigin) {
-    // Nothing is read before the tunnel is up (the duplex starts paused); `pipe` resumes it then.
+  constructor(stream: Http2Stream, conn: H2TunnelOrigin) {
     this.stream = stream;
     this.conn = conn;
+    stream.sink = this;
+    stream.pause();
   }
 
   get ctx(): ListenerContext {
@@ -117,15 +159,33 @@ export class H2TunnelDownstream implements TunnelDownstream {
   }
 
   get closed(): boolean {
-    return this.stream.ended;
+    return this.stream.closed;
   }
 
   forwardingFields(head: RequestHead): string {
     return this.conn.forwardingFields(head);
   }
 
+  watch(w: TunnelWatcher): void {
+    this.watcher = w;
+  }
+
+  unwatch(): void {
+    this.watcher = null;
+  }
+
   accept(status: number, fields: Fields): void {
     this.respond(status, fields, false);
+  }
+
+  side(): TunnelSide {
+    return new StreamSide(this.stream);
+  }
+
+  duplex(): Duplex {
+    const d = new H2StreamDuplex(this.stream);
+    d.on('error', noop);
+    return d;
   }
 
   refuse(code: ErrorCode, fields: Fields = []): void {
@@ -138,27 +198,47 @@ export class H2TunnelDownstream implements TunnelDownstream {
       ['content-length', String(body.length)],
       ['muxgate-error', code],
     ];
-    if (this.respond(info.status, all, false)) this.stream.end(body);
+    if (this.respond(info.status, all, false)) this.endWith(body);
   }
 
   answer(status: number, fields: Fields, body: Buffer): void {
-    if (this.respond(status, [...fields, ['content-length', String(body.length)]], false)) this.stream.end(body);
+    if (this.respond(status, [...fields, ['content-length', String(body.length)]], false)) this.endWith(body);
+  }
+
+  /** The last bytes of a refusal, then END_STREAM; the client's side is reset NO_ERROR if still open. */
+  private endWith(body: Buffer): void {
+    const s = this.stream;
+    if (body.length > 0) s.write(body);
+    s.end(null, true);
   }
 
   private respond(status: number, fields: Fields, endStream: boolean): boolean {
     const s = this.stream;
-    if (s.ended || s.headersSent) return false;
+    if (s.closed || s.headersSent) return false;
     const flat: string[] = [':status', String(status)];
     for (const [n, v] of fields) {
       if (!safeField(n, v)) {
         this.ctx.log.error({ field: n }, 'cannot send the HTTP/2 tunnel response: invalid field');
-        s.close(CANCEL);
+        s.reset(CANCEL);
         return false;
       }
       flat.push(n.toLowerCase(), v);
     }
-    s.h2.respond(flat, endStream);
+    s.respond(flat, endStream);
     return true;
+  }
+
+  // --- StreamSink, while the tunnel is set up ---
+
+  onHeaders(): void {}
+  onData(): void {}
+  onEnd(): void {}
+  onWritable(): void {}
+
+  onReset(): void {
+    const w = this.watcher;
+    this.watcher = null;
+    w?.onClientGone();
   }
 }
 
@@ -177,3 +257,5 @@ function lines(fields: Fields): string {
   for (const [n, v] of fields) s += `${n}: ${v}\r\n`;
   return s;
 }
+
+function noop(): void {}

@@ -1,7 +1,6 @@
 import type { ErrorCode } from '../core/errors.ts';
 import { checkH2Fields, h2RequestHead } from '../forward/h2-translate.ts';
 import type { Http2Stream } from '../http2/stream.ts';
-import { H2StreamDuplex } from '../http2/stream-duplex.ts';
 import { parseRequestHead, type RequestHead, requestField } from '../http1/request-head.ts';
 import type { ListenerContext } from '../listener/listener-context.ts';
 import type { Route } from '../router/route.ts';
@@ -68,9 +67,7 @@ export function isH2Connect(raw: readonly string[]): boolean {
  */
 export function startH2Tunnel(stream: Http2Stream, conn: H2TunnelOrigin, raw: readonly string[]): void {
   const ctx = conn.ctx;
-  const duplex = new H2StreamDuplex(stream);
-  duplex.on('error', noop);
-  const down = new H2TunnelDownstream(duplex, conn);
+  const down = new H2TunnelDownstream(stream, conn);
   const plan = planH2Tunnel(ctx, raw);
   if (typeof plan === 'string') {
     ctx.stats.recordError(plan);
@@ -135,5 +132,3 @@ function hasField(raw: readonly string[], name: string): boolean {
   for (let i = 0; i < raw.length; i += 2) if (raw[i] === name) return true;
   return false;
 }
-
-function noop(): void {}

@@ -1,6 +1,5 @@
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
-import type { Duplex } from 'node:stream';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
@@ -17,7 +16,7 @@ const MAX_DECLINED_BODY = 64 * 1024;
 
 export interface UpgradeLegOwner {
   /** 101: the upstream switched protocols; `rest` are bytes it sent after the head (already in the new protocol). */
-  onUpgraded(socket: Duplex, res: ResponseHead, fields: Fields, rest: Buffer): void;
+  onUpgraded(socket: net.Socket, res: ResponseHead, fields: Fields, rest: Buffer): void;
   /** A final response that is not 101, with its whole body (the upstream connection is closed). */
   onDeclined(res: ResponseHead, fields: Fields, body: Buffer): void;
   onLegFailed(code: ErrorCode, detail: string): void;

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import type { H2StreamDuplex } from '../http2/stream-duplex.ts';
-import type { Duplex } from 'node:stream';
+import type { Socket } from 'node:net';
+import type { Http2Stream } from '../http2/stream.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
@@ -11,8 +11,11 @@ import { type RequestHead, requestField } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
 import type { Route } from '../router/route.ts';
 import { H2ConnectLeg } from './h2-connect-leg.ts';
-import { Splice, type SpliceResult } from './splice.ts';
-import type { Fields, TunnelDownstream } from './tunnel-downstream.ts';
+import { SocketSide } from './socket-side.ts';
+import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';
+import { StreamSide } from './stream-side.ts';
+import type { Fields, TunnelDownstream, TunnelWatcher } from './tunnel-downstream.ts';
+import type { TunnelSide } from './tunnel-side.ts';
 import { logTunnel } from './tunnel-log.ts';
 import { UpgradeLeg } from './upgrade-leg.ts';
 import { newWebSocketKey, webSocketAccept } from './websocket-key.ts';
@@ -31,9 +34,12 @@ const HANDSHAKE_ONLY = new Set(['sec-websocket-accept', 'upgrade', 'connection']
  * RFC 8441 client (and the upstream's Accept checked), and Sec-WebSocket-Accept computed for an
  * HTTP/1.1 client of an HTTP/2 upstream. Then the two sides are spliced.
  */
-export class UpgradeTunnel implements Expirable {
+export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
   private readonly down: TunnelDownstream;
-  private readonly head: RequestHead;
+  /** The request; dropped once the tunnel is up (an idle tunnel keeps only what its log line needs). */
+  private head: RequestHead | null;
+  private readonly host: string;
+  private readonly path: string;
   private readonly route: Route;
   private readonly token: string;
   private readonly startedAt = performance.now();
@@ -51,12 +57,14 @@ export class UpgradeTunnel implements Expirable {
   constructor(down: TunnelDownstream, head: RequestHead, route: Route, token: string) {
     this.down = down;
     this.head = head;
+    this.host = head.host;
+    this.path = head.target;
     this.route = route;
     this.token = token;
     const cluster = route.cluster;
     this.deadline = this.startedAt + cluster.opts.pool.connectTimeoutMs + route.responseTimeoutMs;
     sweeper.add(this);
-    down.stream.once('close', this.onClientGone);
+    down.watch(this);
     const endpoint = cluster.pick(cluster.hashKeyOf(head, down.peer));
     if (endpoint === undefined) {
       this.fail('no_healthy_endpoint', 'every endpoint is ejected');
@@ -80,7 +88,7 @@ export class UpgradeTunnel implements Expirable {
 
   private viaH1(): void {
     this.upstreamProtocol = 'HTTP/1.1';
-    const head = this.head;
+    const head = this.head as RequestHead;
     let tail = `connection: upgrade\r\nupgrade: ${this.token}\r\n`;
     if (this.token === 'websocket' && requestField(head, 'sec-websocket-key') === undefined) {
       this.madeKey = newWebSocketKey();
@@ -91,7 +99,7 @@ export class UpgradeTunnel implements Expirable {
     this.h1 = new UpgradeLeg(this.endpoint as Endpoint, renderHead(first, head.buf, head.fields, tail), this);
   }
 
-  onUpgraded(socket: Duplex, _res: ResponseHead, fields: Fields, rest: Buffer): void {
+  onUpgraded(socket: Socket, _res: ResponseHead, fields: Fields, rest: Buffer): void {
     if (this.done) {
       socket.destroy();
       return;
@@ -104,18 +112,18 @@ export class UpgradeTunnel implements Expirable {
         return;
       }
     }
-    if (rest.length > 0) socket.unshift(rest);
+    const side = new SocketSide(socket, rest);
     if (this.down.h2) {
-      this.up(socket, 200, endToEnd(fields));
+      this.up(side, 200, endToEnd(fields));
     } else {
-      this.up(socket, 101, [...fields.filter(([n]) => n !== 'upgrade' && n !== 'connection'), ...this.upgradeFields()]);
+      this.up(side, 101, [...fields.filter(([n]) => n !== 'upgrade' && n !== 'connection'), ...this.upgradeFields()]);
     }
   }
 
   // --- HTTP/2 upstream ---
 
   private extendedConnectHeaders(scheme: 'http' | 'https'): string[] {
-    const head = this.head;
+    const head = this.head as RequestHead;
     // RFC 8441 §5: the key and its accept are HTTP/1.1's handshake, not sent as a stream's fields.
     return h2RequestFields(
       head,
@@ -130,13 +138,14 @@ export class UpgradeTunnel implements Expirable {
     );
   }
 
-  onStreamUp(stream: H2StreamDuplex, fields: Fields): void {
+  onStreamUp(stream: Http2Stream, fields: Fields): void {
+    const side = new StreamSide(stream);
     if (this.done) {
-      stream.close();
+      side.reset();
       return;
     }
-    if (this.down.h2) this.up(stream, 200, endToEnd(fields));
-    else this.up(stream, 101, [...endToEnd(fields), ...this.upgradeFields()]);
+    if (this.down.h2) this.up(side, 200, endToEnd(fields));
+    else this.up(side, 101, [...endToEnd(fields), ...this.upgradeFields()]);
   }
 
   onNoH2(): void {
@@ -164,49 +173,49 @@ export class UpgradeTunnel implements Expirable {
       ['connection', 'upgrade'],
       ['upgrade', this.token],
     ];
-    const key = requestField(this.head, 'sec-websocket-key');
+    const key = requestField(this.head as RequestHead, 'sec-websocket-key');
     if (this.upstreamProtocol === 'HTTP/2' && key !== undefined)
       out.push(['sec-websocket-accept', webSocketAccept(key)]);
     return out;
   }
 
-  private up(upstream: Duplex, status: number, fields: Fields): void {
+  private up(upstream: TunnelSide, status: number, fields: Fields): void {
     const down = this.down;
     if (down.closed) {
-      upstream.destroy();
+      upstream.reset();
       this.fail('downstream_closed', 'client left during the handshake');
       return;
     }
     this.status = status;
     sweeper.delete(this);
-    down.stream.off('close', this.onClientGone);
+    down.unwatch();
     down.accept(status, fields);
+    this.head = null;
     const ctx = down.ctx;
     ctx.stats.tunnelsOpen++;
     ctx.stats.tunnelsTotal++;
     // Shutdown needs no handle on it: destroying either socket or stream ends the splice.
     // An upgraded protocol (WebSocket) closes with its own handshake: no half-closed tunnel.
-    new Splice(
-      down.stream,
-      upstream,
-      this.route.upgradeIdleTimeoutMs,
-      (r) => {
-        ctx.stats.tunnelsOpen--;
-        this.finish(null, r);
-      },
-      false,
-    );
+    // The legs are done: an idle tunnel keeps only the splice, its sides and this.
+    this.h1 = null;
+    this.h2 = null;
+    new Splice(down.side(), upstream, this.route.upgradeIdleTimeoutMs, this, false);
   }
 
   // --- endings ---
+
+  onSpliceDone(r: SpliceResult): void {
+    this.down.ctx.stats.tunnelsOpen--;
+    this.finish(null, r);
+  }
 
   expire(): void {
     this.fail('upstream_timeout', 'no answer to the upgrade in time');
   }
 
-  private readonly onClientGone = (): void => {
+  onClientGone(): void {
     this.fail('downstream_closed', 'client left during the handshake');
-  };
+  }
 
   private fail(code: ErrorCode, detail: string): void {
     if (this.done) return;
@@ -230,8 +239,8 @@ export class UpgradeTunnel implements Expirable {
     }
     logTunnel(this.down, {
       kind: this.token,
-      host: this.head.host,
-      path: this.head.target,
+      host: this.host,
+      path: this.path,
       status: this.status,
       upstream: this.endpoint?.key,
       upstreamProtocol: this.upstreamProtocol,
