@@ -6,7 +6,7 @@ import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
-import type { Downstream } from '../listener/downstream.ts';
+import type { Downstream } from './downstream.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { H1UpstreamConnection, UpstreamUser } from '../pool/h1-upstream-connection.ts';

@@ -4,7 +4,7 @@ import { type Expirable, sweeper } from '../core/sweeper.ts';
 import { CANCEL } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
-import type { H2Responder } from '../listener/downstream.ts';
+import type { H2Responder } from './downstream.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { Exchange } from './exchange.ts';
 import {

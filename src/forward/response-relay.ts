@@ -4,7 +4,7 @@ import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.t
 import { copyKeptFields, keptFieldBytes } from '../http1/field-scan.ts';
 import { LineMemo, putLatin1, sequential } from '../http1/latin1.ts';
 import { parseResponseHead, type ResponseHead } from '../http1/response-head.ts';
-import type { H2Responder } from '../listener/downstream.ts';
+import type { H2Responder } from './downstream.ts';
 import type { Exchange } from './exchange.ts';
 import { h2FieldsFromH1 } from './h2-translate.ts';
 

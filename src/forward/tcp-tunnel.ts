@@ -4,8 +4,25 @@ import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import type { TcpListenerContext } from '../listener/tcp-listener.ts';
+import type { ListenerStats } from '../core/listener-stats.ts';
+import type { Logger } from '../core/log.ts';
+import type { Cluster } from '../cluster/cluster.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
+
+/** What an L4 listener's connections need from it (its tunnels read this, not the listener). */
+export interface TcpListenerContext {
+  name: string;
+  cluster: Cluster;
+  idleTimeoutMs: number;
+  connectTimeoutMs: number;
+  connectAttempts: number;
+  accessLog: Logger | null;
+  log: Logger;
+  stats: ListenerStats;
+  draining: boolean;
+  /** `tunnel: h2`: each connection becomes a CONNECT stream to the cluster for this authority; null = plain L4. */
+  tunnel: { authority: string } | null;
+}
 
 const CONNECTING = 0;
 const OPEN = 1;

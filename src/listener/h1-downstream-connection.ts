@@ -23,7 +23,7 @@ import { forwardingFields } from '../forward/forwarding-cache.ts';
 import { pathOf } from '../router/router.ts';
 import { H1TunnelDownstream } from '../tunnel/tunnel-downstream.ts';
 import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
-import type { Downstream } from './downstream.ts';
+import type { Downstream } from '../forward/downstream.ts';
 import { giveBackBatch, scheduleFlush, takeBatch } from '../core/flush-queue.ts';
 import type { ListenerContext } from './listener-context.ts';
 

@@ -7,7 +7,7 @@ import { INTERNAL_ERROR, PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { pathOf } from '../router/router.ts';
-import type { H2Responder } from './downstream.ts';
+import type { H2Responder } from '../forward/downstream.ts';
 import type { H2DownstreamConnection } from './h2-downstream-connection.ts';
 
 const CRLF = Buffer.from('\r\n');

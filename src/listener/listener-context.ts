@@ -2,6 +2,8 @@ import type { CidrSet } from '../core/cidr.ts';
 import type { Logger } from '../core/log.ts';
 import type { Router } from '../router/router.ts';
 import type { ConnectPolicy } from '../tunnel/connect-policy.ts';
+import type { TunnelContext } from '../tunnel/tunnel-downstream.ts';
+import type { ListenerStats } from '../core/listener-stats.ts';
 
 export interface ListenerLimits {
   maxHeaderBytes: number;
@@ -12,27 +14,11 @@ export interface ListenerLimits {
   maxRequestsPerConnection: number;
 }
 
-/** Counters of one listener, written by the data path and only read by stats/admin. */
-export class ListenerStats {
-  connectionsOpen = 0;
-  connectionsTotal = 0;
-  requests = 0;
-  errors = 0;
-  bytesIn = 0;
-  bytesOut = 0;
-  /** Upgraded connections, CONNECT and CONNECT-UDP tunnels that are up. */
-  tunnelsOpen = 0;
-  tunnelsTotal = 0;
-  readonly errorCodes = new Map<string, number>();
-
-  recordError(code: string): void {
-    this.errors++;
-    this.errorCodes.set(code, (this.errorCodes.get(code) ?? 0) + 1);
-  }
-}
-
-/** Everything a downstream connection needs from its listener, resolved once at start. */
-export interface ListenerContext {
+/**
+ * Everything a downstream connection needs from its listener, resolved once at start. The exchange
+ * and the tunnels see it through narrower views of their own (DownstreamContext, TunnelContext).
+ */
+export interface ListenerContext extends TunnelContext {
   name: string;
   router: Router;
   limits: ListenerLimits;

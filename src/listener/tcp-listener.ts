@@ -1,26 +1,12 @@
 import net, { type AddressInfo } from 'node:net';
 import { listenOn } from './listen.ts';
-import type { Cluster } from '../cluster/cluster.ts';
-import type { Logger } from '../core/log.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { TcpTunnel } from '../forward/tcp-tunnel.ts';
 import { H2TcpTunnel } from '../tunnel/h2-tcp-tunnel.ts';
-import { ListenerStats } from './listener-context.ts';
+import { ListenerStats } from '../core/listener-stats.ts';
+import type { TcpListenerContext } from '../forward/tcp-tunnel.ts';
 
 /** Everything a TCP tunnel needs from its listener, resolved once at start. */
-export interface TcpListenerContext {
-  name: string;
-  cluster: Cluster;
-  idleTimeoutMs: number;
-  connectTimeoutMs: number;
-  connectAttempts: number;
-  accessLog: Logger | null;
-  log: Logger;
-  stats: ListenerStats;
-  draining: boolean;
-  /** `tunnel: h2`: each connection becomes a CONNECT stream to the cluster for this authority; null = plain L4. */
-  tunnel: { authority: string } | null;
-}
 
 /**
  * An L4 listener: each accepted connection is piped to an endpoint of one cluster (TcpTunnel), or with

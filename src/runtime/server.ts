@@ -8,7 +8,7 @@ import { CidrSet } from '../core/cidr.ts';
 import { createAccessLogger, createLogger, type Logger } from '../core/log.ts';
 import { type StatsSnapshot, snapshotStats } from '../core/stats.ts';
 import { HttpListener } from '../listener/http-listener.ts';
-import { ListenerStats } from '../listener/listener-context.ts';
+import { ListenerStats } from '../core/listener-stats.ts';
 import { TcpListener } from '../listener/tcp-listener.ts';
 import { Dialer } from '../ports/dialer.ts';
 import { PortAllocator, type SourcePlan } from '../ports/port-allocator.ts';

@@ -7,14 +7,33 @@ import type { RequestHead } from '../http1/request-head.ts';
 import { CANCEL } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { H2StreamDuplex } from '../http2/stream-duplex.ts';
-import type { H1DownstreamConnection } from '../listener/h1-downstream-connection.ts';
-import type { ListenerContext } from '../listener/listener-context.ts';
+import type { DownstreamContext } from '../forward/downstream.ts';
+import type { RequestLimits } from '../http1/request-head.ts';
+import type { Router } from '../router/router.ts';
+import type { ConnectPolicy } from './connect-policy.ts';
 import { SocketSide } from './socket-side.ts';
 import { StreamSide } from './stream-side.ts';
 import type { TunnelSide } from './tunnel-side.ts';
 
 /** Response fields as (lower-case name, value) pairs. */
 export type Fields = readonly (readonly [string, string])[];
+
+/** What tunnels need from the listener a request came in on (a listener's context is one). */
+export interface TunnelContext extends DownstreamContext {
+  readonly router: Router;
+  /** The forward proxy (CONNECT, CONNECT-UDP), or null: CONNECT gets 405. */
+  readonly connect: ConnectPolicy | null;
+  readonly limits: RequestLimits & { readonly maxHeaderBytes: number };
+}
+
+/** The HTTP/1.1 connection a tunnel request came on: its socket is handed over with the request. */
+export interface H1TunnelOrigin {
+  readonly ctx: TunnelContext;
+  readonly peer: string;
+  readonly socket: Socket;
+  /** X-Forwarded-*, Forwarded and Via lines for a request on this connection. */
+  forwardingFields(head: RequestHead): string;
+}
 
 export interface TunnelWatcher {
   onClientGone(): void;
@@ -29,7 +48,7 @@ export interface TunnelWatcher {
  */
 export interface TunnelDownstream {
   readonly h2: boolean;
-  readonly ctx: ListenerContext;
+  readonly ctx: TunnelContext;
   readonly peer: string;
   /** `w` hears once if the client goes away before the tunnel is accepted. */
   watch(w: TunnelWatcher): void;
@@ -53,15 +72,15 @@ export interface TunnelDownstream {
 /** An HTTP/1.1 connection whose request asked for a tunnel; the session handed its socket over. */
 export class H1TunnelDownstream implements TunnelDownstream {
   readonly h2 = false;
-  readonly ctx: ListenerContext;
+  readonly ctx: TunnelContext;
   readonly peer: string;
   readonly stream: Socket;
-  private readonly session: H1DownstreamConnection;
+  private readonly session: H1TunnelOrigin;
   /** Bytes the client sent after the request head (early tunnel data); they go first. */
   private leftover: Buffer | null;
   private onGone: (() => void) | null = null;
 
-  constructor(session: H1DownstreamConnection, leftover: Buffer | null) {
+  constructor(session: H1TunnelOrigin, leftover: Buffer | null) {
     this.session = session;
     this.ctx = session.ctx;
     this.peer = session.peer;
@@ -127,7 +146,7 @@ export class H1TunnelDownstream implements TunnelDownstream {
 
 /** What an HTTP/2 tunnel needs from the connection it arrived on. */
 export interface H2TunnelOrigin {
-  readonly ctx: ListenerContext;
+  readonly ctx: TunnelContext;
   readonly peer: string;
   /** X-Forwarded-*, Forwarded and Via lines for a request on this connection. */
   forwardingFields(head: RequestHead): string;
@@ -150,7 +169,7 @@ export class H2TunnelDownstream implements TunnelDownstream, StreamSink {
     stream.pause();
   }
 
-  get ctx(): ListenerContext {
+  get ctx(): TunnelContext {
     return this.conn.ctx;
   }
 

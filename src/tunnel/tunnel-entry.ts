@@ -2,10 +2,14 @@ import type { ErrorCode } from '../core/errors.ts';
 import { checkH2Fields, h2RequestHead } from '../forward/h2-translate.ts';
 import type { Http2Stream } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead, requestField } from '../http1/request-head.ts';
-import type { ListenerContext } from '../listener/listener-context.ts';
 import type { Route } from '../router/route.ts';
 import { type ConnectRequest, ConnectTunnel, connectRequest, isMasquePath, masqueRequest } from './connect-tunnel.ts';
-import { type H2TunnelOrigin, H2TunnelDownstream, type TunnelDownstream } from './tunnel-downstream.ts';
+import {
+  type H2TunnelOrigin,
+  H2TunnelDownstream,
+  type TunnelContext,
+  type TunnelDownstream,
+} from './tunnel-downstream.ts';
 import { UpgradeTunnel } from './upgrade-tunnel.ts';
 import { isWebSocketKey } from './websocket-key.ts';
 
@@ -19,7 +23,7 @@ export type TunnelPlan =
  * (refused, never forwarded), or null (an Upgrade nobody accepts here: the request is forwarded as a
  * plain request, the Upgrade header dropped, as RFC 9110 §7.8 lets a server ignore it).
  */
-export function planH1Tunnel(ctx: ListenerContext, head: RequestHead, path: string): TunnelPlan | ErrorCode | null {
+export function planH1Tunnel(ctx: TunnelContext, head: RequestHead, path: string): TunnelPlan | ErrorCode | null {
   const connect = ctx.connect;
   const auth = requestField(head, 'proxy-authorization');
   if (head.method === 'CONNECT') {
@@ -52,7 +56,7 @@ export function planH1Tunnel(ctx: ListenerContext, head: RequestHead, path: stri
 /** Start a planned tunnel on a downstream that is ready to be answered. */
 export function startTunnel(down: TunnelDownstream, plan: TunnelPlan): void {
   if (plan.kind === 'upgrade') new UpgradeTunnel(down, plan.head, plan.route, plan.token);
-  else new ConnectTunnel(down, plan.req, down.ctx.connect as NonNullable<ListenerContext['connect']>);
+  else new ConnectTunnel(down, plan.req, down.ctx.connect as NonNullable<TunnelContext['connect']>);
 }
 
 /** True when `raw` (HTTP/2 header pairs) is a CONNECT: such streams are tunnels, never requests. */
@@ -78,7 +82,7 @@ export function startH2Tunnel(stream: Http2Stream, conn: H2TunnelOrigin, raw: re
   startTunnel(down, plan);
 }
 
-function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan | ErrorCode {
+function planH2Tunnel(ctx: TunnelContext, raw: readonly string[]): TunnelPlan | ErrorCode {
   const bad = checkH2Fields(raw);
   if (bad !== null) return bad;
   let protocol: string | null = null;
@@ -124,7 +128,7 @@ function planH2Tunnel(ctx: ListenerContext, raw: readonly string[]): TunnelPlan 
 }
 
 /** The h2 server setting: advertise extended CONNECT only when something here serves it. */
-export function wantsConnectProtocol(ctx: ListenerContext): boolean {
+export function wantsConnectProtocol(ctx: TunnelContext): boolean {
   return ctx.router.routes.some((r) => r.upgrades?.has('websocket') === true) || ctx.connect?.udp === true;
 }
 

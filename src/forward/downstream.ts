@@ -1,6 +1,25 @@
 import type { ErrorCode } from '../core/errors.ts';
+import type { ListenerStats } from '../core/listener-stats.ts';
+import type { Logger } from '../core/log.ts';
 import type { RequestHead } from '../http1/request-head.ts';
-import type { ListenerContext } from './listener-context.ts';
+
+/**
+ * What forwarding needs from the listener a request came in on: its name, counters, logs and the few
+ * settings the exchange reads. A listener's context is one (ListenerContext extends it); the
+ * forwarding code depends on this view, not on the listener.
+ */
+export interface DownstreamContext {
+  readonly name: string;
+  readonly stats: ListenerStats;
+  readonly accessLog: Logger | null;
+  readonly log: Logger;
+  /** "muxgate" (the Via pseudonym) or null when Via is off. */
+  readonly via: string | null;
+  readonly proto: 'http' | 'https';
+  /** Set while draining: every response closes its connection. */
+  readonly draining: boolean;
+  readonly limits: { readonly maxHeaderBytes: number };
+}
 
 /**
  * The client side of one exchange, as the forwarding code sees it: an HTTP/1.1 connection
@@ -8,7 +27,7 @@ import type { ListenerContext } from './listener-context.ts';
  * The exchange writes the response through it and tells it when the exchange is over.
  */
 export interface Downstream {
-  readonly ctx: ListenerContext;
+  readonly ctx: DownstreamContext;
   /** The client's IP address. */
   readonly peer: string;
   /** The response goes out as HTTP/2 frames: the relay hands over heads as header maps, bodies unframed. */
