@@ -3,6 +3,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
+import { type PoolCounters, poolCounters } from '../pool/upstream-pool.ts';
 import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 
 /**
@@ -45,33 +46,22 @@ export interface ListenerSnapshot {
   tunnels_total: number;
 }
 
-export interface PoolSnapshot {
+/** The HTTP/1.1 pool of an endpoint: the counters every pool keeps, then its own. */
+export interface PoolSnapshot extends PoolCounters {
   key: string;
   open: number;
   idle: number;
   busy: number;
-  connecting: number;
-  pending: number;
-  connects_total: number;
-  connect_failures: number;
   reused: number;
-  queue_full: number;
-  queue_timeouts: number;
 }
 
 /** The HTTP/2 session pool of an endpoint (clusters with protocol http2, or auto where ALPN may pick h2). */
-export interface H2PoolSnapshot {
+export interface H2PoolSnapshot extends PoolCounters {
   /** Connected sessions (draining ones included). */
   sessions: number;
-  connecting: number;
   draining: number;
   streams_active: number;
-  pending: number;
   streams_total: number;
-  connects_total: number;
-  connect_failures: number;
-  queue_full: number;
-  queue_timeouts: number;
   /** GOAWAY frames received. */
   goaways: number;
   /** Streams the upstream never processed (REFUSED_STREAM or above a GOAWAY), retried elsewhere. */
@@ -153,13 +143,8 @@ export function snapshotStats(
             open: p.open,
             idle: p.idleCount,
             busy: p.busy,
-            connecting: p.connecting,
-            pending: p.pendingCount,
-            connects_total: p.connectsTotal,
-            connect_failures: p.connectFailures,
             reused: p.reused,
-            queue_full: p.queueFull,
-            queue_timeouts: p.queueTimeouts,
+            ...poolCounters(p),
           },
           h2: e.h2 === null ? null : h2Snapshot(e.h2),
         };
@@ -175,15 +160,10 @@ export function snapshotStats(
 function h2Snapshot(p: H2Pool): H2PoolSnapshot {
   return {
     sessions: p.sessions,
-    connecting: p.connecting,
     draining: p.drainingCount,
     streams_active: p.streamsActive,
-    pending: p.pendingCount,
     streams_total: p.streamsTotal,
-    connects_total: p.connectsTotal,
-    connect_failures: p.connectFailures,
-    queue_full: p.queueFull,
-    queue_timeouts: p.queueTimeouts,
+    ...poolCounters(p),
     goaways: p.goaways,
     refused_streams: p.refusedStreams,
     ping_timeouts: p.pingTimeouts,

@@ -33,7 +33,40 @@ export interface UpstreamPool {
   acquire(w: PoolWaiter): void;
   /** The waiter gave up: drop it from the queue (no callback follows). */
   cancel(w: PoolWaiter): void;
+  close(): void;
+  // What is lent is given back to where it came from: `H1UpstreamConnection.pool.release(conn)`,
+  // `H2UpstreamConnection.releaseSlot()` (a stream slot), so the contract has no `release` of its own.
+
+  // --- stats every pool keeps the same way (the snapshot adds each protocol's own) ---
   /** Waiters queued now. */
   readonly pendingCount: number;
-  close(): void;
+  /** Connections being dialled (TCP, TLS, and for HTTP/2 the SETTINGS exchange). */
+  readonly connecting: number;
+  readonly connectsTotal: number;
+  readonly connectFailures: number;
+  /** Waiters refused because `max_pending` were queued. */
+  readonly queueFull: number;
+  /** Waiters that waited `pending_timeout`. */
+  readonly queueTimeouts: number;
+}
+
+/** The counters of `UpstreamPool` as the stats snapshot shows them. */
+export interface PoolCounters {
+  pending: number;
+  connecting: number;
+  connects_total: number;
+  connect_failures: number;
+  queue_full: number;
+  queue_timeouts: number;
+}
+
+export function poolCounters(p: UpstreamPool): PoolCounters {
+  return {
+    pending: p.pendingCount,
+    connecting: p.connecting,
+    connects_total: p.connectsTotal,
+    connect_failures: p.connectFailures,
+    queue_full: p.queueFull,
+    queue_timeouts: p.queueTimeouts,
+  };
 }
