@@ -3,6 +3,7 @@
  * connections (after a response, or that never sent anything) are closed by idle_timeout silently.
  */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 import { httpBackend } from '../helpers/backend.ts';
 import { RawClient } from '../helpers/client.ts';
@@ -65,24 +66,42 @@ describe('downstream timeouts', () => {
   test('a keep-alive connection idle beyond idle_timeout is closed after its last response', {
     timeout: 15_000,
   }, async (t) => {
+    // The idle deadline also runs from accept() until the first request is read, so it must outlast
+    // any starvation of this process there: 1 s, several times a loaded machine's scheduling noise.
+    const IDLE_MS = 1000;
     const backend = await httpBackend((_req, res) => res.end('ok'));
     t.after(() => backend.close());
     const proxy = await startProxy({
       upstreams: [backend.addr],
-      listener: { idle_timeout: '300ms', header_timeout: '5s' },
+      listener: { idle_timeout: `${IDLE_MS}ms`, header_timeout: '5s' },
     });
     t.after(() => proxy.close());
     const c = await RawClient.connect(proxy.port);
     t.after(() => c.close());
+    let closedAt = Number.NaN;
+    c.socket.once('close', () => {
+      closedAt = performance.now();
+    });
     const get = 'GET / HTTP/1.1\r\nHost: timeouts.test\r\n\r\n';
-    const r1 = await c.request(get);
+    // Both requests in one write: the second is already read when the first response completes, so
+    // it is served on the same connection however late this process runs. (Sent after the first
+    // response arrived, it would race the idle deadline that response started.)
+    const sentAt = performance.now();
+    c.send(get + get);
+    const r1 = await c.response();
     assert.equal(r1.status, 200);
     assert.equal(r1.headers.connection, undefined, 'kept alive');
-    // Still open right after a response: the next request is served on the same connection.
-    const r2 = await c.request(get);
+    // Still open after a response: the next request is served on the same connection.
+    const r2 = await c.response();
     assert.equal(r2.status, 200);
-    await c.closed(5000);
+    assert.equal(r2.headers.connection, undefined, 'kept alive');
+    await c.closed(10_000);
     assert.equal(c.unread.length, 0, 'closed without sending anything after the last response');
+    // The idle deadline starts when the last response is done, after the requests were sent, and it
+    // is never early (it runs on performance.now(), this clock): a lower bound no load can break,
+    // that a connection closed after its last response instead of idling fails.
+    const idled = closedAt - sentAt;
+    assert.ok(idled >= IDLE_MS, `closed ${idled.toFixed(0)} ms after the requests, before idle_timeout ${IDLE_MS} ms`);
     assert.deepEqual(proxy.server.snapshot().listeners[0]?.error_codes, {});
     await waitUntil(
       () => proxy.server.snapshot().listeners[0]?.connections_open === 0,

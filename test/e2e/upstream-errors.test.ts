@@ -4,6 +4,7 @@
  * per-code counts in the stats snapshot.
  */
 import assert from 'node:assert/strict';
+import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 import { blackhole, httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { RawClient } from '../helpers/client.ts';
@@ -76,15 +77,30 @@ describe('connect failures', () => {
       t.skip('connects to a full accept queue do not hang on this kernel, so no connect can be made to time out');
       return;
     }
-    const proxy = await startProxy({ upstreams: [hole.addr], cluster: { pool: { connect_timeout: '300ms' } } });
+    const CONNECT_TIMEOUT_MS = 300;
+    const proxy = await startProxy({
+      upstreams: [hole.addr],
+      cluster: { pool: { connect_timeout: `${CONNECT_TIMEOUT_MS}ms` } },
+    });
     t.after(() => proxy.close());
     const c = await RawClient.connect(proxy.port);
     t.after(() => c.close());
+    const sentAt = performance.now();
     c.send(get('/'));
+    // This poll runs on the proxy's own event loop, and the connect it looks for lasts at least
+    // connect_timeout (then the retry as long again): it cannot slip between two polls.
     await waitUntil(() => endpointSnap(proxy, hole.port).pool.connecting === 1, 'a connect in progress');
     const r = await c.response(10_000);
+    const elapsed = performance.now() - sentAt;
     assert.equal(r.status, 502);
     assert.equal(r.headers['muxgate-error'], 'upstream_connect_failed');
+    // Each attempt began after the request was sent and was given up at its deadline, never before
+    // (deadlines run on performance.now(), this clock): a lower bound no loaded machine can break,
+    // that a connect failing fast (refused, or a deadline cut short) does.
+    assert.ok(
+      elapsed >= 2 * CONNECT_TIMEOUT_MS,
+      `the 502 came ${elapsed.toFixed(0)} ms after the request: two ${CONNECT_TIMEOUT_MS} ms connect timeouts take longer`,
+    );
     const e = endpointSnap(proxy, hole.port);
     assert.equal(e.pool.connect_failures, 2, 'both attempts timed out');
     assert.equal(e.pool.connecting, 0, 'no connect left pending');

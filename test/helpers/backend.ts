@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import { Worker } from 'node:worker_threads';
+import { waitUntil } from './wait.ts';
 
 export interface Backend<S> {
   server: S;
@@ -75,10 +77,73 @@ export function readHead(s: net.Socket): Promise<{ head: string; rest: Buffer }>
   });
 }
 
+/** Kernel TCP states as /proc/net/tcp writes them. */
+const TCP_SYN_SENT = 0x02;
+const TCP_LISTEN = 0x0a;
+
+/** One IPv4 socket of /proc/net/tcp; addresses as the kernel writes them ("0100007F:1F90"). */
+interface KernelSocket {
+  local: string;
+  remote: string;
+  state: number;
+  /** For a listener: the connections in its accept queue. */
+  rxQueue: number;
+}
+
+/** The IPv4 TCP sockets of this network namespace, or null where there is no /proc/net/tcp (not Linux). */
+function kernelSockets(): KernelSocket[] | null {
+  let text: string;
+  try {
+    text = readFileSync('/proc/net/tcp', 'latin1');
+  } catch {
+    return null;
+  }
+  const out: KernelSocket[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 5) continue;
+    const queues = (f[4] ?? '').split(':');
+    out.push({
+      local: f[1] ?? '',
+      remote: f[2] ?? '',
+      state: Number.parseInt(f[3] ?? '', 16),
+      rxQueue: Number.parseInt(queues[1] ?? '', 16),
+    });
+  }
+  return out;
+}
+
+/** 127.0.0.1:port the way /proc/net/tcp writes it. */
+function loopbackKey(port: number): string {
+  return `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/** Resolves when `s` connects or fails, or with 'pending' after `ms`. */
+function settle(s: net.Socket, ms: number): Promise<'connected' | 'failed' | 'pending'> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve('pending'), ms);
+    const done = (r: 'connected' | 'failed') => {
+      clearTimeout(timer);
+      resolve(r);
+    };
+    s.once('connect', () => done('connected'));
+    s.once('error', () => done('failed'));
+  });
+}
+
+/** The listen() backlog of the blackhole's listener. */
+const BLACKHOLE_BACKLOG = 1;
+
 /**
  * A local address where TCP connects hang (for connect timeouts without relying on the network): a
- * listener whose thread never accepts, with its accept queue filled by two held connections, so the
- * kernel drops further SYNs. `hangs` says whether that held here (checked with a probe connect).
+ * listener whose thread never accepts, with its accept queue filled by held connections, so the
+ * kernel drops further SYNs. `hangs` says whether that held here; where it is false (no
+ * /proc/net/tcp, or a kernel that answers a full queue) callers skip.
+ *
+ * Nothing here reads the clock to decide: on a loaded machine a connect that succeeded can look
+ * "still pending" to a starved event loop. The decision is the kernel's own state: Linux drops a SYN
+ * to a listener whose accept queue holds more than its backlog (sk_acceptq_is_full), and
+ * /proc/net/tcp shows both the queue length and a probe connect left in SYN_SENT.
  */
 export async function blackhole(): Promise<{ port: number; addr: string; hangs: boolean; close(): Promise<void> }> {
   const release = new Int32Array(new SharedArrayBuffer(4));
@@ -86,7 +151,7 @@ export async function blackhole(): Promise<{ port: number; addr: string; hangs: 
   const worker = new Worker(
     `const { parentPort, workerData } = require('node:worker_threads');
      const srv = require('node:net').createServer();
-     srv.listen({ port: 0, host: '127.0.0.1', backlog: 1 }, () => {
+     srv.listen({ port: 0, host: '127.0.0.1', backlog: ${BLACKHOLE_BACKLOG} }, () => {
        parentPort.postMessage(srv.address().port);
        Atomics.wait(workerData, 0, 0);
        srv.close();
@@ -98,25 +163,10 @@ export async function blackhole(): Promise<{ port: number; addr: string; hangs: 
     worker.once('error', reject);
   });
   const held: net.Socket[] = [];
-  const attempt = (ms: number) =>
-    new Promise<'connected' | 'failed' | 'pending'>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
-      held.push(s);
-      s.on('error', () => resolve('failed'));
-      s.on('connect', () => resolve('connected'));
-      setTimeout(() => resolve('pending'), ms);
-    });
-  // Linux queues backlog + 1 connections; allow a few in case the limit is counted differently.
-  let hangs = false;
-  for (let i = 0; i < 4 && !hangs; i++) {
-    const r = await attempt(300);
-    if (r === 'failed') break;
-    hangs = r === 'pending';
-  }
-  return {
+  const hole = {
     port,
     addr: `127.0.0.1:${port}`,
-    hangs,
+    hangs: false,
     close: async () => {
       for (const s of held) s.destroy();
       Atomics.store(release, 0, 1);
@@ -124,4 +174,51 @@ export async function blackhole(): Promise<{ port: number; addr: string; hangs: 
       await worker.terminate();
     },
   };
+  try {
+    hole.hangs = await fillAcceptQueue(port, held);
+  } catch (err) {
+    await hole.close();
+    throw err;
+  }
+  return hole;
+}
+
+/** Fills the accept queue of the listener on 127.0.0.1:port; true when the kernel now drops SYNs to it. */
+async function fillAcceptQueue(port: number, held: net.Socket[]): Promise<boolean> {
+  const key = loopbackKey(port);
+  const acceptQueue = () => kernelSockets()?.find((k) => k.local === key && k.state === TCP_LISTEN)?.rxQueue;
+  if (acceptQueue() === undefined) return false; // no /proc/net/tcp: the kernel cannot be asked
+  // listen() caps the backlog at net.core.somaxconn.
+  let somaxconn = BLACKHOLE_BACKLOG;
+  try {
+    somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'latin1').trim());
+  } catch {}
+  const limit = Math.min(BLACKHOLE_BACKLOG, somaxconn);
+  const open = () => {
+    const s = net.connect(port, '127.0.0.1');
+    s.on('error', () => {});
+    held.push(s);
+    return s;
+  };
+  // Up to `limit + 1` connections the kernel completes the handshake itself, without accept(). Each
+  // is awaited for as long as a starved event loop needs to see it; the bound only keeps a kernel
+  // that counts differently from hanging the test (it then skips).
+  for (let i = 0; i <= limit; i++) {
+    if ((await settle(open(), 10_000)) !== 'connected') return false;
+  }
+  // The client's side of a handshake can complete before the listener has queued it: wait for the queue.
+  try {
+    await waitUntil(() => (acceptQueue() ?? 0) > limit, 'the accept queue to fill', { timeoutMs: 10_000 });
+  } catch {
+    return false;
+  }
+  // The queue is full and nobody will ever accept. A probe confirms that SYNs now go unanswered: one
+  // that connects, or is refused, means this kernel answers a full queue after all. A probe still
+  // pending by the clock is checked in the kernel too, for it may only be this process running late.
+  const probe = open();
+  const r = await settle(probe, 200);
+  if (r !== 'pending') return false;
+  const probeKey = loopbackKey(probe.localPort ?? 0);
+  const state = kernelSockets()?.find((k) => k.local === probeKey && k.remote === key)?.state;
+  return state === TCP_SYN_SENT;
 }
