@@ -44,6 +44,7 @@ export class Splice implements Expirable, SideEvents {
   private readonly halfClose: boolean;
   private readonly owner: SpliceOwner;
   deadline: number;
+  /** Whole ms (rounded up, never early): a small integer is stored in the object, a fraction would be boxed. */
   private lastActive: number;
   bytesIn = 0;
   bytesOut = 0;
@@ -65,7 +66,7 @@ export class Splice implements Expirable, SideEvents {
     this.idleMs = idleMs;
     this.halfClose = halfClose;
     this.owner = owner;
-    this.lastActive = performance.now();
+    this.lastActive = Math.ceil(performance.now());
     this.deadline = this.lastActive + idleMs;
     if (!halfClose) {
       if (down instanceof StreamSide) down.closeWhole = true;
@@ -104,7 +105,7 @@ export class Splice implements Expirable, SideEvents {
 
   onSideData(side: TunnelSide, buf: Buffer, start: number, end: number): void {
     const n = end - start;
-    this.lastActive = performance.now();
+    this.lastActive = Math.ceil(performance.now());
     const isDown = side === this.down;
     if (isDown) this.bytesIn += n;
     else this.bytesOut += n;
