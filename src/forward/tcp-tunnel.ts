@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
+import { resetSocket } from '../core/reset-socket.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { ListenerStats } from '../core/listener-stats.ts';
@@ -171,7 +172,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     // close means both directions ended and the upstream side finishes by itself.
     const up = this.up;
     if (up !== null && !up.destroyed) {
-      if (hadError) up.resetAndDestroy();
+      if (hadError) resetSocket(up);
       else if (!this.down.writableFinished) up.destroy();
     }
     this.maybeFinish();
@@ -181,7 +182,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.upClosed = true;
     const down = this.down;
     if (!down.destroyed) {
-      if (hadError) down.resetAndDestroy();
+      if (hadError) resetSocket(down);
       else if (!(this.up?.writableFinished ?? true)) down.destroy();
     }
     this.maybeFinish();

@@ -74,8 +74,14 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     });
     this.socket = s;
     s.pause();
-    s.once('connect', () => this.tcpUp(s));
-    s.once('error', (err: NodeJS.ErrnoException) => this.fail('upstream_connect_failed', err.code ?? err.message));
+    const onConnectError = (err: NodeJS.ErrnoException): void =>
+      this.fail('upstream_connect_failed', err.code ?? err.message);
+    s.once('error', onConnectError);
+    s.once('connect', () => {
+      // From here an error is the tunnel's (a reset the splice passes on), not a failed connect.
+      s.off('error', onConnectError);
+      this.tcpUp(s);
+    });
   }
 
   private tcpUp(s: net.Socket): void {

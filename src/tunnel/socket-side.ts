@@ -10,6 +10,7 @@ import {
   writeDirect,
   writeDirectTo,
 } from '../core/direct-io.ts';
+import { resetSocket } from '../core/reset-socket.ts';
 import { writeLentDirect } from '../core/write-batch.ts';
 import type { SideEvents, TunnelSide } from './tunnel-side.ts';
 
@@ -95,10 +96,7 @@ export class SocketSide implements TunnelSide, ReadSink, DrainSink {
   }
 
   reset(): void {
-    const socket = this.socket;
-    if (socket.destroyed) return;
-    if (socket.connecting) socket.destroy();
-    else socket.resetAndDestroy();
+    resetSocket(this.socket);
   }
 
   pause(): void {
