@@ -309,7 +309,11 @@ const h2ConnectConfig = (targetPort: number) => [
 function socketsOf(pid: number | undefined, port: number): string[] {
   let out: string;
   try {
-    out = execFileSync('ss', ['-Htanp'], { encoding: 'utf8' });
+    // Filtered by the port: with other tests' thousands of sockets open, the full table is megabytes.
+    out = execFileSync('ss', ['-Htanp', `( dport = :${port} or sport = :${port} )`], {
+      encoding: 'utf8',
+      maxBuffer: 16 * 1024 * 1024,
+    });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
     return [`ss failed: ${(err as Error).message}`];
