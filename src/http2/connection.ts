@@ -135,6 +135,64 @@ const SKIP_MEMORY = 16;
 const STREAM_HIGH_WATER = 64 * 1024;
 /** Connection-level unacknowledged output past which producers are asked to wait. */
 const EMPTY = Buffer.alloc(0);
+/**
+ * The decoded header list of the block being processed. One for all connections: decoding calls
+ * nothing back, and the list is copied before anyone hears of it.
+ */
+const decoded: string[] = [];
+/**
+ * The stream table of a connection with no stream open: shared, never written (a connection's own map
+ * is made for its first stream and dropped with its last, so an idle connection holds none).
+ */
+const NO_STREAMS: ReadonlyMap<number, Http2Stream> = new Map();
+
+/**
+ * What the connections made with one options object share (a listener's all use the same): our
+ * settings, and our first SETTINGS payload per role. Per connection they were two objects and the
+ * garbage of building the payload, for every idle connection.
+ */
+interface Shared {
+  local: Settings;
+  settings: (Buffer | null)[];
+}
+const sharedByOpts = new WeakMap<ConnectionOptions, Shared>();
+
+function sharedOf(opts: ConnectionOptions): Shared {
+  let sh = sharedByOpts.get(opts);
+  if (sh === undefined) {
+    const local: Settings = Object.freeze({
+      headerTableSize: opts.headerTableSize,
+      enablePush: false,
+      maxConcurrentStreams: opts.maxConcurrentStreams,
+      initialWindowSize: opts.initialWindowSize,
+      maxFrameSize: 16384,
+      maxHeaderListSize: opts.maxHeaderListSize,
+      enableConnectProtocol: opts.enableConnectProtocol,
+    });
+    sh = { local, settings: [null, null] };
+    sharedByOpts.set(opts, sh);
+  }
+  return sh;
+}
+
+/** Our SETTINGS payload for `role` (server: 0, client: 1). */
+function settingsPayload(sh: Shared, role: Role): Buffer {
+  const i = role === 'server' ? 0 : 1;
+  const cached = sh.settings[i];
+  if (cached != null) return cached;
+  const local = sh.local;
+  const pairs: [number, number][] = [
+    [SETTINGS_MAX_CONCURRENT_STREAMS, local.maxConcurrentStreams],
+    [SETTINGS_INITIAL_WINDOW_SIZE, local.initialWindowSize],
+    [SETTINGS_MAX_HEADER_LIST_SIZE, local.maxHeaderListSize],
+    [SETTINGS_ENABLE_PUSH, 0],
+  ];
+  if (local.headerTableSize !== 4096) pairs.push([SETTINGS_HEADER_TABLE_SIZE, local.headerTableSize]);
+  if (role === 'server' && local.enableConnectProtocol) pairs.push([SETTINGS_ENABLE_CONNECT_PROTOCOL, 1]);
+  const payload = encodeSettings(pairs);
+  sh.settings[i] = payload;
+  return payload;
+}
 
 /**
  * One HTTP/2 connection (RFC 9113), either role: frames parsed in place from the transport's reads,
@@ -148,9 +206,11 @@ const EMPTY = Buffer.alloc(0);
 export class Http2Connection implements Expirable, FrameSink {
   readonly role: Role;
   readonly transport: H2Transport;
-  readonly local: Settings;
+  /** Our settings: shared by the connections of one options object, never changed. */
+  readonly local: Readonly<Settings>;
   readonly remote: Settings = defaultSettings();
-  readonly streams = new Map<number, Http2Stream>();
+  /** Open streams; NO_STREAMS while none is (see openStream, closeStream). */
+  private streams: ReadonlyMap<number, Http2Stream> = NO_STREAMS;
   private readonly handler: ConnectionHandler;
   private readonly opts: ConnectionOptions;
   private readonly decoder: HpackDecoder;
@@ -167,18 +227,18 @@ export class Http2Connection implements Expirable, FrameSink {
   sendWindow = DEFAULT_WINDOW;
   private recvWindow = DEFAULT_WINDOW;
   private recvUnacked = 0;
+  // The lists below are made when first needed: an idle connection holds none of them.
   /** Streams with output waiting for connection window, in order. */
-  private waiting: Http2Stream[] = [];
+  private waiting: Http2Stream[] | null = null;
   /** Cuts the bytes read into frames (FrameReader calls onFrame, onBadPreface, onOversizeFrame). */
   private readonly reader: FrameReader;
   private gotSettings = false;
   private settingsAcked = false;
   /** Header block in progress (HEADERS without END_HEADERS, then CONTINUATION). */
   private blockStream = NONE;
-  private blockParts: Buffer[] = [];
+  private blockParts: Buffer[] | null = null;
   private blockBytes = 0;
   private blockFlags = 0;
-  private readonly decoded: string[] = [];
   private resetRing: Int32Array | null = null;
   private skipRing: Int32Array | null = null;
   private skipNext = 0;
@@ -188,7 +248,14 @@ export class Http2Connection implements Expirable, FrameSink {
   private settingsDeadline = 0;
   /** When the next stream's zero-window stall is due for a check (0 = none stalled). */
   private stallCheckAt = 0;
-  /** The sweeper deadline: the earlier of the two above. */
+  /**
+   * The sweeper deadline: the earlier of the two above. All three are whole milliseconds (Math.ceil):
+   * a small integer is kept in the object itself, while a fractional value is a boxed double that
+   * the sweeper's loop (which sees many classes) copies into a new heap number on every read: two
+   * per connection ten times a second, about 3 MB/s of garbage with 10,000 idle connections, which
+   * kept V8's young generation from ever shrinking. (Past 2^31 ms of uptime, ~24 days, they are
+   * doubles again: correct, only that garbage comes back.)
+   */
   deadline = 0;
   /** GOAWAY state: sent (with the last id we will process) and received. */
   goawaySent = false;
@@ -199,10 +266,10 @@ export class Http2Connection implements Expirable, FrameSink {
   /** We sent a GOAWAY with an error: nothing more is written. */
   private failing = false;
   /** Streams that need a WINDOW_UPDATE at the next flush. */
-  private creditStreams: Http2Stream[] = [];
+  private creditStreams: Http2Stream[] | null = null;
   /** Bytes framed but not yet accepted by the kernel: producers wait while this is large. */
   congested = false;
-  private needWritable: Http2Stream[] = [];
+  private needWritable: Http2Stream[] | null = null;
   private drainStep = 0;
   private drainTimer: NodeJS.Timeout | null = null;
 
@@ -212,15 +279,7 @@ export class Http2Connection implements Expirable, FrameSink {
     this.opts = opts;
     this.nextStreamId = role === 'client' ? 1 : 2;
     this.reader = new FrameReader(this, role === 'server');
-    this.local = {
-      headerTableSize: opts.headerTableSize,
-      enablePush: false,
-      maxConcurrentStreams: opts.maxConcurrentStreams,
-      initialWindowSize: opts.initialWindowSize,
-      maxFrameSize: 16384,
-      maxHeaderListSize: opts.maxHeaderListSize,
-      enableConnectProtocol: opts.enableConnectProtocol,
-    };
+    this.local = sharedOf(opts).local;
     // The peer may encode with the default 4096 until it has seen our SETTINGS: a smaller table is
     // only enforced once they are acknowledged (RFC 7541 §4.2).
     this.decoder = new HpackDecoder(Math.max(4096, opts.headerTableSize), opts.maxHeaderListSize);
@@ -232,17 +291,9 @@ export class Http2Connection implements Expirable, FrameSink {
   /** Starts the connection: our preface (client) and SETTINGS, then reads (`initial`: bytes already read). */
   start(initial: Buffer | null): void {
     if (this.role === 'client') this.transport.bytes(PREFACE, 0, PREFACE.length, true);
-    const pairs: [number, number][] = [
-      [SETTINGS_MAX_CONCURRENT_STREAMS, this.local.maxConcurrentStreams],
-      [SETTINGS_INITIAL_WINDOW_SIZE, this.local.initialWindowSize],
-      [SETTINGS_MAX_HEADER_LIST_SIZE, this.local.maxHeaderListSize],
-      [SETTINGS_ENABLE_PUSH, 0],
-    ];
-    if (this.local.headerTableSize !== 4096) pairs.push([SETTINGS_HEADER_TABLE_SIZE, this.local.headerTableSize]);
-    if (this.role === 'server' && this.local.enableConnectProtocol) pairs.push([SETTINGS_ENABLE_CONNECT_PROTOCOL, 1]);
-    this.frame(SETTINGS, 0, 0, encodeSettings(pairs));
+    this.frame(SETTINGS, 0, 0, settingsPayload(sharedOf(this.opts), this.role));
     this.settingsPending++;
-    this.settingsDeadline = performance.now() + this.opts.settingsTimeoutMs;
+    this.settingsDeadline = Math.ceil(performance.now() + this.opts.settingsTimeoutMs);
     this.deadline = this.settingsDeadline;
     sweeper.add(this);
     const grow = this.opts.connectionWindowSize - DEFAULT_WINDOW;
@@ -271,7 +322,7 @@ export class Http2Connection implements Expirable, FrameSink {
           this.resetStream(s, CANCEL);
         } else {
           const at = s.stalledSince + limit;
-          if (this.stallCheckAt === 0 || at < this.stallCheckAt) this.stallCheckAt = at;
+          if (this.stallCheckAt === 0 || at < this.stallCheckAt) this.stallCheckAt = Math.ceil(at);
         }
       }
     }
@@ -290,13 +341,18 @@ export class Http2Connection implements Expirable, FrameSink {
     const now = performance.now();
     s.stalledSince = now;
     if (this.stallCheckAt === 0) {
-      this.stallCheckAt = now + this.opts.stallTimeoutMs;
+      this.stallCheckAt = Math.ceil(now + this.opts.stallTimeoutMs);
       this.rearm();
     }
   }
 
   get openStreams(): number {
     return this.streams.size;
+  }
+
+  private openStream(s: Http2Stream): void {
+    if (this.streams === NO_STREAMS) this.streams = new Map();
+    (this.streams as Map<number, Http2Stream>).set(s.id, s);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -576,9 +632,9 @@ export class Http2Connection implements Expirable, FrameSink {
     }
     if (!this.addFragment(b, p, end)) return;
     if ((flags & FLAG_END_HEADERS) === 0) return;
-    const parts = this.blockParts;
+    const parts = this.blockParts!;
     const block = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
-    this.blockParts = [];
+    this.blockParts = null;
     this.blockStream = NONE;
     this.headerBlock(id, block, 0, block.length);
   }
@@ -594,7 +650,7 @@ export class Http2Connection implements Expirable, FrameSink {
       );
       return false;
     }
-    this.blockParts.push(Buffer.from(b.subarray(p, end)));
+    (this.blockParts ??= []).push(Buffer.from(b.subarray(p, end)));
     return true;
   }
 
@@ -603,7 +659,7 @@ export class Http2Connection implements Expirable, FrameSink {
     const flags = this.blockFlags;
     const selfDependent = this.blockSelfDependent;
     this.blockSelfDependent = false;
-    const out = this.decoded;
+    const out = decoded;
     out.length = 0;
     const err = this.decoder.decode(b, start, end, out);
     if (err === 'compression') {
@@ -650,7 +706,7 @@ export class Http2Connection implements Expirable, FrameSink {
     }
     const stream = new Http2Stream(this, id, this.remote.initialWindowSize, this.local.initialWindowSize);
     stream.headersReceived = true;
-    this.streams.set(id, stream);
+    this.openStream(stream);
     this.peerStreams++;
     if (fields !== null) stream.expectedLength = contentLength(fields);
     if (endStream) {
@@ -931,7 +987,7 @@ export class Http2Connection implements Expirable, FrameSink {
 
   private creditStream(s: Http2Stream, n: number): void {
     if (s.remoteClosed) return;
-    if (s.recvUnacked === 0) this.creditStreams.push(s);
+    if (s.recvUnacked === 0) (this.creditStreams ??= []).push(s);
     s.recvUnacked += n;
     if (s.recvUnacked >= this.local.initialWindowSize / 2) this.transport.schedule();
   }
@@ -946,7 +1002,7 @@ export class Http2Connection implements Expirable, FrameSink {
       this.recvUnacked = 0;
     }
     const list = this.creditStreams;
-    if (list.length === 0) return;
+    if (list === null || list.length === 0) return;
     const half = this.local.initialWindowSize / 2;
     let keep = 0;
     for (let i = 0; i < list.length; i++) {
@@ -970,9 +1026,8 @@ export class Http2Connection implements Expirable, FrameSink {
   sendHeaders(s: Http2Stream, fields: readonly string[], endStream: boolean): void {
     // One head per stream (trailers go with `end`): a second would put HEADERS after queued DATA.
     if (s.closed || s.localClosed || s.headersSent || this.closed) return;
-    const block = this.encodeBlock(fields);
+    this.sendBlock(s.id, fields, endStream ? FLAG_END_STREAM : 0);
     s.headersSent = true;
-    this.headerFrames(s.id, block, endStream ? FLAG_END_STREAM : 0);
     if (endStream) this.localEnded(s);
     this.transport.schedule();
   }
@@ -980,8 +1035,17 @@ export class Http2Connection implements Expirable, FrameSink {
   /** An interim (1xx) head: never ends the stream. */
   sendInterim(s: Http2Stream, fields: readonly string[]): void {
     if (s.closed || s.localClosed || this.closed) return;
-    this.headerFrames(s.id, this.encodeBlock(fields), 0);
+    this.sendBlock(s.id, fields, 0);
     this.transport.schedule();
+  }
+
+  /**
+   * A head as HEADERS (+ CONTINUATION). Encoded straight into the transport's output when it surely
+   * fits one frame (nearly always): no block buffer per head, and no copy of it.
+   */
+  private sendBlock(id: number, fields: readonly string[], flags: number): void {
+    if (this.transport.headers(id, flags | FLAG_END_HEADERS, fields, this.encoder, this.remote.maxFrameSize)) return;
+    this.headerFrames(id, this.encodeBlock(fields), flags);
   }
 
   private encodeBlock(fields: readonly string[]): Buffer {
@@ -1047,13 +1111,13 @@ export class Http2Connection implements Expirable, FrameSink {
   private waitWritable(s: Http2Stream): void {
     if (s.needWritable) return;
     s.needWritable = true;
-    this.needWritable.push(s);
+    (this.needWritable ??= []).push(s);
   }
 
   private waitForWindow(s: Http2Stream): void {
     if (s.sendWindow > 0 && !s.waitingForWindow) {
       s.waitingForWindow = true;
-      this.waiting.push(s);
+      (this.waiting ??= []).push(s);
     }
   }
 
@@ -1117,7 +1181,8 @@ export class Http2Connection implements Expirable, FrameSink {
   /** The connection window opened: streams waiting for it send, oldest first. */
   private sendWaiting(): void {
     const list = this.waiting;
-    this.waiting = [];
+    if (list === null) return;
+    this.waiting = null;
     for (const s of list) {
       s.waitingForWindow = false;
       if (!s.closed && (s.queue !== null || s.endQueued)) this.flushStream(s);
@@ -1140,7 +1205,7 @@ export class Http2Connection implements Expirable, FrameSink {
 
   private finishStream(s: Http2Stream, trailers: readonly string[] | null): void {
     if (!s.headersSent) return;
-    if (trailers !== null && trailers.length > 0) this.headerFrames(s.id, this.encodeBlock(trailers), FLAG_END_STREAM);
+    if (trailers !== null && trailers.length > 0) this.sendBlock(s.id, trailers, FLAG_END_STREAM);
     else if (!this.transport.endLastData(s.id)) this.dataFrames(s, EMPTY, 0, 0, true);
     this.localEnded(s);
   }
@@ -1205,7 +1270,9 @@ export class Http2Connection implements Expirable, FrameSink {
     s.queue = null;
     s.queuedBytes = 0;
     s.held = null;
-    this.streams.delete(s.id);
+    const streams = this.streams as Map<number, Http2Stream>;
+    streams.delete(s.id);
+    if (streams.size === 0) this.streams = NO_STREAMS;
     if ((s.id & 1) === (this.role === 'server' ? 1 : 0)) this.peerStreams--;
     this.handler.onStreamClosed?.(s);
     this.closeIfDone();
@@ -1233,7 +1300,7 @@ export class Http2Connection implements Expirable, FrameSink {
     this.nextStreamId += 2;
     s.sink = sink;
     s.noResponseBody = noResponseBody;
-    this.streams.set(s.id, s);
+    this.openStream(s);
     this.sendHeaders(s, fields, endStream);
     return s;
   }
@@ -1330,7 +1397,7 @@ export class Http2Connection implements Expirable, FrameSink {
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.drainTimer = null;
     const all = [...this.streams.values()];
-    this.streams.clear();
+    this.streams = NO_STREAMS;
     this.peerStreams = 0;
     for (const s of all) {
       s.resetCode = code;
@@ -1342,21 +1409,22 @@ export class Http2Connection implements Expirable, FrameSink {
       s.sink?.onReset(code, false);
       this.handler.onStreamClosed?.(s);
     }
-    this.waiting = [];
-    this.creditStreams = [];
-    this.needWritable = [];
+    this.waiting = null;
+    this.creditStreams = null;
+    this.needWritable = null;
   }
 
   /** The transport's output drained: producers told to wait may write again. */
   onDrain(): void {
     this.congested = false;
     const list = this.needWritable;
-    this.needWritable = [];
+    if (list === null) return;
+    this.needWritable = null;
     for (const s of list) {
       if (s.closed || !s.needWritable) continue;
       if (s.queuedBytes > STREAM_HIGH_WATER / 2) {
         // Still waiting for window: it hears when its queue drains (flushStream), or at the next drain.
-        this.needWritable.push(s);
+        (this.needWritable ??= []).push(s);
         continue;
       }
       s.needWritable = false;

@@ -54,24 +54,38 @@ export const FLOOD_CODES = [
 ] as const;
 export type FloodCode = (typeof FLOOD_CODES)[number];
 
+/** The limit on `kind`. */
+function limitOf(l: FloodLimits, kind: number): number {
+  switch (kind) {
+    case FLOOD_RESET:
+      return l.maxResets;
+    case FLOOD_SETTINGS:
+      return l.maxSettings;
+    case FLOOD_PING:
+      return l.maxPings;
+    case FLOOD_EMPTY:
+      return l.maxEmptyFrames;
+    case FLOOD_WINDOW_UPDATE:
+      return l.maxWindowUpdates;
+    default:
+      return l.maxPriority;
+  }
+}
+
+const KINDS = FLOOD_CODES.length;
+
 export class FloodGuard {
   private readonly limits: FloodLimits;
-  private readonly max: readonly number[];
-  // Plain arrays, not typed ones: a typed array costs an ArrayBuffer and a backing store each, about
-  // 300 bytes, on every idle connection.
-  private readonly counts = [0, 0, 0, 0, 0, 0];
-  private readonly starts = [0, 0, 0, 0, 0, 0];
+  /**
+   * Per kind, the count, then at KINDS + kind the start of its interval; made at the first frame
+   * counted. One plain array (of doubles once a start is set: stored unboxed), not typed arrays,
+   * which cost an ArrayBuffer and a backing store each, nor three arrays: every idle connection
+   * keeps its guard.
+   */
+  private state: number[] | null = null;
 
   constructor(limits: FloodLimits) {
     this.limits = limits;
-    this.max = [
-      limits.maxResets,
-      limits.maxSettings,
-      limits.maxPings,
-      limits.maxEmptyFrames,
-      limits.maxWindowUpdates,
-      limits.maxPriority,
-    ];
   }
 
   /**
@@ -79,18 +93,20 @@ export class FloodGuard {
    * send lets a careful client answer with a stream and a connection WINDOW_UPDATE).
    */
   allow(kind: number, n: number): void {
-    const c = this.counts[kind]! - n;
-    this.counts[kind] = Math.max(c, 0);
+    const st = this.state;
+    if (st === null) return; // nothing counted yet: nothing to take back
+    st[kind] = Math.max(st[kind]! - n, 0);
   }
 
   /** Counts one frame of `kind`; true when that kind is over its limit. */
   hit(kind: number): boolean {
     const now = performance.now();
-    const interval = kind === 0 ? this.limits.resetIntervalMs : this.limits.intervalMs;
-    if (now - this.starts[kind]! > interval) {
-      this.starts[kind] = now;
-      this.counts[kind] = 0;
+    const st = (this.state ??= new Array<number>(2 * KINDS).fill(0));
+    const interval = kind === FLOOD_RESET ? this.limits.resetIntervalMs : this.limits.intervalMs;
+    if (now - st[KINDS + kind]! > interval) {
+      st[KINDS + kind] = now;
+      st[kind] = 0;
     }
-    return ++this.counts[kind]! > this.max[kind]!;
+    return ++st[kind]! > limitOf(this.limits, kind);
   }
 }

@@ -24,10 +24,11 @@ export class HpackDecoder {
   private updateRequired = false;
   private requiredMax = 0;
 
-  // The dynamic table as a ring: entry k (1 = newest) is at (tail - k) & mask.
-  private names: string[] = new Array<string>(16).fill('');
-  private values: string[] = new Array<string>(16).fill('');
-  private mask = 15;
+  // The dynamic table as a ring: entry k (1 = newest) is at slot (tail - k) & mask, its name at
+  // ring[2 * slot] and its value after it. One array, made at the first insert: every idle
+  // connection keeps its decoder.
+  private ring: string[] | null = null;
+  private mask = -1;
   private tail = 0;
   private count = 0;
   private size = 0;
@@ -59,8 +60,8 @@ export class HpackDecoder {
   /** Dynamic table entry k (1 = newest) as [name, value], for inspection. */
   entryAt(k: number): [string, string] | undefined {
     if (k < 1 || k > this.count) return undefined;
-    const slot = (this.tail - k) & this.mask;
-    return [this.names[slot]!, this.values[slot]!];
+    const at = ((this.tail - k) & this.mask) * 2;
+    return [this.ring![at]!, this.ring![at + 1]!];
   }
 
   setMaxTableSize(n: number): void {
@@ -109,9 +110,9 @@ export class HpackDecoder {
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
-          const slot = (this.tail - k) & this.mask;
-          name = this.names[slot]!;
-          value = this.values[slot]!;
+          const at = ((this.tail - k) & this.mask) * 2;
+          name = this.ring![at]!;
+          value = this.ring![at + 1]!;
         }
       } else {
         // Literal (§6.2): with incremental indexing has a 6-bit name index, without indexing and
@@ -128,7 +129,7 @@ export class HpackDecoder {
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
-          name = this.names[(this.tail - k) & this.mask]!;
+          name = this.ring![((this.tail - k) & this.mask) * 2]!;
         }
         const s = this.readString(buf, end);
         if (s === null) return 'compression';
@@ -188,10 +189,10 @@ export class HpackDecoder {
       return;
     }
     this.evictTo(this.capacity - entrySize);
-    if (this.count === this.names.length) this.grow();
-    const slot = this.tail & this.mask;
-    this.names[slot] = name;
-    this.values[slot] = value;
+    if (this.count === this.mask + 1) this.grow();
+    const at = (this.tail & this.mask) * 2;
+    this.ring![at] = name;
+    this.ring![at + 1] = value;
     this.tail = (this.tail + 1) & this.mask;
     this.count++;
     this.size += entrySize;
@@ -199,28 +200,29 @@ export class HpackDecoder {
 
   /** Drops oldest entries until the table holds at most `limit` octets. */
   private evictTo(limit: number): void {
+    const ring = this.ring;
     while (this.size > limit) {
-      const slot = (this.tail - this.count) & this.mask;
-      this.size -= this.names[slot]!.length + this.values[slot]!.length + ENTRY_OVERHEAD;
+      const at = ((this.tail - this.count) & this.mask) * 2;
+      this.size -= ring![at]!.length + ring![at + 1]!.length + ENTRY_OVERHEAD;
       // Release the strings: a connection's table can outlive many requests.
-      this.names[slot] = '';
-      this.values[slot] = '';
+      ring![at] = '';
+      ring![at + 1] = '';
       this.count--;
     }
   }
 
-  /** Doubles the ring, laying the entries out oldest first from slot 0. */
+  /** Doubles the ring (4 entries at first), laying the entries out oldest first from slot 0. */
   private grow(): void {
-    const cap = this.names.length * 2;
-    const names = new Array<string>(cap).fill('');
-    const values = new Array<string>(cap).fill('');
+    const cap = this.ring === null ? 4 : (this.mask + 1) * 2;
+    // Exactly sized (an array grown by push keeps spare room).
+    const ring = new Array<string>(cap * 2).fill('');
     for (let k = this.count; k >= 1; k--) {
-      const slot = (this.tail - k) & this.mask;
-      names[this.count - k] = this.names[slot]!;
-      values[this.count - k] = this.values[slot]!;
+      const at = ((this.tail - k) & this.mask) * 2;
+      const to = (this.count - k) * 2;
+      ring[to] = this.ring![at]!;
+      ring[to + 1] = this.ring![at + 1]!;
     }
-    this.names = names;
-    this.values = values;
+    this.ring = ring;
     this.mask = cap - 1;
     this.tail = this.count;
   }

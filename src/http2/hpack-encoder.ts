@@ -29,6 +29,8 @@ const UNIQUE = new Set([
 ]);
 /** Short paths ("/", "/api/health") repeat; long ones carry query strings that rarely do. */
 const PATH_INDEX_MAX = 48;
+/** Up to this many entries a name is found by scanning the ring; past it, through a map. */
+const SCAN_MAX = 8;
 
 /**
  * The encoding side of an HPACK context (RFC 7541): chooses representations and mirrors the
@@ -42,22 +44,23 @@ export class HpackEncoder {
   private updatePending = false;
   private updateMin = 0;
 
-  // The dynamic table as a ring of entries, each known by its insertion sequence number;
-  // entry k (1 = newest) has sequence inserted - k and lives at slot (inserted - k) & mask.
-  private names: string[] = new Array<string>(16).fill('');
-  private values: string[] = new Array<string>(16).fill('');
-  private sizes: number[] = new Array<number>(16).fill(0);
-  private mask = 15;
+  // The dynamic table as a ring of entries, each known by its insertion sequence number; entry k
+  // (1 = newest) has sequence inserted - k and lives at slot (inserted - k) & mask. One array holds
+  // every slot's name, value and the sequence of the previous entry with the same name (-1: none),
+  // allocated at the first insert: every idle connection keeps its encoder, and one array and one map
+  // (not three arrays and a map of maps) is about 1 KB less per connection.
+  private ring: (string | number)[] | null = null;
+  private mask = -1;
   private inserted = 0;
   private count = 0;
   private size = 0;
-  // Look-ups by name, then value, rather than by one "name\0value" key: a key built per field is a
-  // new string to flatten and hash on every look-up (measured: most of the encoding time), while
-  // the fields' own strings cache their hashes.
-  /** name -> value -> sequence of the newest entry with that name and value. */
-  private readonly byField = new Map<string, Map<string, number>>();
-  /** name -> sequence of the newest entry with that name. */
-  private readonly byName = new Map<string, number>();
+  // Look-ups by name, then along that name's entries (newest first; as many as the table holds of
+  // that name, usually one or two), rather than by one "name\0value" key: a key built per field is a
+  // new string to flatten and hash on every look-up (measured: most of the encoding time), while the
+  // fields' own strings cache their hashes. A small table (most connections') is scanned for the
+  // name: as quick as a map look-up, and no map to keep.
+  /** name -> sequence of the newest entry with that name, once the table held more than SCAN_MAX. */
+  private byName: Map<string, number> | null = null;
 
   constructor(maxTableSize = DEFAULT_TABLE_SIZE) {
     this.ownCap = maxTableSize;
@@ -96,7 +99,8 @@ export class HpackEncoder {
     return buf.subarray(0, this.encodeInto(fields, buf, 0));
   }
 
-  private bound(fields: readonly string[]): number {
+  /** The most bytes the block of `fields` can take (each field's name and value raw, plus integer overheads). */
+  bound(fields: readonly string[]): number {
     let n = 2 * INT_BOUND;
     for (let i = 0; i < fields.length; i++) n += fields[i]!.length + INT_BOUND;
     return n + (fields.length >> 1) * INT_BOUND;
@@ -118,14 +122,20 @@ export class HpackEncoder {
   private encodeField(name: string, value: string, out: Buffer, pos: number): number {
     const s = staticFieldIndex(name, value);
     if (s !== 0) return writeInt(out, pos, 0x80, 0x7f, s);
-    const seq = this.byField.get(name)?.get(value);
-    if (seq !== undefined) return writeInt(out, pos, 0x80, 0x7f, STATIC_COUNT + this.inserted - seq);
+    const newest = this.newestOf(name);
+    if (newest >= 0) {
+      // The newest entry with this name and value, along the chain of entries with this name.
+      const ring = this.ring!;
+      const oldest = this.inserted - this.count;
+      for (let seq = newest; seq >= oldest; ) {
+        const at = (seq & this.mask) * 3;
+        if (ring[at + 1] === value) return writeInt(out, pos, 0x80, 0x7f, STATIC_COUNT + this.inserted - seq);
+        seq = ring[at + 2] as number;
+      }
+    }
 
     let nameIndex = staticNameIndex(name);
-    if (nameIndex === 0) {
-      const n = this.byName.get(name);
-      if (n !== undefined) nameIndex = STATIC_COUNT + this.inserted - n;
-    }
+    if (nameIndex === 0 && newest >= 0) nameIndex = STATIC_COUNT + this.inserted - newest;
     const entrySize = name.length + value.length + ENTRY_OVERHEAD;
     if (SENSITIVE.has(name) || (name === 'cookie' && value.length < COOKIE_INDEX_MIN)) {
       // Never indexed (§6.2.3): the representation also tells intermediaries not to index it.
@@ -145,57 +155,74 @@ export class HpackEncoder {
     return writeString(out, pos, value);
   }
 
+  /** The sequence of the newest entry named `name`, or -1. */
+  private newestOf(name: string): number {
+    if (this.byName !== null) return this.byName.get(name) ?? -1;
+    const ring = this.ring;
+    for (let seq = this.inserted - 1; seq >= this.inserted - this.count; seq--) {
+      if (ring![(seq & this.mask) * 3] === name) return seq;
+    }
+    return -1;
+  }
+
   private insert(name: string, value: string, entrySize: number): void {
     this.evictTo(this.capacity - entrySize);
-    if (this.count === this.names.length) this.grow();
+    if (this.count === this.mask + 1) this.grow();
+    const prev = this.newestOf(name);
     const seq = this.inserted++;
-    const slot = seq & this.mask;
-    this.names[slot] = name;
-    this.values[slot] = value;
-    this.sizes[slot] = entrySize;
+    const at = (seq & this.mask) * 3;
+    const ring = this.ring!;
+    ring[at] = name;
+    ring[at + 1] = value;
+    ring[at + 2] = prev;
     this.count++;
     this.size += entrySize;
-    const byValue = this.byField.get(name);
-    if (byValue === undefined) this.byField.set(name, new Map([[value, seq]]));
-    else byValue.set(value, seq);
-    this.byName.set(name, seq);
+    if (this.byName !== null) this.byName.set(name, seq);
+    else if (this.count > SCAN_MAX) {
+      // Oldest first: each name ends up with its newest sequence.
+      const byName = new Map<string, number>();
+      for (let q = this.inserted - this.count; q < this.inserted; q++)
+        byName.set(ring[(q & this.mask) * 3] as string, q);
+      this.byName = byName;
+    }
   }
 
   private evictTo(limit: number): void {
+    const ring = this.ring;
     while (this.size > limit) {
       const seq = this.inserted - this.count;
-      const slot = seq & this.mask;
-      const name = this.names[slot]!;
-      const value = this.values[slot]!;
-      // A newer duplicate owns the map entry by now; only the newest entry's own mapping goes.
-      const byValue = this.byField.get(name)!;
-      if (byValue.get(value) === seq) {
-        byValue.delete(value);
-        if (byValue.size === 0) this.byField.delete(name);
-      }
-      if (this.byName.get(name) === seq) this.byName.delete(name);
-      this.size -= this.sizes[slot]!;
-      this.names[slot] = '';
-      this.values[slot] = '';
+      const at = (seq & this.mask) * 3;
+      const name = ring![at] as string;
+      const value = ring![at + 1] as string;
+      // The oldest entry: when it is also the newest of its name, the name leaves the map. (Newer
+      // entries of the name stop their chain at the oldest sequence still in the table.)
+      if (this.byName !== null && this.byName.get(name) === seq) this.byName.delete(name);
+      this.size -= name.length + value.length + ENTRY_OVERHEAD;
+      ring![at] = '';
+      ring![at + 1] = '';
       this.count--;
     }
   }
 
-  /** Doubles the ring; slots are sequence numbers masked, so entries move to their new slots. */
+  /** Doubles the ring (4 entries at first); slots are sequence numbers masked, so entries move to their new slots. */
   private grow(): void {
-    const cap = this.names.length * 2;
-    const names = new Array<string>(cap).fill('');
-    const values = new Array<string>(cap).fill('');
-    const sizes = new Array<number>(cap).fill(0);
+    const cap = this.ring === null ? 4 : (this.mask + 1) * 2;
+    // Exactly sized (an array grown by push keeps spare room).
+    const ring = new Array<string | number>(cap * 3);
+    for (let i = 0; i < ring.length; i += 3) {
+      ring[i] = '';
+      ring[i + 1] = '';
+      ring[i + 2] = -1;
+    }
     const mask = cap - 1;
     for (let seq = this.inserted - this.count; seq < this.inserted; seq++) {
-      names[seq & mask] = this.names[seq & this.mask]!;
-      values[seq & mask] = this.values[seq & this.mask]!;
-      sizes[seq & mask] = this.sizes[seq & this.mask]!;
+      const from = (seq & this.mask) * 3;
+      const to = (seq & mask) * 3;
+      ring[to] = this.ring![from]!;
+      ring[to + 1] = this.ring![from + 1]!;
+      ring[to + 2] = this.ring![from + 2]!;
     }
-    this.names = names;
-    this.values = values;
-    this.sizes = sizes;
+    this.ring = ring;
     this.mask = mask;
   }
 }

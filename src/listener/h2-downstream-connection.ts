@@ -28,6 +28,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   readonly peer: string;
   readonly trusted: boolean;
   private readonly set: Set<H2DownstreamConnection>;
+  /** Whole milliseconds (Math.ceil): see Http2Connection.deadline for why. */
   deadline = 0;
   /** The last forwarding block and what it was built for (see forwarding-cache.ts). */
   fwdHost: string | null = null;
@@ -47,7 +48,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
     this.set.add(this);
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
-    this.deadline = performance.now() + ctx.limits.idleTimeoutMs;
+    this.deadline = Math.ceil(performance.now() + ctx.limits.idleTimeoutMs);
     sweeper.add(this);
     this.conn.start(first);
     if (ctx.draining) this.conn.shutdown();
@@ -65,7 +66,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
     // While draining, streams up to the last id of our second GOAWAY are still served (§6.8): the
     // engine ignores those above it.
-    this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+    this.deadline = Math.ceil(performance.now() + this.ctx.limits.idleTimeoutMs);
     if (fields !== null && isH2Connect(fields)) {
       startH2Tunnel(stream, this, fields);
       return;
@@ -76,7 +77,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   /** No stream opened for idle_timeout: GOAWAY once none is open either. */
   expire(): void {
     if (this.conn.openStreams === 0) this.conn.shutdown();
-    else this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+    else this.deadline = Math.ceil(performance.now() + this.ctx.limits.idleTimeoutMs);
   }
 
   onGoaway(): void {}

@@ -1,6 +1,9 @@
 import { Buffer } from 'node:buffer';
 import net, { type AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
+import { isLent, type ReadSink, readDirect } from '../core/direct-io.ts';
+import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { CertStore } from '../tls/cert-store.ts';
 import { wantsConnectProtocol } from '../tunnel/tunnel-entry.ts';
 import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
@@ -59,7 +62,7 @@ export class HttpListener {
     }
     if (this.protocol === 'http1') new H1DownstreamConnection(socket, this.ctx, this.sessions);
     else if (this.protocol === 'http2') this.h2!.accept(socket, null);
-    else sniff(socket, this);
+    else new Sniff(socket, this);
   }
 
   private onSecure(socket: tls.TLSSocket): void {
@@ -74,13 +77,17 @@ export class HttpListener {
     else new H1DownstreamConnection(socket, this.ctx, this.sessions);
   }
 
-  /** Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. */
+  /**
+   * Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. `first` may be a
+   * view of the shared read buffer: HTTP/2 takes lent bytes, HTTP/1.1 gets its own copy.
+   */
   classified(socket: net.Socket, first: Buffer, isH2: boolean): void {
     if (isH2) {
       this.h2!.accept(socket, first);
       return;
     }
-    new H1DownstreamConnection(socket, this.ctx, this.sessions).startAfterSniff(first);
+    const owned = isLent(first) ? Buffer.from(first) : first;
+    new H1DownstreamConnection(socket, this.ctx, this.sessions).startAfterSniff(owned);
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
@@ -116,33 +123,70 @@ export class HttpListener {
  * Reads a cleartext connection's first bytes until they either are the HTTP/2 preface or cannot be.
  * An HTTP/1.1 request line never starts with "PRI * HTTP/2.0" (PRI is not a method anyone routes), so
  * a mismatch at any byte decides for HTTP/1.1 at once. A client that sends nothing is closed after the
- * listener's header_timeout, as an HTTP/1.1 one would be.
+ * listener's header_timeout (a sweeper deadline), as an HTTP/1.1 one would be.
+ *
+ * A plain TCP socket is read through the shared direct-read buffer, as its owner will read it: a
+ * read through the stream costs, per connection, a 64 KiB allocation shrunk to the bytes read (the
+ * malloc heap stays fragmented after a burst of connections), a Buffer and the stream's bookkeeping.
+ * Nothing of the sniff outlives it: its listeners, deadline and first bytes would otherwise stay
+ * reachable for the connection's whole life.
  */
-function sniff(socket: net.Socket, listener: HttpListener): void {
-  let got: Buffer | null = null;
-  const timer = setTimeout(() => socket.destroy(), listener.ctx.limits.headerTimeoutMs);
-  const onData = (chunk: Buffer): void => {
-    got = got === null ? chunk : Buffer.concat([got, chunk]);
+class Sniff implements ReadSink, Expirable {
+  deadline: number;
+  private readonly socket: net.Socket;
+  private readonly listener: HttpListener;
+  /** Bytes of an incomplete preface (owned). */
+  private got: Buffer | null = null;
+  private readonly onClose = (): void => this.done();
+  /** The 'data' listener, when the socket is not read directly. */
+  private onData: ((chunk: Buffer) => void) | null = null;
+
+  constructor(socket: net.Socket, listener: HttpListener) {
+    this.socket = socket;
+    this.listener = listener;
+    this.deadline = Math.ceil(performance.now() + listener.ctx.limits.headerTimeoutMs);
+    sweeper.add(this);
+    socket.on('close', this.onClose);
+    socket.on('error', destroyOnError);
+    if (!listener.ctx.directIo || !readDirect(socket, this)) {
+      this.onData = (chunk: Buffer): void => this.onBytes(chunk);
+      socket.on('data', this.onData);
+    }
+  }
+
+  onDirectRead(buf: Buffer, length: number): void {
+    this.onBytes(buf.subarray(0, length));
+  }
+
+  private onBytes(chunk: Buffer): void {
+    const got = this.got === null ? chunk : Buffer.concat([this.got, chunk]);
     const n = Math.min(got.length, PREFACE.length);
-    const prefix = got.subarray(0, n).equals(PREFACE.subarray(0, n));
-    if (prefix && n < PREFACE.length) return;
-    const first = got;
-    done();
-    listener.classified(socket, first, prefix);
-  };
-  const done = (): void => {
-    clearTimeout(timer);
-    socket.off('data', onData);
-    socket.off('close', done);
+    let prefix = true;
+    for (let i = 0; i < n && prefix; i++) prefix = got[i] === PREFACE[i];
+    if (prefix && n < PREFACE.length) {
+      this.got = isLent(got) ? Buffer.from(got) : got;
+      return;
+    }
+    this.done();
+    this.listener.classified(this.socket, got, prefix);
+  }
+
+  expire(): void {
+    this.socket.destroy();
+  }
+
+  private done(): void {
+    sweeper.delete(this);
+    this.deadline = 0;
+    const socket = this.socket;
+    socket.off('close', this.onClose);
     socket.off('error', destroyOnError);
-    socket.pause();
-    // Nothing of the sniff outlives it: its closures (and the first read) would otherwise stay
-    // reachable for the connection's whole life.
-    got = null;
-  };
-  socket.on('data', onData);
-  socket.on('close', done);
-  socket.on('error', destroyOnError);
+    if (this.onData !== null) {
+      socket.off('data', this.onData);
+      socket.pause();
+    }
+    this.got = null;
+  }
 }
 
 function destroyOnError(this: net.Socket): void {
