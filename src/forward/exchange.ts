@@ -1,3 +1,4 @@
+import { deadlineIn } from '../core/sweeper.ts';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
@@ -168,7 +169,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     const conn = this.conn;
     const leg = this.leg;
     if (conn !== null) {
-      conn.deadline = performance.now() + this.responseTimeoutMs();
+      conn.deadline = deadlineIn(this.responseTimeoutMs());
       if (!conn.write(slice, lent)) this.session.pauseForBody();
     } else if (leg !== null && leg.stream !== null) {
       if (!leg.write(lent ? Buffer.from(slice) : slice)) this.session.pauseForBody();
@@ -196,7 +197,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     // Inside begin() (an idle connection was at hand) the exchange's start time is still current.
     const now = this.beginning ? this.startedAt : performance.now();
     this.poolWaitMs = now - this.poolStartedAt;
-    conn.deadline = now + this.responseTimeoutMs();
+    conn.deadline = Math.ceil(now + this.responseTimeoutMs());
     // Head and held body in one write (flushed here, so one shared batch serves every exchange).
     upstreamBatch.add(this.upstreamHead!);
     const pending = this.pendingBody;
@@ -260,7 +261,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     const conn = this.conn!;
     this.relay.onData(chunk, end);
     // The response timeout restarts with every read; a response that completed here needs none.
-    if (!this.done && this.conn === conn) conn.deadline = performance.now() + this.responseTimeoutMs();
+    if (!this.done && this.conn === conn) conn.deadline = deadlineIn(this.responseTimeoutMs());
   }
 
   onUpstreamClose(hadError: boolean): void {

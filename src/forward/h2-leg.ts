@@ -1,6 +1,5 @@
 import { Buffer } from 'node:buffer';
-import { performance } from 'node:perf_hooks';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import { CANCEL } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
@@ -286,7 +285,7 @@ export class H2Leg implements Expirable, StreamSink {
   }
 
   private arm(): void {
-    this.deadline = performance.now() + this.ex.responseTimeoutMs();
+    this.deadline = deadlineIn(this.ex.responseTimeoutMs());
     sweeper.add(this);
   }
 }

@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { resetSocket } from '../core/reset-socket.ts';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { ListenerStats } from '../core/listener-stats.ts';
 import type { Logger } from '../core/log.ts';
@@ -73,7 +73,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
     ctx.stats.requests++;
-    this.deadline = this.startedAt + ctx.connectTimeoutMs;
+    this.deadline = Math.ceil(this.startedAt + ctx.connectTimeoutMs);
     sweeper.add(this);
     down.setNoDelay(true);
     down.on('error', (err: NodeJS.ErrnoException) => this.noteError('downstream_closed', err.code));
@@ -100,7 +100,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.tried.push(ep);
     ep.active++;
     ep.requests++;
-    this.deadline = performance.now() + this.ctx.connectTimeoutMs;
+    this.deadline = deadlineIn(this.ctx.connectTimeoutMs);
     this.dial = cluster.dialer.dial(
       ep.address,
       ep.port,
@@ -119,7 +119,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.up = up;
     this.source = this.dial?.local || null;
     this.lastActive = performance.now();
-    this.deadline = this.lastActive + this.ctx.idleTimeoutMs;
+    this.deadline = Math.ceil(this.lastActive + this.ctx.idleTimeoutMs);
     const down = this.down;
     up.on('data', (chunk: Buffer) => {
       this.bytesOut += chunk.length;
@@ -202,7 +202,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     if (this.state !== OPEN) return;
     const due = this.lastActive + this.ctx.idleTimeoutMs;
     if (due > now) {
-      this.deadline = due;
+      this.deadline = Math.ceil(due);
       return;
     }
     this.destroy('idle_timeout');

@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
@@ -13,7 +12,7 @@ import {
   resumeDirect,
   writeDirectTo,
 } from '../core/direct-io.ts';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { WriteBatch } from '../core/write-batch.ts';
 import { errorResponse } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
@@ -93,7 +92,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
     socket.setNoDelay(true);
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
-    this.deadline = performance.now() + ctx.limits.idleTimeoutMs;
+    this.deadline = deadlineIn(ctx.limits.idleTimeoutMs);
     sweeper.add(this);
     // Shared handlers find the session through the socket: no closures per connection.
     (socket as SessionSocket)[kSession] = this;
@@ -217,7 +216,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
       if (end === NEED_MORE) {
         // header_timeout runs from the head's first bytes; a head that is complete in its first read
         // (nearly all of them) never needs the deadline, so the clock is read only here.
-        if (justStarted) this.deadline = performance.now() + this.ctx.limits.headerTimeoutMs;
+        if (justStarted) this.deadline = deadlineIn(this.ctx.limits.headerTimeoutMs);
         this.scanned = bufEnd;
         if (bufEnd - start > this.ctx.limits.maxHeaderBytes) this.reject('header_too_large');
         return;
@@ -284,7 +283,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
       return;
     }
     this.state = HEAD;
-    this.deadline = performance.now() + this.ctx.limits.idleTimeoutMs;
+    this.deadline = deadlineIn(this.ctx.limits.idleTimeoutMs);
     if (this.readPausedForPipeline) {
       this.readPausedForPipeline = false;
       this.maybeResume();
@@ -410,7 +409,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
     this.state = CLOSING;
     this.buf = null;
     // Give the client a moment to read the response and close first (it then holds the TIME_WAIT).
-    this.deadline = performance.now() + 2000;
+    this.deadline = deadlineIn(2000);
     this.socket.end();
   }
 

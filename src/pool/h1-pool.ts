@@ -1,3 +1,4 @@
+import { deadlineIn } from '../core/sweeper.ts';
 import { performance } from 'node:perf_hooks';
 import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
@@ -184,7 +185,7 @@ export class H1Pool implements UpstreamPool {
       return;
     }
     conn.state = IDLE;
-    conn.deadline = performance.now() + this.opts.idleTimeoutMs;
+    conn.deadline = deadlineIn(this.opts.idleTimeoutMs);
     this.idle.push(conn);
   }
 

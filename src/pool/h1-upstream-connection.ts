@@ -1,4 +1,3 @@
-import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import {
@@ -11,7 +10,7 @@ import {
   writeDirectTo,
 } from '../core/direct-io.ts';
 import { writeLentDirect } from '../core/write-batch.ts';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H1Pool } from './h1-pool.ts';
 import { secureUpstream } from './upstream-tls.ts';
@@ -60,7 +59,7 @@ export class H1UpstreamConnection implements Expirable, DialHandler, DrainSink, 
 
   constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
     this.pool = pool;
-    this.deadline = performance.now() + connectTimeoutMs;
+    this.deadline = deadlineIn(connectTimeoutMs);
     sweeper.add(this);
     this.dial = pool.dialer.dial(host, port, { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, this);
   }

@@ -2,7 +2,7 @@ import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type tls from 'node:tls';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import { type ConnectionFailure, type ConnectionHandler, Http2Connection } from '../http2/connection.ts';
 import { MAX_STREAM_ID, REFUSED_STREAM } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
@@ -66,7 +66,7 @@ export class H2UpstreamConnection implements Expirable, DialHandler, ConnectionH
 
   constructor(pool: H2Pool) {
     this.pool = pool;
-    this.deadline = performance.now() + pool.opts.connectTimeoutMs;
+    this.deadline = deadlineIn(pool.opts.connectTimeoutMs);
     sweeper.add(this);
     this.dial = pool.dialer.dial(pool.address, pool.port, { noDelay: true, keepAlive: true }, this);
   }

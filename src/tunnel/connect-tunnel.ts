@@ -41,7 +41,7 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     this.down = down;
     this.req = req;
     this.policy = policy;
-    this.deadline = this.startedAt + policy.connectTimeoutMs;
+    this.deadline = Math.ceil(this.startedAt + policy.connectTimeoutMs);
     sweeper.add(this);
     down.watch(this);
     if (!policy.authorized(req.auth)) {

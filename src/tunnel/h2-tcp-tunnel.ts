@@ -41,7 +41,7 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
     ctx.stats.requests++;
-    this.deadline = this.startedAt + ctx.connectTimeoutMs;
+    this.deadline = Math.ceil(this.startedAt + ctx.connectTimeoutMs);
     sweeper.add(this);
     down.setNoDelay(true);
     down.on('error', noop);

@@ -67,7 +67,7 @@ export class Splice implements Expirable, SideEvents {
     this.halfClose = halfClose;
     this.owner = owner;
     this.lastActive = Math.ceil(performance.now());
-    this.deadline = this.lastActive + idleMs;
+    this.deadline = Math.ceil(this.lastActive + idleMs);
     if (!halfClose) {
       if (down instanceof StreamSide) down.closeWhole = true;
       if (up instanceof StreamSide) up.closeWhole = true;

@@ -62,7 +62,7 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     this.route = route;
     this.token = token;
     const cluster = route.cluster;
-    this.deadline = this.startedAt + cluster.opts.pool.connectTimeoutMs + route.responseTimeoutMs;
+    this.deadline = Math.ceil(this.startedAt + cluster.opts.pool.connectTimeoutMs + route.responseTimeoutMs);
     sweeper.add(this);
     down.watch(this);
     const endpoint = cluster.pick(cluster.hashKeyOf(head, down.peer));
