@@ -47,13 +47,20 @@ export class Dialer {
   }
 }
 
+/** The handler of a Dial that has connected: nothing is reported any more. */
+const CONNECTED: DialHandler = {
+  onDialConnected(): void {},
+  onDialFailed(): void {},
+};
+
 /** One connect in progress (and, once connected, the holder of its port until the socket closes). */
 export class Dial {
   private readonly dialer: Dialer;
   private readonly address: string;
   private readonly port: number;
   private readonly opts: DialSocketOptions;
-  private readonly handler: DialHandler;
+  /** Let go once connected: the Dial lives as long as the socket (it frees the port), its caller need not. */
+  private handler: DialHandler;
   socket: net.Socket | null = null;
   lease: PortLease | null = null;
   private kernel: KernelBudget | null = null;
@@ -121,7 +128,11 @@ export class Dial {
 
   private onConnect(): void {
     this.connected = true;
-    this.handler.onDialConnected(this.socket as net.Socket);
+    const h = this.handler;
+    // The socket's listeners keep this Dial for the connection's life; they must not keep the caller
+    // (an upgrade's handshake state, its buffers) too. Nothing reaches the handler after this.
+    this.handler = CONNECTED;
+    h.onDialConnected(this.socket as net.Socket);
   }
 
   private onError(socket: net.Socket, err: NodeJS.ErrnoException): void {
