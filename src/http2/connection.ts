@@ -3,7 +3,7 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { isLent } from '../core/direct-io.ts';
 import type { Expirable } from '../core/sweeper.ts';
-import { sweeper } from '../core/sweeper.ts';
+import { sweeper, deadlineIn } from '../core/sweeper.ts';
 import {
   CANCEL,
   CLIENT_PREFACE,
@@ -248,14 +248,7 @@ export class Http2Connection implements Expirable, FrameSink {
   private settingsDeadline = 0;
   /** When the next stream's zero-window stall is due for a check (0 = none stalled). */
   private stallCheckAt = 0;
-  /**
-   * The sweeper deadline: the earlier of the two above. All three are whole milliseconds (Math.ceil):
-   * a small integer is kept in the object itself, while a fractional value is a boxed double that
-   * the sweeper's loop (which sees many classes) copies into a new heap number on every read: two
-   * per connection ten times a second, about 3 MB/s of garbage with 10,000 idle connections, which
-   * kept V8's young generation from ever shrinking. (Past 2^31 ms of uptime, ~24 days, they are
-   * doubles again: correct, only that garbage comes back.)
-   */
+  /** The sweeper deadline: the earlier of the two above (all three in whole ms: see deadlineIn). */
   deadline = 0;
   /** GOAWAY state: sent (with the last id we will process) and received. */
   goawaySent = false;
@@ -293,7 +286,7 @@ export class Http2Connection implements Expirable, FrameSink {
     if (this.role === 'client') this.transport.bytes(PREFACE, 0, PREFACE.length, true);
     this.frame(SETTINGS, 0, 0, settingsPayload(sharedOf(this.opts), this.role));
     this.settingsPending++;
-    this.settingsDeadline = Math.ceil(performance.now() + this.opts.settingsTimeoutMs);
+    this.settingsDeadline = deadlineIn(this.opts.settingsTimeoutMs);
     this.deadline = this.settingsDeadline;
     sweeper.add(this);
     const grow = this.opts.connectionWindowSize - DEFAULT_WINDOW;

@@ -1,10 +1,9 @@
 import type { Buffer } from 'node:buffer';
 import type { Socket } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import { unmapIPv4 } from '../core/cidr.ts';
 import { forwardingFields } from '../forward/forwarding-cache.ts';
 import type { RequestHead } from '../http1/request-head.ts';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import {
   type ConnectionFailure,
   type ConnectionHandler,
@@ -48,7 +47,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
     this.set.add(this);
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
-    this.deadline = Math.ceil(performance.now() + ctx.limits.idleTimeoutMs);
+    this.deadline = deadlineIn(ctx.limits.idleTimeoutMs);
     sweeper.add(this);
     this.conn.start(first);
     if (ctx.draining) this.conn.shutdown();
@@ -66,7 +65,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
     // While draining, streams up to the last id of our second GOAWAY are still served (§6.8): the
     // engine ignores those above it.
-    this.deadline = Math.ceil(performance.now() + this.ctx.limits.idleTimeoutMs);
+    this.deadline = deadlineIn(this.ctx.limits.idleTimeoutMs);
     if (fields !== null && isH2Connect(fields)) {
       startH2Tunnel(stream, this, fields);
       return;
@@ -77,7 +76,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   /** No stream opened for idle_timeout: GOAWAY once none is open either. */
   expire(): void {
     if (this.conn.openStreams === 0) this.conn.shutdown();
-    else this.deadline = Math.ceil(performance.now() + this.ctx.limits.idleTimeoutMs);
+    else this.deadline = deadlineIn(this.ctx.limits.idleTimeoutMs);
   }
 
   onGoaway(): void {}

@@ -1,9 +1,8 @@
 import { Buffer } from 'node:buffer';
 import net, { type AddressInfo } from 'node:net';
-import { performance } from 'node:perf_hooks';
 import tls from 'node:tls';
 import { isLent, type ReadSink, readDirect } from '../core/direct-io.ts';
-import { type Expirable, sweeper } from '../core/sweeper.ts';
+import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { CertStore } from '../tls/cert-store.ts';
 import { wantsConnectProtocol } from '../tunnel/tunnel-entry.ts';
 import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
@@ -144,7 +143,7 @@ class Sniff implements ReadSink, Expirable {
   constructor(socket: net.Socket, listener: HttpListener) {
     this.socket = socket;
     this.listener = listener;
-    this.deadline = Math.ceil(performance.now() + listener.ctx.limits.headerTimeoutMs);
+    this.deadline = deadlineIn(listener.ctx.limits.headerTimeoutMs);
     sweeper.add(this);
     socket.on('close', this.onClose);
     socket.on('error', destroyOnError);
