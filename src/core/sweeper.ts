@@ -8,11 +8,24 @@
 import { performance } from 'node:perf_hooks';
 export interface Expirable {
   deadline: number;
+  /**
+   * The sweeper's bookkeeping: this item's index in its list, -1 while not tracked. Each
+   * implementation starts it at -1 and never writes it.
+   */
+  sweepSlot: number;
   expire(now: number): void;
 }
 
+/**
+ * The tracked items live in a plain array, each knowing its index (removal swaps the last item into
+ * the hole), rather than in a `Set`. The sweeper lives as long as the process, so its Set sat in
+ * V8's old generation; one add and one delete per request rehashed it every few dozen requests, and
+ * V8 links each replaced hash table to its successor without clearing its entries. Through that
+ * chain, starting at a dead table in old space, the scavenger kept every tracked request alive and
+ * promoted it until the next major GC (see http2/stream-table.ts, which measured it).
+ */
 export class Sweeper {
-  private readonly items = new Set<Expirable>();
+  private readonly items: Expirable[] = [];
   private timer: NodeJS.Timeout | null = null;
   private readonly tickMs: number;
 
@@ -21,7 +34,9 @@ export class Sweeper {
   }
 
   add(item: Expirable): void {
-    this.items.add(item);
+    if (item.sweepSlot >= 0) return;
+    item.sweepSlot = this.items.length;
+    this.items.push(item);
     if (this.timer === null) {
       this.timer = setInterval(() => this.sweep(), this.tickMs);
       this.timer.unref();
@@ -29,20 +44,44 @@ export class Sweeper {
   }
 
   delete(item: Expirable): void {
-    this.items.delete(item);
-    if (this.items.size === 0 && this.timer !== null) {
+    const i = item.sweepSlot;
+    const items = this.items;
+    // Not tracked (or by another sweeper, as in tests): nothing to do.
+    if (i < 0 || items[i] !== item) return;
+    item.sweepSlot = -1;
+    const last = items.pop()!;
+    if (last !== item) {
+      items[i] = last;
+      last.sweepSlot = i;
+    }
+    if (items.length === 0 && this.timer !== null) {
       clearInterval(this.timer);
       this.timer = null;
     }
   }
 
-  get size(): number {
-    return this.items.size;
+  has(item: Expirable): boolean {
+    const i = item.sweepSlot;
+    return i >= 0 && this.items[i] === item;
   }
 
+  get size(): number {
+    return this.items.length;
+  }
+
+  /**
+   * Walks from the end: an `expire` that removes items swaps already-visited ones (from the end)
+   * into the holes, so every item not yet visited still is, once (a revisit only re-reads a deadline).
+   */
   sweep(): void {
     const now = performance.now();
-    for (const item of this.items) {
+    const items = this.items;
+    for (let i = items.length - 1; i >= 0; i--) {
+      if (i >= items.length) {
+        i = items.length;
+        continue;
+      }
+      const item = items[i]!;
       if (item.deadline !== 0 && item.deadline <= now) {
         item.deadline = 0;
         item.expire(now);

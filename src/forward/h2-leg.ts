@@ -33,6 +33,7 @@ const MAX_REFUSALS = 3;
  */
 export class H2Leg implements Expirable, StreamSink {
   deadline = 0;
+  sweepSlot = -1;
   private readonly ex: Exchange;
   session: H2UpstreamConnection | null = null;
   stream: Http2Stream | null = null;

@@ -54,6 +54,7 @@ export class TcpTunnel implements Expirable, DialHandler {
   private readonly startedAt = performance.now();
   private lastActive = this.startedAt;
   deadline: number;
+  sweepSlot = -1;
   bytesIn = 0;
   bytesOut = 0;
   private error: ErrorCode | null = null;

@@ -63,6 +63,7 @@ import { FrameReader, type FrameSink } from './frame-reader.ts';
 import { contentLength, hasPseudo, isInterim, noBodyStatus } from './message-fields.ts';
 import { Http2Stream, type StreamSink } from './stream.ts';
 import { H2Transport } from './transport.ts';
+import { StreamTable } from './stream-table.ts';
 
 export type Role = 'server' | 'client';
 
@@ -141,12 +142,6 @@ const EMPTY = Buffer.alloc(0);
  */
 const decoded: string[] = [];
 /**
- * The stream table of a connection with no stream open: shared, never written (a connection's own map
- * is made for its first stream and dropped with its last, so an idle connection holds none).
- */
-const NO_STREAMS: ReadonlyMap<number, Http2Stream> = new Map();
-
-/**
  * What the connections made with one options object share (a listener's all use the same): our
  * settings, and our first SETTINGS payload per role. Per connection they were two objects and the
  * garbage of building the payload, for every idle connection.
@@ -209,8 +204,8 @@ export class Http2Connection implements Expirable, FrameSink {
   /** Our settings: shared by the connections of one options object, never changed. */
   readonly local: Readonly<Settings>;
   readonly remote: Settings = defaultSettings();
-  /** Open streams; NO_STREAMS while none is (see openStream, closeStream). */
-  private streams: ReadonlyMap<number, Http2Stream> = NO_STREAMS;
+  /** Open streams (holds no array while none is). */
+  private readonly streams = new StreamTable();
   private readonly handler: ConnectionHandler;
   private readonly opts: ConnectionOptions;
   private readonly decoder: HpackDecoder;
@@ -250,6 +245,7 @@ export class Http2Connection implements Expirable, FrameSink {
   private stallCheckAt = 0;
   /** The sweeper deadline: the earlier of the two above (all three in whole ms: see deadlineIn). */
   deadline = 0;
+  sweepSlot = -1;
   /** GOAWAY state: sent (with the last id we will process) and received. */
   goawaySent = false;
   private goawayLastId = MAX_STREAM_ID;
@@ -308,7 +304,7 @@ export class Http2Connection implements Expirable, FrameSink {
     if (this.stallCheckAt !== 0 && now >= this.stallCheckAt) {
       this.stallCheckAt = 0;
       const limit = this.opts.stallTimeoutMs;
-      for (const s of [...this.streams.values()]) {
+      for (const s of this.streams.values()) {
         if (s.stalledSince === 0) continue;
         if (now - s.stalledSince >= limit) {
           this.handler.onStall?.(s);
@@ -344,8 +340,7 @@ export class Http2Connection implements Expirable, FrameSink {
   }
 
   private openStream(s: Http2Stream): void {
-    if (this.streams === NO_STREAMS) this.streams = new Map();
-    (this.streams as Map<number, Http2Stream>).set(s.id, s);
+    this.streams.add(s);
   }
 
   // ------------------------------------------------------------------------------------------
@@ -845,7 +840,7 @@ export class Http2Connection implements Expirable, FrameSink {
     this.frame(SETTINGS, FLAG_ACK, 0, EMPTY);
     if (delta > 0) {
       // Every stream's window grew (§6.9.2): what waited on its own window may go now.
-      for (const s of [...this.streams.values()]) {
+      for (const s of this.streams.values()) {
         if ((s.queue !== null || s.endQueued) && s.sendWindow > 0 && !s.closed) this.flushStream(s);
       }
       this.sendWaiting();
@@ -898,7 +893,7 @@ export class Http2Connection implements Expirable, FrameSink {
       };
     }
     // Our streams above `last` were never processed: refused, so their owners may retry them.
-    for (const s of [...this.streams.values()]) {
+    for (const s of this.streams.values()) {
       if (s.id > last && (s.id & 1) === (this.role === 'client' ? 1 : 0)) {
         s.resetCode = REFUSED_STREAM;
         this.closeStream(s);
@@ -1263,9 +1258,7 @@ export class Http2Connection implements Expirable, FrameSink {
     s.queue = null;
     s.queuedBytes = 0;
     s.held = null;
-    const streams = this.streams as Map<number, Http2Stream>;
-    streams.delete(s.id);
-    if (streams.size === 0) this.streams = NO_STREAMS;
+    this.streams.delete(s.id);
     if ((s.id & 1) === (this.role === 'server' ? 1 : 0)) this.peerStreams--;
     this.handler.onStreamClosed?.(s);
     this.closeIfDone();
@@ -1389,8 +1382,7 @@ export class Http2Connection implements Expirable, FrameSink {
     sweeper.delete(this);
     if (this.drainTimer !== null) clearTimeout(this.drainTimer);
     this.drainTimer = null;
-    const all = [...this.streams.values()];
-    this.streams = NO_STREAMS;
+    const all = this.streams.clear();
     this.peerStreams = 0;
     for (const s of all) {
       s.resetCode = code;

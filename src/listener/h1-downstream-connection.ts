@@ -54,6 +54,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   private scanned = 0;
   exchange: Exchange | null = null;
   deadline = 0;
+  sweepSlot = -1;
   private headStarted = false;
   private requests = 0;
   /** Classified by the preface sniff of a `protocol: auto` listener. */

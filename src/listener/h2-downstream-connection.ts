@@ -29,6 +29,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   private readonly set: Set<H2DownstreamConnection>;
   /** Whole milliseconds (Math.ceil): see Http2Connection.deadline for why. */
   deadline = 0;
+  sweepSlot = -1;
   /** The last forwarding block and what it was built for (see forwarding-cache.ts). */
   fwdHost: string | null = null;
   fwdVersion = '';

@@ -132,6 +132,7 @@ export class HttpListener {
  */
 class Sniff implements ReadSink, Expirable {
   deadline: number;
+  sweepSlot = -1;
   private readonly socket: net.Socket;
   private readonly listener: HttpListener;
   /** Bytes of an incomplete preface (owned). */

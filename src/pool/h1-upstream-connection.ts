@@ -54,6 +54,7 @@ export class H1UpstreamConnection implements Expirable, DialHandler, DrainSink, 
   requests = 0;
   user: UpstreamUser | null = null;
   deadline = 0;
+  sweepSlot = -1;
   /** Plain TCP: direct reads and writes on the handle (core/direct-io.ts); every write must use `write`. */
   direct = false;
 

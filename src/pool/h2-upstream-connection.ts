@@ -47,6 +47,7 @@ export class H2UpstreamConnection implements Expirable, DialHandler, ConnectionH
   /** min(local cap, peer's SETTINGS_MAX_CONCURRENT_STREAMS), from the peer's latest SETTINGS. */
   cap = 0;
   deadline = 0;
+  sweepSlot = -1;
   private readonly dial: Dial;
   /** The dialled TCP socket: its close frees the source port, its byte counter feeds keepalive. */
   private raw: net.Socket | null = null;

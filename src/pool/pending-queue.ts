@@ -14,6 +14,7 @@ export class PendingQueue implements Expirable {
   private tail: PoolWaiter | null = null;
   length = 0;
   deadline = 0;
+  sweepSlot = -1;
   private readonly timeoutMs: number;
   private readonly onTimeout: (w: PoolWaiter) => void;
 

@@ -32,6 +32,7 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
   private readonly policy: ConnectPolicy;
   private readonly startedAt = performance.now();
   deadline: number;
+  sweepSlot = -1;
   private socket: net.Socket | null = null;
   private target: ResolvedTarget | null = null;
   private status = 0;

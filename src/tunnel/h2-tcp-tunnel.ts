@@ -26,6 +26,7 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
   private readonly client: string;
   private readonly startedAt = performance.now();
   deadline: number;
+  sweepSlot = -1;
   private endpoint: Endpoint | null = null;
   private leg: H2ConnectLeg | null = null;
   private splice: Splice | null = null;

@@ -44,6 +44,7 @@ export class Splice implements Expirable, SideEvents {
   private readonly halfClose: boolean;
   private readonly owner: SpliceOwner;
   deadline: number;
+  sweepSlot = -1;
   /** Whole ms (rounded up, never early): a small integer is stored in the object, a fraction would be boxed. */
   private lastActive: number;
   bytesIn = 0;

@@ -44,6 +44,7 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
   private readonly token: string;
   private readonly startedAt = performance.now();
   deadline: number;
+  sweepSlot = -1;
   private endpoint: Endpoint | null = null;
   private countsActive = false;
   private h1: UpgradeLeg | null = null;
