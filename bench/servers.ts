@@ -365,10 +365,12 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
       // Same as `npx node bin/muxgate.js start -c <conf>`, minus the npx wrapper
       // process (so the pid we measure is muxgate's own): process.execPath is
       // the npm-installed node 26 that runs this harness.
-      const args = [join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
+      const args = [...MUXGATE_NODE_FLAGS, join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
       // MUXGATE_NODE_ARGS="…": Node options for muxgate only (e.g. --trace-gc, which NODE_OPTIONS refuses)
       const extra = process.env.MUXGATE_NODE_ARGS;
-      if (extra !== undefined && extra !== '') args.unshift(...extra.split(' '));
+      // after muxgate's own flags, so that one given here wins (V8 takes the last)
+      if (extra !== undefined && extra !== '')
+        args.splice(MUXGATE_NODE_FLAGS.length, 0, ...extra.split(' ').filter((a) => a !== ''));
       return { name: id, port, cpu, command: process.execPath, args, logFiles: [] };
     }
   }
@@ -432,6 +434,13 @@ function tryConnect(port: number): Promise<boolean> {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * The Node flags muxgate runs with: the ones on the shebang of bin/muxgate.js and in `npm start`
+ * (test/cli/node-flags.test.ts keeps the three equal). Given here because the bench runs
+ * `node bin/muxgate.js` (no shebang) so that the pid it measures is muxgate's own.
+ */
+export const MUXGATE_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=8'];
 
 /** Starts a server pinned to its CPU and waits until it accepts TCP connections. */
 export async function startServer(spec: ServerSpec, logDir: string, timeoutMs = 15_000): Promise<RunningServer> {

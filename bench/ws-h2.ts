@@ -52,6 +52,7 @@ import { readRssKiB, stopTracked } from './procs.ts';
 import { fmtMiB, mdTable, median } from './report.ts';
 import {
   LOAD_CPU,
+  MUXGATE_NODE_FLAGS,
   PROXY_CPU,
   type RunningServer,
   type ServerSpec,
@@ -284,10 +285,12 @@ clusters:
 function muxgateSpec(dir: string, c: WsH2Case, items: number): ServerSpec {
   const conf = join(dir, 'muxgate-ws-h2-idle.yaml');
   writeFileSync(conf, wsH2MuxgateConfig());
-  const args = [join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
+  const args = [...MUXGATE_NODE_FLAGS, join(repoRoot, 'bin', 'muxgate.js'), 'start', '-c', conf];
   // MUXGATE_NODE_ARGS="…": Node options for muxgate only, as in bench/servers.ts
   const extra = process.env.MUXGATE_NODE_ARGS;
-  if (extra !== undefined && extra !== '') args.unshift(...extra.split(' '));
+  // after muxgate's own flags, so that one given here wins (V8 takes the last)
+  if (extra !== undefined && extra !== '')
+    args.splice(MUXGATE_NODE_FLAGS.length, 0, ...extra.split(' ').filter((a) => a !== ''));
   // both batches' client sockets at once, upstream connections and some slack
   const [command, ...rest] = withFdLimit([process.execPath, ...args], muxgateFds(c, items));
   return { name: 'muxgate-ws-h2-idle', port: WS_H2_PORT, cpu: PROXY_CPU, command: command!, args: rest, logFiles: [] };
