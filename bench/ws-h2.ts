@@ -21,7 +21,7 @@
 // Then, with those still open, a second batch of N items (a second client process, same arguments);
 // VmRSS read after the settle time again (after2); marginal per item = (after2 − after) ÷ items of the
 // second batch. Why both: the first figure also holds what a burst of openings costs the process once,
-// not per item. V8's young generation grows to its maximum (2 × 16 MiB semi-spaces) under such a burst
+// not per item. V8's young generation grows to its maximum (2 × 8 MiB semi-spaces under muxgate's --max-semi-space-size=8; 2 × 32 MiB by Node's default) under such a burst
 // and stays there; with `--max-semi-space-size=2` the first figure fell from 5.8 to 3.4 KiB at 10,000
 // items while the live heap per item (heap snapshots) stayed 1.5 KB. The second batch finds that
 // already paid, so its figure is what an operator plans capacity with: how much more N more idle items
@@ -626,7 +626,7 @@ const MARGINAL_METHOD =
   'Then, with those still open, a 2nd batch of N items (a second client process, same arguments); ' +
   `VmRSS read after ${SETTLE_MS / 1000} s again (after2); marginal per item = (after2 − after) ÷ items of the 2nd batch. ` +
   'Why two figures: the first also holds what a burst of openings costs the process once, not per item ' +
-  "(V8's young generation grows to its maximum, 2 × 16 MiB semi-spaces, and stays there); the 2nd batch finds that " +
+  "(V8's young generation grows to its maximum and stays there: 2 × 8 MiB semi-spaces with muxgate's `--max-semi-space-size=8`, 2 × 32 MiB by Node 26's default); the 2nd batch finds that " +
   'already paid, so its figure is how much more memory N more idle items take, the one to plan capacity with.';
 
 export function wsH2Method(o: WsH2Options): string {
