@@ -9,8 +9,14 @@ import type { ListenerStats } from '../core/listener-stats.ts';
 import type { Logger } from '../core/log.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
+import type { Member, MemberList } from '../core/member-list.ts';
 
 /** What an L4 listener's connections need from it (its tunnels read this, not the listener). */
+/** What a TCP listener holds its tunnels as (both kinds: a direct TcpTunnel, an H2TcpTunnel). */
+export interface ListenerTunnel extends Member {
+  destroy(code: ErrorCode): void;
+}
+
 export interface TcpListenerContext {
   name: string;
   cluster: Cluster;
@@ -44,7 +50,8 @@ const CLOSED = 2;
 export class TcpTunnel implements Expirable, DialHandler {
   private readonly down: Socket;
   private readonly ctx: TcpListenerContext;
-  private readonly tunnels: Set<TcpTunnel>;
+  private readonly tunnels: MemberList<TcpTunnel>;
+  memberSlot = -1;
   private readonly client: string;
   private up: Socket | null = null;
   private dial: Dial | null = null;
@@ -65,7 +72,7 @@ export class TcpTunnel implements Expirable, DialHandler {
   private downClosed = false;
   private upClosed = false;
 
-  constructor(down: Socket, ctx: TcpListenerContext, tunnels: Set<TcpTunnel>) {
+  constructor(down: Socket, ctx: TcpListenerContext, tunnels: MemberList<TcpTunnel>) {
     this.down = down;
     this.ctx = ctx;
     this.tunnels = tunnels;

@@ -25,6 +25,7 @@ import { planH1Tunnel, startTunnel } from '../tunnel/tunnel-entry.ts';
 import type { Downstream } from '../forward/downstream.ts';
 import { giveBackBatch, scheduleFlush, takeBatch } from '../core/flush-queue.ts';
 import type { ListenerContext } from './listener-context.ts';
+import type { MemberList } from '../core/member-list.ts';
 
 const HEAD = 0; // waiting for / reading a request head
 const EXCHANGE = 1; // a request is being forwarded
@@ -65,7 +66,8 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   private clientEnded = false;
   /** Output of the current event, written once the event is handled (see queue); null when nothing is queued. */
   private out: WriteBatch | null = null;
-  private readonly sessions: Set<H1DownstreamConnection>;
+  private readonly sessions: MemberList<H1DownstreamConnection>;
+  memberSlot = -1;
   /** True while processInput runs, so an exchange finishing synchronously does not re-enter it. */
   private processing = false;
   /**
@@ -83,7 +85,7 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
-  constructor(socket: Socket, ctx: ListenerContext, sessions: Set<H1DownstreamConnection>) {
+  constructor(socket: Socket, ctx: ListenerContext, sessions: MemberList<H1DownstreamConnection>) {
     this.socket = socket;
     this.ctx = ctx;
     this.sessions = sessions;

@@ -15,6 +15,7 @@ import type { Http2Stream } from '../http2/stream.ts';
 import { isH2Connect, startH2Tunnel } from '../tunnel/tunnel-entry.ts';
 import { H2RequestStream } from './h2-request-stream.ts';
 import type { ListenerContext } from './listener-context.ts';
+import type { MemberList } from '../core/member-list.ts';
 
 /**
  * One downstream HTTP/2 connection: who the peer is (decided once, like an HTTP/1.1 session), the
@@ -26,7 +27,8 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   readonly ctx: ListenerContext;
   readonly peer: string;
   readonly trusted: boolean;
-  private readonly set: Set<H2DownstreamConnection>;
+  private readonly set: MemberList<H2DownstreamConnection>;
+  memberSlot = -1;
   /** Whole milliseconds (Math.ceil): see Http2Connection.deadline for why. */
   deadline = 0;
   sweepSlot = -1;
@@ -35,7 +37,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   fwdVersion = '';
   fwdFields = '';
 
-  constructor(socket: Socket, ctx: ListenerContext, opts: ConnectionOptions, set: Set<H2DownstreamConnection>) {
+  constructor(socket: Socket, ctx: ListenerContext, opts: ConnectionOptions, set: MemberList<H2DownstreamConnection>) {
     this.ctx = ctx;
     this.set = set;
     this.peer = unmapIPv4(socket.remoteAddress ?? '');

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { ConnectionOptions } from '../http2/connection.ts';
 import { H2DownstreamConnection } from './h2-downstream-connection.ts';
 import type { ListenerContext } from './listener-context.ts';
+import { MemberList } from '../core/member-list.ts';
 
 /** A listener's HTTP/2 limits (config `http2:`), as the engine takes them. */
 export type H2IngressOptions = Omit<ConnectionOptions, 'enableConnectProtocol'>;
@@ -15,7 +16,7 @@ export type H2IngressOptions = Omit<ConnectionOptions, 'enableConnectProtocol'>;
 export class H2Ingress {
   private readonly ctx: ListenerContext;
   private readonly opts: ConnectionOptions;
-  readonly connections = new Set<H2DownstreamConnection>();
+  readonly connections = new MemberList<H2DownstreamConnection>();
 
   constructor(ctx: ListenerContext, opts: H2IngressOptions, enableConnectProtocol: boolean) {
     this.ctx = ctx;
@@ -30,10 +31,10 @@ export class H2Ingress {
 
   /** Graceful: GOAWAY to every connection; streams in flight finish, new ones go elsewhere. */
   drain(): void {
-    for (const c of this.connections) c.drain();
+    for (const c of this.connections.snapshot()) c.drain();
   }
 
   destroyAll(): void {
-    for (const c of [...this.connections]) c.destroy();
+    for (const c of this.connections.snapshot()) c.destroy();
   }
 }

@@ -9,6 +9,7 @@ import { H2Ingress, type H2IngressOptions } from './h2-ingress.ts';
 import { H1DownstreamConnection } from './h1-downstream-connection.ts';
 import { listenOn } from './listen.ts';
 import type { ListenerContext } from './listener-context.ts';
+import { MemberList } from '../core/member-list.ts';
 
 export type HttpProtocol = 'http1' | 'http2' | 'auto';
 
@@ -26,7 +27,7 @@ export class HttpListener {
   readonly protocol: HttpProtocol;
   readonly tls: boolean;
   private readonly server: net.Server;
-  private readonly sessions = new Set<H1DownstreamConnection>();
+  private readonly sessions = new MemberList<H1DownstreamConnection>();
   private readonly h2: H2Ingress | null;
   private readonly certs: CertStore | null;
 
@@ -106,14 +107,14 @@ export class HttpListener {
     this.ctx.draining = true;
     this.server.close();
     this.certs?.close();
-    for (const s of this.sessions) s.drain();
+    for (const s of this.sessions.snapshot()) s.drain();
     this.h2?.drain();
   }
 
   destroyAll(): void {
     this.server.close();
     this.certs?.close();
-    for (const s of this.sessions) s.destroy();
+    for (const s of this.sessions.snapshot()) s.destroy();
     this.h2?.destroyAll();
   }
 }

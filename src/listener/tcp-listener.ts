@@ -1,10 +1,10 @@
 import net, { type AddressInfo } from 'node:net';
 import { listenOn } from './listen.ts';
-import type { ErrorCode } from '../core/errors.ts';
 import { TcpTunnel } from '../forward/tcp-tunnel.ts';
 import { H2TcpTunnel } from '../tunnel/h2-tcp-tunnel.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
-import type { TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import type { ListenerTunnel, TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import { MemberList } from '../core/member-list.ts';
 
 /** Everything a TCP tunnel needs from its listener, resolved once at start. */
 
@@ -17,7 +17,7 @@ export class TcpListener {
   readonly ctx: TcpListenerContext;
   readonly protocol = 'tcp';
   private readonly server: net.Server;
-  private readonly tunnels = new Set<{ destroy(code: ErrorCode): void }>();
+  private readonly tunnels = new MemberList<ListenerTunnel>();
   /** Connections closed at accept because max_connections were open. */
   rejected = 0;
 
@@ -29,7 +29,7 @@ export class TcpListener {
         return;
       }
       if (this.ctx.tunnel !== null) new H2TcpTunnel(socket, this.ctx, this.tunnels);
-      else new TcpTunnel(socket, this.ctx, this.tunnels as Set<TcpTunnel>);
+      else new TcpTunnel(socket, this.ctx, this.tunnels as MemberList<TcpTunnel>);
     });
     if (maxConnections > 0) this.server.maxConnections = maxConnections;
     this.server.on('drop', () => {
@@ -66,7 +66,7 @@ export class TcpListener {
 
   destroyAll(): void {
     this.server.close();
-    for (const t of this.tunnels) t.destroy('shutting_down');
+    for (const t of this.tunnels.snapshot()) t.destroy('shutting_down');
   }
 }
 

@@ -5,12 +5,13 @@ import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import type { TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import type { ListenerTunnel, TcpListenerContext } from '../forward/tcp-tunnel.ts';
 import { H2ConnectLeg } from './h2-connect-leg.ts';
 import { SocketSide } from './socket-side.ts';
 import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';
 import { StreamSide } from './stream-side.ts';
 import type { Fields } from './tunnel-downstream.ts';
+import type { MemberList } from '../core/member-list.ts';
 
 /**
  * One accepted TCP connection of a `tunnel: h2` listener, carried as an HTTP/2 CONNECT stream
@@ -22,7 +23,8 @@ import type { Fields } from './tunnel-downstream.ts';
 export class H2TcpTunnel implements Expirable, SpliceOwner {
   private readonly down: Socket;
   private readonly ctx: TcpListenerContext;
-  private readonly tunnels: Set<{ destroy(code: ErrorCode): void }>;
+  private readonly tunnels: MemberList<ListenerTunnel>;
+  memberSlot = -1;
   private readonly client: string;
   private readonly startedAt = performance.now();
   deadline: number;
@@ -33,7 +35,7 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
   private status = 0;
   private done = false;
 
-  constructor(down: Socket, ctx: TcpListenerContext, tunnels: Set<{ destroy(code: ErrorCode): void }>) {
+  constructor(down: Socket, ctx: TcpListenerContext, tunnels: MemberList<ListenerTunnel>) {
     this.down = down;
     this.ctx = ctx;
     this.tunnels = tunnels;
