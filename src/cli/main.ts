@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import { describeConfig } from './describe.ts';
 import { diagnose, formatDoctor, readMachineFacts } from './doctor.ts';
 import { run } from './run.ts';
-import { USAGE } from './usage.ts';
+import { COMMAND_USAGE, USAGE } from './usage.ts';
 
 export const EXIT_OK = 0;
 export const EXIT_RUNTIME = 1;
@@ -48,6 +48,11 @@ async function dispatch(argv: string[]): Promise<number> {
   }
   if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
     process.stdout.write(`muxgate ${version()}\n`);
+    return EXIT_OK;
+  }
+  const help = COMMAND_USAGE[cmd];
+  if (help !== undefined && (rest.includes('--help') || rest.includes('-h'))) {
+    process.stdout.write(help);
     return EXIT_OK;
   }
   switch (cmd) {
@@ -109,6 +114,7 @@ function proxyConfig(args: string[]): Config {
     protocol: { type: 'string' },
     'tls-cert': { type: 'string' },
     'tls-key': { type: 'string' },
+    websocket: { type: 'boolean', default: true },
   });
   if (typeof values.listen !== 'string') throw new UsageError('missing --listen ADDR:PORT');
   if (typeof values.to !== 'string') throw new UsageError('missing --to HOST:PORT[,HOST:PORT...]');
@@ -140,6 +146,7 @@ function proxyConfig(args: string[]): Config {
       protocol,
       tlsCert: typeof values['tls-cert'] === 'string' ? values['tls-cert'] : undefined,
       tlsKey: typeof values['tls-key'] === 'string' ? values['tls-key'] : undefined,
+      websocket: values.websocket === true,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

@@ -24,6 +24,40 @@ proxy options:
   --admin ADDR:PORT                serve /stats and /healthz there (off by default)
   --log-level LEVEL                trace|debug|info|warn|error|fatal|silent (default info)
   --no-access-log                  do not write the per-request access log
+  --no-websocket                   do not pass WebSocket upgrades (passed by default; to an HTTP/2
+                                   upstream each rides the session pool as an RFC 8441 stream)
 
 Exit codes: 0 ok, 1 runtime failure, 2 bad config or usage.
 `;
+
+const PROXY_OPTIONS = USAGE.slice(USAGE.indexOf('proxy options:'), USAGE.indexOf('\nExit codes:'));
+
+/** `muxgate <command> --help`: that command's usage alone. */
+export const COMMAND_USAGE: Readonly<Record<string, string>> = {
+  start: `Usage: muxgate start -c FILE
+
+Runs muxgate with the config FILE (YAML or JSON; \`muxgate schema\` prints its JSON Schema).
+SIGTERM or SIGINT drains: stop accepting, finish in-flight requests within drain_timeout, exit 0.
+Exit codes: 0 ok, 1 runtime failure (e.g. address in use), 2 bad config.
+`,
+  check: `Usage: muxgate check -c FILE
+
+Validates the config FILE (and the TLS files it names) and prints the listeners, routes and clusters
+it resolves to, defaults included. Exit codes: 0 valid, 2 invalid (each problem named with its path).
+`,
+  proxy: `Usage: muxgate proxy --listen ADDR:PORT --to TARGET[,TARGET...] [options]
+
+A reverse proxy from one line, no config file: one listener with one catch-all route, one
+round-robin cluster, the same defaults and validation as a config file.
+
+${PROXY_OPTIONS}`,
+  schema: `Usage: muxgate schema
+
+Prints the config JSON Schema (for editors and CI validation).
+`,
+  doctor: `Usage: muxgate doctor [-c FILE] [--json]
+
+Prints this machine's limits on connections (ephemeral port range, file descriptors, conntrack) and,
+with a config, the upstream connections each cluster can reach within them. --json: the same as JSON.
+`,
+};

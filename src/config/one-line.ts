@@ -16,6 +16,12 @@ export interface OneLineOptions {
   /** Terminate TLS on the listener with this certificate and key. */
   tlsCert?: string | undefined;
   tlsKey?: string | undefined;
+  /**
+   * Pass WebSockets (default true, as `caddy reverse-proxy` does): the catch-all route allows the
+   * `websocket` upgrade; to an HTTP/2 upstream each one rides the session pool as an RFC 8441 stream
+   * (an HTTP/1.1 Upgrade where the endpoint does not advertise extended CONNECT).
+   */
+  websocket?: boolean | undefined;
 }
 
 /** What a `--to` URL scheme says about the upstream. */
@@ -59,12 +65,14 @@ export function upstreamOf(targets: string[]): {
 
 /**
  * The config that `muxgate proxy --listen A --to B,C [--mode tcp] [--source IP,IP] [--protocol P]
- * [--tls-cert F --tls-key F]` stands for: one listener (with one catch-all route, or tcp), one
+ * [--tls-cert F --tls-key F] [--no-websocket]` stands for: one listener (with one catch-all route
+ * that passes WebSockets unless told not to, or tcp), one
  * round-robin cluster. It goes through the same schema as a file, so it gets the same defaults
  * and the same validation (with "--listen"/"--to" named in errors by the caller).
  */
 export function oneLineConfig(o: OneLineOptions): ConfigInput {
   const up = upstreamOf(o.to);
+  const ws = o.websocket ?? true;
   const tls = o.tlsCert === undefined || o.tlsKey === undefined ? {} : { tls: { cert: o.tlsCert, key: o.tlsKey } };
   return {
     log_level: (o.logLevel ?? 'info') as ConfigInput['log_level'],
@@ -79,7 +87,7 @@ export function oneLineConfig(o: OneLineOptions): ConfigInput {
             address: o.listen,
             protocol: o.protocol ?? 'http1',
             ...tls,
-            routes: [{ cluster: 'upstream' }],
+            routes: [{ cluster: 'upstream', ...(ws ? { upgrades: ['websocket'] } : {}) }],
           },
     ],
     clusters: {
@@ -87,6 +95,7 @@ export function oneLineConfig(o: OneLineOptions): ConfigInput {
         endpoints: up.endpoints,
         ...(up.protocol === 'http1' ? {} : { protocol: up.protocol }),
         ...(up.tls ? { tls: true } : {}),
+        ...(ws && up.protocol !== 'http1' ? { websocket: 'h2' } : {}),
         ...(o.sources === undefined ? {} : { source_addresses: o.sources }),
       },
     },
