@@ -2,6 +2,7 @@ import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { StatsSnapshot } from '../core/stats.ts';
+import { MetricsExporter } from './metrics.ts';
 
 /** What the admin API may see: a snapshot function, nothing live. */
 export interface AdminSource {
@@ -11,11 +12,14 @@ export interface AdminSource {
 }
 
 /**
- * The admin listener: `GET /stats` (the stats snapshot as JSON) and `GET /healthz`. It uses node:http
+ * The admin listener: `GET /stats` (the stats snapshot as JSON), `GET /metrics` (the same snapshot in
+ * the Prometheus text format) and `GET /healthz`. It uses node:http
  * because it is not on the data path. Bind it to loopback: it has no authentication.
  */
 export class AdminServer {
   private readonly server: http.Server;
+
+  private readonly metrics = new MetricsExporter();
 
   constructor(source: AdminSource) {
     this.server = http.createServer((req, res) => {
@@ -29,11 +33,18 @@ export class AdminServer {
           (snap) => send(res, 200, 'application/json', `${JSON.stringify(snap, null, 2)}\n`),
           (err: Error) => send(res, 500, 'text/plain; charset=utf-8', `stats unavailable: ${err.message}\n`),
         );
+      } else if (path === '/metrics') {
+        Promise.resolve(source.snapshot())
+          .then((snap) => this.metrics.render(snap))
+          .then(
+            (text) => send(res, 200, this.metrics.contentType, text),
+            (err: Error) => send(res, 500, 'text/plain; charset=utf-8', `metrics unavailable: ${err.message}\n`),
+          );
       } else if (path === '/healthz') {
         const ok = source.healthy();
         send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'draining\n');
       } else {
-        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /stats or /healthz\n');
+        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /stats, /metrics or /healthz\n');
       }
     });
     this.server.keepAliveTimeout = 5000;

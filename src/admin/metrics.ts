@@ -1,0 +1,223 @@
+import { Counter, Gauge, Registry } from 'prom-client';
+import type { StatsSnapshot } from '../core/stats.ts';
+
+/**
+ * `GET /metrics`: the stats snapshot (already summed over workers by the primary) in the Prometheus
+ * text format. Nothing on the data path is updated twice for it: every family reads counters the
+ * data path keeps anyway, at scrape time, through prom-client's `collect` hooks. A counter's
+ * `collect` resets it and sets it to the snapshot's total, so a label set that is gone (an endpoint
+ * removed) disappears instead of freezing.
+ *
+ * Labels stay low-cardinality: listener, cluster, endpoint (host:port), protocol, code, source,
+ * destination, state. Never a path or a client address.
+ */
+type Labels = Record<string, string>;
+type Sample = readonly [Labels, number];
+
+/** One metric family: how to read its samples off a snapshot. */
+interface Family {
+  name: string;
+  help: string;
+  type: 'counter' | 'gauge';
+  labelNames: readonly string[];
+  samples(s: StatsSnapshot): Iterable<Sample>;
+}
+
+/** Every endpoint with its labels. */
+function* endpoints(s: StatsSnapshot) {
+  for (const c of s.clusters) for (const e of c.endpoints) yield { l: { cluster: c.name, endpoint: e.key }, e };
+}
+
+const FAMILIES: readonly Family[] = [
+  {
+    name: 'muxgate_requests_total',
+    help: 'Requests received, by listener.',
+    type: 'counter',
+    labelNames: ['listener'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.requests];
+    },
+  },
+  {
+    name: 'muxgate_errors_total',
+    help: 'Requests and connections that ended with an error, by listener and stable error code.',
+    type: 'counter',
+    labelNames: ['listener', 'code'],
+    *samples(s) {
+      for (const l of s.listeners)
+        for (const [code, n] of Object.entries(l.error_codes)) yield [{ listener: l.name, code }, n];
+    },
+  },
+  {
+    name: 'muxgate_downstream_connections',
+    help: 'Open client connections, by listener and the protocol the listener is configured for.',
+    type: 'gauge',
+    labelNames: ['listener', 'protocol'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name, protocol: l.protocol }, l.connections_open];
+    },
+  },
+  {
+    name: 'muxgate_downstream_connections_total',
+    help: 'Client connections accepted, by listener.',
+    type: 'counter',
+    labelNames: ['listener'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.connections_total];
+    },
+  },
+  {
+    name: 'muxgate_listener_tunnels',
+    help: 'Tunnels that are up (WebSockets, CONNECT, CONNECT-UDP, TCP), by listener.',
+    type: 'gauge',
+    labelNames: ['listener'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.tunnels_open];
+    },
+  },
+  {
+    name: 'muxgate_upstream_requests_total',
+    help: 'Requests sent to an endpoint.',
+    type: 'counter',
+    labelNames: ['cluster', 'endpoint'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) yield [l, e.requests];
+    },
+  },
+  {
+    name: 'muxgate_upstream_connections',
+    help:
+      'Upstream connections of an endpoint, by state: idle and busy (HTTP/1.1 pool), h2 and h2_draining ' +
+      '(HTTP/2 sessions), connecting (both pools).',
+    type: 'gauge',
+    labelNames: ['cluster', 'endpoint', 'state'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) {
+        yield [{ ...l, state: 'idle' }, e.pool.idle];
+        yield [{ ...l, state: 'busy' }, e.pool.busy];
+        if (e.h2 !== null) {
+          yield [{ ...l, state: 'h2' }, e.h2.sessions - e.h2.draining];
+          yield [{ ...l, state: 'h2_draining' }, e.h2.draining];
+        }
+        yield [{ ...l, state: 'connecting' }, e.pool.connecting + (e.h2?.connecting ?? 0)];
+      }
+    },
+  },
+  {
+    name: 'muxgate_upstream_streams',
+    help: 'Open HTTP/2 streams to an endpoint (requests and tunnels multiplexed on its sessions).',
+    type: 'gauge',
+    labelNames: ['cluster', 'endpoint'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) if (e.h2 !== null) yield [l, e.h2.streams_active];
+    },
+  },
+  {
+    name: 'muxgate_pool_pending',
+    help: "Requests waiting in an endpoint's pool queue (both pools).",
+    type: 'gauge',
+    labelNames: ['cluster', 'endpoint'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) yield [l, e.pool.pending + (e.h2?.pending ?? 0)];
+    },
+  },
+  {
+    name: 'muxgate_endpoint_healthy',
+    help: '1 when the endpoint is taking traffic, 0 when its health checks failed.',
+    type: 'gauge',
+    labelNames: ['cluster', 'endpoint'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) yield [l, e.healthy ? 1 : 0];
+    },
+  },
+  {
+    name: 'muxgate_port_budget_used_ratio',
+    help: 'Share of a (source address, destination) port budget in use or cooling down (TIME_WAIT).',
+    type: 'gauge',
+    labelNames: ['source', 'destination'],
+    *samples(s) {
+      for (const b of s.ports.budgets) yield [{ source: b.source, destination: b.destination }, b.used_ratio];
+    },
+  },
+  {
+    name: 'muxgate_port_budget_ports',
+    help: 'Source ports of a (source address, destination) budget, by state: in_use, cooling, free.',
+    type: 'gauge',
+    labelNames: ['source', 'destination', 'state'],
+    *samples(s) {
+      for (const b of s.ports.budgets) {
+        const l = { source: b.source, destination: b.destination };
+        yield [{ ...l, state: 'in_use' }, b.in_use];
+        yield [{ ...l, state: 'cooling' }, b.cooling];
+        yield [{ ...l, state: 'free' }, b.free];
+      }
+    },
+  },
+  {
+    name: 'muxgate_port_budget_exhausted_total',
+    help: 'Connections refused because a port budget had no free port.',
+    type: 'counter',
+    labelNames: [],
+    *samples(s) {
+      yield [{}, s.ports.exhausted];
+    },
+  },
+  {
+    name: 'muxgate_process_resident_memory_bytes',
+    help: 'Resident memory of muxgate (with workers: N, the sum over the workers).',
+    type: 'gauge',
+    labelNames: [],
+    *samples(s) {
+      yield [{}, s.memory.rss];
+    },
+  },
+];
+
+export class MetricsExporter {
+  readonly registry = new Registry();
+  /** The snapshot being exported (set right before each scrape renders). */
+  private snap: StatsSnapshot | null = null;
+  private last: Promise<unknown> = Promise.resolve();
+
+  constructor() {
+    const exporter = this;
+    for (const f of FAMILIES) {
+      const base = { name: f.name, help: f.help, labelNames: f.labelNames, registers: [this.registry] };
+      if (f.type === 'counter') {
+        new Counter({
+          ...base,
+          collect() {
+            this.reset();
+            if (exporter.snap !== null) for (const [l, v] of f.samples(exporter.snap)) this.inc(l, v);
+          },
+        });
+      } else {
+        new Gauge({
+          ...base,
+          collect() {
+            this.reset();
+            if (exporter.snap !== null) for (const [l, v] of f.samples(exporter.snap)) this.set(l, v);
+          },
+        });
+      }
+    }
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** The text exposition of `snap`; scrapes one at a time (the collect hooks read `this.snap`). */
+  render(snap: StatsSnapshot): Promise<string> {
+    const out = this.last.then(async () => {
+      this.snap = snap;
+      try {
+        return await this.registry.metrics();
+      } finally {
+        this.snap = null;
+      }
+    });
+    this.last = out.catch(() => undefined);
+    return out;
+  }
+}
