@@ -1,7 +1,7 @@
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { StatsSnapshot } from '../core/stats.ts';
+import type { StatsSnapshot } from './stats-snapshot.ts';
 import { MetricsExporter } from './metrics.ts';
 
 /** What the admin API may see: a snapshot function, nothing live. */

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
-import type { StatsSnapshot } from '../core/stats.ts';
+import type { StatsSnapshot } from './stats-snapshot.ts';
 
 /**
  * `GET /metrics`: the stats snapshot (already summed over workers by the primary) in the Prometheus

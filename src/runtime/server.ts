@@ -6,7 +6,7 @@ import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/pr
 import type { ClusterConfig, Config, HttpListenerConfig, TcpListenerConfig } from '../config/schema.ts';
 import { CidrSet } from '../core/cidr.ts';
 import { createAccessLogger, createLogger, type Logger } from '../core/log.ts';
-import { type StatsSnapshot, snapshotStats } from '../core/stats.ts';
+import { type StatsSnapshot, snapshotStats } from '../admin/stats-snapshot.ts';
 import { HttpListener } from '../listener/http-listener.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
 import { TcpListener } from '../listener/tcp-listener.ts';

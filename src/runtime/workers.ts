@@ -4,8 +4,8 @@ import net from 'node:net';
 import { AdminServer } from '../admin/admin-server.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger, type Logger } from '../core/log.ts';
-import { mergeSnapshots } from '../core/stats-merge.ts';
-import type { StatsSnapshot } from '../core/stats.ts';
+import { mergeSnapshots } from '../admin/stats-merge.ts';
+import type { StatsSnapshot } from '../admin/stats-snapshot.ts';
 import type { MuxgateServer } from './server.ts';
 
 const WORKER_ENV = 'MUXGATE_WORKER_ID';

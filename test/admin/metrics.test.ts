@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { MetricsExporter } from '../../src/admin/metrics.ts';
-import type { StatsSnapshot } from '../../src/core/stats.ts';
+import type { StatsSnapshot } from '../../src/admin/stats-snapshot.ts';
 import { type Backend, httpBackend } from '../helpers/backend.ts';
 import { portOf, startMuxgate } from '../helpers/cli.ts';
 

@@ -5,7 +5,7 @@ import {
   type PortBudgetSnapshot,
   type StatsSnapshot,
   usedRatio,
-} from './stats.ts';
+} from './stats-snapshot.ts';
 
 export interface WorkerShare {
   pid: number;
