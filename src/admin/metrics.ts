@@ -67,12 +67,15 @@ const FAMILIES: readonly Family[] = [
     },
   },
   {
-    name: 'muxgate_listener_tunnels',
-    help: 'Tunnels that are up (WebSockets, CONNECT, CONNECT-UDP, TCP), by listener.',
+    name: 'muxgate_tunnels',
+    help:
+      'Tunnels that are up, by listener and kind: websocket, upgrade (other Upgrade tokens), connect, ' +
+      "connect_udp, tcp (an L4 listener's connections, direct or over HTTP/2).",
     type: 'gauge',
-    labelNames: ['listener'],
+    labelNames: ['listener', 'kind'],
     *samples(s) {
-      for (const l of s.listeners) yield [{ listener: l.name }, l.tunnels_open];
+      for (const l of s.listeners)
+        for (const [kind, n] of Object.entries(l.tunnels_by_kind)) yield [{ listener: l.name, kind }, n];
     },
   },
   {

@@ -44,6 +44,16 @@ export interface ListenerSnapshot {
   /** WebSockets and other upgrades, CONNECT and CONNECT-UDP tunnels that are up. */
   tunnels_open: number;
   tunnels_total: number;
+  /** Tunnels that are up, by kind (`upgrade`: Upgrade tokens other than websocket; `tcp`: an L4 listener's). */
+  tunnels_by_kind: TunnelKinds;
+}
+
+export interface TunnelKinds {
+  websocket: number;
+  upgrade: number;
+  connect: number;
+  connect_udp: number;
+  tcp: number;
 }
 
 /** The HTTP/1.1 pool of an endpoint: the counters every pool keeps, then its own. */
@@ -120,6 +130,13 @@ export function snapshotStats(
         bytes_out: s.bytesOut,
         tunnels_open: s.tunnelsOpen,
         tunnels_total: s.tunnelsTotal,
+        tunnels_by_kind: {
+          websocket: s.websocketsOpen,
+          upgrade: s.otherUpgradesOpen,
+          connect: s.connectsOpen,
+          connect_udp: s.connectUdpOpen,
+          tcp: s.tcpTunnelsOpen,
+        },
       };
     }),
     clusters: clusters.map((c) => ({

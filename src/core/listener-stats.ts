@@ -9,6 +9,15 @@ export class ListenerStats {
   /** Upgraded connections, CONNECT and CONNECT-UDP tunnels that are up. */
   tunnelsOpen = 0;
   tunnelsTotal = 0;
+  /**
+   * Tunnels that are up, by kind: WebSockets (and any other Upgrade token a route allows), CONNECT,
+   * CONNECT-UDP, and TCP (an L4 listener's connections, direct or carried over HTTP/2).
+   */
+  websocketsOpen = 0;
+  otherUpgradesOpen = 0;
+  connectsOpen = 0;
+  connectUdpOpen = 0;
+  tcpTunnelsOpen = 0;
   readonly errorCodes = new Map<string, number>();
 
   recordError(code: string): void {

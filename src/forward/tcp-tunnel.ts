@@ -124,6 +124,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     }
     this.endpoint?.connectSucceeded();
     this.state = OPEN;
+    this.ctx.stats.tcpTunnelsOpen++;
     this.up = up;
     this.source = this.dial?.local || null;
     this.lastActive = performance.now();
@@ -256,6 +257,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.releaseEndpoint();
     const stats = this.ctx.stats;
     stats.connectionsOpen--;
+    if (opened) stats.tcpTunnelsOpen--;
     stats.bytesIn += this.bytesIn;
     stats.bytesOut += this.bytesOut;
     const err = this.error;

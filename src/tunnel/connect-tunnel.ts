@@ -117,6 +117,7 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
       { idleTimeoutMs: this.policy.udpIdleTimeoutMs, maxCapsuleBytes: this.policy.maxCapsuleBytes },
       (r) => {
         ctx.stats.tunnelsOpen--;
+        ctx.stats.connectUdpOpen--;
         this.udpDone(r);
       },
     );
@@ -127,12 +128,16 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     sweeper.delete(this);
     this.down.unwatch();
     this.down.accept(status, fields);
-    this.down.ctx.stats.tunnelsOpen++;
-    this.down.ctx.stats.tunnelsTotal++;
+    const stats = this.down.ctx.stats;
+    stats.tunnelsOpen++;
+    stats.tunnelsTotal++;
+    if (this.req.kind === 'connect') stats.connectsOpen++;
+    else stats.connectUdpOpen++;
   }
 
   onSpliceDone(r: SpliceResult): void {
     this.down.ctx.stats.tunnelsOpen--;
+    this.down.ctx.stats.connectsOpen--;
     this.finish(null, r);
   }
 

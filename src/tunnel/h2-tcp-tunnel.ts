@@ -81,11 +81,13 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     this.down.off('close', this.onClientGone);
     this.ctx.stats.tunnelsOpen++;
     this.ctx.stats.tunnelsTotal++;
+    this.ctx.stats.tcpTunnelsOpen++;
     this.splice = new Splice(new SocketSide(this.down, null), side, this.ctx.idleTimeoutMs, this);
   }
 
   onSpliceDone(r: SpliceResult): void {
     this.ctx.stats.tunnelsOpen--;
+    this.ctx.stats.tcpTunnelsOpen--;
     this.finish(null, r);
   }
 

@@ -195,6 +195,8 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     const ctx = down.ctx;
     ctx.stats.tunnelsOpen++;
     ctx.stats.tunnelsTotal++;
+    if (this.token === 'websocket') ctx.stats.websocketsOpen++;
+    else ctx.stats.otherUpgradesOpen++;
     // Shutdown needs no handle on it: destroying either socket or stream ends the splice.
     // An upgraded protocol (WebSocket) closes with its own handshake: no half-closed tunnel.
     // The legs are done: an idle tunnel keeps only the splice, its sides and this.
@@ -206,7 +208,10 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
   // --- endings ---
 
   onSpliceDone(r: SpliceResult): void {
-    this.down.ctx.stats.tunnelsOpen--;
+    const stats = this.down.ctx.stats;
+    stats.tunnelsOpen--;
+    if (this.token === 'websocket') stats.websocketsOpen--;
+    else stats.otherUpgradesOpen--;
     this.finish(null, r);
   }
 

@@ -5,10 +5,13 @@
  * answers `--help` with its own usage.
  */
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
 import { muxgate, portOf, startMuxgate } from '../helpers/cli.ts';
 import { nextMessage, type WsBackend, wsBackend, wsConnect } from '../helpers/ws.ts';
 
+const run = promisify(execFile);
 let h1: WsBackend;
 let h2: WsBackend;
 before(async () => {
@@ -21,13 +24,25 @@ after(async () => {
 });
 
 async function echoThrough(to: string): Promise<void> {
-  const m = startMuxgate(['proxy', '--listen', '127.0.0.1:0', '--to', to, '--no-access-log']);
+  const m = startMuxgate(['proxy', '--listen', '127.0.0.1:0', '--to', to, '--no-access-log', '--admin', '127.0.0.1:0']);
   try {
     const port = portOf(await m.waitFor((l) => l.msg === 'listening'));
+    const admin = portOf(await m.waitFor((l) => l.msg === 'admin listening'));
     const w = await wsConnect(`ws://127.0.0.1:${port}/chat`);
     const reply = nextMessage(w);
     w.send('hello through one line');
     assert.equal((await reply).data.toString(), 'hello through one line');
+    // While it is open: counted as a WebSocket tunnel in /stats and /metrics.
+    const stats = JSON.parse((await run('curl', ['-sS', `http://127.0.0.1:${admin}/stats`])).stdout);
+    assert.deepEqual(stats.listeners[0].tunnels_by_kind, {
+      websocket: 1,
+      upgrade: 0,
+      connect: 0,
+      connect_udp: 0,
+      tcp: 0,
+    });
+    const metrics = (await run('curl', ['-sS', `http://127.0.0.1:${admin}/metrics`])).stdout;
+    assert.match(metrics, /^muxgate_tunnels\{listener="proxy",kind="websocket"\} 1$/m);
     w.close();
   } finally {
     assert.equal(await m.stop('SIGTERM'), 0);

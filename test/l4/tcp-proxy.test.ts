@@ -50,6 +50,7 @@ describe('L4 TCP proxy', () => {
     assert.equal((await c.readExactly(5)).toString(), 'hello');
     c.write(' world, twice');
     assert.equal((await c.readExactly(13)).toString(), ' world, twice');
+    assert.equal(proxy.server.snapshot().listeners[0]?.tunnels_by_kind.tcp, 1, 'counted while up');
     c.socket.end();
     assert.equal(await c.waitEnded(), true, 'the echo side ends after the client ends');
     await waitUntil(() => proxy.accessLog.length === 1, 'the access log line');
@@ -66,6 +67,7 @@ describe('L4 TCP proxy', () => {
     assert.equal(s?.protocol, 'tcp');
     assert.equal(s?.connections_total, 1);
     assert.equal(s?.connections_open, 0);
+    assert.equal(s?.tunnels_by_kind.tcp, 0);
     assert.equal(s?.bytes_in, 18);
     assert.equal(s?.bytes_out, 18);
   });

@@ -132,6 +132,7 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
     const senders = new Set(echo.received.map((r) => `${r.from.address}:${r.from.port}`));
     assert.equal(senders.size, 1);
     assert.equal(echo.received[0]?.from.address, '127.0.0.1');
+    assert.equal(p.server.snapshot().listeners[0]?.tunnels_by_kind.connect_udp, 1, 'counted while up');
 
     c.socket.end();
     assert.equal(await c.waitEnded(), true, 'muxgate ends the tunnel after the client does');
@@ -149,6 +150,7 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
     const snap = p.server.snapshot().listeners[0];
     assert.equal(snap?.tunnels_total, 1);
     assert.equal(snap?.tunnels_open, 0);
+    assert.deepEqual(snap?.tunnels_by_kind, { websocket: 0, upgrade: 0, connect: 0, connect_udp: 0, tcp: 0 });
   });
 
   it('reaches an IPv4 target written as an IPv4-mapped IPv6 literal', async (t) => {

@@ -181,6 +181,7 @@ describe('CONNECT over HTTP/1.1', () => {
     assert.equal(sha(Buffer.concat(echo.received[0] ?? [])), sha(Buffer.concat([early, big])));
     assert.equal(echo.accepts, 1);
 
+    assert.equal(p.server.snapshot().listeners[0]?.tunnels_by_kind.connect, 1, 'counted while up');
     // Half-close: the client's FIN reaches the target, whose own FIN comes back.
     assert.equal(c.ended, false);
     c.socket.end();
@@ -197,6 +198,7 @@ describe('CONNECT over HTTP/1.1', () => {
     const snap = p.server.snapshot().listeners[0];
     assert.equal(snap?.tunnels_total, 1);
     assert.equal(snap?.tunnels_open, 0);
+    assert.deepEqual(snap?.tunnels_by_kind, { websocket: 0, upgrade: 0, connect: 0, connect_udp: 0, tcp: 0 });
   });
 
   it('asks for Proxy-Authorization when users are configured', async (t) => {

@@ -74,6 +74,7 @@ describe('WebSocket over HTTP/1.1 Upgrade', () => {
     const snap = p.server.snapshot().listeners[0];
     assert.equal(snap?.tunnels_total, 2);
     assert.equal(snap?.tunnels_open, 0);
+    assert.deepEqual(snap?.tunnels_by_kind, { websocket: 0, upgrade: 0, connect: 0, connect_udp: 0, tcp: 0 });
   });
 
   it('passes ping/pong, fragmented messages and a 16 MiB message intact', async (t) => {
