@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry } from 'prom-client';
+import type { HistogramSnapshot } from '../core/duration-histogram.ts';
 import type { StatsSnapshot } from './stats-snapshot.ts';
 
 /**
@@ -176,6 +177,44 @@ const FAMILIES: readonly Family[] = [
   },
 ];
 
+/** A histogram family: the data path keeps the bucket counts; they are read at scrape time like the rest. */
+interface HistogramFamily {
+  name: string;
+  help: string;
+  samples(s: StatsSnapshot): Iterable<readonly [Labels, HistogramSnapshot]>;
+}
+
+const HISTOGRAMS: readonly HistogramFamily[] = [
+  {
+    name: 'muxgate_request_duration_seconds',
+    help: 'Request durations, from the head read to the response relayed (or the error answered), by listener.',
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.request_duration];
+    },
+  },
+  {
+    name: 'muxgate_pool_wait_seconds',
+    help: "Time requests waited for a connection or a stream slot of an endpoint's pools.",
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) yield [l, e.pool_wait];
+    },
+  },
+];
+
+/** One histogram's series in prom-client's value format: cumulative `_bucket`s, `_sum`, `_count`. */
+function histogramValues(name: string, labels: Labels, h: HistogramSnapshot) {
+  const out: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+  let cumulative = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    cumulative += h.counts[i]!;
+    const le = i < h.bounds_s.length ? h.bounds_s[i]! : '+Inf';
+    out.push({ metricName: `${name}_bucket`, labels: { ...labels, le }, value: cumulative });
+  }
+  out.push({ metricName: `${name}_sum`, labels, value: h.sum_s });
+  out.push({ metricName: `${name}_count`, labels, value: cumulative });
+  return out;
+}
+
 export class MetricsExporter {
   readonly registry = new Registry();
   /** The snapshot being exported (set right before each scrape renders). */
@@ -203,6 +242,24 @@ export class MetricsExporter {
           },
         });
       }
+    }
+    // prom-client's Histogram can only be fed observations; these buckets are already counted, so the
+    // registry gets a metric object of its own that answers get() in the same value format.
+    for (const f of HISTOGRAMS) {
+      const metric = {
+        name: f.name,
+        help: f.help,
+        type: 'histogram',
+        aggregator: 'sum',
+        get: async () => {
+          const values = [];
+          if (exporter.snap !== null)
+            for (const [l, h] of f.samples(exporter.snap)) values.push(...histogramValues(f.name, l, h));
+          return { name: f.name, help: f.help, type: 'histogram', aggregator: 'sum', values };
+        },
+        reset() {},
+      };
+      this.registry.registerMetric(metric as unknown as Gauge);
     }
   }
 

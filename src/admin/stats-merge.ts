@@ -6,6 +6,7 @@ import {
   type StatsSnapshot,
   usedRatio,
 } from './stats-snapshot.ts';
+import { addHistogram } from '../core/duration-histogram.ts';
 
 export interface WorkerShare {
   pid: number;
@@ -47,7 +48,10 @@ export function mergeSnapshots(
     for (const l of p.listeners) {
       const m = listeners.get(l.name);
       if (m === undefined) listeners.set(l.name, structuredClone(l));
-      else addInto(m, l);
+      else {
+        addInto(m, l);
+        addHistogram(m.request_duration, l.request_duration);
+      }
     }
     for (const c of p.clusters) {
       const m = clusters.get(c.name);
@@ -99,6 +103,7 @@ function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
   into.requests += e.requests;
   into.errors += e.errors;
   addInto(into.pool, e.pool);
+  addHistogram(into.pool_wait, e.pool_wait);
   if (into.h2 !== null && e.h2 !== null) {
     addInto(into.h2, e.h2);
     into.h2.fell_back ||= e.h2.fell_back;

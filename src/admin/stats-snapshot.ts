@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { type HistogramSnapshot, histogramSnapshot } from '../core/duration-histogram.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
@@ -46,6 +47,8 @@ export interface ListenerSnapshot {
   tunnels_total: number;
   /** Tunnels that are up, by kind (`upgrade`: Upgrade tokens other than websocket; `tcp`: an L4 listener's). */
   tunnels_by_kind: TunnelKinds;
+  /** Request durations (head read to response relayed or error answered). */
+  request_duration: HistogramSnapshot;
 }
 
 export interface TunnelKinds {
@@ -91,6 +94,8 @@ export interface EndpointSnapshot {
   errors: number;
   pool: PoolSnapshot;
   h2: H2PoolSnapshot | null;
+  /** Time requests waited for a connection or a stream slot (both pools). */
+  pool_wait: HistogramSnapshot;
 }
 
 export interface ClusterSnapshot {
@@ -137,6 +142,7 @@ export function snapshotStats(
           connect_udp: s.connectUdpOpen,
           tcp: s.tcpTunnelsOpen,
         },
+        request_duration: histogramSnapshot(s.requestDuration),
       };
     }),
     clusters: clusters.map((c) => ({
@@ -164,6 +170,7 @@ export function snapshotStats(
             ...poolCounters(p),
           },
           h2: e.h2 === null ? null : h2Snapshot(e.h2),
+          pool_wait: histogramSnapshot(e.poolWait),
         };
       }),
     })),

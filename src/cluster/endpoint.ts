@@ -6,6 +6,7 @@ import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import type { SelectableEndpoint } from './selection/selector.ts';
+import { DurationHistogram } from '../core/duration-histogram.ts';
 
 /** What the endpoints of a cluster speak, and how to reach them. */
 export interface UpstreamSpec {
@@ -60,6 +61,8 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   active = 0;
   requests = 0;
   errors = 0;
+  /** How long requests waited for a connection or stream slot of this endpoint's pools. */
+  readonly poolWait = new DurationHistogram();
   private failures = 0;
   private readonly health: PassiveHealth;
   private ejectTimer: NodeJS.Timeout | null = null;

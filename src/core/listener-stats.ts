@@ -1,3 +1,5 @@
+import { DurationHistogram } from './duration-histogram.ts';
+
 /** Counters of one listener, written by the data path and only read by stats/admin. */
 export class ListenerStats {
   connectionsOpen = 0;
@@ -19,6 +21,8 @@ export class ListenerStats {
   connectUdpOpen = 0;
   tcpTunnelsOpen = 0;
   readonly errorCodes = new Map<string, number>();
+  /** Request durations, from the head read to the last byte relayed (or the error answered). */
+  readonly requestDuration = new DurationHistogram();
 
   recordError(code: string): void {
     this.errors++;

@@ -9,6 +9,7 @@ import { execFile } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { MetricsExporter } from '../../src/admin/metrics.ts';
+import { DurationHistogram, histogramSnapshot } from '../../src/core/duration-histogram.ts';
 import type { StatsSnapshot } from '../../src/admin/stats-snapshot.ts';
 import { type Backend, httpBackend } from '../helpers/backend.ts';
 import { portOf, startMuxgate } from '../helpers/cli.ts';
@@ -34,6 +35,12 @@ function parse(text: string): { values: Map<string, number>; types: Map<string, 
   return { values, types };
 }
 
+function histogram(...ms: number[]) {
+  const h = new DurationHistogram();
+  for (const m of ms) h.observe(m);
+  return histogramSnapshot(h);
+}
+
 function snapshot(endpoints: string[]): StatsSnapshot {
   return {
     pid: 1,
@@ -55,6 +62,8 @@ function snapshot(endpoints: string[]): StatsSnapshot {
         tunnels_open: 7,
         tunnels_total: 9,
         tunnels_by_kind: { websocket: 4, upgrade: 0, connect: 2, connect_udp: 1, tcp: 0 },
+        // 0.3 ms, twice 3 ms (a bound is inclusive: 5 ms goes in le=0.005), 5 ms, and 70 s (above every bound)
+        request_duration: histogram(0.3, 3, 3, 5, 70_000),
       },
     ],
     clusters: [
@@ -104,6 +113,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
                   fell_back: false,
                 }
               : null,
+          pool_wait: histogram(2),
         })),
       },
     ],
@@ -156,6 +166,16 @@ describe('MetricsExporter', () => {
       ['muxgate_port_budget_ports{source="127.0.0.2",destination="127.0.0.1:9000",state="free"}', 250],
       ['muxgate_port_budget_exhausted_total', 4],
       ['muxgate_process_resident_memory_bytes', 50_000_000],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="0.0005"}', 1],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="0.001"}', 1],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="0.0025"}', 1],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="0.005"}', 4],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="60"}', 4],
+      ['muxgate_request_duration_seconds_bucket{listener="web",le="+Inf"}', 5],
+      ['muxgate_request_duration_seconds_count{listener="web"}', 5],
+      ['muxgate_pool_wait_seconds_bucket{cluster="api",endpoint="10.0.0.2:80",le="0.001"}', 0],
+      ['muxgate_pool_wait_seconds_bucket{cluster="api",endpoint="10.0.0.2:80",le="0.0025"}', 1],
+      ['muxgate_pool_wait_seconds_count{cluster="api",endpoint="10.0.0.2:80"}', 1],
     ];
     for (const [k, n] of expect) assert.equal(v.get(k), n, k);
     assert.equal(v.has('muxgate_upstream_streams{cluster="api",endpoint="10.0.0.2:80"}'), false, 'HTTP/1.1 only');
@@ -163,6 +183,10 @@ describe('MetricsExporter', () => {
       assert.equal(types.get(name), 'counter', name);
     for (const name of ['muxgate_downstream_connections', 'muxgate_upstream_connections', 'muxgate_pool_pending'])
       assert.equal(types.get(name), 'gauge', name);
+    for (const name of ['muxgate_request_duration_seconds', 'muxgate_pool_wait_seconds'])
+      assert.equal(types.get(name), 'histogram', name);
+    const sum = v.get('muxgate_request_duration_seconds_sum{listener="web"}') ?? 0;
+    assert.ok(Math.abs(sum - 70.0113) < 1e-9, `sum ${sum}`);
   });
 
   it('drops the series of an endpoint that left the snapshot', async () => {
@@ -229,6 +253,11 @@ describe('GET /metrics on the admin listener', () => {
         e.pool.idle,
       );
       assert.equal(values.get(`muxgate_endpoint_healthy{cluster="${c.name}",endpoint="${e.key}"}`), 1);
+      const count = values.get(`muxgate_request_duration_seconds_count{listener="${l.name}"}`) ?? 0;
+      assert.ok(count >= 5 && count <= l.requests, `request durations counted: ${count} of ${l.requests}`);
+      assert.equal(values.get(`muxgate_request_duration_seconds_bucket{listener="${l.name}",le="+Inf"}`), count);
+      const waits = values.get(`muxgate_pool_wait_seconds_count{cluster="${c.name}",endpoint="${e.key}"}`) ?? 0;
+      assert.ok(waits >= 5, `pool waits counted: ${waits}`);
       // No path or client address ever becomes a label.
       assert.ok(!text.includes('/r1') && !text.includes('127.0.0.1:' + String(port)), 'no paths or client addresses');
     } finally {

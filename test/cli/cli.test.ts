@@ -200,6 +200,15 @@ describe('muxgate CLI', () => {
         20,
         'each worker reports its own connections',
       );
+      // Histograms add up over the workers too: one duration per request, in /stats and /metrics.
+      const durations = stats.listeners[0].request_duration.counts as number[];
+      assert.equal(
+        durations.reduce((n, c) => n + c, 0),
+        20,
+      );
+      const metrics = (await run('curl', ['-sS', `http://127.0.0.1:${adminPort}/metrics`])).stdout;
+      assert.match(metrics, /^muxgate_request_duration_seconds_count\{listener="proxy"\} 20$/m);
+      assert.match(metrics, /^muxgate_requests_total\{listener="proxy"\} 20$/m);
       process.kill(pids[0]!, 'SIGKILL');
       const restart = await m.waitFor((l) => l.msg === 'worker exited; restarting');
       assert.equal(restart.pid, pids[0]);
