@@ -222,26 +222,27 @@ export class MetricsExporter {
   private last: Promise<unknown> = Promise.resolve();
 
   constructor() {
-    const exporter = this;
+    /** Empties `m` and puts the family's samples from the snapshot being rendered (a counter by `inc` from 0). */
+    const fill = (m: { reset(): void }, f: Family, put: (l: Labels, v: number) => void): void => {
+      m.reset();
+      if (this.snap !== null) for (const [l, v] of f.samples(this.snap)) put(l, v);
+    };
     for (const f of FAMILIES) {
       const base = { name: f.name, help: f.help, labelNames: f.labelNames, registers: [this.registry] };
-      if (f.type === 'counter') {
+      if (f.type === 'counter')
         new Counter({
           ...base,
           collect() {
-            this.reset();
-            if (exporter.snap !== null) for (const [l, v] of f.samples(exporter.snap)) this.inc(l, v);
+            fill(this, f, (l, v) => this.inc(l, v));
           },
         });
-      } else {
+      else
         new Gauge({
           ...base,
           collect() {
-            this.reset();
-            if (exporter.snap !== null) for (const [l, v] of f.samples(exporter.snap)) this.set(l, v);
+            fill(this, f, (l, v) => this.set(l, v));
           },
         });
-      }
     }
     // prom-client's Histogram can only be fed observations; these buckets are already counted, so the
     // registry gets a metric object of its own that answers get() in the same value format.
@@ -253,8 +254,8 @@ export class MetricsExporter {
         aggregator: 'sum',
         get: async () => {
           const values = [];
-          if (exporter.snap !== null)
-            for (const [l, h] of f.samples(exporter.snap)) values.push(...histogramValues(f.name, l, h));
+          if (this.snap !== null)
+            for (const [l, h] of f.samples(this.snap)) values.push(...histogramValues(f.name, l, h));
           return { name: f.name, help: f.help, type: 'histogram', aggregator: 'sum', values };
         },
         reset() {},

@@ -259,7 +259,7 @@ describe('GET /metrics on the admin listener', () => {
       const waits = values.get(`muxgate_pool_wait_seconds_count{cluster="${c.name}",endpoint="${e.key}"}`) ?? 0;
       assert.ok(waits >= 5, `pool waits counted: ${waits}`);
       // No path or client address ever becomes a label.
-      assert.ok(!text.includes('/r1') && !text.includes('127.0.0.1:' + String(port)), 'no paths or client addresses');
+      assert.ok(!text.includes('/r1') && !text.includes(`127.0.0.1:${String(port)}`), 'no paths or client addresses');
     } finally {
       assert.equal(await m.stop('SIGTERM'), 0);
     }

@@ -76,3 +76,21 @@ export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
     },
   };
 }
+
+/**
+ * A forward proxy for tunnel tests: `listener` (its `connect` policy, protocol…), no routes, the
+ * access log on so tests can read the tunnel lines; closed when the test ends.
+ */
+export async function startForwardProxy(
+  t: { after(fn: () => unknown): void },
+  listener: Record<string, unknown>,
+): Promise<TestProxy> {
+  const p = await startProxy({
+    upstreams: ['127.0.0.1:1'],
+    routes: [],
+    listener,
+    config: { access_log: { enabled: true } },
+  });
+  t.after(() => p.close());
+  return p;
+}

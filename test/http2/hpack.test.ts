@@ -12,6 +12,7 @@ import {
   huffmanEncodeInto,
 } from '../../src/http2/hpack-huffman.ts';
 import { STATIC_COUNT, STATIC_NAMES, STATIC_VALUES } from '../../src/http2/hpack-static-table.ts';
+import { prng } from '../helpers/prng.ts';
 
 /** Hex as the RFC prints it, spaces and line breaks allowed. */
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
@@ -515,18 +516,6 @@ describe('HPACK hpack-test-case stories', () => {
     });
   }
 });
-
-/** mulberry32: small, seeded, good enough to pick test inputs. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('HPACK randomized round trip', () => {
   test('3000 field lists with table size changes on both sides', () => {

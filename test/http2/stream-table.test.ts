@@ -7,21 +7,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Http2Stream } from '../../src/http2/stream.ts';
 import { StreamTable } from '../../src/http2/stream-table.ts';
+import { prng } from '../helpers/prng.ts';
 
 /** Only the id matters to the table. */
 const stream = (id: number): Http2Stream => ({ id }) as Http2Stream;
-
-/** A small deterministic PRNG (mulberry32) so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function assertSame(table: StreamTable, model: Map<number, Http2Stream>, probeIds: Iterable<number>): void {
   assert.equal(table.size, model.size);
@@ -39,7 +28,7 @@ function assertSame(table: StreamTable, model: Map<number, Http2Stream>, probeId
 describe('StreamTable', () => {
   it('finds, adds and deletes like a Map under random opens and closes', () => {
     for (let seed = 1; seed <= 20; seed++) {
-      const rand = rng(seed);
+      const rand = prng(seed);
       const table = new StreamTable();
       const model = new Map<number, Http2Stream>();
       let next = 1;

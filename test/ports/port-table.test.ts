@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { PortTable } from '../../src/ports/port-table.ts';
+import { prng } from '../helpers/prng.ts';
 
 const table = (first: number, last: number, coolingMs = 1000) =>
   new PortTable('10.0.0.1', '10.0.0.9:80', first, last, coolingMs);
@@ -18,18 +19,6 @@ function drain(t: PortTable, now: number, max = 100_000): number[] {
 
 function range(first: number, last: number): number[] {
   return Array.from({ length: last - first + 1 }, (_, i) => first + i);
-}
-
-/** mulberry32: a small seeded PRNG so a failing sequence can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 describe('PortTable: take', () => {

@@ -11,7 +11,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import type { Duplex } from 'node:stream';
 import { describe, it, type TestContext } from 'node:test';
 import { CapsuleParser, encodeCapsule, encodeDatagramCapsule } from '../../src/tunnel/capsule.ts';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { startForwardProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { closedPort, connect, field, type SocketReader, within } from '../helpers/wire.ts';
 
@@ -36,17 +36,6 @@ async function udpEcho(t: TestContext): Promise<UdpEcho> {
   e.port = socket.address().port;
   t.after(() => socket.close());
   return e;
-}
-
-async function proxy(t: TestContext, listener: Record<string, unknown>): Promise<TestProxy> {
-  const p = await startProxy({
-    upstreams: ['127.0.0.1:1'],
-    routes: [],
-    listener,
-    config: { access_log: { enabled: true } },
-  });
-  t.after(() => p.close());
-  return p;
 }
 
 const masquePath = (host: string, port: number | string) =>
@@ -103,7 +92,9 @@ const hexSorted = (bs: Buffer[]) => bs.map((b) => b.toString('hex')).sort();
 describe('CONNECT-UDP over HTTP/1.1', () => {
   it('upgrades, relays datagrams both ways (early ones too) and logs the tunnel', async (t) => {
     const echo = await udpEcho(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true } });
+    const p = await startForwardProxy(t, {
+      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true },
+    });
     const c = await connect(p.port, t);
     const first = Buffer.from('early: right behind the request head');
     c.write(
@@ -155,7 +146,9 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
 
   it('reaches an IPv4 target written as an IPv4-mapped IPv6 literal', async (t) => {
     const echo = await udpEcho(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true } });
+    const p = await startForwardProxy(t, {
+      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true },
+    });
     const c = await connect(p.port, t);
     c.write(upgradeRequest(masquePath('::ffff:127.0.0.1', echo.port)));
     const res = await c.readResponse();
@@ -173,7 +166,9 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
   it('refuses a denied target, a malformed template, and serves nothing with udp: false', async (t) => {
     const echo = await udpEcho(t);
     const unlisted = await closedPort();
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true } });
+    const p = await startForwardProxy(t, {
+      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true },
+    });
     const cases: [string, number, string][] = [
       [masquePath('127.0.0.1', unlisted), 403, 'connect_denied'],
       [masquePath('127.0.0.2', echo.port), 403, 'connect_denied'],
@@ -206,7 +201,7 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
     assert.equal(echo.received.length, 0);
 
     // udp: false: the request is an ordinary one, and there is no route for it.
-    const off = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
+    const off = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
     const c = await connect(off.port, t);
     c.write(upgradeRequest(masquePath('127.0.0.1', echo.port)));
     const res = await c.readResponse();
@@ -222,7 +217,7 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
     // the relay's last activity), the upper bound generous.
     const IDLE_MS = 1000;
     const echo = await udpEcho(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true, udp_idle_timeout: `${IDLE_MS}ms` },
     });
     const c = await connect(p.port, t);
@@ -263,7 +258,9 @@ describe('CONNECT-UDP over HTTP/1.1', () => {
 
   it('closes the tunnel on a malformed capsule and counts malformed_capsule', async (t) => {
     const echo = await udpEcho(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true } });
+    const p = await startForwardProxy(t, {
+      connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true },
+    });
     const c = await connect(p.port, t);
     c.write(upgradeRequest(masquePath('127.0.0.1', echo.port)));
     assert.equal((await c.readResponse()).status, 101);
@@ -324,7 +321,7 @@ describe('CONNECT-UDP over HTTP/2', () => {
   it('advertises extended CONNECT and runs two independent tunnels on one session', async (t) => {
     const a = await udpEcho(t);
     const b = await udpEcho(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: {
         allow: [
@@ -381,7 +378,7 @@ describe('CONNECT-UDP over HTTP/2', () => {
 
   it('refuses denied targets and malformed templates on the stream', async (t) => {
     const echo = await udpEcho(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }], udp: true },
     });
@@ -399,7 +396,7 @@ describe('CONNECT-UDP over HTTP/2', () => {
   });
 
   it('does not advertise extended CONNECT with udp: false', async (t) => {
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [443] }] },
     });

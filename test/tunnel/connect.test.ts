@@ -11,7 +11,7 @@ import http from 'node:http';
 import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
 import net, { type AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { startProxy, startForwardProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { closedPort, connect, curl, field, type SocketReader, within } from '../helpers/wire.ts';
 
@@ -70,17 +70,6 @@ async function httpBackend(t: TestContext): Promise<{ port: number; requests: nu
   return b;
 }
 
-async function proxy(t: TestContext, listener: Record<string, unknown>): Promise<TestProxy> {
-  const p = await startProxy({
-    upstreams: ['127.0.0.1:1'],
-    routes: [],
-    listener,
-    config: { access_log: { enabled: true } },
-  });
-  t.after(() => p.close());
-  return p;
-}
-
 /** Sends a CONNECT head (plus `extra` fields, and `early` bytes in the same write) on a new connection. */
 async function rawConnect(t: TestContext, port: number, target: string, extra = '', early?: Buffer) {
   const c = await connect(port, t);
@@ -100,9 +89,9 @@ describe('CONNECT over HTTP/1.1', () => {
   it('denies by default: loopback behind a host rule, unlisted ports, and listeners without connect', async (t) => {
     const echo = await echoServer(t);
     const other = await echoServer(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
+    const p = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
     // localhost resolves to loopback, a special range: a host rule alone does not open it...
-    const hostOnly = await proxy(t, { connect: { allow: [{ host: 'localhost', ports: [echo.port] }] } });
+    const hostOnly = await startForwardProxy(t, { connect: { allow: [{ host: 'localhost', ports: [echo.port] }] } });
     for (const target of [`localhost:${echo.port}`, `127.0.0.1:${echo.port}`, `[::1]:${echo.port}`]) {
       const c = await rawConnect(t, hostOnly.port, target);
       const res = await c.readResponse();
@@ -140,7 +129,7 @@ describe('CONNECT over HTTP/1.1', () => {
 
   it('tunnels curl --proxytunnel to an HTTP backend and logs the tunnel', async (t) => {
     const b = await httpBackend(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [b.port] }] } });
+    const p = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [b.port] }] } });
     const res = await curl([
       '-sS',
       '--noproxy',
@@ -166,7 +155,7 @@ describe('CONNECT over HTTP/1.1', () => {
 
   it('carries early data, 1 MiB both ways and a half-close; the log counts every byte', async (t) => {
     const echo = await echoServer(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
+    const p = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
     const early = Buffer.from('early bytes right behind the head\n');
     const c = await rawConnect(t, p.port, `127.0.0.1:${echo.port}`, '', early);
     const head = await tunnelHead(c);
@@ -203,7 +192,7 @@ describe('CONNECT over HTTP/1.1', () => {
 
   it('asks for Proxy-Authorization when users are configured', async (t) => {
     const b = await httpBackend(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [b.port] }], users: [{ user: 'alice', password: 's3cret' }] },
     });
     const target = `127.0.0.1:${b.port}`;
@@ -230,7 +219,7 @@ describe('CONNECT over HTTP/1.1', () => {
 
   it('refuses a CONNECT that is not host:port, or that carries a body, with 400 invalid_connect', async (t) => {
     const echo = await echoServer(t);
-    const p = await proxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
+    const p = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
     const target = `127.0.0.1:${echo.port}`;
     for (const req of [
       `CONNECT 127.0.0.1 HTTP/1.1\r\nHost: ${target}\r\n\r\n`,
@@ -251,7 +240,7 @@ describe('CONNECT over HTTP/1.1', () => {
 
   it('answers 502 for a refused target and for a name that does not resolve', async (t) => {
     const port = await closedPort();
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       connect: {
         allow: [
           { cidr: '127.0.0.1/32', ports: [port] },
@@ -316,7 +305,7 @@ function h2session(t: TestContext, port: number): Promise<ClientHttp2Session> {
 describe('CONNECT over HTTP/2', () => {
   it('multiplexes 20 tunnels on one connection, each to its own TCP connection', async (t) => {
     const echo = await echoServer(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] },
     });
@@ -365,7 +354,7 @@ describe('CONNECT over HTTP/2', () => {
 
   it('asks for Proxy-Authorization on the stream', async (t) => {
     const echo = await echoServer(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: {
         allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }],
@@ -402,7 +391,7 @@ describe('CONNECT over HTTP/2', () => {
   it('refuses a denied target with 403 connect_denied on the stream only', async (t) => {
     const echo = await echoServer(t);
     const other = await echoServer(t);
-    const p = await proxy(t, {
+    const p = await startForwardProxy(t, {
       protocol: 'http2',
       connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] },
     });

@@ -16,6 +16,7 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream, type IncomingHt
 import https from 'node:https';
 import net, { type AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import type { Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, describe, it, type TestContext } from 'node:test';
 import { WebSocketServer } from 'ws';
@@ -30,7 +31,7 @@ import {
   H2FrameClient,
   RST_STREAM,
 } from '../helpers/h2-frames.ts';
-import { startProxy, type TestProxy } from '../helpers/proxy.ts';
+import { startProxy, type TestProxy, startForwardProxy } from '../helpers/proxy.ts';
 import { sleep, waitUntil } from '../helpers/wait.ts';
 import { connect, SocketReader, within } from '../helpers/wire.ts';
 import { closed, nextMessage, type WebSocket, wsConnect } from '../helpers/ws.ts';
@@ -145,17 +146,6 @@ async function tcpTarget(t: TestContext, o: { paused?: boolean } = {}): Promise<
     server.close();
   });
   return target;
-}
-
-async function proxy(t: TestContext, listener: Record<string, unknown>): Promise<TestProxy> {
-  const p = await startProxy({
-    upstreams: ['127.0.0.1:1'],
-    routes: [],
-    listener,
-    config: { access_log: { enabled: true } },
-  });
-  t.after(() => p.close());
-  return p;
 }
 
 /** A `connect` map that opens exactly 127.0.0.1:`port`. */
@@ -340,12 +330,35 @@ async function stalled(value: () => number, what: string, quietMs = 1000, maxMs 
   }
 }
 
+/**
+ * Writes `payload` into `w` in 64 KiB chunks, waiting for 'drain' whenever it is full, then ends it.
+ * `sent()`: bytes whose write callback ran (they left the writer: a write waiting for window or
+ * buffer space calls back only once it is sent); `done()`: everything was handed over.
+ */
+function writeAll(w: Writable, payload: Buffer): { sent(): number; done(): boolean; finished: Promise<void> } {
+  let sent = 0;
+  let done = false;
+  const finished = (async () => {
+    for (let off = 0; off < payload.length; off += 64 * 1024) {
+      const chunk = payload.subarray(off, off + 64 * 1024);
+      const ok = w.write(chunk, (err) => {
+        if (err == null) sent += chunk.length;
+      });
+      if (!ok) await once(w, 'drain');
+    }
+    w.end();
+    done = true;
+  })();
+  finished.catch(() => {});
+  return { sent: () => sent, done: () => done, finished };
+}
+
 // ---------------------------------------------------------------------------------------------
 
 describe('splice: half-close and early DATA on an HTTP/2 CONNECT stream', () => {
   it("END_STREAM reaches the target as a FIN after every byte; the target's answer and FIN come back whole", async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     const session = await h2session(t, p.port);
     const tun = h2Tunnel(session, `127.0.0.1:${target.port}`);
     assert.equal((await within(tun.response, WAIT, 'the 200'))[':status'], 200);
@@ -390,7 +403,7 @@ describe('splice: half-close and early DATA on an HTTP/2 CONNECT stream', () => 
 
   it('carries DATA sent in the same write as the CONNECT HEADERS first and intact', async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     const c = await H2FrameClient.connect(p.port);
     t.after(() => c.destroy());
     // HEADERS and DATA in one write, before any answer: the DATA waits on the stream until the tunnel
@@ -424,7 +437,7 @@ describe('splice: half-close and early DATA on an HTTP/2 CONNECT stream', () => 
 describe('splice: resets pass through as resets', () => {
   it('HTTP/1.1 CONNECT: a target RST resets the client, with nothing written into the tunnel', async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { connect: allow(target.port) });
+    const p = await startForwardProxy(t, { connect: allow(target.port) });
     const c = await h1Tunnel(t, p.port, `127.0.0.1:${target.port}`);
     const clientFate = watchSocket(c.socket);
     const conn = await within(target.next(), WAIT, 'the target connection');
@@ -452,7 +465,7 @@ describe('splice: resets pass through as resets', () => {
 
   it('HTTP/1.1 CONNECT: a client RST resets the target', async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { connect: allow(target.port) });
+    const p = await startForwardProxy(t, { connect: allow(target.port) });
     const c = await h1Tunnel(t, p.port, `127.0.0.1:${target.port}`);
     const conn = await within(target.next(), WAIT, 'the target connection');
     c.write('ping');
@@ -474,7 +487,7 @@ describe('splice: resets pass through as resets', () => {
 
   it('HTTP/2 CONNECT: a target RST becomes RST_STREAM CONNECT_ERROR; the session lives on', async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     const session = await h2session(t, p.port);
     const authority = `127.0.0.1:${target.port}`;
     const tun = h2Tunnel(session, authority);
@@ -519,7 +532,7 @@ describe('splice: resets pass through as resets', () => {
 
   it('HTTP/2 CONNECT: RST_STREAM CANCEL from the client resets the target (raw frames)', async (t) => {
     const target = await tcpTarget(t);
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     const c = await H2FrameClient.connect(p.port);
     t.after(() => c.destroy());
     const id = 1;
@@ -616,8 +629,11 @@ describe('splice: connect idle timeout', () => {
   it('closes both sides of a quiet tunnel (HTTP/1.1 and HTTP/2 clients); bytes keep a tunnel open', async (t) => {
     const IDLE = 1500;
     const target = await tcpTarget(t);
-    const p1 = await proxy(t, { connect: allow(target.port, { idle_timeout: `${IDLE}ms` }) });
-    const p2 = await proxy(t, { protocol: 'http2', connect: allow(target.port, { idle_timeout: `${IDLE}ms` }) });
+    const p1 = await startForwardProxy(t, { connect: allow(target.port, { idle_timeout: `${IDLE}ms` }) });
+    const p2 = await startForwardProxy(t, {
+      protocol: 'http2',
+      connect: allow(target.port, { idle_timeout: `${IDLE}ms` }),
+    });
     const authority = `127.0.0.1:${target.port}`;
 
     // Three tunnels: quiet over HTTP/1.1, quiet over HTTP/2, and one a byte crosses every 200 ms.
@@ -680,39 +696,25 @@ describe('splice: backpressure through an HTTP/2 CONNECT stream', () => {
   it('client -> target: a target that stops reading stops the client, then every byte arrives', async (t) => {
     const TOTAL = 16 * MiB;
     const target = await tcpTarget(t, { paused: true });
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     const session = await h2session(t, p.port);
     const tun = h2Tunnel(session, `127.0.0.1:${target.port}`);
     assert.equal((await within(tun.response, WAIT, 'the 200'))[':status'], 200);
     const conn = await within(target.next(), WAIT, 'the target connection');
 
     const payload = randomBytes(TOTAL);
-    // Bytes whose write callback ran: they left the client's HTTP/2 session (a write waiting for
-    // window calls back only once it is sent).
-    let sent = 0;
-    let writerDone = false;
-    const writer = (async () => {
-      for (let off = 0; off < TOTAL; off += 64 * 1024) {
-        const chunk = payload.subarray(off, off + 64 * 1024);
-        const ok = tun.stream.write(chunk, (err) => {
-          if (err == null) sent += chunk.length;
-        });
-        if (!ok) await once(tun.stream, 'drain');
-      }
-      tun.stream.end();
-      writerDone = true;
-    })();
-    writer.catch(() => {});
+    // What left the client's HTTP/2 session.
+    const writer = writeAll(tun.stream, payload);
 
-    const held = await stalled(() => sent, 'what the client sent while the target does not read');
+    const held = await stalled(writer.sent, 'what the client sent while the target does not read');
     t.diagnostic(`sent while the target was paused: ${(held / MiB).toFixed(2)} MiB of ${TOTAL / MiB} MiB`);
     // What is in flight is the stream window (1 MiB) plus socket buffers, not the whole upload.
     assert.ok(held > 0, 'something was sent');
     assert.ok(held < TOTAL / 2, `the client sent ${held} bytes into a tunnel whose target reads nothing`);
-    assert.equal(writerDone, false);
+    assert.equal(writer.done(), false);
 
     conn.socket.resume();
-    await within(writer, 60_000, 'the client to write everything');
+    await within(writer.finished, 60_000, 'the client to write everything');
     await within(conn.whenEnded, 60_000, 'the FIN at the target');
     assert.equal(conn.bytes, TOTAL);
     assert.equal(sha(conn.received()), sha(payload));
@@ -727,7 +729,7 @@ describe('splice: backpressure through an HTTP/2 CONNECT stream', () => {
   it('target -> client: a client that grants no window stops the target, then every byte arrives', async (t) => {
     const TOTAL = 16 * MiB;
     const target = await tcpTarget(t);
-    const p = await proxy(t, { protocol: 'http2', connect: allow(target.port) });
+    const p = await startForwardProxy(t, { protocol: 'http2', connect: allow(target.port) });
     let flowing = false;
     const c = await H2FrameClient.connect(p.port, { autoWindowUpdate: () => flowing });
     t.after(() => c.destroy());
@@ -740,32 +742,19 @@ describe('splice: backpressure through an HTTP/2 CONNECT stream', () => {
     const onStream = (f: Frame) => f.streamId === id && f.type === DATA;
     const got = () => c.frames.filter(onStream).reduce((n, f) => n + f.payload.length, 0);
     const payload = randomBytes(TOTAL);
-    let sent = 0;
-    let writerDone = false;
-    const writer = (async () => {
-      for (let off = 0; off < TOTAL; off += 64 * 1024) {
-        const chunk = payload.subarray(off, off + 64 * 1024);
-        const ok = conn.socket.write(chunk, (err) => {
-          if (err == null) sent += chunk.length;
-        });
-        if (!ok) await once(conn.socket, 'drain');
-      }
-      conn.socket.end();
-      writerDone = true;
-    })();
-    writer.catch(() => {});
+    const writer = writeAll(conn.socket, payload);
 
-    const held = await stalled(() => sent, 'what the target wrote while the client grants no window');
+    const held = await stalled(writer.sent, 'what the target wrote while the client grants no window');
     t.diagnostic(`written while the client granted no window: ${(held / MiB).toFixed(2)} MiB of ${TOTAL / MiB} MiB`);
     assert.equal(got(), 65_535, 'the client got exactly its initial stream window');
     assert.ok(held < TOTAL / 2, `the target wrote ${held} bytes into a tunnel whose client grants no window`);
-    assert.equal(writerDone, false);
+    assert.equal(writer.done(), false);
 
     flowing = true;
     c.windowUpdate(id, got());
     const end = await c.next((f) => f.streamId === id && (f.flags & FLAG_END_STREAM) !== 0, 60_000, 'END_STREAM');
     assert.equal(end.type, DATA);
-    await within(writer, WAIT, 'the target to write everything');
+    await within(writer.finished, WAIT, 'the target to write everything');
     const body = Buffer.concat(c.frames.filter(onStream).map((f) => f.payload));
     assert.equal(body.length, TOTAL);
     assert.equal(sha(body), sha(payload));
