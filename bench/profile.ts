@@ -1,4 +1,6 @@
-// CPU profile of muxgate's hot path under load: `npm run bench:profile -- [--scenario get-12b] [--duration 10]`.
+// CPU profile of muxgate's hot path under load:
+//   npm run bench:profile -- [--scenario get-12b] [--duration 10] [--upstream http1|http2]
+// (`--upstream http2`: muxgate reaches the backend over h2c, as in the h2-upstream figure).
 // Starts the nginx backend and muxgate (with --cpu-prof) pinned as in `npm run bench`, loads it with wrk,
 // stops muxgate so V8 writes the profile, and prints the functions with the most self time.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
@@ -7,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stopAll, stopTracked } from './procs.ts';
 import { scenarios } from './scenarios.ts';
-import { BACKEND_PORT, backendSpec, LOAD_CPU, PROXY_PORTS, proxySpec, startServer } from './servers.ts';
+import { BACKEND_H2C_PORT, BACKEND_PORT, backendSpec, LOAD_CPU, PROXY_PORTS, proxySpec, startServer } from './servers.ts';
 import { runWrk } from './wrk.ts';
 
 interface ProfileNode {
@@ -51,7 +53,11 @@ export function topFunctions(profile: CpuProfile, n: number): HotFunction[] {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { scenario: { type: 'string', default: 'get-12b' }, duration: { type: 'string', default: '10' } },
+    options: {
+      scenario: { type: 'string', default: 'get-12b' },
+      duration: { type: 'string', default: '10' },
+      upstream: { type: 'string', default: 'http1' },
+    },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
   if (scenario === undefined) throw new Error(`unknown scenario ${values.scenario}`);
@@ -59,8 +65,14 @@ async function main(): Promise<void> {
   const dir = join(root, 'bench', 'out', `profile-${Date.now()}`);
   const profDir = join(dir, 'prof');
   mkdirSync(profDir, { recursive: true });
-  const backend = await startServer(backendSpec(dir), dir);
-  const spec = proxySpec('muxgate', dir);
+  const upstream = values.upstream;
+  if (upstream !== 'http1' && upstream !== 'http2') throw new Error(`--upstream: http1 or http2, not ${upstream}`);
+  const h2c = upstream === 'http2';
+  const backend = await startServer(backendSpec(dir, h2c ? BACKEND_H2C_PORT : undefined), dir);
+  const spec = proxySpec('muxgate', dir, {
+    upstreamProtocol: upstream,
+    backendPort: h2c ? BACKEND_H2C_PORT : BACKEND_PORT,
+  });
   spec.args = ['--cpu-prof', '--cpu-prof-dir', profDir, ...spec.args];
   const mux = await startServer(spec, dir);
   try {
@@ -73,7 +85,7 @@ async function main(): Promise<void> {
     if (file === undefined) throw new Error('muxgate wrote no .cpuprofile');
     const profile = JSON.parse(readFileSync(join(profDir, file), 'utf8')) as CpuProfile;
     process.stdout.write(
-      `${scenario.name}: ${Math.round(r.rps)} req/s under --cpu-prof (backend :${BACKEND_PORT})\n\n`,
+      `${scenario.name}: ${Math.round(r.rps)} req/s under --cpu-prof (backend :${h2c ? `${BACKEND_H2C_PORT} over h2c` : BACKEND_PORT})\n\n`,
     );
     process.stdout.write('| self % | function | where |\n|---:|:---|:---|\n');
     for (const f of topFunctions(profile, 25)) {

@@ -22,7 +22,7 @@
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
+// unpinned), then access-log (its own proxies, pinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
 // (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement), then
 // ws-h2-idle (its own backend; a fresh muxgate per measurement).
 
@@ -31,6 +31,14 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import {
+  ACCESS_LOG_SCENARIO,
+  type AccessLogState,
+  accessLogMethod,
+  accessLogVariants,
+  renderAccessLog,
+  runAccessLogFigure,
+} from './access-log.ts';
 import { type FigureContext, rotate } from './figure.ts';
 import {
   H2_DEFAULT_DURATION_S,
@@ -135,6 +143,7 @@ const FIGURES = [
   FIXED_RATE_SCENARIO,
   IDLE_RSS_SCENARIO,
   WORKERS_SCENARIO,
+  ACCESS_LOG_SCENARIO,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
   WS_SCENARIO,
@@ -151,7 +160,8 @@ const USAGE = `usage: npm run bench -- [options]
                           ${FIXED_RATE_SCENARIO} and ${IDLE_RSS_SCENARIO} add nginx (their reference);
                           ${WORKERS_SCENARIO} runs the muxgate and nginx among them, ${H2_INGRESS_SCENARIO} the muxgate,
                           nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations),
-                          ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only
+                          ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only,
+                          ${ACCESS_LOG_SCENARIO} the muxgate and nginx among them (each with and without a log)
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
@@ -275,6 +285,7 @@ interface RunState {
   fixedRate: FixedRateState;
   idle: IdleRssRun[];
   workers: WorkersState;
+  accessLog: AccessLogState;
   h2: H2State;
   ws: WsState;
   wsH2: WsH2State;
@@ -291,6 +302,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S);
   if (f === WS_SCENARIO) return wsMethod(opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   if (f === WS_H2_IDLE_SCENARIO) return wsH2Method(wsH2Options(opts));
+  if (f === ACCESS_LOG_SCENARIO) return accessLogMethod(opts.durationS, WARMUP_S);
   return workersMethod(opts.durationS);
 }
 
@@ -306,6 +318,7 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
     return renderWs(st.ws.runs, opts.proxies, opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   }
   if (f === WS_H2_IDLE_SCENARIO) return renderWsH2(st.wsH2.runs, wsH2Options(opts));
+  if (f === ACCESS_LOG_SCENARIO) return renderAccessLog(st.accessLog.runs, opts.proxies);
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
@@ -329,6 +342,9 @@ function portsUsed(opts: Options): [number, string][] {
   }
   if (opts.figures.includes(WORKERS_SCENARIO)) {
     for (const v of workersVariantsFor(opts)) for (const port of workersPorts(v)) ports.push([port, v.id]);
+  }
+  if (opts.figures.includes(ACCESS_LOG_SCENARIO)) {
+    for (const v of accessLogVariants(opts.proxies)) ports.push([v.port, v.id]);
   }
   ports.push(...h2Ports(opts.figures, opts.proxies));
   ports.push(...wsPorts(opts.figures, opts.proxies));
@@ -390,6 +406,7 @@ async function main(): Promise<number> {
     fixedRate: { runs: [], targetRps: undefined, rateSource: 'not measured' },
     idle: [],
     workers: { runs: [], spread: [] },
+    accessLog: { runs: [] },
     h2: { ingress: [], upstream: [] },
     ws: { runs: [] },
     wsH2: { runs: [] },
@@ -412,6 +429,7 @@ async function main(): Promise<number> {
       st.fixedRate.runs.length +
       st.idle.length +
       st.workers.runs.length +
+      st.accessLog.runs.length +
       st.h2.ingress.length +
       st.h2.upstream.length +
       st.ws.runs.length +
@@ -474,6 +492,7 @@ async function main(): Promise<number> {
     if (opts.figures.includes(WORKERS_SCENARIO) && !interrupted) {
       await runWorkersFigure(ctx, workersVariantsFor(opts), st.workers);
     }
+    if (opts.figures.includes(ACCESS_LOG_SCENARIO) && !interrupted) await runAccessLogFigure(ctx, st.accessLog);
     // the HTTP/2 figures use their own (shorter) run length
     const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
@@ -500,6 +519,7 @@ async function main(): Promise<number> {
       ...st.idle,
       ...st.workers.runs,
       ...st.workers.spread,
+      ...st.accessLog.runs,
       ...st.h2.ingress,
       ...st.h2.upstream,
       ...st.ws.runs,

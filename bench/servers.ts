@@ -63,6 +63,11 @@ export interface ProxyOptions {
    * `timeout tunnel 1h` (`mode http` handles the Upgrade natively). muxgate and haproxy only.
    */
   websocket?: boolean;
+  /**
+   * Write an access log to this file (the `access-log` figure): muxgate its default format and batching,
+   * nginx `access_log <file> combined buffer=64k`. muxgate and nginx only; default: no access log.
+   */
+  accessLog?: string;
 }
 
 /** SETTINGS_MAX_CONCURRENT_STREAMS of the h2c listeners: muxgate's and HAProxy's default, set on nginx (default 128) */
@@ -179,7 +184,12 @@ export function nginxProxyConfig(
   dir: string,
   port: number,
   backendPort: number,
-  opts: NginxProcessOptions & { name?: string; h2c?: boolean | undefined; upstreamKeepalive?: number | undefined } = {},
+  opts: NginxProcessOptions & {
+    name?: string;
+    h2c?: boolean | undefined;
+    upstreamKeepalive?: number | undefined;
+    accessLog?: string | undefined;
+  } = {},
 ): string {
   const name = opts.name ?? 'nginx';
   // reuseport: one listen socket per worker, the kernel spreads connections like muxgate's workers
@@ -196,7 +206,7 @@ ${nginxHttpCommon(dir, name)}  upstream backend {
   }
   server {
     listen 127.0.0.1:${port} backlog=4096${reuseport}${h2};
-${h2Streams}    # keep 16 KiB request bodies in memory
+${h2Streams}${opts.accessLog === undefined ? '' : `    access_log ${opts.accessLog} combined buffer=64k;\n`}    # keep 16 KiB request bodies in memory
     client_body_buffer_size 64k;
     location / {
       proxy_pass http://backend;
@@ -251,6 +261,7 @@ export function muxgateConfig(
     h2cListener?: boolean | undefined;
     upstreamProtocol?: 'http1' | 'http2' | undefined;
     websocket?: boolean | undefined;
+    accessLog?: string | undefined;
   } = {},
 ): string {
   const listenerProtocol = opts.h2cListener
@@ -260,8 +271,10 @@ export function muxgateConfig(
   // WebSockets: an HTTP/1.1 Upgrade on a connection of its own per socket (cluster `websocket: http1`, the default)
   const upgrades = opts.websocket ? '\n        upgrades: [websocket]' : '';
   // idle_timeout as long as the other proxies' keep-alive timeouts (300 s); a short drain so stopping is quick
+  const accessLog =
+    opts.accessLog === undefined ? '{ enabled: false }' : `{ enabled: true, path: ${JSON.stringify(opts.accessLog)} }`;
   return `log_level: warn
-access_log: { enabled: false }
+access_log: ${accessLog}
 workers: ${opts.workers ?? 1}
 drain_timeout: 2s
 admin: ${opts.adminPort === undefined ? 'false' : `{ address: "127.0.0.1:${opts.adminPort}" }`}
@@ -325,6 +338,9 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
   if (opts.h2cListener && name === 'http-proxy') throw new Error(`${name}: the bench has no HTTP/2 setup for it`);
   if (opts.upstreamProtocol !== undefined && name !== 'muxgate' && name !== 'haproxy') {
     throw new Error(`${name}: upstreamProtocol is a muxgate and HAProxy option`);
+  }
+  if (opts.accessLog !== undefined && name !== 'muxgate' && name !== 'nginx') {
+    throw new Error(`${name}: the bench has no access-log setup for it`);
   }
   if (opts.websocket && name !== 'muxgate' && name !== 'haproxy') {
     throw new Error(`${name}: the bench has no WebSocket setup for it`);

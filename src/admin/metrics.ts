@@ -31,6 +31,19 @@ function* endpoints(s: StatsSnapshot) {
 
 const FAMILIES: readonly Family[] = [
   {
+    name: 'muxgate_access_log_lines_total',
+    help: 'Access log lines, by outcome: written, lost (write error or a destination that does not keep up), skipped (errors_only or sampling).',
+    type: 'counter',
+    labelNames: ['outcome'],
+    *samples(s) {
+      const a = s.access_log;
+      if (a === null) return;
+      yield [{ outcome: 'written' }, a.lines_written];
+      yield [{ outcome: 'lost' }, a.lines_lost];
+      yield [{ outcome: 'skipped' }, a.lines_skipped];
+    },
+  },
+  {
     name: 'muxgate_requests_total',
     help: 'Requests received, by listener.',
     type: 'counter',

@@ -1,4 +1,5 @@
 import {
+  type AccessLogSnapshot,
   type ClusterSnapshot,
   type EndpointSnapshot,
   type ListenerSnapshot,
@@ -87,7 +88,24 @@ export function mergeSnapshots(
     listeners: [...listeners.values()],
     clusters: [...clusters.values()],
     ports: { exhausted, budgets: [...budgets.values()] },
+    access_log: sumAccessLogs(parts),
   };
+}
+
+function sumAccessLogs(parts: readonly StatsSnapshot[]): AccessLogSnapshot | null {
+  let total: AccessLogSnapshot | null = null;
+  for (const p of parts) {
+    const a = p.access_log;
+    if (a === null) continue;
+    if (total === null) total = { ...a };
+    else {
+      total.lines_written += a.lines_written;
+      total.lines_lost += a.lines_lost;
+      total.lines_skipped += a.lines_skipped;
+      total.write_errors += a.write_errors;
+    }
+  }
+  return total;
 }
 
 /** "100-199" and "200-299" -> "100-299". */

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { type HistogramSnapshot, histogramSnapshot } from '../core/duration-histogram.ts';
 import type { Cluster } from '../cluster/cluster.ts';
+import type { AccessLog } from '../core/access-log.ts';
 import type { HttpListener } from '../listener/http-listener.ts';
 import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
@@ -23,6 +24,15 @@ export interface StatsSnapshot {
    * "kernel" counts connections whose port the kernel picks (clusters without source_addresses).
    */
   ports: { exhausted: number; budgets: PortBudgetSnapshot[] };
+  /** The access log's lines: written, lost (write errors, a destination that does not keep up), skipped (sampling). Null when off. */
+  access_log: AccessLogSnapshot | null;
+}
+
+export interface AccessLogSnapshot {
+  lines_written: number;
+  lines_lost: number;
+  lines_skipped: number;
+  write_errors: number;
 }
 
 export interface PortBudgetSnapshot extends BudgetFigures {
@@ -113,6 +123,7 @@ export function snapshotStats(
   listeners: readonly (HttpListener | TcpListener)[],
   clusters: readonly Cluster[],
   ports: PortAllocator,
+  accessLog: AccessLog | null,
 ): StatsSnapshot {
   return {
     pid: process.pid,
@@ -178,6 +189,15 @@ export function snapshotStats(
       exhausted: ports.exhausted,
       budgets: ports.budgets(performance.now()).map((b) => ({ ...b, used_ratio: usedRatio(b) })),
     },
+    access_log:
+      accessLog === null
+        ? null
+        : {
+            lines_written: accessLog.stats.linesWritten,
+            lines_lost: accessLog.stats.linesLost,
+            lines_skipped: accessLog.skipped,
+            write_errors: accessLog.stats.writeErrors,
+          },
   };
 }
 

@@ -231,6 +231,23 @@ export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', '
 const accessLog = map('an access_log map', {
   enabled: bool().default(true),
   path: text('stdout, stderr or a file path').default('stdout').describe('stdout, stderr or a file path.'),
+  errors_only: bool()
+    .default(false)
+    .describe('Log only requests and tunnels that ended with an error code or a status of 400 or more.'),
+  sample: int(1)
+    .default(1)
+    .describe('Log one in this many of the other lines (1 = every line); error lines are always logged.'),
+  buffer: sizeBytes({ min: 1 })
+    .prefault('64KiB')
+    .describe('Lines are written in batches of about this size (as nginx `access_log ... buffer=`).'),
+  flush_interval: durationMs({ min: 1 })
+    .prefault('1s')
+    .describe('...or when the oldest buffered line is this old.'),
+  max_buffer: sizeBytes({ min: 1 })
+    .prefault('16MiB')
+    .describe(
+      'Lines arriving while this much waits for a slow destination are dropped and counted (access_log.lines_lost in /stats).',
+    ),
 });
 
 const admin = map('an admin map', {

@@ -1,5 +1,6 @@
 import type { ErrorCode } from '../core/errors.ts';
 import type { ListenerStats } from '../core/listener-stats.ts';
+import type { AccessLog } from '../core/access-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 
@@ -11,7 +12,7 @@ import type { RequestHead } from '../http1/request-head.ts';
 export interface DownstreamContext {
   readonly name: string;
   readonly stats: ListenerStats;
-  readonly accessLog: Logger | null;
+  readonly accessLog: AccessLog | null;
   readonly log: Logger;
   /** "muxgate" (the Via pseudonym) or null when Via is off. */
   readonly via: string | null;

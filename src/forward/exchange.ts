@@ -435,7 +435,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     const log = this.session.ctx.accessLog;
     if (log === null) return;
     const head = this.head;
-    log.info({
+    log.request({
       listener: this.session.ctx.name,
       client: this.session.peer,
       protocol: this.session.h2 ? 'HTTP/2' : head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
@@ -443,17 +443,13 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       host: head.host,
       path: this.path,
       status: this.status,
-      bytes_in: this.bytesIn,
-      bytes_out: this.bytesOut,
-      duration_ms: round2(durationMs),
+      bytesIn: this.bytesIn,
+      bytesOut: this.bytesOut,
+      durationMs,
       upstream: this.endpoint?.key,
-      upstream_protocol: this.leg !== null ? 'HTTP/2' : undefined,
-      pool_wait_ms: round2(this.poolWaitMs),
-      error: this.error ?? undefined,
+      upstreamProtocol: this.leg !== null ? 'HTTP/2' : undefined,
+      poolWaitMs: this.poolWaitMs,
+      error: this.error,
     });
   }
-}
-
-function round2(n: number): number {
-  return Math.round(n * 100) / 100;
 }

@@ -6,6 +6,7 @@ import { resetSocket } from '../core/reset-socket.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { ListenerStats } from '../core/listener-stats.ts';
+import type { AccessLog } from '../core/access-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
@@ -23,7 +24,7 @@ export interface TcpListenerContext {
   idleTimeoutMs: number;
   connectTimeoutMs: number;
   connectAttempts: number;
-  accessLog: Logger | null;
+  accessLog: AccessLog | null;
   log: Logger;
   stats: ListenerStats;
   draining: boolean;
@@ -262,7 +263,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     stats.bytesOut += this.bytesOut;
     const err = this.error;
     if (err !== null && err !== 'downstream_closed') stats.recordError(err);
-    this.ctx.accessLog?.info({
+    this.ctx.accessLog?.event({
       listener: this.ctx.name,
       client: this.client,
       upstream: ep?.key ?? null,

@@ -391,13 +391,13 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
       // client with a broken preface, which must see the connection close (RFC 9113 §3.4), not
       // an HTTP/1.1 answer it would read as frames. The code is still logged and counted.
       this.ctx.stats.recordError(code);
-      this.ctx.accessLog?.info({ listener: this.ctx.name, client: this.peer, error: code });
+      this.ctx.accessLog?.event({ listener: this.ctx.name, client: this.peer, error: code });
       this.socket.destroy();
       return;
     }
     if (counted) this.ctx.stats.requests++;
     this.ctx.stats.recordError(code);
-    this.ctx.accessLog?.info({
+    this.ctx.accessLog?.event({
       listener: this.ctx.name,
       client: this.peer,
       status: ERRORS[code].status,

@@ -208,7 +208,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   private reject(code: ErrorCode, malformed: boolean): void {
     const ctx = this.ctx;
     ctx.stats.recordError(code);
-    ctx.accessLog?.info({
+    ctx.accessLog?.event({
       listener: ctx.name,
       client: this.conn.peer,
       protocol: 'HTTP/2',

@@ -1,4 +1,5 @@
 import type { CidrSet } from '../core/cidr.ts';
+import type { AccessLog } from '../core/access-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { Router } from '../router/router.ts';
 import type { ConnectPolicy } from '../tunnel/connect-policy.ts';
@@ -26,7 +27,7 @@ export interface ListenerContext extends TunnelContext {
   /** "muxgate" (the Via pseudonym) or null when Via is off. */
   via: string | null;
   proto: 'http' | 'https';
-  accessLog: Logger | null;
+  accessLog: AccessLog | null;
   log: Logger;
   stats: ListenerStats;
   /** The forward proxy (CONNECT, CONNECT-UDP), or null: CONNECT gets 405. */

@@ -5,7 +5,9 @@ import type { UpstreamSpec } from '../cluster/endpoint.ts';
 import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
 import type { ClusterConfig, Config, HttpListenerConfig, TcpListenerConfig } from '../config/schema.ts';
 import { CidrSet } from '../core/cidr.ts';
-import { createAccessLogger, createLogger, type Logger } from '../core/log.ts';
+import { AccessLog } from '../core/access-log.ts';
+import { LogFile } from '../core/log-file.ts';
+import { createLogger, type Logger } from '../core/log.ts';
 import { type StatsSnapshot, snapshotStats } from '../admin/stats-snapshot.ts';
 import { HttpListener } from '../listener/http-listener.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
@@ -28,8 +30,8 @@ import { buildRoute } from './build-routes.ts';
 export interface ServerOptions {
   /** Event logger; default: pino at the config's log_level on stderr. */
   log?: Logger;
-  /** Access logger; default from the config's access_log; null disables. */
-  accessLog?: Logger | null;
+  /** Access log; default from the config's access_log; null disables. */
+  accessLog?: AccessLog | null;
   /** Listen with SO_REUSEPORT (each worker process binds the same address). */
   reusePort?: boolean;
   /** This worker's share of every source port range (worker index of count); default: all of it. */
@@ -45,7 +47,7 @@ export type Listener = HttpListener | TcpListener;
 export class MuxgateServer {
   readonly config: Config;
   readonly log: Logger;
-  private readonly accessLog: Logger | null;
+  readonly accessLog: AccessLog | null;
   private readonly reusePort: boolean;
   readonly clusters = new Map<string, Cluster>();
   readonly listeners: Listener[] = [];
@@ -58,7 +60,7 @@ export class MuxgateServer {
       opts.accessLog !== undefined
         ? opts.accessLog
         : config.access_log.enabled
-          ? createAccessLogger(config.access_log.path)
+          ? openAccessLog(config, this.log)
           : null;
     this.reusePort = opts.reusePort ?? false;
     const kernelRange = ephemeralPortRange();
@@ -265,7 +267,7 @@ export class MuxgateServer {
   }
 
   snapshot(): StatsSnapshot {
-    return snapshotStats(this.listeners, [...this.clusters.values()], this.ports);
+    return snapshotStats(this.listeners, [...this.clusters.values()], this.ports, this.accessLog);
   }
 
   /**
@@ -280,14 +282,31 @@ export class MuxgateServer {
     }
     const left = this.listeners.reduce((n, l) => n + l.connections, 0);
     if (left > 0) this.log.warn({ connections: left }, 'drain timeout: closing remaining connections');
+    await this.accessLog?.sink.flush();
     this.close();
   }
 
   close(): void {
     for (const l of this.listeners) l.destroyAll();
     for (const c of this.clusters.values()) c.close();
-    this.accessLog?.flush();
+    // The last lines (those of the connections just cut included) go out before the process exits.
+    this.accessLog?.sink.closeSync();
   }
+}
+
+/** The configured access log: its file (or stdout/stderr) written in batches; trouble goes to the event log. */
+function openAccessLog(config: Config, log: Logger): AccessLog {
+  const c = config.access_log;
+  const file = new LogFile(c.path, {
+    bufferBytes: c.buffer,
+    flushIntervalMs: c.flush_interval,
+    maxBufferBytes: c.max_buffer,
+    onTrouble: (what, d) => {
+      if (what === 'lost') log.error({ path: c.path, error: d.error }, 'access log: lines are being lost');
+      else log.warn({ path: c.path, lost: d.lost }, 'access log: writing again after losing lines');
+    },
+  });
+  return new AccessLog(file, { errorsOnly: c.errors_only, sample: c.sample });
 }
 
 /** Reads a cluster's TLS files; an unreadable one fails start with the cluster and file named. */

@@ -134,7 +134,7 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     stats.connectionsOpen--;
     stats.bytesIn += r?.bytesIn ?? 0;
     stats.bytesOut += r?.bytesOut ?? 0;
-    this.ctx.accessLog?.info({
+    this.ctx.accessLog?.event({
       listener: this.ctx.name,
       client: this.client,
       upstream: ep?.key ?? null,

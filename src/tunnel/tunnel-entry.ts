@@ -75,7 +75,7 @@ export function startH2Tunnel(stream: Http2Stream, conn: H2TunnelOrigin, raw: re
   const plan = planH2Tunnel(ctx, raw);
   if (typeof plan === 'string') {
     ctx.stats.recordError(plan);
-    ctx.accessLog?.info({ listener: ctx.name, client: conn.peer, protocol: 'HTTP/2', method: 'CONNECT', error: plan });
+    ctx.accessLog?.event({ listener: ctx.name, client: conn.peer, protocol: 'HTTP/2', method: 'CONNECT', error: plan });
     down.refuse(plan);
     return;
   }

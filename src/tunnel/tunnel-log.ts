@@ -31,7 +31,7 @@ export function logTunnel(down: TunnelDownstream, t: TunnelRecord): void {
   ctx.stats.bytesOut += bytesOut;
   const log = ctx.accessLog;
   if (log === null) return;
-  log.info({
+  log.event({
     listener: ctx.name,
     client: down.peer,
     protocol: down.h2 ? 'HTTP/2' : 'HTTP/1.1',

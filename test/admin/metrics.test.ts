@@ -132,6 +132,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
         },
       ],
     },
+    access_log: { lines_written: 900, lines_lost: 7, lines_skipped: 30, write_errors: 2 },
   };
 }
 
@@ -165,6 +166,9 @@ describe('MetricsExporter', () => {
       ['muxgate_port_budget_ports{source="127.0.0.2",destination="127.0.0.1:9000",state="cooling"}', 150],
       ['muxgate_port_budget_ports{source="127.0.0.2",destination="127.0.0.1:9000",state="free"}', 250],
       ['muxgate_port_budget_exhausted_total', 4],
+      ['muxgate_access_log_lines_total{outcome="written"}', 900],
+      ['muxgate_access_log_lines_total{outcome="lost"}', 7],
+      ['muxgate_access_log_lines_total{outcome="skipped"}', 30],
       ['muxgate_process_resident_memory_bytes', 50_000_000],
       ['muxgate_request_duration_seconds_bucket{listener="web",le="0.0005"}', 1],
       ['muxgate_request_duration_seconds_bucket{listener="web",le="0.001"}', 1],

@@ -47,7 +47,15 @@ describe('loading a valid config', () => {
     const config = parseConfigText(yaml(...LISTENERS, ...CLUSTERS), 'muxgate.yaml');
     assert.deepEqual(config, {
       log_level: 'info',
-      access_log: { enabled: true, path: 'stdout' },
+      access_log: {
+        enabled: true,
+        path: 'stdout',
+        errors_only: false,
+        sample: 1,
+        buffer: 65536,
+        flush_interval: 1000,
+        max_buffer: 16 * 1024 * 1024,
+      },
       workers: 1,
       drain_timeout: 30_000,
       direct_io: true,
@@ -97,7 +105,7 @@ describe('loading a valid config', () => {
       file,
       yaml(
         'log_level: debug',
-        'access_log: { enabled: false, path: /var/log/muxgate.log }',
+        'access_log: { enabled: false, path: /var/log/muxgate.log, errors_only: true, sample: 10, buffer: 8KiB, flush_interval: 250ms }',
         'workers: auto',
         'drain_timeout: 1.5s',
         'trusted_proxies: [10.0.0.0/8, "::1", 192.168.1.7]',
@@ -146,7 +154,15 @@ describe('loading a valid config', () => {
     );
     const config = loadConfigFile(file);
     assert.equal(config.log_level, 'debug');
-    assert.deepEqual(config.access_log, { enabled: false, path: '/var/log/muxgate.log' });
+    assert.deepEqual(config.access_log, {
+      enabled: false,
+      path: '/var/log/muxgate.log',
+      errors_only: true,
+      sample: 10,
+      buffer: 8192,
+      flush_interval: 250,
+      max_buffer: 16 * 1024 * 1024,
+    });
     assert.equal(config.workers, 'auto');
     assert.equal(config.drain_timeout, 1500);
     assert.deepEqual(config.trusted_proxies, ['10.0.0.0/8', '::1/128', '192.168.1.7/32']);

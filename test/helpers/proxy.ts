@@ -2,6 +2,8 @@ import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { validateConfig } from '../../src/config/load.ts';
+import { AccessLog } from '../../src/core/access-log.ts';
+import type { LineSink } from '../../src/core/log-file.ts';
 import type { ConfigInput } from '../../src/config/schema.ts';
 import { MuxgateServer } from '../../src/runtime/server.ts';
 
@@ -23,6 +25,20 @@ function collector(into: Record<string, unknown>[]): Writable {
       cb();
     },
   });
+}
+
+/** An access-log destination that parses each line as it is written (the real formatter, no file). */
+export function lineCollector(into: Record<string, unknown>[]): LineSink {
+  const stats = { linesWritten: 0, linesLost: 0, writeErrors: 0, writes: 0 };
+  return {
+    stats,
+    write(lines, count) {
+      for (const line of lines.split('\n')) if (line !== '') into.push(JSON.parse(line));
+      stats.linesWritten += count;
+    },
+    flush: () => Promise.resolve(),
+    closeSync() {},
+  };
 }
 
 export interface ProxyOptions {
@@ -61,7 +77,10 @@ export async function startProxy(o: ProxyOptions): Promise<TestProxy> {
   const eventLog: Record<string, unknown>[] = [];
   const server = new MuxgateServer(config, {
     log: pino({ level: config.log_level }, collector(eventLog)),
-    accessLog: pino({ base: null }, collector(accessLog)),
+    accessLog: new AccessLog(lineCollector(accessLog), {
+      errorsOnly: config.access_log.errors_only,
+      sample: config.access_log.sample,
+    }),
   });
   await server.start();
   const port = (server.address('test') as AddressInfo).port;

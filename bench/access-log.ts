@@ -1,0 +1,251 @@
+// The `access-log` figure: what an access log costs. muxgate with its default access log (format,
+// batching) to a file and without one, nginx with `access_log <file> combined buffer=64k` and without
+// one, each pinned to the proxy core, get-12b load, interleaved rounds. Goals (issue 15): muxgate log
+// on ÷ log off ≥ 0.9, and muxgate with its log ≥ 0.8× nginx with its log.
+
+import { createReadStream, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { type FigureContext, rotate } from './figure.ts';
+import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
+import { GET_12B } from './scenarios.ts';
+import {
+  checkEndpoint,
+  LOAD_CPU,
+  PROXY_CPU,
+  type ProxyName,
+  proxySpec,
+  type RunningServer,
+  StartError,
+  startServer,
+  stopServer,
+} from './servers.ts';
+import { runWrk, runWrkRaw, type WrkResult } from './wrk.ts';
+
+export const ACCESS_LOG_SCENARIO = 'access-log';
+
+export interface AccessLogVariant {
+  id: string;
+  proxy: Extract<ProxyName, 'muxgate' | 'nginx'>;
+  log: boolean;
+  port: number;
+}
+
+export const ACCESS_LOG_VARIANTS: readonly AccessLogVariant[] = [
+  { id: 'muxgate-log', proxy: 'muxgate', log: true, port: 18171 },
+  { id: 'muxgate-nolog', proxy: 'muxgate', log: false, port: 18172 },
+  { id: 'nginx-log', proxy: 'nginx', log: true, port: 18173 },
+  { id: 'nginx-nolog', proxy: 'nginx', log: false, port: 18174 },
+];
+
+export function accessLogVariants(proxies: readonly ProxyName[]): AccessLogVariant[] {
+  return ACCESS_LOG_VARIANTS.filter((v) => proxies.includes(v.proxy));
+}
+
+export interface AccessLogRun {
+  round: number;
+  variant: string;
+  ok: boolean;
+  failure?: string;
+  wrk?: WrkResult;
+  /** Lines found in the log file after the run (warm-up included), ÷ the measured requests. */
+  linesPerRequest?: number;
+}
+
+function logFile(ctx: FigureContext, v: AccessLogVariant): string {
+  return join(ctx.runDir, `access-${v.id}.log`);
+}
+
+/** Newlines in a file, read in large chunks. */
+async function countLines(path: string): Promise<number> {
+  let n = 0;
+  for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>) {
+    for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) n++;
+  }
+  return n;
+}
+
+async function measure(
+  round: number,
+  v: AccessLogVariant,
+  server: RunningServer,
+  ctx: FigureContext,
+): Promise<AccessLogRun> {
+  const base = { round, variant: v.id };
+  const down = (): string | undefined =>
+    server.tracked.exit
+      ? `${v.id} is not running (exit ${server.tracked.exit.signal ?? server.tracked.exit.code})`
+      : undefined;
+  const opts = { url: `http://127.0.0.1:${v.port}/`, args: GET_12B.wrkArgs, cpu: LOAD_CPU };
+  try {
+    if (down()) return { ...base, ok: false, failure: down()! };
+    if (v.log) truncateSync(logFile(ctx, v));
+    await runWrkRaw({ ...opts, durationS: ctx.warmupS });
+    const wrk = await runWrk({ ...opts, durationS: ctx.durationS });
+    if (down()) return { ...base, ok: false, failure: down()! };
+    if (wrk.requests === 0) return { ...base, ok: false, failure: `${v.id} answered no request in ${ctx.durationS} s` };
+    if (!v.log) return { ...base, ok: true, wrk };
+    // muxgate writes a partial batch after flush_interval (1 s); nginx when its 64 KiB buffer fills.
+    await new Promise((r) => setTimeout(r, 1500));
+    const lines = await countLines(logFile(ctx, v));
+    // The files would grow by ~100 MB a run: only the count is kept.
+    truncateSync(logFile(ctx, v));
+    return { ...base, ok: true, wrk, linesPerRequest: lines / wrk.requests };
+  } catch (err) {
+    return { ...base, ok: false, failure: down() ?? (err as Error).message.slice(0, 500) };
+  }
+}
+
+export interface AccessLogState {
+  runs: AccessLogRun[];
+}
+
+export async function runAccessLogFigure(ctx: FigureContext, state: AccessLogState): Promise<void> {
+  const variants = accessLogVariants(ctx.proxies);
+  if (!variants.some((v) => v.proxy === 'muxgate')) {
+    console.error(`✗ ${ACCESS_LOG_SCENARIO}: measures muxgate, which is not among the proxies`);
+    return;
+  }
+  console.log(
+    `\n[${ACCESS_LOG_SCENARIO}] proxies on core ${PROXY_CPU}, with and without an access log to a file; wrk ${GET_12B.wrkArgs.join(' ')} on core ${LOAD_CPU}`,
+  );
+  const running = new Map<string, RunningServer>();
+  try {
+    for (const v of variants) {
+      if (ctx.stopped()) return;
+      try {
+        const spec = proxySpec(v.proxy, ctx.runDir, {
+          tag: v.log ? 'log' : 'nolog',
+          port: v.port,
+          cpu: PROXY_CPU,
+          accessLog: v.log ? logFile(ctx, v) : undefined,
+        });
+        const server = await startServer(spec, ctx.runDir);
+        running.set(v.id, server);
+        console.log(`started ${v.id} (pid ${server.tracked.pid}, port ${v.port})`);
+      } catch (err) {
+        if (!(err instanceof StartError)) throw err;
+        ctx.startFailures.set(v.id, `${err.message}\n${err.details}`);
+        console.error(`✗ ${v.id} failed to start: ${err.message}\n${err.details}\n`);
+        continue;
+      }
+      const err = await checkEndpoint(v.port, GET_12B.path, GET_12B.check);
+      if (err) {
+        ctx.checkFailures.set(`${ACCESS_LOG_SCENARIO}/${v.id}`, err);
+        console.error(`✗ ${v.id}: sanity check failed: ${err}`);
+      }
+    }
+    const ready = variants.filter(
+      (v) => running.has(v.id) && !ctx.checkFailures.has(`${ACCESS_LOG_SCENARIO}/${v.id}`),
+    );
+    for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
+      for (const v of rotate(ready, round - 1)) {
+        if (ctx.stopped()) break;
+        const r = await measure(round, v, running.get(v.id)!, ctx);
+        if (ctx.stopped()) break;
+        state.runs.push(r);
+        console.log(accessLogConsoleLine(r));
+        ctx.recorded();
+      }
+    }
+  } finally {
+    for (const server of running.values()) await stopServer(server);
+  }
+}
+
+function accessLogConsoleLine(r: AccessLogRun): string {
+  const head = `${String(r.round).padEnd(6)}${r.variant.padEnd(15)}`;
+  if (!r.ok || !r.wrk) return `${head}FAILED: ${r.failure ?? 'unknown'}`;
+  const err = r.wrk.errorCount ? `  ⚠ ${r.wrk.errorCount} errors` : '';
+  const lines = r.linesPerRequest === undefined ? '' : `  log lines/request ${r.linesPerRequest.toFixed(2)}`;
+  return `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${lines}${err}`;
+}
+
+export function accessLogMethod(durationS: number, warmupS: number): string {
+  return (
+    `get-12b load (\`wrk ${GET_12B.wrkArgs.join(' ')} -d${durationS}s\` after a ${warmupS} s warm-up, pinned to the load core with the backend), ` +
+    'each proxy pinned to the proxy core, with and without an access log to a file in the run directory: ' +
+    'muxgate `access_log: { path: <file> }` (its default format and batching: 64 KiB, 1 s), ' +
+    'nginx `access_log <file> combined buffer=64k`; interleaved rounds; the log lines in the file are counted after each run ' +
+    '(about 1 per request, warm-up included) and the file truncated.'
+  );
+}
+
+/** Median over rounds of (a rps ÷ b rps in the same round). */
+function pairedRatio(runs: readonly AccessLogRun[], a: string, b: string): number | undefined {
+  const ratios: number[] = [];
+  for (const r of runs) {
+    if (r.variant !== a || !r.wrk) continue;
+    const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
+    if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
+  }
+  return median(ratios);
+}
+
+export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly ProxyName[]): string {
+  const out: string[] = [`### ${ACCESS_LOG_SCENARIO}`, ''];
+  out.push(
+    'What an access log to a file costs, GET / (12-byte body). ' +
+      'Goals: muxgate log on ÷ log off ≥ 0.9; muxgate with its log ≥ 0.8× nginx with its buffered log.',
+    '',
+  );
+  const rows: string[][] = [];
+  for (const v of accessLogVariants(proxies)) {
+    const all = runs.filter((r) => r.variant === v.id);
+    if (all.length === 0) continue;
+    const ok = all.filter((r) => r.ok && r.wrk);
+    const rps = ok.map((r) => r.wrk!.rps);
+    const off = `${v.proxy}-nolog`;
+    const nginxSame = `nginx-${v.log ? 'log' : 'nolog'}`;
+    const notes: string[] = [];
+    const errors = ok.reduce((n, r) => n + (r.wrk?.errorCount ?? 0), 0);
+    if (errors) notes.push(`⚠ ${errors} errors`);
+    if (all.length > ok.length) notes.push(`⚠ ${all.length - ok.length}/${all.length} runs failed`);
+    rows.push([
+      v.id,
+      fmtRps(median(rps)),
+      rps.length ? `${fmtRps(Math.min(...rps))} – ${fmtRps(Math.max(...rps))}` : '–',
+      fmtMs(median(ok.map((r) => r.wrk!.p99Ms))),
+      v.log ? fmtRatio(median(ok.map((r) => r.linesPerRequest ?? 0))) : '–',
+      v.log ? fmtRatio(pairedRatio(runs, v.id, off)) : '1.00',
+      v.proxy === 'nginx' ? '1.00' : fmtRatio(pairedRatio(runs, v.id, nginxSame)),
+      notes.join('; ') || 'none',
+    ]);
+  }
+  if (rows.length === 0) {
+    out.push('No results.', '');
+    return out.join('\n');
+  }
+  out.push(
+    mdTable(
+      [
+        'variant',
+        'median req/s',
+        'min – max req/s',
+        'median p99',
+        'log lines / request',
+        '÷ same proxy, log off',
+        '÷ nginx, same log setting',
+        'notes',
+      ],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ),
+    '',
+  );
+  const onOff = pairedRatio(runs, 'muxgate-log', 'muxgate-nolog');
+  const vsNginx = pairedRatio(runs, 'muxgate-log', 'nginx-log');
+  const verdict = (v: number | undefined, goal: number) =>
+    v === undefined ? 'not measured' : v >= goal ? 'met' : 'not met';
+  const exact = (v: number | undefined) => (v === undefined ? '–' : v.toFixed(3));
+  out.push(
+    `muxgate log on ÷ off: ${exact(onOff)} (goal 0.9: ${verdict(onOff, 0.9)}); ` +
+      `muxgate with log ÷ nginx with log: ${exact(vsNginx)} (goal 0.8: ${verdict(vsNginx, 0.8)}). ` +
+      'Median of per-round ratios.',
+    '',
+  );
+  const failures = runs.filter((r) => !r.ok);
+  for (const f of failures)
+    out.push(`- round ${f.round}, ${f.variant}: FAILED: ${(f.failure ?? 'unknown').replaceAll('\n', ' ')}`);
+  if (failures.length) out.push('');
+  return out.join('\n');
+}
