@@ -56,8 +56,10 @@ async function dispatch(argv: string[]): Promise<number> {
     return EXIT_OK;
   }
   switch (cmd) {
-    case 'start':
-      return run(checked(loadConfigFile(configPath(rest))));
+    case 'start': {
+      const path = configPath(rest);
+      return run(checked(loadConfigFile(path)), path);
+    }
     case 'check': {
       const config = checked(loadConfigFile(configPath(rest)));
       process.stdout.write(describeConfig(config));

@@ -2,6 +2,10 @@ import { availableParallelism } from 'node:os';
 import { AdminServer } from '../admin/admin-server.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../core/log.ts';
+import { adminToken } from '../admin/admin-token.ts';
+import { applyEndpointCommand } from '../cluster/endpoint-command.ts';
+import { reloadFromFile } from '../runtime/config-reloader.ts';
+import { writePidFile } from '../runtime/pid-file.ts';
 import { MuxgateServer } from '../runtime/server.ts';
 import {
   applyWorkerPorts,
@@ -17,14 +21,14 @@ import {
  * the primary process only supervises and serves admin; each worker binds the listeners itself
  * (SO_REUSEPORT) so the kernel spreads connections across them.
  */
-export async function run(config: Config): Promise<number> {
+export async function run(config: Config, configPath?: string): Promise<number> {
   const workers = config.workers === 'auto' ? availableParallelism() : config.workers;
-  if (workers > 1 && !isWorker()) return runPrimary(config, workers);
+  if (workers > 1 && !isWorker()) return runPrimary(config, workers, configPath);
 
   const log = createLogger(config.log_level);
   const server = new MuxgateServer(applyWorkerPorts(config), {
     log,
-    reusePort: workers > 1 && workerUsesReusePort(),
+    reusePort: workers > 1 ? workerUsesReusePort() : undefined,
     portSlice: isWorker() ? { index: workerIndex(), count: workers } : undefined,
   });
   try {
@@ -34,14 +38,25 @@ export async function run(config: Config): Promise<number> {
     server.close();
     return 1;
   }
+  const reload = () =>
+    reloadFromFile(configPath, log, (next) => server.reload(isWorker() ? applyWorkerPorts(next) : next));
   if (isWorker()) {
-    serveWorker(server);
+    serveWorker(server, reload, (cmd) => applyEndpointCommand(server.clusters, cmd));
   }
   let admin: AdminServer | null = null;
   let draining = false;
   if (!isWorker() && config.admin !== false) {
-    admin = new AdminServer({ snapshot: () => server.snapshot(), healthy: () => !draining });
     try {
+      admin = new AdminServer(
+        {
+          snapshot: () => server.snapshot(),
+          healthy: () => !draining,
+          config: () => server.config,
+          reload,
+          command: async (cmd) => applyEndpointCommand(server.clusters, cmd),
+        },
+        { token: adminToken(config.admin) },
+      );
       const a = await admin.listen(config.admin.address.host, config.admin.address.port);
       log.info({ address: `${a.address}:${a.port}` }, 'admin listening');
     } catch (err) {
@@ -50,11 +65,13 @@ export async function run(config: Config): Promise<number> {
       return 1;
     }
   }
+  const removePid = isWorker() ? () => {} : writePidFile(config.pid_file);
   return new Promise<number>((resolve) => {
     const stop = (signal: string) => {
       if (draining) {
         log.warn({ signal }, 'second signal: exiting now');
         server.close();
+        removePid();
         resolve(0);
         return;
       }
@@ -62,11 +79,14 @@ export async function run(config: Config): Promise<number> {
       log.info({ signal, drain_timeout_ms: config.drain_timeout }, 'draining');
       void server.drain().then(() => {
         admin?.close();
+        removePid();
         log.info('stopped');
         resolve(0);
       });
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
+    // A worker reloads when its primary asks (over IPC), not on its own SIGHUP.
+    if (!isWorker()) process.on('SIGHUP', () => void reload());
   });
 }

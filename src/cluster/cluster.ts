@@ -43,7 +43,8 @@ const systemResolve = async (host: string): Promise<string[]> =>
  */
 export class Cluster {
   readonly name: string;
-  readonly opts: ClusterOptions;
+  /** The options it was built with; `endpoints` is replaced by a reload that changes only them. */
+  opts: ClusterOptions;
   private readonly log: Logger;
   endpoints: Endpoint[] = [];
   private selector: Selector<Endpoint>;
@@ -68,6 +69,55 @@ export class Cluster {
       this.refreshTimer = setInterval(() => void this.resolve(), this.opts.dnsRefreshMs);
       this.refreshTimer.unref();
     }
+  }
+
+  /**
+   * A reload changed only the endpoint list: endpoints that stay keep their pools and connections,
+   * removed ones drain, weights are updated.
+   */
+  async updateEndpoints(endpoints: ClusterOptions['endpoints']): Promise<void> {
+    this.opts = { ...this.opts, endpoints };
+    if (this.refreshTimer === null && endpoints.some((e) => isIP(e.host) === 0)) {
+      this.refreshTimer = setInterval(() => void this.resolve(), this.opts.dnsRefreshMs);
+      this.refreshTimer.unref();
+    }
+    await this.resolve();
+  }
+
+  /** Sets an endpoint's weight at runtime (admin API); false when no endpoint has that key. */
+  setWeight(key: string, weight: number): boolean {
+    const e = this.endpoints.find((x) => x.key === key);
+    if (e === undefined) return false;
+    e.weight = weight;
+    this.rebuildSelector();
+    return true;
+  }
+
+  /**
+   * Drains an endpoint (admin API): no new request or tunnel picks it; its idle connections close;
+   * requests and tunnels on it finish. `false` puts it back. False when no endpoint has that key.
+   */
+  setDrained(key: string, drained: boolean): boolean {
+    const e = this.endpoints.find((x) => x.key === key);
+    if (e === undefined) return false;
+    e.drained = drained;
+    if (drained) e.closeIdle();
+    this.rebuildSelector();
+    return true;
+  }
+
+  /** Requests queued for a connection or a stream slot on any endpoint. */
+  get pending(): number {
+    let n = 0;
+    for (const e of this.endpoints) n += e.pool.pendingCount + (e.h2?.pendingCount ?? 0);
+    return n;
+  }
+
+  private rebuildSelector(): void {
+    this.selector = createSelector<Endpoint>(
+      this.opts.lb,
+      this.endpoints.filter((e) => !e.drained),
+    );
   }
 
   pick(hashKey: string | undefined): Endpoint | undefined {
@@ -96,6 +146,7 @@ export class Cluster {
 
   private async resolve(): Promise<void> {
     const next: Endpoint[] = [];
+    let weightChanged = false;
     const byKey = new Map(this.endpoints.map((e) => [e.key, e]));
     const keep = new Set<Endpoint>();
     for (const cfg of this.opts.endpoints) {
@@ -118,8 +169,13 @@ export class Cluster {
         }
       }
       for (const address of addresses) {
+        const kept = byKey.get(poolKey(address, cfg.port));
+        if (kept !== undefined && kept.weight !== cfg.weight) {
+          kept.weight = cfg.weight;
+          weightChanged = true;
+        }
         const ep =
-          byKey.get(poolKey(address, cfg.port)) ??
+          kept ??
           new Endpoint(
             cfg.host,
             address,
@@ -136,10 +192,10 @@ export class Cluster {
       }
     }
     const changed = next.length !== this.endpoints.length || next.some((e, i) => e !== this.endpoints[i]);
-    if (!changed) return;
+    if (!changed && !weightChanged) return;
     for (const e of this.endpoints) if (!keep.has(e)) e.close();
     this.endpoints = next;
-    this.selector = createSelector<Endpoint>(this.opts.lb, next);
+    this.rebuildSelector();
     this.log.debug({ cluster: this.name, endpoints: next.map((e) => e.key) }, 'endpoints updated');
   }
 }

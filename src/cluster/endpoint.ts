@@ -50,7 +50,10 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   readonly host: string;
   readonly address: string;
   readonly port: number;
-  readonly weight: number;
+  /** Set by the config (a reload may change it) or the admin API; the cluster rebuilds its selector after. */
+  weight: number;
+  /** Drained through the admin API: left out of selection, its open connections finish their work. */
+  drained = false;
   readonly pool: H1Pool;
   /**
    * The HTTP/2 session pool when the cluster speaks HTTP/2 (or may: protocol auto over TLS, where
@@ -136,6 +139,12 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
       this.failures = 0;
     }, this.health.ejectionTimeMs);
     this.ejectTimer.unref();
+  }
+
+  /** Closes the idle connections of both pools (a drained endpoint keeps none in reserve). */
+  closeIdle(): void {
+    this.pool.closeIdle();
+    this.h2?.closeIdle();
   }
 
   close(): void {

@@ -252,6 +252,10 @@ const accessLog = map('an access_log map', {
 
 const admin = map('an admin map', {
   address: hostPort(true).prefault('127.0.0.1:9901').describe('Where the admin API listens.'),
+  token: text('a bearer token').min(16, { error: 'expected a token of at least 16 characters' }).optional()
+    .describe('When set, every admin request needs `Authorization: Bearer <token>`.'),
+  token_file: text('a file path').optional().describe('Read the token from this file (trailing newline ignored).'),
+  token_env: text('an environment variable name').optional().describe('Read the token from this environment variable.'),
 });
 
 const workersError = expected('an integer >= 1 or "auto"');
@@ -267,6 +271,14 @@ export const configSchema = map('a map of settings', {
   access_log: accessLog.prefault({}).describe('One line per request.'),
   workers: workers.default(1).describe('Worker processes; "auto" = one per CPU.'),
   drain_timeout: durationMs().prefault('30s').describe('On shutdown, how long in-flight requests get to finish.'),
+  pid_file: text('a file path')
+    .optional()
+    .describe('Written with the process id at start and removed at exit; `muxgate reload` signals it when the admin API is off.'),
+  reuse_port: bool()
+    .default(true)
+    .describe(
+      'Bind listeners with SO_REUSEPORT, so that a reload can bind a changed listener before the old one stops, and a new muxgate process can take over the ports (zero-downtime upgrade).',
+    ),
   direct_io: z
     .boolean({ error: expected('true or false') })
     .default(true)

@@ -130,12 +130,17 @@ export class H1Pool implements UpstreamPool {
     this.dispatch(conn);
   }
 
-  close(): void {
-    this.closed = true;
+  /** Closes the idle connections; busy ones stay and are reused as usual. */
+  closeIdle(): void {
     for (const c of this.idle.splice(0)) {
       c.state = CLOSED;
       c.destroy();
     }
+  }
+
+  close(): void {
+    this.closed = true;
+    this.closeIdle();
     this.pending.failAll('shutting_down');
   }
 

@@ -175,6 +175,11 @@ export class H2Pool implements UpstreamPool {
     this.pending.remove(w);
   }
 
+  /** Closes the sessions that carry no stream (GOAWAY); busy ones stay. */
+  closeIdle(): void {
+    for (const s of [...this.usable]) if (s.active === 0) s.close();
+  }
+
   /** GOAWAY every session (open streams finish), drop connects, fail the queue with `shutting_down`. */
   close(): void {
     this.closed = true;

@@ -3,7 +3,7 @@ import { Cluster } from '../cluster/cluster.ts';
 import { readFileSync } from 'node:fs';
 import type { UpstreamSpec } from '../cluster/endpoint.ts';
 import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
-import type { ClusterConfig, Config, HttpListenerConfig, TcpListenerConfig } from '../config/schema.ts';
+import type { ClusterConfig, Config, HttpListenerConfig, ListenerConfig, TcpListenerConfig } from '../config/schema.ts';
 import { CidrSet } from '../core/cidr.ts';
 import { AccessLog } from '../core/access-log.ts';
 import { LogFile } from '../core/log-file.ts';
@@ -26,14 +26,18 @@ import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { CertStore } from '../tls/cert-store.ts';
 import { ConnectPolicy } from '../tunnel/connect-policy.ts';
 import { buildRoute } from './build-routes.ts';
+import { applyReload, pruneRetiredListeners, type ReloadSummary } from './reload.ts';
 
 export interface ServerOptions {
   /** Event logger; default: pino at the config's log_level on stderr. */
   log?: Logger;
   /** Access log; default from the config's access_log; null disables. */
   accessLog?: AccessLog | null;
-  /** Listen with SO_REUSEPORT (each worker process binds the same address). */
-  reusePort?: boolean;
+  /**
+   * Listen with SO_REUSEPORT or not, whatever the config's reuse_port says: workers need it (each binds
+   * the same address), and must not have it under the node:cluster fallback (the primary shares one).
+   */
+  reusePort?: boolean | undefined;
   /** This worker's share of every source port range (worker index of count); default: all of it. */
   portSlice?: { index: number; count: number } | undefined;
 }
@@ -45,12 +49,12 @@ export type Listener = HttpListener | TcpListener;
  * config. The admin API is separate (it only reads `snapshot()`).
  */
 export class MuxgateServer {
-  readonly config: Config;
+  config: Config;
   readonly log: Logger;
   readonly accessLog: AccessLog | null;
-  private readonly reusePort: boolean;
-  readonly clusters = new Map<string, Cluster>();
-  readonly listeners: Listener[] = [];
+  private readonly reusePort: boolean | undefined;
+  clusters = new Map<string, Cluster>();
+  listeners: Listener[] = [];
   readonly ports: PortAllocator;
 
   constructor(config: Config, opts: ServerOptions = {}) {
@@ -62,7 +66,7 @@ export class MuxgateServer {
         : config.access_log.enabled
           ? openAccessLog(config, this.log)
           : null;
-    this.reusePort = opts.reusePort ?? false;
+    this.reusePort = opts.reusePort;
     const kernelRange = ephemeralPortRange();
     if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
     this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
@@ -87,52 +91,101 @@ export class MuxgateServer {
 
   async start(): Promise<void> {
     const cfg = this.config;
-    for (const [name, c] of Object.entries(cfg.clusters)) {
-      const hk = c.hash_key;
-      const cluster = new Cluster(
-        {
-          name,
-          endpoints: c.endpoints,
-          lb: c.lb,
-          hashKey:
-            hk === undefined
-              ? undefined
-              : 'header' in hk
-                ? { header: hk.header }
-                : 'cookie' in hk
-                  ? { cookie: hk.cookie }
-                  : { sourceIp: true },
-          dnsRefreshMs: c.dns_refresh,
-          responseTimeoutMs: c.response_timeout,
-          passiveHealth: {
-            consecutiveFailures: c.passive_health.consecutive_failures,
-            ejectionTimeMs: c.passive_health.ejection_time,
-          },
-          dialer: this.dialerFor(name, c),
-          upstream: this.upstreamSpec(name, c),
-          pool: {
-            maxConnections: c.pool.max_connections,
-            maxPending: c.pool.max_pending,
-            pendingTimeoutMs: c.pool.pending_timeout,
-            maxRequestsPerConnection: c.pool.max_requests_per_connection,
-            idleTimeoutMs: c.pool.idle_timeout,
-            connectTimeoutMs: c.pool.connect_timeout,
-            directIo: this.config.direct_io,
-          },
-        },
-        this.log,
-      );
-      this.clusters.set(name, cluster);
-    }
+    for (const [name, c] of Object.entries(cfg.clusters)) this.clusters.set(name, this.buildCluster(name, c, cfg));
     await Promise.all([...this.clusters.values()].map((c) => c.start()));
-
-    const via = cfg.via === false ? null : cfg.via;
     for (const l of cfg.listeners) {
-      const listener = l.protocol === 'tcp' ? this.tcpListener(l) : this.httpListener(l, via);
-      const a = await listener.listen(l.address.host, l.address.port, this.reusePort);
+      const listener = this.buildListener(l, cfg, this.clusters);
+      const a = await listener.listen(l.address.host, l.address.port, this.reusesPorts(cfg));
       this.listeners.push(listener);
       this.log.info({ listener: l.name, protocol: l.protocol, address: `${a.address}:${a.port}` }, 'listening');
     }
+  }
+
+  /**
+   * Swaps in a new config (already validated) without dropping anything: see runtime/reload.ts.
+   * Resolves with what changed; rejects (nothing changed) when a new part cannot be built or bound.
+   */
+  reload(next: Config): Promise<ReloadSummary> {
+    // One reload at a time: a second waits for the first.
+    const run = this.reloading.then(() => applyReload(this, next));
+    this.reloading = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+
+  private reloading: Promise<void> = Promise.resolve();
+
+  /** Clusters replaced or removed by a reload: closed once no request waits in their queues. */
+  readonly retiredClusters: Cluster[] = [];
+
+  /** Listeners replaced or removed by a reload, draining: counted until their last connection ends. */
+  readonly retiredListeners: Listener[] = [];
+
+  /** The counters of a listener name, shared by every listener object that carries the name across reloads. */
+  statsFor(name: string): ListenerStats {
+    let s = this.listenerStats.get(name);
+    if (s === undefined) {
+      s = new ListenerStats();
+      this.listenerStats.set(name, s);
+    }
+    return s;
+  }
+
+  private readonly listenerStats = new Map<string, ListenerStats>();
+
+  /** A cluster of `cfg` (not started). */
+  buildCluster(name: string, c: ClusterConfig, cfg: Config): Cluster {
+    const hk = c.hash_key;
+    return new Cluster(
+      {
+        name,
+        endpoints: c.endpoints,
+        lb: c.lb,
+        hashKey:
+          hk === undefined
+            ? undefined
+            : 'header' in hk
+              ? { header: hk.header }
+              : 'cookie' in hk
+                ? { cookie: hk.cookie }
+                : { sourceIp: true },
+        dnsRefreshMs: c.dns_refresh,
+        responseTimeoutMs: c.response_timeout,
+        passiveHealth: {
+          consecutiveFailures: c.passive_health.consecutive_failures,
+          ejectionTimeMs: c.passive_health.ejection_time,
+        },
+        dialer: this.dialerFor(name, c),
+        upstream: this.upstreamSpec(name, c),
+        pool: {
+          maxConnections: c.pool.max_connections,
+          maxPending: c.pool.max_pending,
+          pendingTimeoutMs: c.pool.pending_timeout,
+          maxRequestsPerConnection: c.pool.max_requests_per_connection,
+          idleTimeoutMs: c.pool.idle_timeout,
+          connectTimeoutMs: c.pool.connect_timeout,
+          directIo: cfg.direct_io,
+        },
+      },
+      this.log,
+    );
+  }
+
+  /** A listener of `cfg` (not bound), routing to `clusters`. */
+  buildListener(l: ListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): Listener {
+    return l.protocol === 'tcp' ? this.tcpListener(l, cfg, clusters) : this.httpListener(l, cfg, clusters);
+  }
+
+  /** The routes of an HTTP listener, compiled against `clusters`. */
+  router(l: HttpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): Router {
+    return new Router(l.routes.map((r, i) => buildRoute(r, i, clusters, cfg.clusters)));
+  }
+
+  /** Whether listeners bind with SO_REUSEPORT (workers share the address; reloads and upgrades overlap). */
+  reusesPorts(cfg: Config): boolean {
+    return this.reusePort ?? cfg.reuse_port;
   }
 
   /** Protocol and TLS towards a cluster's endpoints; TLS files are read now (a bad file fails start, named). */
@@ -165,9 +218,8 @@ export class MuxgateServer {
     };
   }
 
-  private httpListener(l: HttpListenerConfig, via: string | null): HttpListener {
-    const cfg = this.config;
-    const routes = l.routes.map((r, i) => buildRoute(r, i, this.clusters, cfg.clusters));
+  private httpListener(l: HttpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): HttpListener {
+    const via = cfg.via === false ? null : cfg.via;
     const h = l.http2 ?? listenerHttp2.parse({});
     const t = l.tls;
     const certs =
@@ -205,7 +257,7 @@ export class MuxgateServer {
     return new HttpListener(
       {
         name: l.name,
-        router: new Router(routes),
+        router: this.router(l, cfg, clusters),
         limits: {
           maxHeaderBytes: l.max_header_bytes,
           maxHeaders: l.max_headers,
@@ -218,7 +270,7 @@ export class MuxgateServer {
         proto: certs === null ? 'http' : 'https',
         accessLog: this.accessLog,
         log: this.log,
-        stats: new ListenerStats(),
+        stats: this.statsFor(l.name),
         connect: l.connect === undefined ? null : new ConnectPolicy(l.connect),
         draining: false,
         directIo: cfg.direct_io,
@@ -229,9 +281,9 @@ export class MuxgateServer {
     );
   }
 
-  private tcpListener(l: TcpListenerConfig): TcpListener {
-    const cluster = this.clusters.get(l.cluster);
-    const clusterCfg = this.config.clusters[l.cluster];
+  private tcpListener(l: TcpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): TcpListener {
+    const cluster = clusters.get(l.cluster);
+    const clusterCfg = cfg.clusters[l.cluster];
     if (cluster === undefined || clusterCfg === undefined)
       throw new Error(`listener ${l.name}: unknown cluster ${l.cluster}`);
     return new TcpListener(
@@ -243,7 +295,7 @@ export class MuxgateServer {
         connectAttempts: l.connect_attempts,
         accessLog: this.accessLog,
         log: this.log,
-        stats: new ListenerStats(),
+        stats: this.statsFor(l.name),
         draining: false,
         tunnel:
           l.tunnel === 'h2' && l.tunnel_target !== undefined
@@ -267,6 +319,7 @@ export class MuxgateServer {
   }
 
   snapshot(): StatsSnapshot {
+    pruneRetiredListeners(this);
     return snapshotStats(this.listeners, [...this.clusters.values()], this.ports, this.accessLog);
   }
 
@@ -276,19 +329,20 @@ export class MuxgateServer {
    */
   async drain(timeoutMs: number = this.config.drain_timeout): Promise<void> {
     for (const l of this.listeners) l.drain();
+    const all = () => [...this.listeners, ...this.retiredListeners];
     const deadline = Date.now() + timeoutMs;
-    while (this.listeners.some((l) => l.connections > 0) && Date.now() < deadline) {
+    while (all().some((l) => l.connections > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 50));
     }
-    const left = this.listeners.reduce((n, l) => n + l.connections, 0);
+    const left = all().reduce((n, l) => n + l.connections, 0);
     if (left > 0) this.log.warn({ connections: left }, 'drain timeout: closing remaining connections');
     await this.accessLog?.sink.flush();
     this.close();
   }
 
   close(): void {
-    for (const l of this.listeners) l.destroyAll();
-    for (const c of this.clusters.values()) c.close();
+    for (const l of [...this.listeners, ...this.retiredListeners]) l.destroyAll();
+    for (const c of [...this.clusters.values(), ...this.retiredClusters]) c.close();
     // The last lines (those of the connections just cut included) go out before the process exits.
     this.accessLog?.sink.closeSync();
   }

@@ -6,6 +6,12 @@ import type { Config } from '../config/schema.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { mergeSnapshots } from '../admin/stats-merge.ts';
 import type { StatsSnapshot } from '../admin/stats-snapshot.ts';
+import { adminToken } from '../admin/admin-token.ts';
+import type { CommandResult, EndpointCommand } from '../cluster/endpoint-command.ts';
+import type { ReloadOutcome } from './config-reloader.ts';
+import { reloadFromFile } from './config-reloader.ts';
+import { writePidFile } from './pid-file.ts';
+import type { ReloadSummary } from './reload.ts';
 import type { MuxgateServer } from './server.ts';
 
 const WORKER_ENV = 'MUXGATE_WORKER_ID';
@@ -40,8 +46,15 @@ export function isWorker(): boolean {
   return process.env[WORKER_ENV] !== undefined;
 }
 
-type ToWorker = { type: 'stats'; id: number };
-type FromWorker = { type: 'stats'; id: number; snapshot: StatsSnapshot } | { type: 'ready' };
+type ToWorker =
+  | { type: 'stats'; id: number }
+  | { type: 'reload'; id: number }
+  | { type: 'command'; id: number; cmd: EndpointCommand };
+type FromWorker =
+  | { type: 'stats'; id: number; snapshot: StatsSnapshot }
+  | { type: 'reloaded'; id: number; outcome: ReloadOutcome }
+  | { type: 'commanded'; id: number; result: CommandResult }
+  | { type: 'ready' };
 
 /**
  * In a worker: listeners configured with port 0 take the port the primary reserved for them, so all
@@ -60,11 +73,19 @@ export function applyWorkerPorts(config: Config): Config {
   };
 }
 
-/** In a worker: tell the primary we listen, and answer its stats requests over IPC. */
-export function serveWorker(server: MuxgateServer): void {
+/** In a worker: tell the primary we listen, and answer its stats and reload requests over IPC. */
+export function serveWorker(
+  server: MuxgateServer,
+  reload: () => Promise<ReloadOutcome>,
+  command: (cmd: EndpointCommand) => CommandResult,
+): void {
   process.on('message', (m: ToWorker) => {
     if (m?.type === 'stats')
       process.send?.({ type: 'stats', id: m.id, snapshot: server.snapshot() } satisfies FromWorker);
+    else if (m?.type === 'command')
+      process.send?.({ type: 'commanded', id: m.id, result: command(m.cmd) } satisfies FromWorker);
+    else if (m?.type === 'reload')
+      void reload().then((outcome) => process.send?.({ type: 'reloaded', id: m.id, outcome } satisfies FromWorker));
   });
   // If the primary dies, do not linger as an orphan holding the port.
   process.on('disconnect', () => process.kill(process.pid, 'SIGTERM'));
@@ -131,7 +152,7 @@ function forkWorker(mode: WorkerMode, env: NodeJS.ProcessEnv): WorkerHandle {
  * The primary: forks `n` workers running the same command line, restarts any that crash, serves the
  * admin API with stats summed across workers, and forwards SIGTERM/SIGINT for a graceful drain.
  */
-export async function runPrimary(config: Config, n: number): Promise<number> {
+export async function runPrimary(config: Config, n: number, configPath?: string): Promise<number> {
   const log = createLogger(config.log_level);
   const reserved = process.env[FORCE_CLUSTER_ENV] === '1' ? null : await reservePorts(config);
   const mode: WorkerMode = reserved === null ? 'cluster' : 'reuseport';
@@ -147,6 +168,9 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
   let readyCount = 0;
   let nextReq = 1;
   const waiting = new Map<number, (s: StatsSnapshot | null) => void>();
+  const reloads = new Map<number, (o: ReloadOutcome) => void>();
+  const commands = new Map<number, (r: CommandResult) => void>();
+  let current = config;
 
   const spawn = (id: number) => {
     const child = forkWorker(mode, {
@@ -158,6 +182,8 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
     workers.set(id, child);
     child.onMessage((m: FromWorker) => {
       if (m?.type === 'stats') waiting.get(m.id)?.(m.snapshot);
+      else if (m?.type === 'reloaded') reloads.get(m.id)?.(m.outcome);
+      else if (m?.type === 'commanded') commands.get(m.id)?.(m.result);
       else if (m?.type === 'ready' && ++readyCount === n) {
         release();
         log.info({ workers: n, mode, pids: [...workers.values()].map((w) => w.pid) }, 'all workers listening');
@@ -173,6 +199,66 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
   for (let i = 0; i < n; i++) spawn(i);
   log.info({ workers: n }, 'primary started');
 
+  /** Every worker re-reads the (already checked) file and applies it; the first failure is reported. */
+  /** An endpoint command applied by every worker (each has its own clusters). */
+  async function commandWorkers(cmd: EndpointCommand): Promise<CommandResult> {
+    const results = await Promise.all(
+      [...workers.values()].map(
+        (w) =>
+          new Promise<CommandResult | null>((resolve) => {
+            const id = nextReq++;
+            const t = setTimeout(() => {
+              commands.delete(id);
+              resolve(null);
+            }, 5000);
+            commands.set(id, (r) => {
+              clearTimeout(t);
+              commands.delete(id);
+              resolve(r);
+            });
+            w.send({ type: 'command', id, cmd } satisfies ToWorker);
+          }),
+      ),
+    );
+    const answered = results.filter((r): r is CommandResult => r !== null);
+    return answered.find((r) => !r.ok) ?? answered[0] ?? { ok: false, error: 'unknown_cluster' };
+  }
+
+  async function reloadWorkers(next: Config): Promise<ReloadSummary> {
+    const outcomes = await Promise.all(
+      [...workers.values()].map(
+        (w) =>
+          new Promise<ReloadOutcome>((resolve) => {
+            const id = nextReq++;
+            const t = setTimeout(() => {
+              reloads.delete(id);
+              resolve({ ok: false, error: 'reload_failed', problems: [`worker ${w.pid} did not answer in 30 s`] });
+            }, 30_000);
+            reloads.set(id, (o) => {
+              clearTimeout(t);
+              reloads.delete(id);
+              resolve(o);
+            });
+            w.send({ type: 'reload', id } satisfies ToWorker);
+          }),
+      ),
+    );
+    const failed = outcomes.find((o) => !o.ok);
+    if (failed !== undefined && !failed.ok) throw new Error(failed.problems.join('; '));
+    const first = outcomes[0];
+    if (first === undefined || !first.ok) throw new Error('no worker is running');
+    current = next;
+    return first.summary;
+  }
+  // Workers share ports the primary reserved at start: a listener added later needs a port of its own.
+  const checkWorkerPorts = (next: Config): string[] =>
+    next.listeners
+      .filter((l) => l.address.port === 0 && !(l.name in ports) && !config.listeners.some((o) => o.name === l.name))
+      .map((l) => `listener ${l.name}: with workers, a listener added by a reload needs a fixed port, not 0`);
+  const reload = () => reloadFromFile(configPath, log, reloadWorkers, checkWorkerPorts);
+  process.on('SIGHUP', () => void reload());
+  const removePid = writePidFile(config.pid_file);
+
   const admin =
     config.admin === false
       ? null
@@ -181,6 +267,9 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
           log,
           () => collect(),
           () => !stopping,
+          reload,
+          () => current,
+          commandWorkers,
         );
 
   function collect(): Promise<StatsSnapshot> {
@@ -212,6 +301,7 @@ export async function runPrimary(config: Config, n: number): Promise<number> {
         if (workers.size > 0) return;
         clearInterval(check);
         release();
+        removePid();
         admin?.close();
         resolve(0);
       }, 50);
@@ -226,11 +316,17 @@ async function startAdmin(
   log: Logger,
   collect: () => Promise<StatsSnapshot>,
   healthy: () => boolean,
+  reload: () => Promise<ReloadOutcome>,
+  current: () => Config,
+  command: (cmd: EndpointCommand) => Promise<CommandResult>,
 ): Promise<AdminServer | null> {
   if (config.admin === false) return null;
-  const admin = new AdminServer({ snapshot: collect, healthy });
   const { host, port } = config.admin.address;
   try {
+    const admin = new AdminServer(
+      { snapshot: collect, healthy, reload, config: current, command },
+      { token: adminToken(config.admin) },
+    );
     const a = await admin.listen(host, port);
     log.info({ address: `${a.address}:${a.port}` }, 'admin listening');
     return admin;
