@@ -134,9 +134,7 @@ export async function runAccessLogFigure(ctx: FigureContext, state: AccessLogSta
         console.error(`✗ ${v.id}: sanity check failed: ${err}`);
       }
     }
-    const ready = variants.filter(
-      (v) => running.has(v.id) && !ctx.checkFailures.has(`${ACCESS_LOG_SCENARIO}/${v.id}`),
-    );
+    const ready = variants.filter((v) => running.has(v.id) && !ctx.checkFailures.has(`${ACCESS_LOG_SCENARIO}/${v.id}`));
     for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
       for (const v of rotate(ready, round - 1)) {
         if (ctx.stopped()) break;

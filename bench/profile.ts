@@ -9,7 +9,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { stopAll, stopTracked } from './procs.ts';
 import { scenarios } from './scenarios.ts';
-import { BACKEND_H2C_PORT, BACKEND_PORT, backendSpec, LOAD_CPU, PROXY_PORTS, proxySpec, startServer } from './servers.ts';
+import {
+  BACKEND_H2C_PORT,
+  BACKEND_PORT,
+  backendSpec,
+  LOAD_CPU,
+  PROXY_PORTS,
+  proxySpec,
+  startServer,
+} from './servers.ts';
 import { runWrk } from './wrk.ts';
 
 interface ProfileNode {

@@ -61,7 +61,12 @@ export class AdminServer {
     }
     if (req.method === 'POST') {
       if (this.token === null && !this.loopback) {
-        fail(res, 403, 'admin_token_required', 'the admin API listens beyond loopback: set admin.token to allow changes');
+        fail(
+          res,
+          403,
+          'admin_token_required',
+          'the admin API listens beyond loopback: set admin.token to allow changes',
+        );
         return;
       }
       await this.post(path, req, res);
@@ -147,7 +152,13 @@ export class AdminServer {
     }
     const r = await this.source.command(cmd);
     if (r.ok) json(res, 200, { ok: true, ...cmd });
-    else fail(res, 404, r.error, `${r.error === 'unknown_cluster' ? `no cluster ${cluster}` : `no endpoint ${endpoint} in cluster ${cluster}`}`);
+    else
+      fail(
+        res,
+        404,
+        r.error,
+        `${r.error === 'unknown_cluster' ? `no cluster ${cluster}` : `no endpoint ${endpoint} in cluster ${cluster}`}`,
+      );
   }
 
   listen(host: string, port: number): Promise<AddressInfo> {

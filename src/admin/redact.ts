@@ -6,7 +6,8 @@ export function redactConfig(value: unknown): unknown {
   if (Array.isArray(value)) return value.map(redactConfig);
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEYS.has(k) && v !== undefined ? '<redacted>' : redactConfig(v);
+    for (const [k, v] of Object.entries(value))
+      out[k] = SECRET_KEYS.has(k) && v !== undefined ? '<redacted>' : redactConfig(v);
     return out;
   }
   return value;

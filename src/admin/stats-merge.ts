@@ -117,6 +117,7 @@ function spanOf(a: string, b: string): string {
 
 function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
   into.healthy &&= e.healthy;
+  into.drained ||= e.drained;
   into.active += e.active;
   into.requests += e.requests;
   into.errors += e.errors;

@@ -99,6 +99,8 @@ export interface EndpointSnapshot {
   host: string;
   weight: number;
   healthy: boolean;
+  /** Drained through the admin API: no new work. */
+  drained: boolean;
   active: number;
   requests: number;
   errors: number;
@@ -111,6 +113,8 @@ export interface EndpointSnapshot {
 export interface ClusterSnapshot {
   name: string;
   lb: string;
+  /** The pool cap per endpoint (pool.max_connections), summed over workers: each has its own pools. */
+  max_connections: number;
   requests: number;
   errors: number;
   error_codes: Record<string, number>;
@@ -159,6 +163,7 @@ export function snapshotStats(
     clusters: clusters.map((c) => ({
       name: c.name,
       lb: c.opts.lb,
+      max_connections: c.opts.pool.maxConnections,
       requests: c.requests,
       errors: c.errors,
       error_codes: Object.fromEntries(c.errorCodes),
@@ -169,6 +174,7 @@ export function snapshotStats(
           host: e.host,
           weight: e.weight,
           healthy: e.healthy,
+          drained: e.drained,
           active: e.active,
           requests: e.requests,
           errors: e.errors,

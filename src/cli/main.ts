@@ -8,7 +8,9 @@ import { checkTlsFiles } from '../config/tls-files.ts';
 import type { Config } from '../config/schema.ts';
 import { describeConfig } from './describe.ts';
 import { diagnose, formatDoctor, readMachineFacts } from './doctor.ts';
+import { reloadCommand } from './reload-command.ts';
 import { run } from './run.ts';
+import { statusCommand } from './status-command.ts';
 import { COMMAND_USAGE, USAGE } from './usage.ts';
 
 export const EXIT_OK = 0;
@@ -65,6 +67,10 @@ async function dispatch(argv: string[]): Promise<number> {
       process.stdout.write(describeConfig(config));
       return EXIT_OK;
     }
+    case 'reload':
+      return reloadCommand(checked(loadConfigFile(configPath(rest))), process.stdout, process.stderr);
+    case 'status':
+      return statusCommand(loadConfigFile(configPath(rest)), process.stdout, process.stderr);
     case 'schema':
       process.stdout.write(`${JSON.stringify(configJsonSchema(), null, 2)}\n`);
       return EXIT_OK;

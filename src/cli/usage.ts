@@ -3,6 +3,8 @@ export const USAGE = `muxgate — a reverse proxy and load balancer that does no
 Usage:
   muxgate start -c FILE            run with a config file
   muxgate check -c FILE            validate a config file and print what it resolves to
+  muxgate reload -c FILE           check FILE, then have the muxgate running it re-read it
+  muxgate status -c FILE           a one-screen summary of the muxgate running FILE
   muxgate proxy --listen ADDR:PORT --to HOST:PORT[,HOST:PORT...] [options]
                                    a reverse proxy from one line, no config file
   muxgate schema                   print the config JSON Schema (for editors)
@@ -38,12 +40,25 @@ export const COMMAND_USAGE: Readonly<Record<string, string>> = {
 
 Runs muxgate with the config FILE (YAML or JSON; \`muxgate schema\` prints its JSON Schema).
 SIGTERM or SIGINT drains: stop accepting, finish in-flight requests within drain_timeout, exit 0.
+SIGHUP re-reads FILE (see \`muxgate reload\`).
 Exit codes: 0 ok, 1 runtime failure (e.g. address in use), 2 bad config.
 `,
   check: `Usage: muxgate check -c FILE
 
 Validates the config FILE (and the TLS files it names) and prints the listeners, routes and clusters
 it resolves to, defaults included. Exit codes: 0 valid, 2 invalid (each problem named with its path).
+`,
+  reload: `Usage: muxgate reload -c FILE
+
+Checks FILE as \`muxgate check\` does, then asks the muxgate running it to re-read it: through its
+admin API (POST /reload, with admin.token if set, or MUXGATE_ADMIN_TOKEN), or with the admin API off,
+by sending SIGHUP to the pid in pid_file. Open connections, requests and tunnels are kept.
+Prints what changed. Exit codes: 0 reloaded, 1 not reached or failed, 2 invalid config (refused).
+`,
+  status: `Usage: muxgate status -c FILE
+
+Prints a one-screen summary of the muxgate running FILE, from its admin API: listeners, clusters and
+endpoints with their connections, port budgets, tunnels, request and error counts.
 `,
   proxy: `Usage: muxgate proxy --listen ADDR:PORT --to TARGET[,TARGET...] [options]
 

@@ -14,6 +14,7 @@ export type CommandResult = { ok: true } | { ok: false; error: 'unknown_cluster'
 export function applyEndpointCommand(clusters: ReadonlyMap<string, Cluster>, cmd: EndpointCommand): CommandResult {
   const cluster = clusters.get(cmd.cluster);
   if (cluster === undefined) return { ok: false, error: 'unknown_cluster' };
-  const found = cmd.op === 'weight' ? cluster.setWeight(cmd.endpoint, cmd.weight) : cluster.setDrained(cmd.endpoint, cmd.drained);
+  const found =
+    cmd.op === 'weight' ? cluster.setWeight(cmd.endpoint, cmd.weight) : cluster.setDrained(cmd.endpoint, cmd.drained);
   return found ? { ok: true } : { ok: false, error: 'unknown_endpoint' };
 }

@@ -240,9 +240,7 @@ const accessLog = map('an access_log map', {
   buffer: sizeBytes({ min: 1 })
     .prefault('64KiB')
     .describe('Lines are written in batches of about this size (as nginx `access_log ... buffer=`).'),
-  flush_interval: durationMs({ min: 1 })
-    .prefault('1s')
-    .describe('...or when the oldest buffered line is this old.'),
+  flush_interval: durationMs({ min: 1 }).prefault('1s').describe('...or when the oldest buffered line is this old.'),
   max_buffer: sizeBytes({ min: 1 })
     .prefault('16MiB')
     .describe(
@@ -252,7 +250,9 @@ const accessLog = map('an access_log map', {
 
 const admin = map('an admin map', {
   address: hostPort(true).prefault('127.0.0.1:9901').describe('Where the admin API listens.'),
-  token: text('a bearer token').min(16, { error: 'expected a token of at least 16 characters' }).optional()
+  token: text('a bearer token')
+    .min(16, { error: 'expected a token of at least 16 characters' })
+    .optional()
     .describe('When set, every admin request needs `Authorization: Bearer <token>`.'),
   token_file: text('a file path').optional().describe('Read the token from this file (trailing newline ignored).'),
   token_env: text('an environment variable name').optional().describe('Read the token from this environment variable.'),
@@ -273,7 +273,9 @@ export const configSchema = map('a map of settings', {
   drain_timeout: durationMs().prefault('30s').describe('On shutdown, how long in-flight requests get to finish.'),
   pid_file: text('a file path')
     .optional()
-    .describe('Written with the process id at start and removed at exit; `muxgate reload` signals it when the admin API is off.'),
+    .describe(
+      'Written with the process id at start and removed at exit; `muxgate reload` signals it when the admin API is off.',
+    ),
   reuse_port: bool()
     .default(true)
     .describe(

@@ -67,8 +67,13 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
     const reuse = server.reusesPorts(next);
     for (const l of next.listeners) {
       const old = server.listeners.find((x) => x.ctx.name === l.name);
-      const before = prev.listeners.find((x) => x.name === l.name);
-      if (old !== undefined && before !== undefined && listenerKey(before, prev) === listenerKey(l, next)) {
+      const before = boundConfig(
+        prev.listeners.find((x) => x.name === l.name),
+        old,
+      );
+      // Port 0 on both sides, or the port it got named now: the same address.
+      const after = boundConfig(l, old)!;
+      if (old !== undefined && before !== undefined && listenerKey(before, prev) === listenerKey(after, next)) {
         listeners.push(old);
         summary.listeners.kept.push(l.name);
         continue;
@@ -157,6 +162,13 @@ function listenerKey(l: ListenerConfig, cfg: Config): string {
     trusted_proxies: l.trusted_proxies ?? cfg.trusted_proxies,
     direct_io: cfg.direct_io,
   });
+}
+
+/** A listener's config with port 0 replaced by the port it got: naming that port later is no change. */
+function boundConfig(l: ListenerConfig | undefined, live: Listener | undefined): ListenerConfig | undefined {
+  if (l === undefined || live === undefined || l.address.port !== 0) return l;
+  const port = live.address()?.port;
+  return port === undefined ? l : { ...l, address: { ...l.address, port } };
 }
 
 /** Closes a replaced or removed cluster once nothing waits in its queues (open work finishes). */

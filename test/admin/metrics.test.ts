@@ -70,6 +70,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
       {
         name: 'api',
         lb: 'round_robin',
+        max_connections: 100,
         requests: 100,
         errors: 2,
         error_codes: {},
@@ -78,6 +79,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
           host: key,
           weight: 1,
           healthy: i === 0,
+          drained: false,
           active: 0,
           requests: 50 + i,
           errors: 0,

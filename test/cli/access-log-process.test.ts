@@ -56,12 +56,12 @@ clusters:
       assert.equal(statSync(file).size, 0, 'lines are buffered, not written one by one');
       assert.equal(await m.stop('SIGTERM'), 0);
       stopped = true;
-      const lines = readFileSync(file, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l));
+      const lines = readFileSync(file, 'utf8')
+        .trimEnd()
+        .split('\n')
+        .map((l) => JSON.parse(l));
       assert.equal(lines.length, n, 'one line per request, none lost at exit');
-      assert.deepEqual(
-        lines.map((l) => l.path).sort(),
-        Array.from({ length: n }, (_, i) => `/r${i}`).sort(),
-      );
+      assert.deepEqual(lines.map((l) => l.path).sort(), Array.from({ length: n }, (_, i) => `/r${i}`).sort());
     } finally {
       if (!stopped) await m.stop('SIGKILL');
     }

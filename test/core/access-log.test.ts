@@ -142,7 +142,7 @@ describe('LogFile', () => {
     file.closeSync();
     const lines = readFileSync(path, 'utf8').trimEnd().split('\n');
     assert.equal(lines.length, 5000);
-    lines.forEach((l, i) => assert.equal(JSON.parse(l).path, `/${i}`));
+    for (const [i, l] of lines.entries()) assert.equal(JSON.parse(l).path, `/${i}`);
     assert.equal(file.stats.linesWritten, 5000);
     assert.equal(file.stats.linesLost, 0);
     // ~230 bytes a line in 16 KiB batches: about 70 writes, not 5,000.
@@ -166,7 +166,10 @@ describe('LogFile', () => {
       new AccessLog(file).request(record({ path: `/round${round}` }));
       file.closeSync();
     }
-    const paths = readFileSync(path, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l).path);
+    const paths = readFileSync(path, 'utf8')
+      .trimEnd()
+      .split('\n')
+      .map((l) => JSON.parse(l).path);
     assert.deepEqual(paths, ['/round0', '/round1']);
   });
 
