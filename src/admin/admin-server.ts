@@ -161,11 +161,12 @@ export class AdminServer {
       );
   }
 
-  listen(host: string, port: number): Promise<AddressInfo> {
+  /** `reusePort`: during an upgrade the old and the new process both hold the admin address. */
+  listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
     this.loopback = isLoopback(host);
     return new Promise((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen({ host, port }, () => {
+      this.server.listen({ host, port, reusePort }, () => {
         this.server.off('error', reject);
         resolve(this.server.address() as AddressInfo);
       });

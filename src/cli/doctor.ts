@@ -24,6 +24,8 @@ export interface MachineFacts {
   somaxconn: number | null;
   tcp_tw_reuse: number | null;
   tcp_fin_timeout: number | null;
+  /** 1: a closing listener's queued connections move to another socket of its SO_REUSEPORT group (upgrades). */
+  tcp_migrate_req: number | null;
   nf_conntrack_max: number | null;
   /** null when empty. */
   ip_local_reserved_ports: string | null;
@@ -95,6 +97,7 @@ export function readMachineFacts(): MachineFacts {
     somaxconn: readSysctlInt('net.core.somaxconn'),
     tcp_tw_reuse: readSysctlInt('net.ipv4.tcp_tw_reuse'),
     tcp_fin_timeout: readSysctlInt('net.ipv4.tcp_fin_timeout'),
+    tcp_migrate_req: readSysctlInt('net.ipv4.tcp_migrate_req'),
     nf_conntrack_max: readSysctlInt('net.netfilter.nf_conntrack_max'),
     ip_local_reserved_ports: reserved === null || reserved === '' ? null : reserved,
     cpus: availableParallelism(),
@@ -218,6 +221,11 @@ export function diagnose(facts: MachineFacts, config: Config | null): DoctorRepo
       'net.ipv4.tcp_tw_reuse is 0: TIME_WAIT ports are not reused for new outgoing connections, so each closed upstream connection keeps its port for about 60 s; set it to 1',
     );
   }
+  if (facts.tcp_migrate_req === 0) {
+    warnings.push(
+      "net.ipv4.tcp_migrate_req is 0: during a zero-downtime upgrade, connections still queued on the old process's listening socket when it stops are reset; set it to 1 (Linux 5.14+) so the kernel hands them to the new process",
+    );
+  }
   return { machine, clusters, total, warnings };
 }
 
@@ -287,6 +295,10 @@ export function formatDoctor(report: DoctorReport): string {
       m.tcp_tw_reuse === null ? 'unknown' : `${m.tcp_tw_reuse} (${TW_REUSE[m.tcp_tw_reuse] ?? '?'})`,
     ],
     ['net.ipv4.tcp_fin_timeout', m.tcp_fin_timeout === null ? 'unknown' : `${m.tcp_fin_timeout} s`],
+    [
+      'net.ipv4.tcp_migrate_req',
+      m.tcp_migrate_req === null ? 'not present (kernel before 5.14)' : String(m.tcp_migrate_req),
+    ],
     ['net.netfilter.nf_conntrack_max', m.nf_conntrack_max === null ? 'not present' : fmt(m.nf_conntrack_max)],
   ];
   if (m.ip_local_reserved_ports !== null) {

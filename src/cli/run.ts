@@ -57,7 +57,7 @@ export async function run(config: Config, configPath?: string): Promise<number> 
         },
         { token: adminToken(config.admin) },
       );
-      const a = await admin.listen(config.admin.address.host, config.admin.address.port);
+      const a = await admin.listen(config.admin.address.host, config.admin.address.port, config.reuse_port);
       log.info({ address: `${a.address}:${a.port}` }, 'admin listening');
     } catch (err) {
       log.error({ err: (err as Error).message }, 'admin failed to start');

@@ -276,6 +276,11 @@ export const configSchema = map('a map of settings', {
     .describe(
       'Written with the process id at start and removed at exit; `muxgate reload` signals it when the admin API is off.',
     ),
+  drain_idle_grace: durationMs()
+    .prefault('1s')
+    .describe(
+      'When a listener drains, idle keep-alive connections stay open this long for a request already on its way (answered with connection: close).',
+    ),
   reuse_port: bool()
     .default(true)
     .describe(

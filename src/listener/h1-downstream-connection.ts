@@ -348,9 +348,20 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
     }
   }
 
-  /** Shutdown: idle connections go now, busy ones after their current response. */
+  /**
+   * Shutdown, reload, upgrade: busy connections close after their current response (ctx.draining);
+   * idle ones after drain_idle_grace unless a request arrives first, which is answered and closes.
+   */
   drain(): void {
-    if (this.state === HEAD && !this.headStarted) this.socket.destroy();
+    if (this.state !== HEAD || this.headStarted) return;
+    const grace = this.ctx.limits.drainIdleGraceMs;
+    if (grace <= 0) {
+      this.socket.destroy();
+      return;
+    }
+    const by = deadlineIn(grace);
+    if (this.deadline === 0 || by < this.deadline) this.deadline = by;
+    sweeper.add(this);
   }
 
   destroy(): void {

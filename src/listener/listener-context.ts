@@ -13,6 +13,12 @@ export interface ListenerLimits {
   idleTimeoutMs: number;
   /** 0 = unlimited. */
   maxRequestsPerConnection: number;
+  /**
+   * When the listener drains (shutdown, reload, upgrade), how long an idle keep-alive connection
+   * stays open for a request already on its way (answered with `connection: close`): closing it at
+   * once would fail a request the client sent at that instant.
+   */
+  drainIdleGraceMs: number;
 }
 
 /**

@@ -264,6 +264,7 @@ export class MuxgateServer {
           headerTimeoutMs: l.header_timeout,
           idleTimeoutMs: l.idle_timeout,
           maxRequestsPerConnection: l.max_requests_per_connection,
+          drainIdleGraceMs: cfg.drain_idle_grace,
         },
         trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
         via,

@@ -327,7 +327,7 @@ async function startAdmin(
       { snapshot: collect, healthy, reload, config: current, command },
       { token: adminToken(config.admin) },
     );
-    const a = await admin.listen(host, port);
+    const a = await admin.listen(host, port, config.reuse_port);
     log.info({ address: `${a.address}:${a.port}` }, 'admin listening');
     return admin;
   } catch (err) {

@@ -19,6 +19,7 @@ const FACTS: MachineFacts = {
   file_max: 10_000_000,
   somaxconn: 4096,
   tcp_tw_reuse: 2,
+  tcp_migrate_req: 1,
   tcp_fin_timeout: 60,
   nf_conntrack_max: null,
   ip_local_reserved_ports: null,
@@ -185,6 +186,13 @@ describe('diagnose', () => {
     assert.match(r.warnings[0] ?? '', /^net\.ipv4\.tcp_tw_reuse is 0: TIME_WAIT ports are not reused/);
     assert.equal(r.machine.ephemeral_port_range_assumed, true);
     assert.match(formatDoctor(r), /32768-60999 \(28,232 ports\), unreadable: Linux default assumed/);
+  });
+
+  test('tcp_migrate_req 0 warns about resets during an upgrade; absent (old kernel) says so', () => {
+    const r = diagnose({ ...FACTS, tcp_migrate_req: 0 }, null);
+    assert.equal(r.warnings.length, 1);
+    assert.match(r.warnings[0] ?? '', /^net\.ipv4\.tcp_migrate_req is 0: during a zero-downtime upgrade/);
+    assert.match(formatDoctor(diagnose({ ...FACTS, tcp_migrate_req: null }, null)), /tcp_migrate_req +not present/);
   });
 
   test('an unused cluster counts for nothing', () => {
