@@ -5,6 +5,7 @@ import type { CommandResult, EndpointCommand } from '../cluster/endpoint-command
 import type { Config } from '../config/schema.ts';
 import type { ReloadOutcome } from '../runtime/config-reloader.ts';
 import { bearerMatches, isLoopback } from './admin-token.ts';
+import { DASHBOARD_HTML } from './dashboard-page.ts';
 import { MetricsExporter } from './metrics.ts';
 import { redactConfig } from './redact.ts';
 import type { StatsSnapshot } from './stats-snapshot.ts';
@@ -23,6 +24,8 @@ export interface AdminSource {
 export interface AdminOptions {
   /** Bearer token every request must carry; null: none (then POSTs are refused off loopback). */
   token: string | null;
+  /** How often GET /events sends a snapshot (the dashboard's refresh). */
+  eventIntervalMs?: number;
 }
 
 /** Largest request body the admin API reads (a weight is a few bytes). */
@@ -31,8 +34,8 @@ const ENDPOINT_PATH = /^\/clusters\/([^/]+)\/endpoints\/([^/]+)\/(weight|drain|u
 
 /**
  * The admin listener (node:http: it is not on the data path).
- * GET: /stats (JSON snapshot), /metrics (Prometheus), /healthz, /config (secrets redacted),
- * /listeners, /clusters, /ports.
+ * GET: / (the live dashboard), /events (the snapshot as server-sent events), /stats (JSON snapshot),
+ * /metrics (Prometheus), /healthz, /config (secrets redacted), /listeners, /clusters, /ports.
  * POST: /reload, /clusters/C/endpoints/E/weight ({"weight": N}), .../drain, .../undrain.
  * Errors are JSON `{ "error": code, "message": ... }` with stable codes.
  */
@@ -42,10 +45,12 @@ export class AdminServer {
   private readonly source: AdminSource;
   private readonly token: string | null;
   private loopback = true;
+  private readonly eventIntervalMs: number;
 
   constructor(source: AdminSource, opts: AdminOptions = { token: null }) {
     this.source = source;
     this.token = opts.token;
+    this.eventIntervalMs = opts.eventIntervalMs ?? 1000;
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch((err: Error) => fail(res, 500, 'admin_error', err.message));
     });
@@ -54,7 +59,10 @@ export class AdminServer {
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0] ?? '/';
-    if (this.token !== null && !bearerMatches(req.headers.authorization, this.token)) {
+    // The dashboard page itself holds no data (it fetches /events with the token), and a browser
+    // cannot add a header to a navigation: it is the one path served without the token.
+    const page = path === '/' && (req.method === 'GET' || req.method === 'HEAD');
+    if (!page && this.token !== null && !bearerMatches(req.headers.authorization, this.token)) {
       res.setHeader('www-authenticate', 'Bearer realm="muxgate admin"');
       fail(res, 401, 'admin_unauthorized', 'this admin API needs Authorization: Bearer <admin token>');
       return;
@@ -82,6 +90,16 @@ export class AdminServer {
 
   private async get(path: string, res: http.ServerResponse): Promise<void> {
     switch (path) {
+      case '/':
+        send(res, 200, 'text/html; charset=utf-8', DASHBOARD_HTML, {
+          'cache-control': 'no-store',
+          'content-security-policy':
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'",
+        });
+        return;
+      case '/events':
+        this.events(res);
+        return;
       case '/healthz': {
         const ok = this.source.healthy();
         send(res, ok ? 200 : 503, 'text/plain; charset=utf-8', ok ? 'ok\n' : 'draining\n');
@@ -109,7 +127,7 @@ export class AdminServer {
         return;
       }
       default:
-        fail(res, 404, 'not_found', 'try /stats, /metrics, /healthz, /config, /listeners, /clusters or /ports');
+        fail(res, 404, 'not_found', 'try /, /stats, /metrics, /healthz, /config, /listeners, /clusters or /ports');
     }
   }
 
@@ -159,6 +177,29 @@ export class AdminServer {
         r.error,
         `${r.error === 'unknown_cluster' ? `no cluster ${cluster}` : `no endpoint ${endpoint} in cluster ${cluster}`}`,
       );
+  }
+
+  /** Server-sent events: the stats snapshot now and every eventIntervalMs, until the client goes. */
+  private events(res: http.ServerResponse): void {
+    res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-store', connection: 'keep-alive' });
+    let busy = false;
+    const tick = () => {
+      if (busy) return;
+      busy = true;
+      Promise.resolve(this.source.snapshot()).then(
+        (snap) => {
+          busy = false;
+          res.write(`data: ${JSON.stringify(snap)}\n\n`);
+        },
+        (err: Error) => {
+          busy = false;
+          res.write(`event: error\ndata: ${JSON.stringify(err.message)}\n\n`);
+        },
+      );
+    };
+    tick();
+    const timer = setInterval(tick, this.eventIntervalMs);
+    res.on('close', () => clearInterval(timer));
   }
 
   /** `reusePort`: during an upgrade the old and the new process both hold the admin address. */

@@ -35,6 +35,7 @@ export function mergeSnapshots(
       }
       m.in_use += b.in_use;
       m.cooling += b.cooling;
+      m.warn_ratio = Math.min(m.warn_ratio, b.warn_ratio);
       if (b.source === 'kernel') {
         // One kernel range shared by every worker.
         m.free = Math.max(0, m.size - m.in_use);

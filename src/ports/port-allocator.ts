@@ -29,6 +29,8 @@ export class KernelBudget {
   size: number;
   inUse = 0;
   lastWarnAt = Number.NEGATIVE_INFINITY;
+  /** The lowest budget_warn_ratio of the clusters dialling this destination. */
+  warnRatio = 1;
   constructor(destination: string, range: PortRange) {
     this.destination = destination;
     this.range = range;
@@ -113,6 +115,7 @@ export class PortAllocator {
       this.kernel.set(destination, b);
     }
     b.inUse++;
+    if (warnRatio < b.warnRatio) b.warnRatio = warnRatio;
     if (b.inUse / b.size >= warnRatio && now - b.lastWarnAt >= BUDGET_LOG_INTERVAL_MS) {
       b.lastWarnAt = now;
       this.log.warn(
@@ -173,6 +176,7 @@ export class PortAllocator {
         in_use: b.inUse,
         cooling: 0,
         free: Math.max(0, b.size - b.inUse),
+        warn_ratio: b.warnRatio,
       });
     }
     return out;
@@ -205,6 +209,7 @@ export class PortAllocator {
       t = new PortTable(source, destination, first, last, plan.coolingMs);
       this.tables.set(key, t);
     }
+    if (plan.warnRatio < t.warnRatio) t.warnRatio = plan.warnRatio;
     return t;
   }
 }
@@ -217,6 +222,8 @@ export interface BudgetFigures {
   in_use: number;
   cooling: number;
   free: number;
+  /** Share of the budget (in use + cooling) past which it is running low: budget_warn_ratio. */
+  warn_ratio: number;
 }
 
 function tableFigures(t: PortTable): BudgetFigures {
@@ -228,6 +235,7 @@ function tableFigures(t: PortTable): BudgetFigures {
     in_use: t.inUse,
     cooling: t.cooling,
     free: t.free,
+    warn_ratio: t.warnRatio,
   };
 }
 

@@ -36,6 +36,8 @@ export class PortTable {
   private coolHead = 0;
   /** For logs that fire at most once per interval (see PortAllocator). */
   lastWarnAt = Number.NEGATIVE_INFINITY;
+  /** The lowest budget_warn_ratio of the clusters using this table (the dashboard turns amber there). */
+  warnRatio = 1;
 
   constructor(source: string, destination: string, first: number, last: number, coolingMs: number) {
     this.source = source;

@@ -80,6 +80,27 @@ describe('admin API', () => {
     assert.equal(bearerMatches(undefined, TOKEN), false);
   });
 
+  it('serves the dashboard page without the token (it holds no data); its /events stream needs the token', async (t) => {
+    const a = await named(t, 'a');
+    const p = await startProxy({ upstreams: [a.addr] });
+    t.after(() => p.close());
+    const base = await withAdmin(t, p, TOKEN);
+    const page = await fetch(`${base}/`);
+    assert.equal(page.status, 200);
+    assert.match(page.headers.get('content-type') ?? '', /^text\/html/);
+    assert.match(await page.text(), /<title>muxgate<\/title>/);
+    assert.equal((await call(`${base}/events`)).status, 401);
+    const ac = new AbortController();
+    const events = await fetch(`${base}/events`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: ac.signal });
+    assert.equal(events.headers.get('content-type'), 'text/event-stream');
+    const reader = events.body!.pipeThrough(new TextDecoderStream()).getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += (await reader.read()).value ?? '';
+    ac.abort();
+    const snap = JSON.parse(text.slice('data: '.length, text.indexOf('\n\n')));
+    assert.equal(snap.listeners[0].name, 'test');
+  });
+
   it('GET /config shows the running config with passwords and tokens redacted', async (t) => {
     const a = await named(t, 'a');
     const p = await startProxy({

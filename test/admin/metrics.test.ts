@@ -131,6 +131,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
           cooling: 150,
           free: 250,
           used_ratio: 0.75,
+          warn_ratio: 0.8,
         },
       ],
     },

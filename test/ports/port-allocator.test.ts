@@ -166,6 +166,7 @@ describe('PortAllocator.lease', () => {
         in_use: 2,
         cooling: 0,
         free: 0,
+        warn_ratio: 1,
       },
       {
         source: '127.0.0.3',
@@ -175,6 +176,7 @@ describe('PortAllocator.lease', () => {
         in_use: 2,
         cooling: 0,
         free: 0,
+        warn_ratio: 1,
       },
     ]);
     assert.equal(typeof fields?.hint, 'string');
@@ -261,7 +263,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
     const a = new PortAllocator(fakeLogger().log, () => ({ first: 1024, last: 1123 }));
     const b1 = a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
     const b2 = a.kernelOpened('10.0.0.9', 80, 'api', 0.8, 0);
-    const b3 = a.kernelOpened('::1', 8080, 'web', 0.8, 0);
+    const b3 = a.kernelOpened('::1', 8080, 'web', 0.6, 0);
     assert.equal(b1, b2, 'one budget per destination');
     assert.notEqual(b1, b3);
     assert.equal(b1.inUse, 2);
@@ -269,8 +271,26 @@ describe('PortAllocator: kernel-chosen ports', () => {
     assert.equal(b3.destination, '[::1]:8080');
     a.kernelClosed(b1);
     assert.deepEqual(a.budgets(0), [
-      { source: 'kernel', destination: '10.0.0.9:80', range: '1024-1123', size: 100, in_use: 1, cooling: 0, free: 99 },
-      { source: 'kernel', destination: '[::1]:8080', range: '1024-1123', size: 100, in_use: 1, cooling: 0, free: 99 },
+      {
+        source: 'kernel',
+        destination: '10.0.0.9:80',
+        range: '1024-1123',
+        size: 100,
+        in_use: 1,
+        cooling: 0,
+        free: 99,
+        warn_ratio: 0.8,
+      },
+      {
+        source: 'kernel',
+        destination: '[::1]:8080',
+        range: '1024-1123',
+        size: 100,
+        in_use: 1,
+        cooling: 0,
+        free: 99,
+        warn_ratio: 0.6,
+      },
     ]);
   });
 
@@ -280,7 +300,14 @@ describe('PortAllocator: kernel-chosen ports', () => {
     const l = leaseOk(a, plan({ sources: ['127.0.0.2'], coolingMs: 100 }), '10.0.0.9', 80, 0);
     leaseOk(a, plan({ sources: ['127.0.0.2'] }), '10.0.0.9', 80, 0);
     l.table.cool(l.port, 0);
-    const row = { source: '127.0.0.2', destination: '10.0.0.9:80', range: '20000-20009', size: 10, in_use: 1 };
+    const row = {
+      source: '127.0.0.2',
+      destination: '10.0.0.9:80',
+      range: '20000-20009',
+      size: 10,
+      in_use: 1,
+      warn_ratio: 1,
+    };
     assert.deepEqual(a.budgets(99), [
       { ...row, cooling: 1, free: 8 },
       {
@@ -291,6 +318,7 @@ describe('PortAllocator: kernel-chosen ports', () => {
         in_use: 1,
         cooling: 0,
         free: 28231,
+        warn_ratio: 0.8,
       },
     ]);
     assert.deepEqual(a.budgets(100)[0], { ...row, cooling: 0, free: 9 });
