@@ -9,7 +9,9 @@ const root = (p: string) => fileURLToPath(new URL(`../../${p}`, import.meta.url)
 test('the demo config that `npm start` runs is valid', () => {
   const c = loadConfigFile(root('examples/demo.yaml'));
   assert.equal(c.listeners[0]!.address.port, 8080);
-  assert.deepEqual(Object.keys(c.clusters).sort(), ['demo', 'demo-b']);
+  assert.deepEqual(Object.keys(c.clusters).sort(), ['demo', 'demo-b', 'demo-h2']);
+  assert.equal(c.clusters['demo-h2']?.protocol, 'http2');
+  assert.equal(c.clusters['demo-h2']?.websocket, 'h2');
 });
 
 test("the README's config example is valid as written", () => {
