@@ -76,7 +76,10 @@ function websocket(i: number): Promise<WebSocket | null> {
 async function upstreamConnections(): Promise<string> {
   try {
     const s = (await (await fetch(`${values.admin}/stats`)).json()) as {
-      clusters: { name: string; endpoints: { pool: { open: number }; h2: { sessions: number; streams_active: number } | null }[] }[];
+      clusters: {
+        name: string;
+        endpoints: { pool: { open: number }; h2: { sessions: number; streams_active: number } | null }[];
+      }[];
     };
     return s.clusters
       .map((c) => {
