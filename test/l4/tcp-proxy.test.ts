@@ -411,6 +411,7 @@ describe('source addresses (on loopback: 127.0.0.0/8 is all local)', () => {
       in_use: 5,
       cooling: 0,
       free: 0,
+      warn_ratio: 0.8,
     });
     assert.ok(
       proxy.eventLog.some((l) => l.msg === 'source port budget running low'),

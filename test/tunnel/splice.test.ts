@@ -906,6 +906,12 @@ describe('splice: TLS sockets (SocketSide without direct I/O)', () => {
     // Read before the next WebSocket, whose own close the backend records too.
     const backendCloseCodes = [...b.closeCodes];
     const nextWebSocket = await echoes(m.port);
+    // The access log is written in batches (flush_interval, 1 s): wait for the tunnel's line.
+    await waitUntil(
+      () => m.lines.some((l) => l.tunnel === 'websocket') || m.child.exitCode !== null,
+      'the websocket line',
+      { timeoutMs: WAIT },
+    );
     const line = m.lines.find((l) => l.tunnel === 'websocket');
     assert.deepEqual(
       {
