@@ -248,3 +248,56 @@ ${o.apiRoute ? `  api: { endpoints: ["${api.addr}"] }\n` : ''}`,
     assert.equal(stats.listeners.find((l) => l.name === 'db')!.tunnels_by_kind.tcp, TCP_TUNNELS);
   });
 });
+
+describe('hot reload with workers', () => {
+  it('every worker applies the new config; a bad one is refused by the primary', async () => {
+    const a = await httpBackend((req, res) => res.end(`a ${req.url}`));
+    const b = await httpBackend((req, res) => res.end(`b ${req.url}`));
+    after(() => Promise.all([a.close(), b.close()]));
+    const file = `${dir}/workers.yaml`;
+    const write = (ports: { web: number; admin: number }, withB: boolean) =>
+      writeFileSync(
+        file,
+        `workers: 2
+access_log: { enabled: false }
+admin: { address: 127.0.0.1:${ports.admin} }
+listeners:
+  - name: web
+    address: 127.0.0.1:${ports.web}
+    routes:
+${withB ? '      - { match: { path: { prefix: /b/ } }, cluster: b }\n' : ''}      - { cluster: a }
+clusters:
+  a: { endpoints: ["${a.addr}"] }
+${withB ? `  b: { endpoints: ["${b.addr}"] }\n` : ''}`,
+      );
+    write({ web: 0, admin: 0 }, false);
+    const m = startMuxgate(['start', '-c', file]);
+    after(() => m.stop());
+    await m.waitFor((l) => l.msg === 'all workers listening', 15_000);
+    const ports = {
+      web: portOf(m.lines.find((l) => l.msg === 'listening')!),
+      admin: portOf(await m.waitFor((l) => l.msg === 'admin listening')),
+    };
+    const get = async (path: string) =>
+      (await fetch(`http://127.0.0.1:${ports.web}${path}`, { headers: { connection: 'close' } })).text();
+    assert.equal(await get('/b/1'), 'a /b/1');
+
+    write(ports, true);
+    const r = await fetch(`http://127.0.0.1:${ports.admin}/reload`, { method: 'POST' });
+    assert.equal(r.status, 200, await r.clone().text());
+    assert.deepEqual(((await r.json()) as { clusters: { added: string[] } }).clusters.added, ['b']);
+    // A connection each: the kernel spreads them over both workers, and every one has the new route.
+    for (let i = 0; i < 20; i++) assert.equal(await get(`/b/${i}`), `b /b/${i}`);
+    const stats = (await (await fetch(`http://127.0.0.1:${ports.admin}/stats`)).json()) as {
+      per_worker: { requests: number }[];
+    };
+    assert.equal(stats.per_worker.length, 2);
+    for (const w of stats.per_worker)
+      assert.ok(w.requests > 0, `each worker served some: ${JSON.stringify(stats.per_worker)}`);
+
+    writeFileSync(file, 'workers: 2\nlisteners: nope\n');
+    const bad = await fetch(`http://127.0.0.1:${ports.admin}/reload`, { method: 'POST' });
+    assert.equal(bad.status, 400);
+    assert.equal(await get('/b/after'), 'b /b/after', 'the running config is unchanged');
+  });
+});
