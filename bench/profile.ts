@@ -1,5 +1,5 @@
 // CPU profile of muxgate's hot path under load:
-//   npm run bench:profile -- [--scenario get-12b] [--duration 10] [--upstream http1|http2]
+//   npm run bench:profile -- [--scenario get-12b] [--duration 10] [--upstream http1|http2] [--access-log]
 // (`--upstream http2`: muxgate reaches the backend over h2c, as in the h2-upstream figure).
 // Starts the nginx backend and muxgate (with --cpu-prof) pinned as in `npm run bench`, loads it with wrk,
 // stops muxgate so V8 writes the profile, and prints the functions with the most self time.
@@ -65,6 +65,7 @@ async function main(): Promise<void> {
       scenario: { type: 'string', default: 'get-12b' },
       duration: { type: 'string', default: '10' },
       upstream: { type: 'string', default: 'http1' },
+      'access-log': { type: 'boolean', default: false },
     },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
@@ -80,6 +81,8 @@ async function main(): Promise<void> {
   const spec = proxySpec('muxgate', dir, {
     upstreamProtocol: upstream,
     backendPort: h2c ? BACKEND_H2C_PORT : BACKEND_PORT,
+    // --access-log: muxgate's default access log to a file in the run directory (the access-log figure's setup)
+    accessLog: values['access-log'] ? join(dir, 'access.log') : undefined,
   });
   spec.args = ['--cpu-prof', '--cpu-prof-dir', profDir, ...spec.args];
   const mux = await startServer(spec, dir);

@@ -81,7 +81,18 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
       const listener = server.buildListener(l, next, clusters);
       // Port 0 means "any port" at start; across a reload the listener keeps the port it has.
       const port = l.address.port === 0 && old !== undefined ? (old.address()?.port ?? 0) : l.address.port;
-      await listener.listen(l.address.host, port, reuse);
+      try {
+        await listener.listen(l.address.host, port, reuse);
+      } catch (err) {
+        // Not bound: its certificate reload timers and the like still go.
+        listener.destroyAll();
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        const hint =
+          code === 'EADDRINUSE' && old !== undefined && !reuse
+            ? ' (its own settings changed, and with reuse_port: false it cannot be bound again while the old one listens: restart instead)'
+            : '';
+        throw new Error(`listener ${l.name}: cannot bind ${l.address.host}:${port}: ${code}${hint}`);
+      }
       bound.push(listener);
       listeners.push(listener);
       summary.listeners[old === undefined ? 'added' : 'replaced'].push(l.name);
