@@ -54,11 +54,13 @@ export class AccessLog {
 
   request(r: RequestRecord): void {
     if (!this.keep(r.status, r.error)) return;
+    // listener (a config name: [a-z0-9_-]), client and upstream (IP:port) need no escaping; what the
+    // client sent (method, host, path) goes through str().
     let line =
-      `{"time":"${this.time()}","listener":${str(r.listener)},"client":${str(r.client)},"protocol":"${r.protocol}"` +
+      `{"time":"${this.time()}","listener":"${r.listener}","client":"${r.client}","protocol":"${r.protocol}"` +
       `,"method":${str(r.method)},"host":${str(r.host)},"path":${str(r.path)},"status":${r.status}` +
       `,"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"duration_ms":${round2(r.durationMs)}`;
-    if (r.upstream !== undefined) line += `,"upstream":${str(r.upstream)}`;
+    if (r.upstream !== undefined) line += `,"upstream":"${r.upstream}"`;
     if (r.upstreamProtocol !== undefined) line += `,"upstream_protocol":"${r.upstreamProtocol}"`;
     line += `,"pool_wait_ms":${round2(r.poolWaitMs)}`;
     if (r.error !== null) line += `,"error":"${r.error}"`;
