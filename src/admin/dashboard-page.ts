@@ -187,7 +187,10 @@ function render(s) {
     for (const e of c.endpoints) {
       const open = e.pool.open + (e.h2 ? e.h2.sessions : 0);
       const ratio = c.max_connections > 0 ? open / c.max_connections : 0;
-      const state = e.drained ? el('span', { class: 'tag warn' }, 'drained') : e.healthy ? el('span', { class: 'tag' }, 'healthy') : el('span', { class: 'tag bad' }, 'ejected');
+      const failing = e.health_check && !e.health_check.healthy;
+      const state = e.drained ? el('span', { class: 'tag warn' }, 'drained')
+        : e.healthy ? el('span', { class: 'tag' }, 'healthy')
+        : el('span', { class: 'tag bad', title: failing ? 'health check: ' + (e.health_check.last_error || '') : 'connect failures in a row' }, failing ? 'failing checks' : 'ejected');
       rows.push(el('tr', { 'data-endpoint': c.name + '/' + e.key },
         el('td', {}, '  ' + e.key), el('td', {}, state),
         el('td', {}, bar(open, c.max_connections, ratio >= 0.95 ? 'bad' : ratio >= 0.8 ? 'warn' : '', fmt(open) + ' / ' + fmt(c.max_connections), { 'data-field': 'connections' })),

@@ -119,6 +119,19 @@ function spanOf(a: string, b: string): string {
 function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
   into.healthy &&= e.healthy;
   into.drained ||= e.drained;
+  into.ejected ||= e.ejected;
+  if (into.health_check !== null && e.health_check !== null) {
+    // Each worker checks on its own: unhealthy if any worker says so, its reason kept.
+    if (!e.health_check.healthy) {
+      into.health_check.healthy = false;
+      into.health_check.last_error ??= e.health_check.last_error;
+    }
+    into.health_check.checks += e.health_check.checks;
+    into.health_check.failures_in_a_row = Math.max(
+      into.health_check.failures_in_a_row,
+      e.health_check.failures_in_a_row,
+    );
+  }
   into.active += e.active;
   into.requests += e.requests;
   into.errors += e.errors;

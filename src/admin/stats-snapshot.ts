@@ -101,6 +101,10 @@ export interface EndpointSnapshot {
   healthy: boolean;
   /** Drained through the admin API: no new work. */
   drained: boolean;
+  /** Active health checks (null without `health_check`): the verdict, checks run, and the last failure. */
+  health_check: { healthy: boolean; checks: number; failures_in_a_row: number; last_error: string | null } | null;
+  /** Ejected by passive health (connect failures in a row). */
+  ejected: boolean;
   active: number;
   requests: number;
   errors: number;
@@ -175,6 +179,16 @@ export function snapshotStats(
           weight: e.weight,
           healthy: e.healthy,
           drained: e.drained,
+          ejected: e.ejected,
+          health_check:
+            c.opts.healthCheck === undefined
+              ? null
+              : {
+                  healthy: e.checkedHealthy,
+                  checks: e.checksTotal,
+                  failures_in_a_row: e.checkFailures,
+                  last_error: e.lastCheckError,
+                },
           active: e.active,
           requests: e.requests,
           errors: e.errors,

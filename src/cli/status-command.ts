@@ -51,11 +51,12 @@ export function formatStatus(s: StatsSnapshot & { workers?: number[] }): string 
     lines.push(`  ${c.name} (${c.lb}, max ${c.max_connections} connections per endpoint)`);
     for (const e of c.endpoints) {
       const open = e.pool.open + (e.h2?.sessions ?? 0);
-      const state = e.drained ? 'drained' : e.healthy ? 'healthy' : 'EJECTED';
+      const state = e.drained ? 'drained' : e.healthy ? 'healthy' : e.ejected ? 'EJECTED' : 'FAILING';
       const h2 = e.h2 === null ? '' : `  h2 sessions ${e.h2.sessions} streams ${e.h2.streams_active}`;
       lines.push(
         `    ${e.key.padEnd(22)} ${state.padEnd(8)} w${String(e.weight).padEnd(4)} conns ${open}/${c.max_connections} (${pct(open, c.max_connections)})` +
-          `  pending ${e.pool.pending + (e.h2?.pending ?? 0)}${h2}  requests ${e.requests}  errors ${e.errors}`,
+          `  pending ${e.pool.pending + (e.h2?.pending ?? 0)}${h2}  requests ${e.requests}  errors ${e.errors}` +
+          (e.health_check?.last_error ? `  (check: ${e.health_check.last_error})` : ''),
       );
     }
   }

@@ -3,10 +3,13 @@ import { isIP } from 'node:net';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Logger } from '../core/log.ts';
 import { type RequestHead, requestField, requestFieldValues } from '../http1/request-head.ts';
+import type { HealthCheckConfig } from '../config/schema.ts';
 import type { PoolOptions } from '../pool/upstream-pool.ts';
+import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import { poolKey } from '../pool/pool-key.ts';
 import { Endpoint, type PassiveHealth, type UpstreamSpec } from './endpoint.ts';
+import { HealthChecker } from './health-checker.ts';
 import { createSelector } from './selection/index.ts';
 import type { LbPolicy, Selector } from './selection/selector.ts';
 
@@ -29,6 +32,8 @@ export interface ClusterOptions {
   upstream?: UpstreamSpec | undefined;
   /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
   dialer: Dialer;
+  /** Active health checks of the endpoints (`health_check:`); none when undefined. */
+  healthCheck?: HealthCheckConfig | undefined;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
   resolve?: (host: string) => Promise<string[]>;
 }
@@ -62,9 +67,20 @@ export class Cluster {
     this.selector = createSelector<Endpoint>(opts.lb, []);
   }
 
+  private checker: HealthChecker | null = null;
+
+  /** TLS towards the endpoints (health checks use it too). */
+  get tls(): UpstreamTls | null {
+    return this.opts.upstream?.tls ?? null;
+  }
+
   /** Resolve every endpoint; names that fail to resolve are logged and retried on the refresh interval. */
   async start(): Promise<void> {
     await this.resolve();
+    if (this.opts.healthCheck !== undefined) {
+      this.checker = new HealthChecker(this, this.opts.healthCheck, this.log);
+      this.checker.start();
+    }
     if (this.opts.endpoints.some((e) => isIP(e.host) === 0)) {
       this.refreshTimer = setInterval(() => void this.resolve(), this.opts.dnsRefreshMs);
       this.refreshTimer.unref();
@@ -140,6 +156,7 @@ export class Cluster {
   }
 
   close(): void {
+    this.checker?.stop();
     if (this.refreshTimer !== null) clearInterval(this.refreshTimer);
     for (const e of this.endpoints) e.close();
   }

@@ -60,7 +60,15 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
    * ALPN decides; if the endpoint answers http/1.1, the pool falls back and `pool` takes over).
    */
   readonly h2: H2Pool | null;
-  healthy = true;
+  /** Ejected by passive health (connect failures in a row), for ejection_time. */
+  ejected = false;
+  /** The active health check's verdict (true until a check says otherwise, or without checks). */
+  checkedHealthy = true;
+  /** Active checks: passes and failures in a row, the last failure's reason, and how many ran. */
+  checkPasses = 0;
+  checkFailures = 0;
+  lastCheckError: string | null = null;
+  checksTotal = 0;
   active = 0;
   requests = 0;
   errors = 0;
@@ -113,6 +121,11 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     }
   }
 
+  /** Selection skips an endpoint that is ejected or failing its active checks. */
+  get healthy(): boolean {
+    return !this.ejected && this.checkedHealthy;
+  }
+
   /** The pool requests go to: HTTP/2 while the endpoint speaks it, else HTTP/1.1. */
   get upstream(): UpstreamPool {
     const h2 = this.h2;
@@ -131,11 +144,11 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
 
   /** Consecutive connect failures eject the endpoint for a while so selection routes around it. */
   connectFailed(): void {
-    if (++this.failures < this.health.consecutiveFailures || !this.healthy) return;
-    this.healthy = false;
+    if (++this.failures < this.health.consecutiveFailures || this.ejected) return;
+    this.ejected = true;
     this.ejectTimer = setTimeout(() => {
       this.ejectTimer = null;
-      this.healthy = true;
+      this.ejected = false;
       this.failures = 0;
     }, this.health.ejectionTimeMs);
     this.ejectTimer.unref();

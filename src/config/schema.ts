@@ -122,6 +122,40 @@ const passiveHealth = map('a passive_health map', {
   ejection_time: durationMs({ min: 1 }).prefault('10s').describe('How long an ejected endpoint sits out.'),
 });
 
+const STATUS_RANGE = /^([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?$/;
+const healthCheck = map('a health_check map', {
+  type: oneOf(['http', 'tcp']).default('http').describe('http: a GET whose status must be expected; tcp: a connect.'),
+  path: text('a path starting with /', /^\/[^\s]*$/)
+    .default('/')
+    .describe('The path the HTTP check requests.'),
+  host: text('a host name').optional().describe('Host of the HTTP check (default: the endpoint as configured).'),
+  expected_statuses: list(
+    z.union(
+      [
+        int(100, 599).transform((n) => String(n)),
+        text('a status or a range such as 200-399', STATUS_RANGE).refine(
+          (s) => {
+            // A string the pattern refused was reported above; only a reversed range is new here.
+            const m = STATUS_RANGE.exec(s);
+            return m === null || m[2] === undefined || Number(m[2]) >= Number(m[1]);
+          },
+          { error: 'expected a range whose end is not below its start' },
+        ),
+      ],
+      { error: expected('a status or a range such as 200-399') },
+    ),
+    'a list of statuses',
+    1,
+  )
+    .default(['200-399'])
+    .describe('Statuses that pass the HTTP check: codes or ranges.'),
+  interval: durationMs({ min: 1 }).prefault('5s').describe('Time between checks of an endpoint.'),
+  jitter: durationMs().prefault('500ms').describe('Up to this much is added to each interval, at random.'),
+  timeout: durationMs({ min: 1 }).prefault('2s').describe('A check not answered within this fails.'),
+  healthy_threshold: int(1).default(2).describe('Passing checks in a row that make an unhealthy endpoint healthy.'),
+  unhealthy_threshold: int(1).default(3).describe('Failing checks in a row that make an endpoint unhealthy.'),
+});
+
 const pool = map('a pool map', {
   max_connections: int(1).default(100).describe('Upstream connections per endpoint (the pool cap).'),
   max_pending: int(0).default(1000).describe('Requests allowed to wait for a connection.'),
@@ -156,6 +190,11 @@ const cluster = map('a cluster map', {
     .prefault('30s')
     .describe('Wait this long for the response head once the request is sent; then 504.'),
   passive_health: passiveHealth.prefault({}).describe('Eject endpoints that keep failing to connect.'),
+  health_check: healthCheck
+    .optional()
+    .describe(
+      'Active checks of every endpoint (HTTP/1.1 GET, over TLS when the cluster uses TLS, or a TCP connect), sent through the same source addresses and port budget as traffic.',
+    ),
   pool: pool.prefault({}).describe('Upstream connection pool limits.'),
   source_addresses: list(sourceAddress, 'a list of IP addresses', 1)
     .optional()
@@ -417,4 +456,5 @@ export type ClusterConfig = z.output<typeof cluster>;
 export type LbPolicyName = ClusterConfig['lb'];
 export type EndpointConfig = ClusterConfig['endpoints'][number];
 export type PassiveHealthConfig = ClusterConfig['passive_health'];
+export type HealthCheckConfig = NonNullable<ClusterConfig['health_check']>;
 export type PoolConfig = ClusterConfig['pool'];

@@ -153,6 +153,7 @@ export class MuxgateServer {
                 : { sourceIp: true },
         dnsRefreshMs: c.dns_refresh,
         responseTimeoutMs: c.response_timeout,
+        healthCheck: c.health_check,
         passiveHealth: {
           consecutiveFailures: c.passive_health.consecutive_failures,
           ejectionTimeMs: c.passive_health.ejection_time,

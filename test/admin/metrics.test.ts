@@ -80,6 +80,8 @@ function snapshot(endpoints: string[]): StatsSnapshot {
           weight: 1,
           healthy: i === 0,
           drained: false,
+          ejected: false,
+          health_check: null,
           active: 0,
           requests: 50 + i,
           errors: 0,
