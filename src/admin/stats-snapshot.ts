@@ -119,6 +119,10 @@ export interface ClusterSnapshot {
   lb: string;
   /** The pool cap per endpoint (pool.max_connections), summed over workers: each has its own pools. */
   max_connections: number;
+  /** Picks made with no healthy endpoint (outlier.panic). */
+  panics: number;
+  /** Ejections not made because max_ejection_percent of the endpoints were out. */
+  ejections_refused: number;
   requests: number;
   errors: number;
   error_codes: Record<string, number>;
@@ -168,6 +172,8 @@ export function snapshotStats(
       name: c.name,
       lb: c.opts.lb,
       max_connections: c.opts.pool.maxConnections,
+      panics: c.panics,
+      ejections_refused: c.outlier.refused,
       requests: c.requests,
       errors: c.errors,
       error_codes: Object.fromEntries(c.errorCodes),

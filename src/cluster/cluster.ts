@@ -8,7 +8,8 @@ import type { PoolOptions } from '../pool/upstream-pool.ts';
 import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import { poolKey } from '../pool/pool-key.ts';
-import { Endpoint, type PassiveHealth, type UpstreamSpec } from './endpoint.ts';
+import { Endpoint, type UpstreamSpec } from './endpoint.ts';
+import { OutlierDetector, type OutlierOptions } from './outlier.ts';
 import { HealthChecker } from './health-checker.ts';
 import { createSelector } from './selection/index.ts';
 import type { LbPolicy, Selector } from './selection/selector.ts';
@@ -26,7 +27,9 @@ export interface ClusterOptions {
   hashKey: HashKeySource | undefined;
   dnsRefreshMs: number;
   responseTimeoutMs: number;
-  passiveHealth: PassiveHealth;
+  outlier: OutlierOptions;
+  /** When no endpoint is healthy, spread over all of them (panic) instead of answering 503. */
+  panic: boolean;
   pool: PoolOptions;
   /** Protocol and TLS towards the endpoints; default HTTP/1.1 in cleartext. */
   upstream?: UpstreamSpec | undefined;
@@ -59,11 +62,18 @@ export class Cluster {
   errors = 0;
   readonly errorCodes = new Map<string, number>();
 
+  readonly outlier: OutlierDetector;
+  /** Picks made in panic (no healthy endpoint), and whether the cluster is in panic now (logged once per episode). */
+  panics = 0;
+  private inPanic = false;
+  private panicNext = 0;
+
   constructor(opts: ClusterOptions, log: Logger) {
     this.name = opts.name;
     this.opts = opts;
     this.dialer = opts.dialer;
     this.log = log;
+    this.outlier = new OutlierDetector(opts.outlier, () => this.endpoints, log, opts.name);
     this.selector = createSelector<Endpoint>(opts.lb, []);
   }
 
@@ -137,7 +147,37 @@ export class Cluster {
   }
 
   pick(hashKey: string | undefined): Endpoint | undefined {
-    return this.selector.pick(hashKey);
+    const e = this.selector.pick(hashKey);
+    if (e !== undefined) {
+      if (this.inPanic) {
+        this.inPanic = false;
+        this.log.info({ cluster: this.name }, 'a healthy endpoint is back: panic over');
+      }
+      return e;
+    }
+    return this.opts.panic ? this.panicPick() : undefined;
+  }
+
+  /**
+   * No endpoint is healthy (every one ejected or failing its checks): rather than answer 503 to
+   * everything, spread over all of them (drained ones excepted), round robin. Logged once per episode.
+   */
+  private panicPick(): Endpoint | undefined {
+    const all = this.endpoints;
+    for (let i = 0; i < all.length; i++) {
+      const e = all[this.panicNext++ % all.length]!;
+      if (e.drained) continue;
+      if (!this.inPanic) {
+        this.inPanic = true;
+        this.log.warn(
+          { cluster: this.name, endpoints: all.length },
+          'no healthy endpoint: panic, spreading over all of them',
+        );
+      }
+      this.panics++;
+      return e;
+    }
+    return undefined;
   }
 
   /** The ring_hash / maglev key of a request, or undefined when the policy needs none or it is absent. */
@@ -199,7 +239,7 @@ export class Cluster {
             cfg.port,
             cfg.weight,
             this.opts.pool,
-            this.opts.passiveHealth,
+            this.outlier,
             this.dialer,
             this.opts.upstream,
           );

@@ -7,6 +7,7 @@ import { poolKey } from '../pool/pool-key.ts';
 import type { Dialer } from '../ports/dialer.ts';
 import type { SelectableEndpoint } from './selection/selector.ts';
 import { DurationHistogram } from '../core/duration-histogram.ts';
+import type { OutlierDetector, OutlierTarget } from './outlier.ts';
 
 /** What the endpoints of a cluster speak, and how to reach them. */
 export interface UpstreamSpec {
@@ -35,16 +36,11 @@ export const HTTP1_CLEARTEXT: UpstreamSpec = {
   },
 };
 
-export interface PassiveHealth {
-  consecutiveFailures: number;
-  ejectionTimeMs: number;
-}
-
 /**
  * One resolved upstream address: (IP, port, weight), with its connection pool and passive health.
  * A DNS name in the config becomes one Endpoint per address it resolves to.
  */
-export class Endpoint implements SelectableEndpoint, ConnectObserver {
+export class Endpoint implements SelectableEndpoint, ConnectObserver, OutlierTarget {
   readonly key: string;
   /** The name as configured (a hostname or an IP). */
   readonly host: string;
@@ -60,8 +56,13 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
    * ALPN decides; if the endpoint answers http/1.1, the pool falls back and `pool` takes over).
    */
   readonly h2: H2Pool | null;
-  /** Ejected by passive health (connect failures in a row), for ejection_time. */
+  /** Ejected by outlier detection (connect failures, 5xx or gateway errors in a row). */
   ejected = false;
+  connectFailuresInRow = 0;
+  errors5xxInRow = 0;
+  gatewayErrorsInRow = 0;
+  ejections = 0;
+  ejectTimer: NodeJS.Timeout | null = null;
   /** The active health check's verdict (true until a check says otherwise, or without checks). */
   checkedHealthy = true;
   /** Active checks: passes and failures in a row, the last failure's reason, and how many ran. */
@@ -74,9 +75,7 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   errors = 0;
   /** How long requests waited for a connection or stream slot of this endpoint's pools. */
   readonly poolWait = new DurationHistogram();
-  private failures = 0;
-  private readonly health: PassiveHealth;
-  private ejectTimer: NodeJS.Timeout | null = null;
+  readonly outlier: OutlierDetector;
 
   constructor(
     host: string,
@@ -84,7 +83,7 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     port: number,
     weight: number,
     pool: PoolOptions,
-    health: PassiveHealth,
+    outlier: OutlierDetector,
     dialer: Dialer,
     upstream: UpstreamSpec = HTTP1_CLEARTEXT,
   ) {
@@ -93,7 +92,7 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
     this.address = address;
     this.port = port;
     this.weight = weight;
-    this.health = health;
+    this.outlier = outlier;
     const tls = upstream.tls === null ? null : { config: upstream.tls, host };
     this.pool = new H1Pool(this.key, address, port, pool, dialer, this, tls);
     const p = upstream.protocol;
@@ -139,19 +138,12 @@ export class Endpoint implements SelectableEndpoint, ConnectObserver {
   }
 
   connectSucceeded(): void {
-    this.failures = 0;
+    this.outlier.connectSucceeded(this);
   }
 
-  /** Consecutive connect failures eject the endpoint for a while so selection routes around it. */
+  /** Connect failures in a row eject the endpoint for a while (outlier detection). */
   connectFailed(): void {
-    if (++this.failures < this.health.consecutiveFailures || this.ejected) return;
-    this.ejected = true;
-    this.ejectTimer = setTimeout(() => {
-      this.ejectTimer = null;
-      this.ejected = false;
-      this.failures = 0;
-    }, this.health.ejectionTimeMs);
-    this.ejectTimer.unref();
+    this.outlier.connectFailed(this);
   }
 
   /** Closes the idle connections of both pools (a drained endpoint keeps none in reserve). */

@@ -117,9 +117,24 @@ const hashKey = map('a hash key map with one of header, cookie or source_ip', {
           : { source_ip: true },
   );
 
-const passiveHealth = map('a passive_health map', {
-  consecutive_failures: int(1).default(5).describe('Connect failures in a row that eject an endpoint.'),
-  ejection_time: durationMs({ min: 1 }).prefault('10s').describe('How long an ejected endpoint sits out.'),
+const outlier = map('an outlier map', {
+  consecutive_connect_failures: int(0)
+    .default(5)
+    .describe('Connect failures in a row that eject an endpoint (0: off).'),
+  consecutive_5xx: int(0).default(5).describe('5xx answers in a row that eject an endpoint (0: off).'),
+  consecutive_gateway_errors: int(0)
+    .default(5)
+    .describe('502/503/504 answers, resets, timeouts and malformed answers in a row that eject an endpoint (0: off).'),
+  base_ejection_time: durationMs({ min: 1 })
+    .prefault('10s')
+    .describe('An ejection lasts this, times the number of times the endpoint was ejected.'),
+  max_ejection_time: durationMs({ min: 1 }).prefault('5m').describe('The longest an ejection lasts.'),
+  max_ejection_percent: int(0, 100)
+    .default(50)
+    .describe('No more ejections while this share of the endpoints is out (one may always be).'),
+  panic: bool()
+    .default(true)
+    .describe('When no endpoint is healthy, spread requests over all of them instead of answering 503.'),
 });
 
 const STATUS_RANGE = /^([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?$/;
@@ -189,7 +204,7 @@ const cluster = map('a cluster map', {
   response_timeout: durationMs({ min: 1 })
     .prefault('30s')
     .describe('Wait this long for the response head once the request is sent; then 504.'),
-  passive_health: passiveHealth.prefault({}).describe('Eject endpoints that keep failing to connect.'),
+  outlier: outlier.prefault({}).describe('Eject endpoints that keep failing (passive outlier detection).'),
   health_check: healthCheck
     .optional()
     .describe(
@@ -455,6 +470,6 @@ export type RouteMatchConfig = NonNullable<RouteConfig['match']>;
 export type ClusterConfig = z.output<typeof cluster>;
 export type LbPolicyName = ClusterConfig['lb'];
 export type EndpointConfig = ClusterConfig['endpoints'][number];
-export type PassiveHealthConfig = ClusterConfig['passive_health'];
+export type OutlierConfig = ClusterConfig['outlier'];
 export type HealthCheckConfig = NonNullable<ClusterConfig['health_check']>;
 export type PoolConfig = ClusterConfig['pool'];

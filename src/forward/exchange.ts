@@ -25,6 +25,13 @@ const PENDING_BODY_LIMIT = 64 * 1024;
 /** Methods that may be sent twice (RFC 9110 §9.2.2): only these are retried after a keep-alive race. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
 
+/** Failures of the endpoint itself (not of the client, the pool's queue or the port budget): they count towards ejecting it. */
+const GATEWAY_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'upstream_reset',
+  'upstream_timeout',
+  'upstream_protocol_error',
+]);
+
 /**
  * One request/response exchange: picks an endpoint, waits for a pooled connection, streams the
  * request head and body upstream, and lets the ResponseRelay stream the response back. It is the
@@ -350,6 +357,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.leg?.release();
     if (!this.requestDone) this.closeDownstream = true;
+    const ep = this.endpoint;
+    // The upstream's own answer: 5xx and 502-504 count towards ejecting the endpoint, anything else resets.
+    if (ep !== null) ep.outlier.responded(ep, this.status);
     this.releaseEndpoint();
     this.logAccess(this.recordDuration());
     this.session.onExchangeDone(!this.closeDownstream);
@@ -390,6 +400,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     const ctx = this.session.ctx;
     ctx.stats.recordError(code);
     if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);
+    const ep = this.endpoint;
+    if (ep !== null && GATEWAY_ERRORS.has(code)) ep.outlier.gatewayError(ep);
     this.releaseEndpoint();
     this.logAccess(this.recordDuration());
   }

@@ -154,10 +154,15 @@ export class MuxgateServer {
         dnsRefreshMs: c.dns_refresh,
         responseTimeoutMs: c.response_timeout,
         healthCheck: c.health_check,
-        passiveHealth: {
-          consecutiveFailures: c.passive_health.consecutive_failures,
-          ejectionTimeMs: c.passive_health.ejection_time,
+        outlier: {
+          consecutiveConnectFailures: c.outlier.consecutive_connect_failures,
+          consecutive5xx: c.outlier.consecutive_5xx,
+          consecutiveGatewayErrors: c.outlier.consecutive_gateway_errors,
+          baseEjectionMs: c.outlier.base_ejection_time,
+          maxEjectionMs: c.outlier.max_ejection_time,
+          maxEjectionPercent: c.outlier.max_ejection_percent,
         },
+        panic: c.outlier.panic,
         dialer: this.dialerFor(name, c),
         upstream: this.upstreamSpec(name, c),
         pool: {

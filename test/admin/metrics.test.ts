@@ -71,6 +71,8 @@ function snapshot(endpoints: string[]): StatsSnapshot {
         name: 'api',
         lb: 'round_robin',
         max_connections: 100,
+        panics: 0,
+        ejections_refused: 0,
         requests: 100,
         errors: 2,
         error_codes: {},

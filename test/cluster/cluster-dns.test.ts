@@ -18,7 +18,15 @@ function options(resolve: (host: string) => Promise<string[]>): ClusterOptions {
     hashKey: undefined,
     dnsRefreshMs: 30,
     responseTimeoutMs: 1000,
-    passiveHealth: { consecutiveFailures: 5, ejectionTimeMs: 1000 },
+    outlier: {
+      consecutiveConnectFailures: 5,
+      consecutive5xx: 5,
+      consecutiveGatewayErrors: 5,
+      baseEjectionMs: 1000,
+      maxEjectionMs: 1000,
+      maxEjectionPercent: 50,
+    },
+    panic: true,
     pool: {
       maxConnections: 1,
       maxPending: 1,

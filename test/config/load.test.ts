@@ -86,7 +86,15 @@ describe('loading a valid config', () => {
           lb: 'round_robin',
           dns_refresh: 30_000,
           response_timeout: 30_000,
-          passive_health: { consecutive_failures: 5, ejection_time: 10_000 },
+          outlier: {
+            consecutive_connect_failures: 5,
+            consecutive_5xx: 5,
+            consecutive_gateway_errors: 5,
+            base_ejection_time: 10_000,
+            max_ejection_time: 300_000,
+            max_ejection_percent: 50,
+            panic: true,
+          },
           pool: {
             max_connections: 100,
             max_pending: 1000,
@@ -146,7 +154,7 @@ describe('loading a valid config', () => {
         '    hash_key: { header: X-User-Id }',
         '    dns_refresh: 10s',
         '    response_timeout: 5000',
-        '    passive_health: { consecutive_failures: 2 }',
+        '    outlier: { consecutive_connect_failures: 2, panic: false }',
         '    pool: { max_connections: 10, connect_timeout: 1s }',
         '  static:',
         '    endpoints: ["[::1]:9002"]',
@@ -217,7 +225,15 @@ describe('loading a valid config', () => {
     assert.deepEqual(api.hash_key, { header: 'x-user-id' });
     assert.equal(api.dns_refresh, 10_000);
     assert.equal(api.response_timeout, 5000);
-    assert.deepEqual(api.passive_health, { consecutive_failures: 2, ejection_time: 10_000 });
+    assert.deepEqual(api.outlier, {
+      consecutive_connect_failures: 2,
+      consecutive_5xx: 5,
+      consecutive_gateway_errors: 5,
+      base_ejection_time: 10_000,
+      max_ejection_time: 300_000,
+      max_ejection_percent: 50,
+      panic: false,
+    });
     assert.equal(api.pool.max_connections, 10);
     assert.equal(api.pool.connect_timeout, 1000);
     assert.equal(api.pool.max_pending, 1000);

@@ -52,7 +52,7 @@ test('a used-up budget answers 503 upstream_ports_exhausted and the endpoint sta
       source_addresses: ['127.0.0.8'],
       source_port_range: '21500-21502',
       pool: { max_connections: 10 },
-      passive_health: { consecutive_failures: 1 },
+      outlier: { consecutive_connect_failures: 1 },
     },
   });
   t.after(() => proxy.close());

@@ -114,7 +114,7 @@ describe('connect failures', () => {
     t.after(() => backend.close());
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${dead}`, backend.addr],
-      cluster: { passive_health: { consecutive_failures: 100 } },
+      cluster: { outlier: { consecutive_connect_failures: 100 } },
     });
     t.after(() => proxy.close());
     for (let i = 0; i < 6; i++) {
@@ -134,7 +134,7 @@ describe('connect failures', () => {
 });
 
 describe('passive health', () => {
-  test('after consecutive_failures the endpoint is ejected (503 no_healthy_endpoint), after ejection_time tried again', {
+  test('after consecutive_connect_failures the endpoint is ejected (503 no_healthy_endpoint without panic), after the ejection tried again', {
     timeout: 15_000,
   }, async (t) => {
     const port = await closedPort();
@@ -142,7 +142,8 @@ describe('passive health', () => {
     // all fall inside it.
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${port}`],
-      cluster: { passive_health: { consecutive_failures: 3, ejection_time: '2s' } },
+      // panic off: with every endpoint ejected, the cluster answers 503 instead of trying them all.
+      cluster: { outlier: { consecutive_connect_failures: 3, base_ejection_time: '2s', panic: false } },
     });
     t.after(() => proxy.close());
     // Request 1: two failed connects (the retry goes to the same, still healthy, endpoint).
@@ -175,7 +176,7 @@ describe('passive health', () => {
     const proxy = await startProxy({
       upstreams: [`127.0.0.1:${dead}`, backend.addr],
       // Long enough that the 8 requests below all fall inside the ejection, even on a loaded machine.
-      cluster: { passive_health: { consecutive_failures: 2, ejection_time: '2s' } },
+      cluster: { outlier: { consecutive_connect_failures: 2, base_ejection_time: '2s' } },
     });
     t.after(() => proxy.close());
     for (let i = 0; i < 8; i++) assert.equal((await fetchFrom(proxy)).status, 200);
