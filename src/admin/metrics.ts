@@ -31,6 +31,25 @@ function* endpoints(s: StatsSnapshot) {
 
 const FAMILIES: readonly Family[] = [
   {
+    name: 'muxgate_circuit_open_total',
+    help: 'Requests and tunnels refused with 503 circuit_open, by cluster and the breaker that was at its limit.',
+    type: 'counter',
+    labelNames: ['cluster', 'breaker'],
+    *samples(s) {
+      for (const c of s.clusters)
+        for (const [breaker, n] of Object.entries(c.circuit_open)) yield [{ cluster: c.name, breaker }, n];
+    },
+  },
+  {
+    name: 'muxgate_endpoint_ejections_refused_total',
+    help: 'Outlier ejections not made because max_ejection_percent of the endpoints were out, by cluster.',
+    type: 'counter',
+    labelNames: ['cluster'],
+    *samples(s) {
+      for (const c of s.clusters) yield [{ cluster: c.name }, c.ejections_refused];
+    },
+  },
+  {
     name: 'muxgate_access_log_lines_total',
     help: 'Access log lines, by outcome: written, lost (write error or a destination that does not keep up), skipped (errors_only or sampling).',
     type: 'counter',

@@ -148,7 +148,11 @@ function addInto(a: object, b: object): void {
   const ar = a as Record<string, unknown>;
   for (const [k, v] of Object.entries(b)) {
     if (typeof v === 'number' && typeof ar[k] === 'number') ar[k] = (ar[k] as number) + v;
-    else if ((k === 'error_codes' || k === 'tunnels_by_kind') && typeof v === 'object' && v !== null) {
+    else if (
+      (k === 'error_codes' || k === 'tunnels_by_kind' || k === 'circuit_open') &&
+      typeof v === 'object' &&
+      v !== null
+    ) {
       const codes = ar[k] as Record<string, number>;
       // Counts by name (error code, tunnel kind): summed name by name.
       for (const [code, n] of Object.entries(v as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;

@@ -123,6 +123,8 @@ export interface ClusterSnapshot {
   panics: number;
   /** Ejections not made because max_ejection_percent of the endpoints were out. */
   ejections_refused: number;
+  /** Requests and tunnels refused with 503 circuit_open, by breaker. */
+  circuit_open: { max_requests: number; max_pending: number };
   requests: number;
   errors: number;
   error_codes: Record<string, number>;
@@ -174,6 +176,7 @@ export function snapshotStats(
       max_connections: c.opts.pool.maxConnections,
       panics: c.panics,
       ejections_refused: c.outlier.refused,
+      circuit_open: { ...c.breakerTrips },
       requests: c.requests,
       errors: c.errors,
       error_codes: Object.fromEntries(c.errorCodes),

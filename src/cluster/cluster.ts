@@ -35,6 +35,8 @@ export interface ClusterOptions {
   upstream?: UpstreamSpec | undefined;
   /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
   dialer: Dialer;
+  /** Cluster-wide limits (`circuit_breakers:`); 0 = none. */
+  breakers?: { maxRequests: number; maxPending: number } | undefined;
   /** Active health checks of the endpoints (`health_check:`); none when undefined. */
   healthCheck?: HealthCheckConfig | undefined;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
@@ -144,6 +146,32 @@ export class Cluster {
       this.opts.lb,
       this.endpoints.filter((e) => !e.drained),
     );
+  }
+
+  /** Requests refused by a circuit breaker, by breaker (in /stats). */
+  readonly breakerTrips = { max_requests: 0, max_pending: 0 };
+
+  /**
+   * Whether the circuit breakers let one more request or tunnel in: false (counted) when the cluster
+   * already has max_requests in flight or max_pending waiting. Costs nothing without breakers; with
+   * them, a walk over the endpoints (clusters are small).
+   */
+  admit(): boolean {
+    const b = this.opts.breakers;
+    if (b === undefined || (b.maxRequests === 0 && b.maxPending === 0)) return true;
+    if (b.maxRequests > 0) {
+      let active = 0;
+      for (const e of this.endpoints) active += e.active;
+      if (active >= b.maxRequests) {
+        this.breakerTrips.max_requests++;
+        return false;
+      }
+    }
+    if (b.maxPending > 0 && this.pending >= b.maxPending) {
+      this.breakerTrips.max_pending++;
+      return false;
+    }
+    return true;
   }
 
   pick(hashKey: string | undefined): Endpoint | undefined {

@@ -137,6 +137,17 @@ const outlier = map('an outlier map', {
     .describe('When no endpoint is healthy, spread requests over all of them instead of answering 503.'),
 });
 
+const circuitBreakers = map('a circuit_breakers map', {
+  max_requests: int(0)
+    .default(0)
+    .describe('Requests and tunnels in flight on the cluster (all endpoints); more get 503 circuit_open. 0: no limit.'),
+  max_pending: int(0)
+    .default(0)
+    .describe(
+      'Requests waiting for a connection or a stream slot across the cluster; more get 503 circuit_open. 0: no limit.',
+    ),
+});
+
 const STATUS_RANGE = /^([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?$/;
 const healthCheck = map('a health_check map', {
   type: oneOf(['http', 'tcp']).default('http').describe('http: a GET whose status must be expected; tcp: a connect.'),
@@ -205,6 +216,9 @@ const cluster = map('a cluster map', {
     .prefault('30s')
     .describe('Wait this long for the response head once the request is sent; then 504.'),
   outlier: outlier.prefault({}).describe('Eject endpoints that keep failing (passive outlier detection).'),
+  circuit_breakers: circuitBreakers
+    .prefault({})
+    .describe('Cluster-wide limits that answer 503 circuit_open instead of piling work on a struggling cluster.'),
   health_check: healthCheck
     .optional()
     .describe(

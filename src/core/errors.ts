@@ -59,6 +59,11 @@ export const ERRORS = {
   upstream_timeout: { status: 504, source: 'upstream', text: 'Upstream did not answer in time' },
   no_healthy_endpoint: { status: 503, source: 'upstream', text: 'No healthy upstream endpoint' },
   pool_queue_full: { status: 503, source: 'upstream', text: 'Upstream connection pool queue is full' },
+  circuit_open: {
+    status: 503,
+    source: 'upstream',
+    text: "The cluster's circuit breaker is open (too many requests in flight or waiting)",
+  },
   pool_queue_timeout: { status: 503, source: 'upstream', text: 'Timed out waiting for an upstream connection' },
   upstream_ports_exhausted: {
     status: 503,

@@ -116,6 +116,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return 0;
     }
     const cluster = route.cluster;
+    if (!cluster.admit()) {
+      this.fail('circuit_open');
+      return 0;
+    }
     this.hashKey = cluster.hashKeyOf(head, this.session.peer);
     const endpoint = cluster.pick(this.hashKey);
     if (endpoint === undefined) {

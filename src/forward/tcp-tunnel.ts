@@ -97,6 +97,10 @@ export class TcpTunnel implements Expirable, DialHandler {
     const key = cluster.opts.hashKey?.sourceIp === true ? this.client : undefined;
     // Round robin and least connections move on by themselves; a hash keeps answering the same
     // endpoint, so after a failure walk the cluster for one not tried yet.
+    if (this.tried.length === 0 && !cluster.admit()) {
+      this.fail('circuit_open', 'the cluster has max_requests in flight or max_pending waiting');
+      return;
+    }
     let ep = cluster.pick(key);
     if (ep !== undefined && this.tried.includes(ep)) {
       ep = cluster.endpoints.find((e) => e.healthy && !this.tried.includes(e)) ?? ep;

@@ -50,6 +50,10 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     down.on('error', noop);
     down.once('close', this.onClientGone);
     const cluster = ctx.cluster;
+    if (!cluster.admit()) {
+      this.fail('circuit_open', 'the cluster has max_requests in flight or max_pending waiting');
+      return;
+    }
     const ep = cluster.pick(cluster.opts.hashKey?.sourceIp === true ? this.client : undefined);
     const pool = ep?.h2 ?? null;
     if (ep === undefined || pool === null) {

@@ -66,6 +66,10 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     this.deadline = Math.ceil(this.startedAt + cluster.opts.pool.connectTimeoutMs + route.responseTimeoutMs);
     sweeper.add(this);
     down.watch(this);
+    if (!cluster.admit()) {
+      this.fail('circuit_open', 'the cluster has max_requests in flight or max_pending waiting');
+      return;
+    }
     const endpoint = cluster.pick(cluster.hashKeyOf(head, down.peer));
     if (endpoint === undefined) {
       this.fail('no_healthy_endpoint', 'every endpoint is ejected');

@@ -73,6 +73,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
         max_connections: 100,
         panics: 0,
         ejections_refused: 0,
+        circuit_open: { max_requests: 0, max_pending: 0 },
         requests: 100,
         errors: 2,
         error_codes: {},

@@ -95,6 +95,7 @@ describe('loading a valid config', () => {
             max_ejection_percent: 50,
             panic: true,
           },
+          circuit_breakers: { max_requests: 0, max_pending: 0 },
           pool: {
             max_connections: 100,
             max_pending: 1000,
