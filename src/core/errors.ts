@@ -6,10 +6,19 @@
  */
 export type ErrorSource = 'downstream' | 'upstream' | 'internal';
 
+/**
+ * Whether a request that failed with an error may be sent again, to another endpoint: `unsent` when
+ * nothing of it left muxgate (any method may go again), `idempotent` when it may have reached the
+ * upstream (only idempotent methods may), `never` (the default) otherwise. Callers read this column
+ * instead of testing codes (Pingora's RetryType is the model).
+ */
+export type RetryWhen = 'never' | 'unsent' | 'idempotent';
+
 export interface ErrorInfo {
   readonly status: number;
   readonly source: ErrorSource;
   readonly text: string;
+  readonly retry?: RetryWhen;
 }
 
 export const ERRORS = {
@@ -47,8 +56,18 @@ export const ERRORS = {
   malformed_capsule: { status: 400, source: 'downstream', text: 'Malformed capsule on a CONNECT-UDP stream' },
   capsule_too_large: { status: 400, source: 'downstream', text: 'Capsule larger than the configured limit' },
   // Upstream failures.
-  upstream_connect_failed: { status: 502, source: 'upstream', text: 'Could not connect to the upstream' },
-  upstream_reset: { status: 502, source: 'upstream', text: 'Upstream closed the connection early' },
+  upstream_connect_failed: {
+    status: 502,
+    source: 'upstream',
+    text: 'Could not connect to the upstream',
+    retry: 'unsent',
+  },
+  upstream_reset: {
+    status: 502,
+    source: 'upstream',
+    text: 'Upstream closed the connection early',
+    retry: 'idempotent',
+  },
   upstream_protocol_error: { status: 502, source: 'upstream', text: 'Upstream sent an invalid response' },
   connect_resolve_failed: { status: 502, source: 'upstream', text: 'Could not resolve the CONNECT target' },
   websocket_handshake_failed: {
@@ -68,6 +87,7 @@ export const ERRORS = {
   upstream_ports_exhausted: {
     status: 503,
     source: 'upstream',
+    retry: 'unsent',
     text: 'No free source port to reach the upstream (see the port budget in /stats)',
   },
   idle_timeout: { status: 408, source: 'downstream', text: 'Connection idle too long' },
@@ -83,6 +103,11 @@ export const ERRORS = {
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERRORS;
+
+/** The retry column of an error (absent: never). */
+export function retryWhen(code: ErrorCode): RetryWhen {
+  return (ERRORS[code] as ErrorInfo).retry ?? 'never';
+}
 
 const REASONS: Record<number, string> = {
   400: 'Bad Request',

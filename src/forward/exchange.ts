@@ -2,7 +2,7 @@ import { deadlineIn } from '../core/sweeper.ts';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import { ERRORS, type ErrorCode } from '../core/errors.ts';
+import { ERRORS, type ErrorCode, retryWhen } from '../core/errors.ts';
 import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
@@ -254,7 +254,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (this.done) return;
     const endpoint = this.endpoint!;
     // A refused or timed-out connect sent nothing: safe to try another endpoint once, whatever the method.
-    if ((code === 'upstream_connect_failed' || code === 'upstream_ports_exhausted') && ++this.connectAttempts < 2) {
+    if (retryWhen(code) === 'unsent' && ++this.connectAttempts < 2) {
       const next = this.route!.cluster.pick(this.hashKey);
       if (next !== undefined) {
         this.releaseEndpoint();
@@ -414,12 +414,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     return this.route!.responseTimeoutMs;
   }
 
+  /** The keep-alive race: the reused connection closed before any response byte (upstream_reset). */
   private canRetry(): boolean {
     const conn = this.conn;
     return (
       !this.retried &&
       conn !== null &&
       conn.requests > 1 &&
+      retryWhen('upstream_reset') === 'idempotent' &&
       IDEMPOTENT.has(this.head.method) &&
       this.head.contentLength <= 0 &&
       !this.head.chunked

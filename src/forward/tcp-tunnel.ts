@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type { Socket } from 'node:net';
 import { unmapIPv4 } from '../core/cidr.ts';
-import type { ErrorCode } from '../core/errors.ts';
+import { type ErrorCode, retryWhen } from '../core/errors.ts';
 import { resetSocket } from '../core/reset-socket.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
@@ -165,7 +165,11 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.releaseEndpoint();
     if (code === 'upstream_connect_failed') this.tried[this.tried.length - 1]?.connectFailed();
     this.dial = null;
-    if (this.tried.length < this.ctx.connectAttempts && this.tried.length < this.ctx.cluster.endpoints.length) {
+    if (
+      retryWhen(code) === 'unsent' &&
+      this.tried.length < this.ctx.connectAttempts &&
+      this.tried.length < this.ctx.cluster.endpoints.length
+    ) {
       this.connect();
       return;
     }
