@@ -5,7 +5,7 @@
 
 import { createReadStream, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FigureContext, rotate } from './figure.ts';
+import { type FigureContext, pairedRatio, rotate, startChecked } from './figure.ts';
 import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import {
@@ -15,8 +15,6 @@ import {
   type ProxyName,
   proxySpec,
   type RunningServer,
-  StartError,
-  startServer,
   stopServer,
 } from './servers.ts';
 import { runWrk, runWrkRaw, type WrkResult } from './wrk.ts';
@@ -112,29 +110,18 @@ export async function runAccessLogFigure(ctx: FigureContext, state: AccessLogSta
   try {
     for (const v of variants) {
       if (ctx.stopped()) return;
-      try {
-        const spec = proxySpec(v.proxy, ctx.runDir, {
-          tag: v.log ? 'log' : 'nolog',
-          port: v.port,
-          cpu: PROXY_CPU,
-          accessLog: v.log ? logFile(ctx, v) : undefined,
-        });
-        const server = await startServer(spec, ctx.runDir);
-        running.set(v.id, server);
-        console.log(`started ${v.id} (pid ${server.tracked.pid}, port ${v.port})`);
-      } catch (err) {
-        if (!(err instanceof StartError)) throw err;
-        ctx.startFailures.set(v.id, `${err.message}\n${err.details}`);
-        console.error(`✗ ${v.id} failed to start: ${err.message}\n${err.details}\n`);
-        continue;
-      }
-      const err = await checkEndpoint(v.port, GET_12B.path, GET_12B.check);
-      if (err) {
-        ctx.checkFailures.set(`${ACCESS_LOG_SCENARIO}/${v.id}`, err);
-        console.error(`✗ ${v.id}: sanity check failed: ${err}`);
-      }
+      const spec = proxySpec(v.proxy, ctx.runDir, {
+        tag: v.log ? 'log' : 'nolog',
+        port: v.port,
+        cpu: PROXY_CPU,
+        accessLog: v.log ? logFile(ctx, v) : undefined,
+      });
+      const server = await startChecked(ctx, ACCESS_LOG_SCENARIO, v.id, spec, (port) =>
+        checkEndpoint(port, GET_12B.path, GET_12B.check),
+      );
+      if (server) running.set(v.id, server);
     }
-    const ready = variants.filter((v) => running.has(v.id) && !ctx.checkFailures.has(`${ACCESS_LOG_SCENARIO}/${v.id}`));
+    const ready = variants.filter((v) => running.has(v.id));
     for (let round = 1; round <= ctx.rounds && !ctx.stopped(); round++) {
       for (const v of rotate(ready, round - 1)) {
         if (ctx.stopped()) break;
@@ -166,17 +153,6 @@ export function accessLogMethod(durationS: number, warmupS: number): string {
     'nginx `access_log <file> combined buffer=64k`; interleaved rounds; the log lines in the file are counted after each run ' +
     '(about 1 per request, warm-up included) and the file truncated.'
   );
-}
-
-/** Median over rounds of (a rps ÷ b rps in the same round). */
-function pairedRatio(runs: readonly AccessLogRun[], a: string, b: string): number | undefined {
-  const ratios: number[] = [];
-  for (const r of runs) {
-    if (r.variant !== a || !r.wrk) continue;
-    const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
-    if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
-  }
-  return median(ratios);
 }
 
 export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly ProxyName[]): string {

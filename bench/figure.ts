@@ -1,7 +1,9 @@
 // What bench/run.ts hands to the runner of each figure that is not a plain wrk
-// scenario (bench/fixed-rate.ts, bench/idle-memory.ts, bench/workers.ts).
+// scenario (bench/fixed-rate.ts, bench/idle-memory.ts, bench/workers.ts, bench/access-log.ts, bench/h2.ts),
+// and what those runners share.
 
-import type { ProxyName } from './servers.ts';
+import { median } from './report.ts';
+import { type ProxyName, type RunningServer, StartError, startServer, stopServer } from './servers.ts';
 
 export interface FigureContext {
   /** configs, logs and scratch files of this run */
@@ -25,4 +27,50 @@ export function rotate<T>(list: readonly T[], by: number): T[] {
   if (list.length === 0) return [];
   const k = by % list.length;
   return [...list.slice(k), ...list.slice(0, k)];
+}
+
+/** Starts a server for a figure, recording a failure to start or a failed sanity check; undefined then. */
+export async function startChecked(
+  ctx: FigureContext,
+  scenario: string,
+  id: string,
+  spec: Parameters<typeof startServer>[0],
+  check: (port: number) => Promise<string | undefined>,
+): Promise<RunningServer | undefined> {
+  let server: RunningServer;
+  try {
+    server = await startServer(spec, ctx.runDir);
+  } catch (err) {
+    if (!(err instanceof StartError)) throw err;
+    ctx.startFailures.set(`${id} (${scenario})`, `${err.message}\n${err.details}`);
+    console.error(`✗ ${id} failed to start: ${err.message}\n${err.details}\n`);
+    return undefined;
+  }
+  console.log(`started ${spec.name} (pid ${server.tracked.pid}, port ${spec.port})`);
+  const err = await check(spec.port);
+  if (err) {
+    ctx.checkFailures.set(`${scenario}/${id}`, err);
+    console.error(`✗ ${id}: sanity check for ${scenario} failed: ${err}`);
+    await stopServer(server);
+    return undefined;
+  }
+  return server;
+}
+
+/** A run of one variant of a figure: enough to pair it with another variant's run of the same round. */
+export interface PairedRun {
+  variant: string;
+  round: number;
+  wrk?: { rps: number } | undefined;
+}
+
+/** Median over rounds of (a rps ÷ b rps in the same round). */
+export function pairedRatio(runs: readonly PairedRun[], a: string, b: string): number | undefined {
+  const ratios: number[] = [];
+  for (const r of runs) {
+    if (r.variant !== a || !r.wrk) continue;
+    const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
+    if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
+  }
+  return median(ratios);
 }

@@ -16,7 +16,7 @@ import { rmSync } from 'node:fs';
 import http2 from 'node:http2';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { type FigureContext, rotate } from './figure.ts';
+import { type FigureContext, rotate, startChecked } from './figure.ts';
 import { h2loadLoadArgv, parseH2loadLogFile, parseH2loadSummary, percentile, runH2loadArgv } from './h2load.ts';
 import { readRssKiB } from './procs.ts';
 import { fmtMiB, fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
@@ -30,10 +30,8 @@ import {
   type ProxyName,
   proxySpec,
   type RunningServer,
-  StartError,
   checkEndpoint,
   serverOutput,
-  startServer,
   stopServer,
 } from './servers.ts';
 import { countByPid } from './worker-spread.ts';
@@ -188,34 +186,6 @@ export interface H2State {
 function downMessage(id: string, server: RunningServer): string | undefined {
   const e = server.tracked.exit;
   return e ? `${id} is not running (exit ${e.signal ?? e.code}); ${serverOutput(server).slice(-500)}` : undefined;
-}
-
-/** Starts a server for a figure, recording a failure to start or a failed sanity check; undefined then. */
-async function startChecked(
-  ctx: FigureContext,
-  scenario: string,
-  id: string,
-  spec: Parameters<typeof startServer>[0],
-  check: (port: number) => Promise<string | undefined>,
-): Promise<RunningServer | undefined> {
-  let server: RunningServer;
-  try {
-    server = await startServer(spec, ctx.runDir);
-  } catch (err) {
-    if (!(err instanceof StartError)) throw err;
-    ctx.startFailures.set(`${id} (${scenario})`, `${err.message}\n${err.details}`);
-    console.error(`✗ ${id} failed to start: ${err.message}\n${err.details}\n`);
-    return undefined;
-  }
-  console.log(`started ${spec.name} (pid ${server.tracked.pid}, port ${spec.port})`);
-  const err = await check(spec.port);
-  if (err) {
-    ctx.checkFailures.set(`${scenario}/${id}`, err);
-    console.error(`✗ ${id}: sanity check for ${scenario} failed: ${err}`);
-    await stopServer(server);
-    return undefined;
-  }
-  return server;
 }
 
 export function h2ConsoleLine(r: H2Run): string {

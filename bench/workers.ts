@@ -4,7 +4,7 @@
 // same SO_REUSEPORT setup) as the comparison point. Also how the kernel spreads
 // connections over the workers (bench/worker-spread.ts).
 
-import { type FigureContext, rotate } from './figure.ts';
+import { type FigureContext, pairedRatio, rotate } from './figure.ts';
 import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import {
@@ -197,17 +197,6 @@ interface WorkersInput {
   runs: readonly WorkersRun[];
   spread: readonly SpreadRun[];
   variants: readonly WorkersVariant[];
-}
-
-/** Median over rounds of (a rps ÷ b rps in the same round). */
-function pairedRatio(runs: readonly WorkersRun[], a: string, b: string): number | undefined {
-  const ratios: number[] = [];
-  for (const r of runs) {
-    if (r.variant !== a || !r.wrk) continue;
-    const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
-    if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
-  }
-  return median(ratios);
 }
 
 export function renderWorkers(input: WorkersInput): string {

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { after, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
-import { httpBackend } from '../helpers/backend.ts';
+import { echoBackend, httpBackend } from '../helpers/backend.ts';
 import { chromiumMissing, launchChromium } from '../helpers/browser.ts';
 import { tmpDir } from '../helpers/certs.ts';
 import { portOf, startMuxgate } from '../helpers/cli.ts';
@@ -18,22 +18,6 @@ import { portOf, startMuxgate } from '../helpers/cli.ts';
 const ARTIFACTS = fileURLToPath(new URL('../artifacts/', import.meta.url));
 /** Ten source ports from 127.0.0.2 towards the echo backend; the bar turns amber at half of them. */
 const PORT_RANGE = '20100-20109';
-
-async function echoServer(): Promise<number> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    sockets.add(c);
-    c.on('close', () => sockets.delete(c));
-    c.on('error', () => {});
-    c.pipe(c);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return (server.address() as AddressInfo).port;
-}
 
 /** A TCP tunnel through the L4 listener, checked by an echo. */
 function tunnel(port: number): Promise<net.Socket> {
@@ -71,7 +55,9 @@ describe('dashboard', { skip: chromiumMissing() ?? false }, () => {
   it('shows live figures that match /stats, colours a budget by its warning ratio, screenshot saved', async () => {
     const api = await httpBackend((_req, res) => res.end('ok'));
     after(() => api.close());
-    const echo = await echoServer();
+    const echoBackendServer = await echoBackend();
+    after(() => echoBackendServer.close());
+    const echo = echoBackendServer.port;
     const file = `${tmpDir('muxgate-dash-')}/m.yaml`;
     writeFileSync(
       file,

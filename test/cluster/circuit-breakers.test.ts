@@ -4,10 +4,10 @@
  * serves again once the work drains. TCP tunnels through an L4 listener are refused the same way.
  */
 import assert from 'node:assert/strict';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { describe, it } from 'node:test';
 import { MetricsExporter } from '../../src/admin/metrics.ts';
-import { httpBackend } from '../helpers/backend.ts';
+import { echoBackend, httpBackend } from '../helpers/backend.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -67,21 +67,12 @@ describe('circuit breakers', () => {
   });
 
   it('an L4 listener closes a client the breaker refuses', async (t) => {
-    const sockets = new Set<net.Socket>();
-    const echo = net.createServer((c) => {
-      sockets.add(c);
-      c.on('error', () => {});
-      c.pipe(c);
-    });
-    await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
-    t.after(() => {
-      for (const s of sockets) s.destroy();
-      echo.close();
-    });
+    const echo = await echoBackend();
+    t.after(() => echo.close());
     const p = await startProxy({
       tcp: {},
       clusters: {
-        up: { endpoints: [`127.0.0.1:${(echo.address() as AddressInfo).port}`], circuit_breakers: { max_requests: 1 } },
+        up: { endpoints: [echo.addr], circuit_breakers: { max_requests: 1 } },
       },
     });
     t.after(() => p.close());

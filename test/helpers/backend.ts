@@ -55,6 +55,14 @@ export function httpBackend(handler: http.RequestListener): Promise<Backend<http
   return listen(server);
 }
 
+/** A TCP echo upstream: every byte goes back on the connection it came from (`open` counts them). */
+export function echoBackend(): Promise<Backend<net.Server>> {
+  return rawBackend((s) => {
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+}
+
 /** A raw TCP upstream for misbehaving on purpose: `onSocket` gets each accepted connection. */
 export function rawBackend(onSocket: (s: net.Socket) => void): Promise<Backend<net.Server>> {
   return listen(net.createServer({ allowHalfOpen: true }, onSocket));

@@ -7,9 +7,9 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
-import net, { type AddressInfo } from 'node:net';
+import net from 'node:net';
 import { after, describe, it } from 'node:test';
-import { httpBackend } from '../helpers/backend.ts';
+import { echoBackend, httpBackend } from '../helpers/backend.ts';
 import { tmpDir } from '../helpers/certs.ts';
 import { muxgate, portOf, startMuxgate } from '../helpers/cli.ts';
 import { waitUntil } from '../helpers/wait.ts';
@@ -18,22 +18,6 @@ import { nextMessage, type WebSocket, wsBackend, wsConnect } from '../helpers/ws
 const dir = tmpDir('muxgate-reload-');
 const WEBSOCKETS = 1000;
 const TCP_TUNNELS = 100;
-
-async function echoServer(): Promise<{ port: number; open: () => number }> {
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((c) => {
-    sockets.add(c);
-    c.on('close', () => sockets.delete(c));
-    c.on('error', () => {});
-    c.pipe(c);
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  after(() => {
-    for (const s of sockets) s.destroy();
-    server.close();
-  });
-  return { port: (server.address() as AddressInfo).port, open: () => sockets.size };
-}
 
 /** One line out, the same line back. */
 function echoes(c: net.Socket, msg: string): Promise<void> {
@@ -71,8 +55,9 @@ describe('hot reload of a running process', () => {
     const wsA = await wsBackend();
     const wsB = await wsBackend();
     after(() => Promise.all([wsA.close(), wsB.close()]));
-    const echoA = await echoServer();
-    const echoB = await echoServer();
+    const echoA = await echoBackend();
+    const echoB = await echoBackend();
+    after(() => Promise.all([echoA.close(), echoB.close()]));
     const api = await httpBackend((req, res) => res.end(`api saw ${req.url}`));
     after(() => api.close());
 
@@ -157,7 +142,7 @@ ${o.apiRoute ? `  api: { endpoints: ["${api.addr}"] }\n` : ''}`,
       for (const c of tunnels) c.destroy();
     });
     assert.equal(wsA.open, WEBSOCKETS);
-    assert.equal(echoA.open(), TCP_TUNNELS);
+    assert.equal(echoA.open, TCP_TUNNELS);
     const lost = () =>
       sockets.filter((w) => w.readyState !== w.OPEN).length + tunnels.filter((c) => c.destroyed).length;
 
@@ -240,7 +225,7 @@ ${o.apiRoute ? `  api: { endpoints: ["${api.addr}"] }\n` : ''}`,
     await inBatches(WEBSOCKETS, 200, (i) => wsEchoes(sockets[i]!, `still ${i}`));
     await inBatches(TCP_TUNNELS, 50, (i) => echoes(tunnels[i]!, `still ${i}\n`));
     assert.equal(wsA.open, WEBSOCKETS);
-    assert.equal(echoA.open(), TCP_TUNNELS);
+    assert.equal(echoA.open, TCP_TUNNELS);
     const stats = (await (await fetch(`http://127.0.0.1:${ports.admin}/stats`)).json()) as {
       listeners: { name: string; tunnels_by_kind: { websocket: number; tcp: number } }[];
     };
