@@ -143,19 +143,22 @@ function mergeEndpoint(into: EndpointSnapshot, e: EndpointSnapshot): void {
   }
 }
 
-/** Adds every numeric field (and error_codes maps) of `b` into `a`. */
+/** A map of names to numbers (not a histogram, whose bounds are an array, nor a nested record). */
+function isCounts(v: unknown): v is Record<string, number> {
+  return (
+    typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every((x) => typeof x === 'number')
+  );
+}
+
+/** Adds every numeric field (and every map of counts) of `b` into `a`. */
 function addInto(a: object, b: object): void {
   const ar = a as Record<string, unknown>;
   for (const [k, v] of Object.entries(b)) {
     if (typeof v === 'number' && typeof ar[k] === 'number') ar[k] = (ar[k] as number) + v;
-    else if (
-      (k === 'error_codes' || k === 'tunnels_by_kind' || k === 'circuit_open') &&
-      typeof v === 'object' &&
-      v !== null
-    ) {
+    else if (isCounts(v) && isCounts(ar[k])) {
+      // Counts by name (error codes, tunnel kinds, breakers): summed name by name.
       const codes = ar[k] as Record<string, number>;
-      // Counts by name (error code, tunnel kind): summed name by name.
-      for (const [code, n] of Object.entries(v as Record<string, number>)) codes[code] = (codes[code] ?? 0) + n;
+      for (const [code, n] of Object.entries(v)) codes[code] = (codes[code] ?? 0) + n;
     }
   }
 }

@@ -80,7 +80,7 @@ export class LogFile implements LineSink {
     // Bytes are estimated by UTF-16 length: exact for ASCII, which is nearly every line.
     const buffered = this.pendingBytes + (this.inFlight === null ? 0 : this.inFlight.length - this.inFlightOffset);
     if (buffered + lines.length > this.opts.maxBufferBytes) {
-      this.troubled('lost', `buffer full (${this.opts.maxBufferBytes} bytes): the destination does not keep up`);
+      this.startLosing(`buffer full (${this.opts.maxBufferBytes} bytes): the destination does not keep up`);
       this.lose(count);
       return;
     }
@@ -171,7 +171,7 @@ export class LogFile implements LineSink {
         return;
       }
       this.stats.writeErrors++;
-      this.troubled('lost', err.code ?? err.message);
+      this.startLosing(err.code ?? err.message);
       this.lose(this.inFlightLines);
     } else {
       this.inFlightOffset += n;
@@ -205,10 +205,11 @@ export class LogFile implements LineSink {
     this.lostSinceTrouble += count;
   }
 
-  private troubled(what: 'lost', error: string): void {
+  /** Lines are being lost: said once, until a write succeeds again. */
+  private startLosing(error: string): void {
     if (this.losing) return;
     this.losing = true;
-    this.opts.onTrouble(what, { error, lost: this.lostSinceTrouble });
+    this.opts.onTrouble('lost', { error, lost: this.lostSinceTrouble });
   }
 
   private wake(): void {
