@@ -41,6 +41,25 @@ const FAMILIES: readonly Family[] = [
     },
   },
   {
+    name: 'muxgate_retries_total',
+    help: "Requests sent again after a failed attempt (a route's retry:), by cluster.",
+    type: 'counter',
+    labelNames: ['cluster'],
+    *samples(s) {
+      for (const c of s.clusters) yield [{ cluster: c.name }, c.retries];
+    },
+  },
+  {
+    name: 'muxgate_retries_skipped_total',
+    help: 'Retries a route allowed that did not happen, by cluster and reason (attempts, not_idempotent, body_incomplete, body_too_large, budget, circuit_open).',
+    type: 'counter',
+    labelNames: ['cluster', 'reason'],
+    *samples(s) {
+      for (const c of s.clusters)
+        for (const [reason, n] of Object.entries(c.retries_skipped)) yield [{ cluster: c.name, reason }, n];
+    },
+  },
+  {
     name: 'muxgate_endpoint_ejections_refused_total',
     help: 'Outlier ejections not made because max_ejection_percent of the endpoints were out, by cluster.',
     type: 'counter',

@@ -124,7 +124,11 @@ export interface ClusterSnapshot {
   /** Ejections not made because max_ejection_percent of the endpoints were out. */
   ejections_refused: number;
   /** Requests and tunnels refused with 503 circuit_open, by breaker. */
-  circuit_open: { max_requests: number; max_pending: number };
+  circuit_open: { max_requests: number; max_pending: number; max_retries: number };
+  /** Requests sent again after a failed attempt (a route's retry:). */
+  retries: number;
+  /** Retries a route allowed that did not happen, by reason (attempts, not_idempotent, body_too_large, budget...). */
+  retries_skipped: Record<string, number>;
   requests: number;
   errors: number;
   error_codes: Record<string, number>;
@@ -177,6 +181,8 @@ export function snapshotStats(
       panics: c.panics,
       ejections_refused: c.outlier.refused,
       circuit_open: { ...c.breakerTrips },
+      retries: c.retries,
+      retries_skipped: Object.fromEntries(c.retriesSkipped),
       requests: c.requests,
       errors: c.errors,
       error_codes: Object.fromEntries(c.errorCodes),

@@ -36,7 +36,7 @@ export interface ClusterOptions {
   /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
   dialer: Dialer;
   /** Cluster-wide limits (`circuit_breakers:`); 0 = none. */
-  breakers?: { maxRequests: number; maxPending: number } | undefined;
+  breakers?: { maxRequests: number; maxPending: number; maxRetries: number } | undefined;
   /** Active health checks of the endpoints (`health_check:`); none when undefined. */
   healthCheck?: HealthCheckConfig | undefined;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
@@ -149,7 +149,42 @@ export class Cluster {
   }
 
   /** Requests refused by a circuit breaker, by breaker (in /stats). */
-  readonly breakerTrips = { max_requests: 0, max_pending: 0 };
+  readonly breakerTrips = { max_requests: 0, max_pending: 0, max_retries: 0 };
+  /** Requests sent again after a failed attempt, and retries a route allowed that did not happen, by reason. */
+  retries = 0;
+  readonly retriesSkipped = new Map<string, number>();
+  /** Exchanges of this cluster that are retrying now (held to `max_retries`). */
+  retriesActive = 0;
+
+  /** Whether the max_retries breaker lets one more exchange start retrying (a refusal is counted). */
+  admitRetry(): boolean {
+    const max = this.opts.breakers?.maxRetries ?? 0;
+    if (max === 0 || this.retriesActive < max) return true;
+    this.breakerTrips.max_retries++;
+    return false;
+  }
+
+  recordRetrySkipped(reason: string): void {
+    this.retriesSkipped.set(reason, (this.retriesSkipped.get(reason) ?? 0) + 1);
+  }
+
+  /**
+   * An endpoint for the next attempt of a retried request: another than `avoid` where one is healthy
+   * (a hash policy keeps answering the same one, so the list is walked from it), else `avoid` itself.
+   */
+  pickOther(hashKey: string | undefined, avoid: Endpoint): Endpoint | undefined {
+    for (let i = 0; i < 3; i++) {
+      const e = this.pick(hashKey);
+      if (e === undefined || e !== avoid) return e;
+    }
+    const all = this.endpoints;
+    const at = all.indexOf(avoid);
+    for (let i = 1; i < all.length; i++) {
+      const e = all[(at + i) % all.length]!;
+      if (e.healthy && !e.drained) return e;
+    }
+    return this.pick(hashKey);
+  }
 
   /**
    * Whether the circuit breakers let one more request or tunnel in: false (counted) when the cluster

@@ -8,6 +8,7 @@ import { describeValue } from './config-error.ts';
 import { exactlyOne, expected, isRecord, list, map, text, whenMap } from './schema-builders.ts';
 import { routeUpgradeKeys } from './tunnels.ts';
 import { durationMs } from './units.ts';
+import { retry } from './retry.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -113,6 +114,12 @@ export const route = map('a route map', {
     .describe('Replaces the matched path prefix; only with match.path.prefix.'),
   response_timeout: durationMs({ min: 1 }).optional().describe("Overrides the cluster's response_timeout."),
   ...routeUpgradeKeys,
+  retry: retry
+    .optional()
+    .describe(
+      'Send failed attempts again, on another endpoint: only idempotent methods (or requests with an ' +
+        'Idempotency-Key where the route has idempotency), never after a response byte reached the client.',
+    ),
 }).superRefine((r, ctx) => {
   const path: unknown = isRecord(r.match) ? r.match.path : undefined;
   if (r.prefix_rewrite === undefined || (isRecord(path) && typeof path.prefix === 'string')) return;

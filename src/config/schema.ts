@@ -146,6 +146,12 @@ const circuitBreakers = map('a circuit_breakers map', {
     .describe(
       'Requests waiting for a connection or a stream slot across the cluster; more get 503 circuit_open. 0: no limit.',
     ),
+  max_retries: int(0)
+    .default(0)
+    .describe(
+      "Requests retrying at once across the cluster (see a route's retry:); beyond it a failed attempt is final " +
+        '(the access log says retry_skipped=circuit_open). 0: no limit.',
+    ),
 });
 
 const STATUS_RANGE = /^([1-5][0-9][0-9])(?:-([1-5][0-9][0-9]))?$/;

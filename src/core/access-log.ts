@@ -16,6 +16,10 @@ export interface RequestRecord {
   upstreamProtocol: string | undefined;
   poolWaitMs: number;
   error: string | null;
+  /** Tries made (1 unless the route retried). */
+  attempts: number;
+  /** Why a retry the route allowed did not happen, or null. */
+  retrySkipped: string | null;
 }
 
 export interface AccessLogOptions {
@@ -64,6 +68,8 @@ export class AccessLog {
     if (r.upstreamProtocol !== undefined) line += `,"upstream_protocol":"${r.upstreamProtocol}"`;
     line += `,"pool_wait_ms":${round2(r.poolWaitMs)}`;
     if (r.error !== null) line += `,"error":"${r.error}"`;
+    if (r.attempts > 1) line += `,"attempts":${r.attempts}`;
+    if (r.retrySkipped !== null) line += `,"retry_skipped":"${r.retrySkipped}"`;
     this.sink.write(`${line}}\n`, 1);
   }
 

@@ -12,6 +12,8 @@ import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { H1UpstreamConnection, UpstreamUser } from '../pool/h1-upstream-connection.ts';
 import type { Route } from '../router/route.ts';
+import type { RetryOn } from '../config/retry.ts';
+import type { RetryPolicy, RetrySkip } from '../router/retry-policy.ts';
 import { errorResponse } from './error-response.ts';
 import { H2Leg } from './h2-leg.ts';
 import { ResponseRelay } from './response-relay.ts';
@@ -69,12 +71,28 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   private pendingBody: Buffer[] | null = null;
   private pendingBytes = 0;
 
-  private readonly relay: ResponseRelay;
+  private relay: ResponseRelay;
   private done = false;
   private connectAttempts = 0;
   private retried = false;
   private countsActive = false;
   upstreamPaused = false;
+
+  // Retries of a route with `retry:` (see tryRetry).
+  /** Tries made so far, this one included. */
+  private attempt = 1;
+  /** Counted in the route's requests in flight (its retry budget's base). */
+  private inBudget = false;
+  /** Counted as retrying in the route's budget and the cluster's max_retries. */
+  private retrying = false;
+  /** The request body as received, kept for a replay; null when there is none or it outgrew retry_buffer_bytes. */
+  private replay: Buffer[] | null = null;
+  private replayBytes = 0;
+  private replayDropped = false;
+  private retryTimer: NodeJS.Timeout | null = null;
+  retrySkipped: RetrySkip | null = null;
+  /** The request carries an Idempotency-Key on a route with idempotency on: retried like an idempotent method. */
+  keyed = false;
 
   // Accounting for the access log and stats.
   private readonly startedAt = performance.now();
@@ -128,6 +146,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.useEndpoint(endpoint);
     cluster.requests++;
+    const policy = route.retry;
+    if (policy !== null) this.enterBudget(policy);
     let used = 0;
     if (!this.requestDone && end > start) {
       // Held as views for now even when lent: if the pool has a connection at hand, the head and
@@ -177,6 +197,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.bytesIn += take;
     if (take === 0 || this.done) return take;
     const slice = take === buf.length ? buf : buf.subarray(start, start + take);
+    if (this.replay !== null) this.keepForReplay(slice);
     const conn = this.conn;
     const leg = this.leg;
     if (conn !== null) {
@@ -253,7 +274,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   onPoolError(code: ErrorCode): void {
     if (this.done) return;
     const endpoint = this.endpoint!;
-    // A refused or timed-out connect sent nothing: safe to try another endpoint once, whatever the method.
+    // A refused or timed-out connect sent nothing: any method may go again, to another endpoint: as
+    // often as the route's retry: allows, else once.
+    if (retryWhen(code) === 'unsent' && this.route!.retry !== null) {
+      endpoint.errors++;
+      if (this.tryRetry('connect-failure', code)) return;
+      this.fail(code);
+      return;
+    }
     if (retryWhen(code) === 'unsent' && ++this.connectAttempts < 2) {
       const next = this.route!.cluster.pick(this.hashKey);
       if (next !== undefined) {
@@ -293,7 +321,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return;
     }
     if (this.relay.headSent) this.abort('upstream_reset');
-    else this.fail('upstream_reset');
+    else if (!this.tryRetry('reset', 'upstream_reset')) this.fail('upstream_reset');
   }
 
   onUpstreamDrain(): void {
@@ -302,8 +330,147 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   onUpstreamTimeout(): void {
     if (this.done) return;
-    if (this.relay.headSent) this.abort('upstream_timeout');
-    else this.fail('upstream_timeout');
+    if (this.relay.headSent || (this.leg?.headSent ?? false)) this.abort('upstream_timeout');
+    else if (!this.tryRetry('reset', 'upstream_timeout')) this.fail('upstream_timeout');
+  }
+
+  /** An HTTP/2 upstream reset the stream (or its connection went) before the response head. */
+  onUpstreamReset(): void {
+    if (!this.tryRetry('reset', 'upstream_reset')) this.fail('upstream_reset');
+  }
+
+  /**
+   * The upstream's final response head is in, nothing of it sent downstream yet: true when the route
+   * retries this status and a retry was started (the caller drops the response).
+   */
+  retriesStatus(status: number): boolean {
+    const p = this.route?.retry;
+    if (p === undefined || p === null || !p.statuses.has(status)) return false;
+    return this.tryRetry('status', null, status);
+  }
+
+  /** Whether an HTTP/2 stream the upstream refused unprocessed may be sent again (the route may say no). */
+  retriesRefused(): boolean {
+    const p = this.route?.retry;
+    return p === undefined || p === null || p.retries('refused-stream');
+  }
+
+  // --- retries (a route's retry:) ---
+
+  /** Starts counting this request in its route's retry budget; keeps its body for a replay when it fits. */
+  private enterBudget(p: RetryPolicy): void {
+    p.requestsActive++;
+    this.inBudget = true;
+    if (this.requestDone) return;
+    if (this.head.contentLength > p.bufferBytes) this.replayDropped = true;
+    else this.replay = [];
+  }
+
+  private keepForReplay(slice: Buffer): void {
+    const p = this.route!.retry!;
+    this.replayBytes += slice.length;
+    if (this.replayBytes > p.bufferBytes) {
+      this.replay = null;
+      this.replayDropped = true;
+      return;
+    }
+    // A copy: the slice may be a view of the shared read buffer, or be queued on a socket.
+    this.replay!.push(Buffer.from(slice));
+  }
+
+  /**
+   * The current attempt failed (`why`: a connect failure, a reset or timeout before the response head,
+   * or a retried status). If the route's retry: allows another and the request may be sent twice, drops
+   * the attempt (its endpoint hears about the failure), waits the backoff and sends the request to
+   * another endpoint; returns true. Otherwise records why not (access log, /stats) and returns false.
+   */
+  private tryRetry(why: RetryOn | 'status', code: ErrorCode | null, status = 0): boolean {
+    if (this.done) return false;
+    const p = this.route?.retry ?? null;
+    if (p === null || (why !== 'status' && !p.retries(why))) return false;
+    const cluster = this.route!.cluster;
+    const skip = this.retryBlocker(p, why);
+    if (skip !== null) {
+      this.retrySkipped = skip;
+      cluster.recordRetrySkipped(skip);
+      return false;
+    }
+    const prev = this.endpoint!;
+    // The failed attempt counts towards ejecting its endpoint, as a final failure would.
+    if (why === 'status') prev.outlier.responded(prev, status);
+    else if (code !== null && GATEWAY_ERRORS.has(code)) prev.outlier.gatewayError(prev);
+    // (a failed connect was already told by the pool)
+    const next = cluster.pickOther(this.hashKey, prev);
+    if (next === undefined) return false;
+    this.attempt++;
+    cluster.retries++;
+    if (!this.retrying) {
+      this.retrying = true;
+      p.retriesActive++;
+      cluster.retriesActive++;
+    }
+    this.dropAttempt();
+    if (this.replay !== null && this.replay.length > 0 && why !== 'connect-failure') {
+      this.pendingBody = this.replay.slice();
+      this.pendingBytes = this.replayBytes;
+    }
+    this.releaseEndpoint();
+    this.useEndpoint(next);
+    const delay = p.backoffMs(this.attempt - 1);
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.done) return;
+      this.poolStartedAt = performance.now();
+      this.acquireOn(next);
+    }, delay);
+    return true;
+  }
+
+  private retryBlocker(p: RetryPolicy, why: RetryOn | 'status'): RetrySkip | null {
+    if (this.attempt >= p.attempts) return 'attempts';
+    // A failed connect sent nothing, so any method may go again, its body still held (pendingBody).
+    if (why !== 'connect-failure') {
+      if (!this.keyed && !IDEMPOTENT.has(this.head.method)) return 'not_idempotent';
+      if (!this.requestDone) return 'body_incomplete';
+      if (this.replayDropped) return 'body_too_large';
+    }
+    if (!this.retrying && !p.budgetAllows()) return 'budget';
+    if (!this.retrying && !this.route!.cluster.admitRetry()) return 'circuit_open';
+    return null;
+  }
+
+  /** Lets go of the current attempt's upstream side: an HTTP/1.1 connection is closed, a stream cancelled. */
+  private dropAttempt(): void {
+    const conn = this.conn;
+    if (conn !== null) {
+      this.conn = null;
+      this.upstreamPaused = false;
+      conn.deadline = 0;
+      conn.pool.release(conn, false);
+    }
+    const leg = this.leg;
+    if (leg !== null) {
+      this.leg = null;
+      leg.release();
+    }
+    this.relay = new ResponseRelay(this);
+  }
+
+  /** The exchange is over: it leaves its route's retry budget and its cluster's retry count. */
+  private leaveBudget(): void {
+    if (this.retryTimer !== null) {
+      clearTimeout(this.retryTimer);
+      this.retryTimer = null;
+    }
+    if (!this.inBudget) return;
+    this.inBudget = false;
+    const p = this.route!.retry!;
+    p.requestsActive--;
+    if (this.retrying) {
+      this.retrying = false;
+      p.retriesActive--;
+      this.route!.cluster.retriesActive--;
+    }
   }
 
   // --- from the session ---
@@ -360,6 +527,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.pool.release(conn, upstreamReusable && this.requestDone);
     }
     this.leg?.release();
+    if (this.inBudget) this.leaveBudget();
     if (!this.requestDone) this.closeDownstream = true;
     const ep = this.endpoint;
     // The upstream's own answer: 5xx and 502-504 count towards ejecting the endpoint, anything else resets.
@@ -401,6 +569,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.pool.release(conn, false);
     }
     this.leg?.release();
+    this.leaveBudget();
     const ctx = this.session.ctx;
     ctx.stats.recordError(code);
     if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);
@@ -410,8 +579,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.logAccess(this.recordDuration());
   }
 
+  /** The upstream's time to answer; a route's per_try_timeout bounds each attempt until the response head. */
   responseTimeoutMs(): number {
-    return this.route!.responseTimeoutMs;
+    const route = this.route!;
+    const p = route.retry;
+    if (p !== null && p.perTryTimeoutMs > 0 && !this.relay.headSent && !(this.leg?.headSent ?? false)) {
+      return Math.min(p.perTryTimeoutMs, route.responseTimeoutMs);
+    }
+    return route.responseTimeoutMs;
   }
 
   /** The keep-alive race: the reused connection closed before any response byte (upstream_reset). */
@@ -468,6 +643,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       upstreamProtocol: this.leg !== null ? 'HTTP/2' : undefined,
       poolWaitMs: this.poolWaitMs,
       error: this.error,
+      attempts: this.attempt,
+      retrySkipped: this.retrySkipped,
     });
   }
 }

@@ -194,6 +194,8 @@ export class H2Leg implements Expirable, StreamSink {
 
   private onResponse(fields: string[], status: number): void {
     const ex = this.ex;
+    // A status the route retries: the exchange drops this stream and tries elsewhere.
+    if (ex.retriesStatus(status)) return;
     this.arm();
     const head = ex.head;
     const noBody = head.method === 'HEAD' || status === 204 || status === 304;
@@ -267,7 +269,13 @@ export class H2Leg implements Expirable, StreamSink {
     stream.resetCode = code;
     // Never processed by the upstream (REFUSED_STREAM, or above a GOAWAY's last stream): any method
     // may go again, on another session, as long as the body it sent is still here to replay.
-    if (!this.headSent && session.wasRefused(stream) && this.sent !== null && ++this.refusals <= MAX_REFUSALS) {
+    if (
+      !this.headSent &&
+      session.wasRefused(stream) &&
+      this.sent !== null &&
+      ++this.refusals <= MAX_REFUSALS &&
+      ex.retriesRefused()
+    ) {
       this.stream = null;
       stream.sink = null;
       sweeper.delete(this);
@@ -275,7 +283,7 @@ export class H2Leg implements Expirable, StreamSink {
       return;
     }
     if (this.headSent) ex.abort('upstream_reset');
-    else ex.fail('upstream_reset');
+    else ex.onUpstreamReset();
   }
 
   private out(data: Buffer | string): void {

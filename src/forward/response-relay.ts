@@ -78,6 +78,8 @@ export class ResponseRelay {
       this.scanned = 0;
       pos = end;
       if (res.status >= 200) {
+        // A status the route retries: the exchange drops this connection and tries elsewhere.
+        if (this.ex.retriesStatus(res.status)) return;
         // A small body that is all here leaves in the head's buffer: one allocation, one copy.
         pos += this.writeHead(res, buf, pos, len);
         break;

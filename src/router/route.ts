@@ -1,4 +1,5 @@
 import type { Cluster } from '../cluster/cluster.ts';
+import type { RetryPolicy } from './retry-policy.ts';
 
 export type PathMatch =
   | { kind: 'exact'; value: string }
@@ -30,4 +31,6 @@ export interface Route {
   upgrades: ReadonlySet<string> | null;
   /** An upgraded connection with no byte either way for this long is closed. */
   upgradeIdleTimeoutMs: number;
+  /** `retry:`; null = only the retries that are always safe (a connect that failed, a refused stream, a keep-alive race). */
+  retry: RetryPolicy | null;
 }

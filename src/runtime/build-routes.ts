@@ -1,5 +1,6 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ClusterConfig, RouteConfig } from '../config/schema.ts';
+import { RetryPolicy } from '../router/retry-policy.ts';
 import type { HeaderMatch, PathMatch, Route } from '../router/route.ts';
 
 /** Compiles configured routes: host patterns split into exact names and suffixes, regexes built once. */
@@ -49,5 +50,6 @@ export function buildRoute(
     responseTimeoutMs: cfg.response_timeout ?? clusterCfg.response_timeout,
     upgrades: cfg.upgrades === undefined ? null : new Set(cfg.upgrades),
     upgradeIdleTimeoutMs: cfg.upgrade_idle_timeout,
+    retry: cfg.retry === undefined ? null : new RetryPolicy(cfg.retry),
   };
 }

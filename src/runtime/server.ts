@@ -154,7 +154,11 @@ export class MuxgateServer {
         dnsRefreshMs: c.dns_refresh,
         responseTimeoutMs: c.response_timeout,
         healthCheck: c.health_check,
-        breakers: { maxRequests: c.circuit_breakers.max_requests, maxPending: c.circuit_breakers.max_pending },
+        breakers: {
+          maxRequests: c.circuit_breakers.max_requests,
+          maxPending: c.circuit_breakers.max_pending,
+          maxRetries: c.circuit_breakers.max_retries,
+        },
         outlier: {
           consecutiveConnectFailures: c.outlier.consecutive_connect_failures,
           consecutive5xx: c.outlier.consecutive_5xx,

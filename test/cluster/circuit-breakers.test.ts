@@ -35,7 +35,7 @@ describe('circuit breakers', () => {
     release[0]!();
     assert.equal((await again).status, 200);
     const snap = p.server.snapshot();
-    assert.deepEqual(snap.clusters[0]!.circuit_open, { max_requests: 1, max_pending: 0 });
+    assert.deepEqual(snap.clusters[0]!.circuit_open, { max_requests: 1, max_pending: 0, max_retries: 0 });
     assert.equal(snap.listeners[0]!.error_codes.circuit_open, 1);
     const text = await new MetricsExporter().render(snap);
     assert.match(text, /muxgate_circuit_open_total\{cluster="up",breaker="max_requests"\} 1/);

@@ -95,7 +95,7 @@ describe('loading a valid config', () => {
             max_ejection_percent: 50,
             panic: true,
           },
-          circuit_breakers: { max_requests: 0, max_pending: 0 },
+          circuit_breakers: { max_requests: 0, max_pending: 0, max_retries: 0 },
           pool: {
             max_connections: 100,
             max_pending: 1000,
@@ -391,7 +391,7 @@ describe('reporting problems', () => {
       'muxgate.yaml:4 listeners[0].name: expected a name made of a-z, 0-9, _ and -, got "Web"',
       'muxgate.yaml:5 listeners[0].address: expected "host:port" or "[ipv6]:port", got "localhost"',
       'muxgate.yaml:7 listeners[0].routes[0].cluster: expected the name of a cluster (api), got "nowhere"',
-      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout, upgrades, upgrade_idle_timeout',
+      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout, upgrades, upgrade_idle_timeout, retry',
       'muxgate.yaml:11 clusters.api.endpoints: expected a list of endpoints (at least one), got an empty list',
       'muxgate.yaml:12 clusters.api.lb: expected one of round_robin, least_request, least_connections, random, ring_hash, maglev, got "fastest"',
     ]);

@@ -28,6 +28,8 @@ function record(over: Partial<RequestRecord> = {}): RequestRecord {
     upstreamProtocol: undefined,
     poolWaitMs: 0.004,
     error: null,
+    attempts: 1,
+    retrySkipped: null,
     ...over,
   };
 }
