@@ -9,6 +9,7 @@ import { exactlyOne, expected, isRecord, list, map, text, whenMap } from './sche
 import { routeUpgradeKeys } from './tunnels.ts';
 import { durationMs } from './units.ts';
 import { retry } from './retry.ts';
+import { idempotency, rateLimit } from './admission.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -119,6 +120,17 @@ export const route = map('a route map', {
     .describe(
       'Send failed attempts again, on another endpoint: only idempotent methods (or requests with an ' +
         'Idempotency-Key where the route has idempotency), never after a response byte reached the client.',
+    ),
+  rate_limit: rateLimit
+    .optional()
+    .describe(
+      'A token bucket per client, header value or route: beyond it, 429 with Retry-After and RateLimit fields.',
+    ),
+  idempotency: idempotency
+    .optional()
+    .describe(
+      'Idempotency-Key: the first request with a key runs, a repeat gets its stored response ' +
+        '(idempotent-replayed: true), a repeat in flight 409, the key on another request 422.',
     ),
 }).superRefine((r, ctx) => {
   const path: unknown = isRecord(r.match) ? r.match.path : undefined;

@@ -96,6 +96,38 @@ export const ERRORS = {
     source: 'downstream',
     text: 'HTTP/2 stream reset flood (GOAWAY ENHANCE_YOUR_CALM)',
   },
+  // Admission: rate limits and Idempotency-Key (a route's rate_limit: and idempotency:).
+  rate_limited: { status: 429, source: 'downstream', text: 'Rate limit exceeded; see Retry-After' },
+  invalid_idempotency_key: {
+    status: 400,
+    source: 'downstream',
+    text: 'Idempotency-Key must be 1-255 visible characters (optionally a quoted string)',
+  },
+  idempotency_in_flight: {
+    status: 409,
+    source: 'downstream',
+    text: 'A request with this Idempotency-Key is still being processed',
+  },
+  idempotency_key_reused: {
+    status: 422,
+    source: 'downstream',
+    text: 'This Idempotency-Key was used for a different request',
+  },
+  idempotency_body_too_large: {
+    status: 413,
+    source: 'downstream',
+    text: 'Request body larger than idempotency.max_request_bytes',
+  },
+  idempotency_store_unavailable: {
+    status: 503,
+    source: 'internal',
+    text: 'The Idempotency-Key store is unavailable (on_store_error: fail_closed)',
+  },
+  rate_limit_store_unavailable: {
+    status: 503,
+    source: 'internal',
+    text: 'The rate-limit store is unavailable (on_store_error: fail_closed)',
+  },
   // Ours.
   internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
   shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
@@ -116,8 +148,11 @@ const REASONS: Record<number, string> = {
   405: 'Method Not Allowed',
   407: 'Proxy Authentication Required',
   408: 'Request Timeout',
+  409: 'Conflict',
+  413: 'Content Too Large',
   417: 'Expectation Failed',
   429: 'Too Many Requests',
+  422: 'Unprocessable Content',
   431: 'Request Header Fields Too Large',
   499: 'Client Closed Request',
   500: 'Internal Server Error',

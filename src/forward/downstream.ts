@@ -37,8 +37,11 @@ export interface Downstream {
   forwardingFields(head: RequestHead): string;
   /** Response bytes for the client (HTTP/1.1 framing on an HTTP/1.1 connection; body bytes on HTTP/2). */
   queue(data: Buffer | string): void;
-  /** Answer with a proxy error when nothing of a response was sent yet. */
-  sendError(code: ErrorCode, close: boolean, headOnly: boolean): void;
+  /**
+   * Answer with a proxy error when nothing of a response was sent yet; `extra`: more fields, flat as
+   * [name, value, ...] (a 429's Retry-After and RateLimit fields).
+   */
+  sendError(code: ErrorCode, close: boolean, headOnly: boolean, extra?: readonly string[]): void;
   /** Backpressure from the upstream while relaying the request body. */
   pauseForBody(): void;
   resumeForBody(): void;

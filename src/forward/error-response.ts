@@ -7,11 +7,18 @@ const cache = new Map<string, Buffer>();
  * The bytes of a proxy-generated error response: short text body, `muxgate-error: <code>` so clients
  * and operators can tell a proxy error from an upstream one, and `connection: close` when the
  * connection cannot be trusted for another request. `extra`: more `name: value\r\n` lines (e.g.
- * Proxy-Authenticate). Cached: the set of variants is small.
+ * Proxy-Authenticate). Cached when `extra` is a fixed set of lines (`cacheable`): the set of variants is
+ * then small; a 429's RateLimit fields change with every answer, so those are built each time.
  */
-export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean, extra = ''): Buffer {
+export function errorResponse(
+  code: ErrorCode,
+  close: boolean,
+  headOnly: boolean,
+  extra = '',
+  cacheable = true,
+): Buffer {
   const key = `${code}|${close ? 1 : 0}|${headOnly ? 1 : 0}|${extra}`;
-  let b = cache.get(key);
+  let b = cacheable ? cache.get(key) : undefined;
   if (b === undefined) {
     const info = ERRORS[code];
     const body = `${info.text} (${code})\n`;
@@ -26,7 +33,14 @@ export function errorResponse(code: ErrorCode, close: boolean, headOnly: boolean
         (headOnly ? '' : body),
       'latin1',
     );
-    cache.set(key, b);
+    if (cacheable) cache.set(key, b);
   }
   return b;
+}
+
+/** Flat [name, value, ...] fields as header lines. */
+export function fieldLines(fields: readonly string[]): string {
+  let s = '';
+  for (let i = 0; i + 1 < fields.length; i += 2) s += `${fields[i]}: ${fields[i + 1]}\r\n`;
+  return s;
 }

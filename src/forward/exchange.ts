@@ -2,19 +2,25 @@ import { deadlineIn } from '../core/sweeper.ts';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import { ERRORS, type ErrorCode, retryWhen } from '../core/errors.ts';
+import { ERRORS, type ErrorCode, reasonPhrase, retryWhen } from '../core/errors.ts';
 import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
-import type { Downstream } from './downstream.ts';
+import type { Downstream, H2Responder } from './downstream.ts';
+import { IdempotentRun } from '../admission/idempotent-run.ts';
+import type { RouteIdempotency } from '../admission/route-idempotency.ts';
+import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
+import type { StoredResponse } from '../idempotency/idempotency-store.ts';
+import { fingerprint } from '../idempotency/fingerprint.ts';
+import type { RateDecision } from '../limits/rate-limit-store.ts';
 import type { H2UpstreamConnection } from '../pool/h2-upstream-connection.ts';
 import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { H1UpstreamConnection, UpstreamUser } from '../pool/h1-upstream-connection.ts';
 import type { Route } from '../router/route.ts';
 import type { RetryOn } from '../config/retry.ts';
 import type { RetryPolicy, RetrySkip } from '../router/retry-policy.ts';
-import { errorResponse } from './error-response.ts';
+import { errorResponse, fieldLines } from './error-response.ts';
 import { H2Leg } from './h2-leg.ts';
 import { ResponseRelay } from './response-relay.ts';
 import { buildUpstreamHead } from './upstream-head.ts';
@@ -26,6 +32,14 @@ const PENDING_BODY_LIMIT = 64 * 1024;
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2): only these are retried after a keep-alive race. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
+
+/** Refusals of a well-formed request: the connection stays usable once the request is read whole. */
+const IN_SYNC: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'no_route',
+  'rate_limited',
+  'idempotency_in_flight',
+  'idempotency_key_reused',
+]);
 
 /** Failures of the endpoint itself (not of the client, the pool's queue or the port budget): they count towards ejecting it. */
 const GATEWAY_ERRORS: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
@@ -93,6 +107,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   retrySkipped: RetrySkip | null = null;
   /** The request carries an Idempotency-Key on a route with idempotency on: retried like an idempotent method. */
   keyed = false;
+  /** The first request with an Idempotency-Key: its lock, and its response captured for the store. */
+  idemRun: IdempotentRun | null = null;
+  /** Admission waits for the whole request body (an Idempotency-Key's fingerprint covers it). */
+  private onBodyDone: (() => void) | null = null;
 
   // Accounting for the access log and stats.
   private readonly startedAt = performance.now();
@@ -133,19 +151,6 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       this.fail('no_route');
       return 0;
     }
-    const cluster = route.cluster;
-    if (!cluster.admit()) {
-      this.fail('circuit_open');
-      return 0;
-    }
-    this.hashKey = cluster.hashKeyOf(head, this.session.peer);
-    const endpoint = cluster.pick(this.hashKey);
-    if (endpoint === undefined) {
-      this.fail('no_healthy_endpoint');
-      return 0;
-    }
-    this.useEndpoint(endpoint);
-    cluster.requests++;
     const policy = route.retry;
     if (policy !== null) this.enterBudget(policy);
     let used = 0;
@@ -155,10 +160,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       used = this.onRequestBody(buf, start, end, false);
       if (used < 0) return 0;
     }
-    // The exchange was made for this request a moment ago (see the constructor): its clock reading serves.
-    this.poolStartedAt = this.startedAt;
     this.beginning = true;
-    this.acquireOn(endpoint);
+    if (route.rateLimit !== null || route.idempotency !== null) this.admit(route.rateLimit, route.idempotency);
+    else this.dispatch();
     this.beginning = false;
     if (lent) {
       // Still waiting for a connection: what is held must outlive this call. The head was parsed in
@@ -169,6 +173,151 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       if (isLent(head.buf) && (this.conn === null || this.leg !== null)) ownHeadBytes(head);
     }
     return used;
+  }
+
+  /**
+   * Sends the request on its way: the cluster's breakers, an endpoint, then the pool. Called from begin()
+   * (then `beginning` is set and an idle connection at hand takes the request synchronously), or later
+   * when admission had to wait for a store or the request body.
+   */
+  private dispatch(): void {
+    if (this.done) return;
+    const cluster = this.route!.cluster;
+    if (!cluster.admit()) {
+      this.fail('circuit_open');
+      return;
+    }
+    this.hashKey = cluster.hashKeyOf(this.head, this.session.peer);
+    const endpoint = cluster.pick(this.hashKey);
+    if (endpoint === undefined) {
+      this.fail('no_healthy_endpoint');
+      return;
+    }
+    this.useEndpoint(endpoint);
+    cluster.requests++;
+    // Within begin() the exchange was made a moment ago (see the constructor): its clock reading serves.
+    this.poolStartedAt = this.beginning ? this.startedAt : performance.now();
+    this.acquireOn(endpoint);
+  }
+
+  // --- admission: rate limit, then Idempotency-Key ---
+
+  private admit(rl: RouteRateLimit | null, idem: RouteIdempotency | null): void {
+    if (rl !== null) {
+      const key = rl.keyOf(this.head, this.session.peer);
+      const store = rl.store;
+      if (store.sync) {
+        if (this.rateDecided(rl, store.take(key, rl.rule))) this.admitKeyed(idem);
+        return;
+      }
+      store.take(key, rl.rule).then(
+        (d) => {
+          if (this.rateDecided(rl, d)) this.admitKeyed(idem);
+        },
+        () => {
+          if (this.done) return;
+          if (rl.failOpen) this.admitKeyed(idem);
+          else this.fail('rate_limit_store_unavailable');
+        },
+      );
+      return;
+    }
+    this.admitKeyed(idem);
+  }
+
+  /** False (answered 429 with Retry-After and the RateLimit fields) when the bucket is empty. */
+  private rateDecided(rl: RouteRateLimit, d: RateDecision): boolean {
+    if (this.done) return false;
+    if (d.allowed) return true;
+    this.fail('rate_limited', rl.refusalFields(d));
+    return false;
+  }
+
+  /** With an Idempotency-Key on a route with idempotency: read the whole body, then ask the store. */
+  private admitKeyed(idem: RouteIdempotency | null): void {
+    if (this.done) return;
+    const key = idem === null ? undefined : idem.keyOf(this.head);
+    if (idem === null || key === undefined) {
+      this.dispatch();
+      return;
+    }
+    if (key === null) {
+      this.fail('invalid_idempotency_key');
+      return;
+    }
+    if (this.head.contentLength > idem.maxRequestBytes || this.pendingBytes > idem.maxRequestBytes) {
+      this.fail('idempotency_body_too_large');
+      return;
+    }
+    if (this.requestDone) {
+      this.keyedBegin(idem, key);
+      return;
+    }
+    // The body is held whole (bounded by max_request_bytes), so reading goes on past the usual hold.
+    this.onBodyDone = () => this.keyedBegin(idem, key);
+    this.session.resumeForBody();
+  }
+
+  private keyedBegin(idem: RouteIdempotency, key: string): void {
+    this.onBodyDone = null;
+    if (this.done) return;
+    const head = this.head;
+    const scope = idem.scopeOf(head, key);
+    idem.store.begin(scope, fingerprint(head.method, head.target, this.pendingBody ?? [])).then(
+      (r) => {
+        if (this.done) {
+          if (r.kind === 'run') idem.store.release(scope, r.token).catch(() => {});
+          return;
+        }
+        if (r.kind === 'run') {
+          this.keyed = true;
+          this.idemRun = new IdempotentRun(idem, scope, r.token, this.session.ctx.log);
+          this.dispatch();
+        } else if (r.kind === 'replay') this.replayStored(r.response);
+        else this.fail(r.kind === 'in_flight' ? 'idempotency_in_flight' : 'idempotency_key_reused');
+      },
+      () => {
+        if (this.done) return;
+        // fail_open: forwarded as if it had no key (and so not retried unless its method allows).
+        if (idem.failOpen) this.dispatch();
+        else this.fail('idempotency_store_unavailable');
+      },
+    );
+  }
+
+  /** A repeat of a completed keyed request: the stored response, marked `idempotent-replayed: true`. */
+  private replayStored(res: StoredResponse): void {
+    const down = this.session;
+    const s = res.status;
+    const noBody = this.head.method === 'HEAD' || s === 204 || s === 304;
+    const length = s === 204 || s === 304 ? null : String(res.body.length);
+    if (!this.requestDone) this.closeDownstream = true;
+    if (down.h2) {
+      const flat = [':status', String(s)];
+      for (const [n, v] of res.headers) flat.push(n, v);
+      if (length !== null) flat.push('content-length', length);
+      flat.push('idempotent-replayed', 'true');
+      (down as H2Responder).respond(flat, noBody || res.body.length === 0);
+    } else {
+      let h = `HTTP/1.1 ${s} ${reasonPhrase(s)}\r\n`;
+      for (const [n, v] of res.headers) h += `${n}: ${v}\r\n`;
+      if (length !== null) h += `content-length: ${length}\r\n`;
+      h += 'idempotent-replayed: true\r\n';
+      if (this.closeDownstream) h += 'connection: close\r\n';
+      const bytes = Buffer.from(`${h}\r\n`, 'latin1');
+      this.bytesOut += bytes.length;
+      down.queue(bytes);
+    }
+    if (!noBody && res.body.length > 0) {
+      this.bytesOut += res.body.length;
+      down.queue(res.body);
+    }
+    down.ctx.stats.bytesOut += this.bytesOut;
+    this.status = s;
+    this.done = true;
+    this.leaveBudget();
+    this.logAccess(this.recordDuration());
+    down.onExchangeDone(!this.closeDownstream);
   }
 
   // --- request body (from the session) ---
@@ -209,7 +358,11 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     } else {
       (this.pendingBody ??= []).push(lent ? Buffer.from(slice) : slice);
       this.pendingBytes += take;
-      if (this.pendingBytes > PENDING_BODY_LIMIT) this.session.pauseForBody();
+      const bodyDone = this.onBodyDone;
+      if (bodyDone !== null) {
+        if (this.pendingBytes > this.route!.idempotency!.maxRequestBytes) this.fail('idempotency_body_too_large');
+        else if (this.requestDone) bodyDone();
+      } else if (this.pendingBytes > PENDING_BODY_LIMIT) this.session.pauseForBody();
     }
     return take;
   }
@@ -528,6 +681,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.leg?.release();
     if (this.inBudget) this.leaveBudget();
+    if (this.idemRun !== null) this.idemRun.finish(true);
     if (!this.requestDone) this.closeDownstream = true;
     const ep = this.endpoint;
     // The upstream's own answer: 5xx and 502-504 count towards ejecting the endpoint, anything else resets.
@@ -538,16 +692,22 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   }
 
   /** Nothing was sent downstream yet: answer with the error's status. */
-  fail(code: ErrorCode): void {
+  fail(code: ErrorCode, extra?: readonly string[]): void {
     if (this.done) return;
     const info = ERRORS[code];
-    // A downstream error means the connection cannot be trusted, except no_route: the request was
-    // well-formed (and, when requestDone, fully read), so the connection is still in sync.
-    const close = this.closeDownstream || !this.requestDone || (info.source === 'downstream' && code !== 'no_route');
+    // A downstream error means the connection cannot be trusted, except refusals of a well-formed
+    // request (no route, a rate limit, a key in use): when requestDone it was fully read, so the
+    // connection is still in sync.
+    const close = this.closeDownstream || !this.requestDone || (info.source === 'downstream' && !IN_SYNC.has(code));
     const headOnly = this.head.method === 'HEAD';
-    this.bytesOut += errorResponse(code, close, headOnly).length; // the access log line counts the error response
+    // the access log line counts the error response
+    this.bytesOut += (
+      extra === undefined
+        ? errorResponse(code, close, headOnly)
+        : errorResponse(code, close, headOnly, fieldLines(extra), false)
+    ).length;
     this.finishWith(code, true);
-    this.session.sendError(code, close, headOnly);
+    this.session.sendError(code, close, headOnly, extra);
     this.session.onExchangeDone(!close);
   }
 
@@ -570,6 +730,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.leg?.release();
     this.leaveBudget();
+    if (this.idemRun !== null) this.idemRun.finish(false);
     const ctx = this.session.ctx;
     ctx.stats.recordError(code);
     if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);

@@ -197,6 +197,8 @@ export class H2Leg implements Expirable, StreamSink {
     // A status the route retries: the exchange drops this stream and tries elsewhere.
     if (ex.retriesStatus(status)) return;
     this.arm();
+    // The first request with an Idempotency-Key: its response is kept for the repeats.
+    if (ex.idemRun !== null) ex.idemRun.head(h2FieldsFromH2(fields, status, null), false);
     const head = ex.head;
     const noBody = head.method === 'HEAD' || status === 204 || status === 304;
     const down = ex.session;
@@ -235,6 +237,7 @@ export class H2Leg implements Expirable, StreamSink {
   private onBody(chunk: Buffer): void {
     if (!this.headSent || this.framing === BODY_NONE) return;
     this.arm();
+    if (this.ex.idemRun !== null) this.ex.idemRun.data(chunk);
     if (this.framing === BODY_CHUNKED) {
       this.out(`${chunk.length.toString(16)}\r\n`);
       this.out(chunk);

@@ -130,6 +130,9 @@ export class ResponseRelay {
       if (http10) ex.closeDownstream = true;
       else if (!h2) this.rechunk = true;
     }
+    // The first request with an Idempotency-Key: its response is kept for the repeats.
+    const run = ex.idemRun;
+    if (run !== null) run.head(h2FieldsFromH1(res, null, false), this.mode === CHUNKED);
     if (h2) {
       (ex.session as H2Responder).respond(h2FieldsFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
       ex.status = s;
@@ -152,6 +155,7 @@ export class ResponseRelay {
     if (inline) {
       buf.copy(out, out.length - body, pos, pos + body);
       this.remaining = 0;
+      if (run !== null) run.data(buf, pos, pos + body);
     }
     this.write(out);
     ex.status = s;
@@ -166,6 +170,7 @@ export class ResponseRelay {
       case LENGTH: {
         const avail = len - pos;
         const take = Math.min(avail, this.remaining);
+        if (ex.idemRun !== null) ex.idemRun.data(buf, pos, pos + take);
         this.write(take === buf.length ? buf : buf.subarray(pos, pos + take));
         this.remaining -= take;
         if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);
@@ -178,6 +183,7 @@ export class ResponseRelay {
           ex.abort('upstream_protocol_error');
           return;
         }
+        if (ex.idemRun !== null) ex.idemRun.data(buf, pos, pos + n);
         const ranges = scanner.ranges;
         if (ranges === null) this.write(n === buf.length ? buf : buf.subarray(pos, pos + n));
         else for (let i = 0; i < ranges.length; i += 2) this.write(buf.subarray(ranges[i], ranges[i + 1]));
@@ -187,6 +193,7 @@ export class ResponseRelay {
       case CLOSE: {
         const data = pos === 0 && len === buf.length ? buf : buf.subarray(pos, len);
         if (data.length === 0) return;
+        if (ex.idemRun !== null) ex.idemRun.data(data);
         if (this.rechunk) this.write(`${data.length.toString(16)}\r\n`);
         this.write(data);
         if (this.rechunk) this.write('\r\n');

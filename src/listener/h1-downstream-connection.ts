@@ -14,7 +14,7 @@ import {
 } from '../core/direct-io.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { WriteBatch } from '../core/write-batch.ts';
-import { errorResponse } from '../forward/error-response.ts';
+import { errorResponse, fieldLines } from '../forward/error-response.ts';
 import { Exchange } from '../forward/exchange.ts';
 import { BARE_LF, findHeadEnd, NEED_MORE, resumeFrom } from '../http1/head-end.ts';
 import { ownHeadBytes, parseRequestHead, type RequestHead } from '../http1/request-head.ts';
@@ -310,8 +310,11 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   }
 
   /** Answer with a proxy error when nothing of a response was sent yet. */
-  sendError(code: ErrorCode, close: boolean, headOnly: boolean): void {
-    const b = errorResponse(code, close, headOnly);
+  sendError(code: ErrorCode, close: boolean, headOnly: boolean, extra?: readonly string[]): void {
+    const b =
+      extra === undefined
+        ? errorResponse(code, close, headOnly)
+        : errorResponse(code, close, headOnly, fieldLines(extra), false);
     this.ctx.stats.bytesOut += b.length;
     this.queue(b);
   }

@@ -150,7 +150,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
     if (!s.write(buf)) this.ex?.onDownstreamBlocked();
   }
 
-  sendError(code: ErrorCode, _close: boolean, headOnly: boolean): void {
+  sendError(code: ErrorCode, _close: boolean, headOnly: boolean, extra?: readonly string[]): void {
     const s = this.stream;
     if (s.closed) return;
     if (s.headersSent) {
@@ -170,6 +170,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
         String(body.length),
         'muxgate-error',
         code,
+        ...(extra ?? []),
       ],
       headOnly,
     );

@@ -1,5 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { RetryPolicy } from './retry-policy.ts';
+import type { RouteIdempotency } from '../admission/route-idempotency.ts';
+import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
 
 export type PathMatch =
   | { kind: 'exact'; value: string }
@@ -33,4 +35,8 @@ export interface Route {
   upgradeIdleTimeoutMs: number;
   /** `retry:`; null = only the retries that are always safe (a connect that failed, a refused stream, a keep-alive race). */
   retry: RetryPolicy | null;
+  /** `rate_limit:`, checked before anything else; null = none. */
+  rateLimit: RouteRateLimit | null;
+  /** `idempotency:`: requests with an Idempotency-Key run once, repeats get the first answer; null = off. */
+  idempotency: RouteIdempotency | null;
 }

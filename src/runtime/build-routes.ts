@@ -1,5 +1,8 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ClusterConfig, RouteConfig } from '../config/schema.ts';
+import type { AdmissionStores } from '../admission/admission-stores.ts';
+import { RouteIdempotency } from '../admission/route-idempotency.ts';
+import { RouteRateLimit } from '../admission/route-rate-limit.ts';
 import { RetryPolicy } from '../router/retry-policy.ts';
 import type { HeaderMatch, PathMatch, Route } from '../router/route.ts';
 
@@ -9,6 +12,7 @@ export function buildRoute(
   index: number,
   clusters: ReadonlyMap<string, Cluster>,
   clusterConfigs: Record<string, ClusterConfig>,
+  stores: AdmissionStores,
 ): Route {
   const cluster = clusters.get(cfg.cluster);
   const clusterCfg = clusterConfigs[cfg.cluster];
@@ -37,8 +41,11 @@ export function buildRoute(
     regex: 'regex' in h ? new RegExp(h.regex) : undefined,
     present: 'present' in h ? h.present : undefined,
   }));
+  const name = cfg.name ?? `route${index}`;
+  const rl = cfg.rate_limit;
+  const idem = cfg.idempotency;
   return {
-    name: cfg.name ?? `route${index}`,
+    name,
     hostsExact,
     hostSuffixes,
     path,
@@ -51,5 +58,19 @@ export function buildRoute(
     upgrades: cfg.upgrades === undefined ? null : new Set(cfg.upgrades),
     upgradeIdleTimeoutMs: cfg.upgrade_idle_timeout,
     retry: cfg.retry === undefined ? null : new RetryPolicy(cfg.retry),
+    rateLimit: rl === undefined ? null : new RouteRateLimit(rl, name, stores.rateLimit(rl.store)),
+    idempotency:
+      idem === undefined
+        ? null
+        : new RouteIdempotency(
+            idem,
+            name,
+            stores.idempotency(idem.store, {
+              ttlMs: idem.ttl,
+              lockTtlMs: idem.lock_ttl,
+              maxBodyBytes: idem.max_body_bytes,
+              maxKeys: idem.max_keys,
+            }),
+          ),
   };
 }

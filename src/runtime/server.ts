@@ -1,5 +1,6 @@
 import type { AddressInfo } from 'node:net';
 import { Cluster } from '../cluster/cluster.ts';
+import { AdmissionStores } from '../admission/admission-stores.ts';
 import { readFileSync } from 'node:fs';
 import type { UpstreamSpec } from '../cluster/endpoint.ts';
 import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
@@ -56,6 +57,8 @@ export class MuxgateServer {
   clusters = new Map<string, Cluster>();
   listeners: Listener[] = [];
   readonly ports: PortAllocator;
+  /** The stores behind routes' rate_limit: and idempotency: (kept across reloads). */
+  readonly stores: AdmissionStores;
 
   constructor(config: Config, opts: ServerOptions = {}) {
     this.config = config;
@@ -70,6 +73,7 @@ export class MuxgateServer {
     const kernelRange = ephemeralPortRange();
     if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
     this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
+    this.stores = new AdmissionStores(this.log);
     this.ports = new PortAllocator(this.log, () => ephemeralPortRange() ?? DEFAULT_EPHEMERAL_RANGE, opts.portSlice);
   }
 
@@ -93,8 +97,11 @@ export class MuxgateServer {
     const cfg = this.config;
     for (const [name, c] of Object.entries(cfg.clusters)) this.clusters.set(name, this.buildCluster(name, c, cfg));
     await Promise.all([...this.clusters.values()].map((c) => c.start()));
-    for (const l of cfg.listeners) {
-      const listener = this.buildListener(l, cfg, this.clusters);
+    const built = cfg.listeners.map((l) => [l, this.buildListener(l, cfg, this.clusters)] as const);
+    // Routes' Redis stores connect before the first request (a store still down then is logged, and
+    // its routes apply on_store_error until it comes up).
+    await this.stores.ready(STORE_READY_MS);
+    for (const [l, listener] of built) {
       const a = await listener.listen(l.address.host, l.address.port, this.reusesPorts(cfg));
       this.listeners.push(listener);
       this.log.info({ listener: l.name, protocol: l.protocol, address: `${a.address}:${a.port}` }, 'listening');
@@ -191,7 +198,7 @@ export class MuxgateServer {
 
   /** The routes of an HTTP listener, compiled against `clusters`. */
   router(l: HttpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): Router {
-    return new Router(l.routes.map((r, i) => buildRoute(r, i, clusters, cfg.clusters)));
+    return new Router(l.routes.map((r, i) => buildRoute(r, i, clusters, cfg.clusters, this.stores)));
   }
 
   /** Whether listeners bind with SO_REUSEPORT (workers share the address; reloads and upgrades overlap). */
@@ -354,11 +361,15 @@ export class MuxgateServer {
 
   close(): void {
     for (const l of [...this.listeners, ...this.retiredListeners]) l.destroyAll();
+    void this.stores.close();
     for (const c of [...this.clusters.values(), ...this.retiredClusters]) c.close();
     // The last lines (those of the connections just cut included) go out before the process exits.
     this.accessLog?.sink.closeSync();
   }
 }
+
+/** How long start waits for the Redis stores of rate_limit: and idempotency: to connect. */
+const STORE_READY_MS = 3000;
 
 /** The configured access log: its file (or stdout/stderr) written in batches; trouble goes to the event log. */
 function openAccessLog(config: Config, log: Logger): AccessLog {
