@@ -22,7 +22,7 @@
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned), then access-log (its own proxies, pinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
+// unpinned), then access-log (its own proxies, pinned), then resilience (two muxgates, pinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
 // (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement), then
 // ws-h2-idle (its own backend; a fresh muxgate per measurement).
 
@@ -39,6 +39,14 @@ import {
   renderAccessLog,
   runAccessLogFigure,
 } from './access-log.ts';
+import {
+  RESILIENCE_SCENARIO,
+  RESILIENCE_VARIANTS,
+  type ResilienceState,
+  renderResilience,
+  resilienceMethod,
+  runResilienceFigure,
+} from './resilience.ts';
 import { type FigureContext, rotate } from './figure.ts';
 import {
   H2_DEFAULT_DURATION_S,
@@ -144,6 +152,7 @@ const FIGURES = [
   IDLE_RSS_SCENARIO,
   WORKERS_SCENARIO,
   ACCESS_LOG_SCENARIO,
+  RESILIENCE_SCENARIO,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
   WS_SCENARIO,
@@ -161,7 +170,8 @@ const USAGE = `usage: npm run bench -- [options]
                           ${WORKERS_SCENARIO} runs the muxgate and nginx among them, ${H2_INGRESS_SCENARIO} the muxgate,
                           nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations),
                           ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only,
-                          ${ACCESS_LOG_SCENARIO} the muxgate and nginx among them (each with and without a log)
+                          ${ACCESS_LOG_SCENARIO} the muxgate and nginx among them (each with and without a log),
+                          ${RESILIENCE_SCENARIO} muxgate only (with and without retries, health checks, breakers)
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
@@ -286,6 +296,7 @@ interface RunState {
   idle: IdleRssRun[];
   workers: WorkersState;
   accessLog: AccessLogState;
+  resilience: ResilienceState;
   h2: H2State;
   ws: WsState;
   wsH2: WsH2State;
@@ -303,6 +314,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === WS_SCENARIO) return wsMethod(opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   if (f === WS_H2_IDLE_SCENARIO) return wsH2Method(wsH2Options(opts));
   if (f === ACCESS_LOG_SCENARIO) return accessLogMethod(opts.durationS, WARMUP_S);
+  if (f === RESILIENCE_SCENARIO) return resilienceMethod(opts.durationS, WARMUP_S);
   return workersMethod(opts.durationS);
 }
 
@@ -319,6 +331,7 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
   }
   if (f === WS_H2_IDLE_SCENARIO) return renderWsH2(st.wsH2.runs, wsH2Options(opts));
   if (f === ACCESS_LOG_SCENARIO) return renderAccessLog(st.accessLog.runs, opts.proxies);
+  if (f === RESILIENCE_SCENARIO) return renderResilience(st.resilience.runs);
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
@@ -345,6 +358,9 @@ function portsUsed(opts: Options): [number, string][] {
   }
   if (opts.figures.includes(ACCESS_LOG_SCENARIO)) {
     for (const v of accessLogVariants(opts.proxies)) ports.push([v.port, v.id]);
+  }
+  if (opts.figures.includes(RESILIENCE_SCENARIO)) {
+    for (const v of RESILIENCE_VARIANTS) ports.push([v.port, v.id]);
   }
   ports.push(...h2Ports(opts.figures, opts.proxies));
   ports.push(...wsPorts(opts.figures, opts.proxies));
@@ -407,6 +423,7 @@ async function main(): Promise<number> {
     idle: [],
     workers: { runs: [], spread: [] },
     accessLog: { runs: [] },
+    resilience: { runs: [] },
     h2: { ingress: [], upstream: [] },
     ws: { runs: [] },
     wsH2: { runs: [] },
@@ -430,6 +447,7 @@ async function main(): Promise<number> {
       st.idle.length +
       st.workers.runs.length +
       st.accessLog.runs.length +
+      st.resilience.runs.length +
       st.h2.ingress.length +
       st.h2.upstream.length +
       st.ws.runs.length +
@@ -493,6 +511,7 @@ async function main(): Promise<number> {
       await runWorkersFigure(ctx, workersVariantsFor(opts), st.workers);
     }
     if (opts.figures.includes(ACCESS_LOG_SCENARIO) && !interrupted) await runAccessLogFigure(ctx, st.accessLog);
+    if (opts.figures.includes(RESILIENCE_SCENARIO) && !interrupted) await runResilienceFigure(ctx, st.resilience);
     // the HTTP/2 figures use their own (shorter) run length
     const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
@@ -520,6 +539,7 @@ async function main(): Promise<number> {
       ...st.workers.runs,
       ...st.workers.spread,
       ...st.accessLog.runs,
+      ...st.resilience.runs,
       ...st.h2.ingress,
       ...st.h2.upstream,
       ...st.ws.runs,

@@ -68,6 +68,12 @@ export interface ProxyOptions {
    * nginx `access_log <file> combined buffer=64k`. muxgate and nginx only; default: no access log.
    */
   accessLog?: string;
+  /**
+   * muxgate only (the `resilience` figure): the route retries (attempts 3 on connect failures, refused
+   * streams, resets and gateway errors, a per-try timeout), the cluster has an HTTP health check every
+   * second and circuit breakers (with limits the load never reaches).
+   */
+  resilience?: boolean;
 }
 
 /** SETTINGS_MAX_CONCURRENT_STREAMS of the h2c listeners: muxgate's and HAProxy's default, set on nginx (default 128) */
@@ -262,6 +268,7 @@ export function muxgateConfig(
     upstreamProtocol?: 'http1' | 'http2' | undefined;
     websocket?: boolean | undefined;
     accessLog?: string | undefined;
+    resilience?: boolean | undefined;
   } = {},
 ): string {
   const listenerProtocol = opts.h2cListener
@@ -273,6 +280,12 @@ export function muxgateConfig(
   // idle_timeout as long as the other proxies' keep-alive timeouts (300 s); a short drain so stopping is quick
   const accessLog =
     opts.accessLog === undefined ? '{ enabled: false }' : `{ enabled: true, path: ${JSON.stringify(opts.accessLog)} }`;
+  const retry = opts.resilience
+    ? '\n        retry: { attempts: 3, on: [connect-failure, refused-stream, reset, gateway-error], per_try_timeout: 5s }'
+    : '';
+  const resilience = opts.resilience
+    ? '    health_check: { path: /, interval: 1s }\n    circuit_breakers: { max_requests: 100000, max_pending: 100000, max_retries: 1000 }\n'
+    : '';
   return `log_level: warn
 access_log: ${accessLog}
 workers: ${opts.workers ?? 1}
@@ -283,12 +296,12 @@ listeners:
     address: 127.0.0.1:${port}
 ${listenerProtocol}    idle_timeout: 300s
     routes:
-      - cluster: backend${upgrades}
+      - cluster: backend${upgrades}${retry}
 clusters:
   backend:
 ${clusterProtocol}    endpoints: ["127.0.0.1:${backendPort}"]
     pool: { max_connections: 100 }
-`;
+${resilience}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -339,6 +352,7 @@ export function proxySpec(name: ProxyName, dir: string, opts: ProxyOptions = {})
   if (opts.upstreamProtocol !== undefined && name !== 'muxgate' && name !== 'haproxy') {
     throw new Error(`${name}: upstreamProtocol is a muxgate and HAProxy option`);
   }
+  if (opts.resilience && name !== 'muxgate') throw new Error(`${name}: resilience is a muxgate option`);
   if (opts.accessLog !== undefined && name !== 'muxgate' && name !== 'nginx') {
     throw new Error(`${name}: the bench has no access-log setup for it`);
   }
