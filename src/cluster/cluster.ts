@@ -81,6 +81,14 @@ export class Cluster {
 
   private checker: HealthChecker | null = null;
 
+  /** The protocol towards the endpoints, as health checks read it (auto over TLS: ALPN chooses). */
+  get checkProtocol(): 'http1' | 'http2' | 'auto' {
+    const u = this.opts.upstream;
+    if (u === undefined) return 'http1';
+    if (u.protocol !== 'auto') return u.protocol;
+    return u.tls !== null ? 'auto' : u.h2c ? 'http2' : 'http1';
+  }
+
   /** TLS towards the endpoints (health checks use it too). */
   get tls(): UpstreamTls | null {
     return this.opts.upstream?.tls ?? null;

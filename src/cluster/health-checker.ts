@@ -5,6 +5,7 @@ import type { Dial, Dialer } from '../ports/dialer.ts';
 import { secureUpstream } from '../pool/upstream-tls.ts';
 import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import type { Endpoint } from './endpoint.ts';
+import { probeH2 } from './h2-health-probe.ts';
 
 /** The longest check answer read: a status line and headers fit; a body is not read. */
 const MAX_ANSWER = 16 * 1024;
@@ -16,12 +17,15 @@ export interface CheckTarget {
   readonly endpoints: readonly Endpoint[];
   readonly dialer: Dialer;
   readonly tls: UpstreamTls | null;
+  /** What the cluster speaks to its endpoints: checks speak it too unless health_check.protocol says otherwise. */
+  readonly checkProtocol: 'http1' | 'http2' | 'auto';
 }
 
 /**
  * Active health checks of one cluster (`health_check:`): every interval (plus up to `jitter`, so that
- * many muxgates do not check in step), each endpoint gets an HTTP/1.1 GET (over TLS when the cluster
- * uses TLS) or a TCP connect, through the cluster's dialer: the same source addresses and port budget
+ * many muxgates do not check in step), each endpoint gets a GET over HTTP/1.1 or HTTP/2 (the cluster's
+ * protocol unless `protocol` is set; over TLS when the cluster uses TLS, where `auto` lets ALPN choose)
+ * or a TCP connect, through the cluster's dialer: the same source addresses and port budget
  * as traffic. `unhealthy_threshold` failures in a row take an endpoint out of selection,
  * `healthy_threshold` passes in a row bring it back; each change is logged once.
  */
@@ -93,12 +97,18 @@ export class HealthChecker {
             return;
           }
           const tls = this.target.tls;
+          const protocol = this.cfg.protocol ?? this.target.checkProtocol;
           if (tls === null) {
-            this.request(s, e, finish);
+            if (protocol === 'http2') this.requestH2(s, 'http', e, finish);
+            else this.request(s, e, finish);
             return;
           }
-          socket = secureUpstream(s, tls, e.host, ['http/1.1'], (err, secure) => {
+          const alpn = protocol === 'http2' ? ['h2'] : protocol === 'http1' ? ['http/1.1'] : ['h2', 'http/1.1'];
+          socket = secureUpstream(s, tls, e.host, alpn, (err, secure) => {
             if (err !== null) finish(`tls: ${err.message}`);
+            else if ((secure as { alpnProtocol?: string | false }).alpnProtocol === 'h2') {
+              this.requestH2(secure, 'https', e, finish);
+            } else if (protocol === 'http2') finish('tls: the endpoint did not agree to h2 (ALPN)');
             else this.request(secure, e, finish);
           });
         },
@@ -107,9 +117,30 @@ export class HealthChecker {
     this.running.add(dial);
   }
 
+  private hostOf(e: Endpoint): string {
+    return this.cfg.host ?? (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
+  }
+
+  private passes(status: number): boolean {
+    return this.ranges.some(([a, b]) => status >= a && status <= b);
+  }
+
+  /** GET path over HTTP/2 (muxgate's engine); passes when the final :status is expected. */
+  private requestH2(
+    s: net.Socket,
+    scheme: 'http' | 'https',
+    e: Endpoint,
+    finish: (error: string | null) => void,
+  ): void {
+    probeH2(s, scheme, this.hostOf(e), this.cfg.path, (status, error) => {
+      if (status === null) finish(error ?? 'no answer');
+      else finish(this.passes(status) ? null : `status ${status}`);
+    });
+  }
+
   /** GET path over HTTP/1.1; passes when the status line names an expected status. */
   private request(s: net.Socket, e: Endpoint, finish: (error: string | null) => void): void {
-    const host = this.cfg.host ?? (e.host.includes(':') ? `[${e.host}]:${e.port}` : `${e.host}:${e.port}`);
+    const host = this.hostOf(e);
     s.write(
       `GET ${this.cfg.path} HTTP/1.1\r\nhost: ${host}\r\nuser-agent: muxgate-health-check\r\nconnection: close\r\n\r\n`,
     );
@@ -126,7 +157,7 @@ export class HealthChecker {
         return;
       }
       const status = Number(m[1]);
-      finish(this.ranges.some(([a, b]) => status >= a && status <= b) ? null : `status ${status}`);
+      finish(this.passes(status) ? null : `status ${status}`);
     });
     s.on('end', () => finish('closed before a status line'));
   }

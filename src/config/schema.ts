@@ -161,6 +161,11 @@ const healthCheck = map('a health_check map', {
     .default('/')
     .describe('The path the HTTP check requests.'),
   host: text('a host name').optional().describe('Host of the HTTP check (default: the endpoint as configured).'),
+  protocol: oneOf(['http1', 'http2'])
+    .optional()
+    .describe(
+      "What the HTTP check speaks (default: the cluster's protocol; with TLS and protocol auto, ALPN chooses).",
+    ),
   expected_statuses: list(
     z.union(
       [

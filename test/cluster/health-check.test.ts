@@ -8,7 +8,10 @@
 import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { describe, it, type TestContext } from 'node:test';
+import { readFileSync } from 'node:fs';
 import { type Backend, blackhole, httpBackend } from '../helpers/backend.ts';
+import { makeCa, makeCert, tmpDir } from '../helpers/certs.ts';
+import { type H2Backend, h2cBackend } from '../helpers/h2-backend.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -125,5 +128,65 @@ describe('active health checks', () => {
     const budget = p.server.snapshot().ports.budgets.find((b) => b.source === '127.0.0.3');
     assert.ok(budget !== undefined, 'the checks are counted in the budget of 127.0.0.3');
     assert.equal(budget.range, '21300-21399');
+  });
+
+  /** An HTTP/2 backend whose /healthz answers `status`; counts the check streams it saw. */
+  async function h2Switchable(t: TestContext, tls?: { cert: Buffer; key: Buffer }) {
+    const s = { status: 200, checks: 0, b: null as unknown as H2Backend };
+    s.b = await h2cBackend({
+      tls,
+      onStream: (stream, headers) => {
+        if (headers[':path'] === '/healthz') {
+          s.checks++;
+          assert.equal(headers['user-agent'], 'muxgate-health-check');
+          stream.respond({ ':status': s.status });
+          stream.end();
+          return;
+        }
+        stream.respond({ ':status': 200 });
+        stream.end('ok');
+      },
+    });
+    t.after(() => s.b.close());
+    return s;
+  }
+
+  it('HTTP/2 check (h2c, the cluster speaks http2): over an HTTP/2 stream; 503 takes the endpoint out', async (t) => {
+    const s = await h2Switchable(t);
+    const p = await startProxy({
+      upstreams: [s.b.addr],
+      cluster: { protocol: 'http2', health_check: { ...CHECK, path: '/healthz' } },
+    });
+    t.after(() => p.close());
+    await waitUntil(() => s.checks >= 2, 'HTTP/2 checks', { timeoutMs: 10_000 });
+    assert.ok(s.b.sessions >= 2, 'each check is an HTTP/2 session of its own');
+    s.status = 503;
+    await waitUntil(() => !endpoint(p, s.b.addr).healthy, 'the endpoint to fail its checks', { timeoutMs: 10_000 });
+    assert.equal(endpoint(p, s.b.addr).health_check?.last_error, 'status 503');
+    s.status = 200;
+    await waitUntil(() => endpoint(p, s.b.addr).healthy, 'the endpoint to pass again', { timeoutMs: 10_000 });
+  });
+
+  it('HTTP/2 check over TLS (protocol auto: ALPN picks h2); protocol http1 is refused by an h2-only endpoint', async (t) => {
+    const dir = tmpDir('muxgate-hc-tls-');
+    const ca = makeCa(dir);
+    const leaf = makeCert(dir, ca, ['localhost']);
+    const s = await h2Switchable(t, { cert: readFileSync(leaf.cert), key: readFileSync(leaf.key) });
+    const tls = { ca: ca.cert, server_name: 'localhost' };
+    const p = await startProxy({
+      upstreams: [s.b.addr],
+      cluster: { protocol: 'auto', tls, health_check: { ...CHECK, path: '/healthz' } },
+    });
+    t.after(() => p.close());
+    await waitUntil(() => s.checks >= 2 && endpoint(p, s.b.addr).health_check?.last_error === null, 'checks over h2', {
+      timeoutMs: 10_000,
+    });
+    // The same endpoint checked as HTTP/1.1 cannot pass: it speaks only h2 (ALPN fails).
+    const h1 = await startProxy({
+      upstreams: [s.b.addr],
+      cluster: { protocol: 'auto', tls, health_check: { ...CHECK, path: '/healthz', protocol: 'http1' } },
+    });
+    t.after(() => h1.close());
+    await waitUntil(() => !endpoint(h1, s.b.addr).healthy, 'the http1 check to fail', { timeoutMs: 10_000 });
   });
 });

@@ -1,0 +1,91 @@
+import type net from 'node:net';
+import { type ConnectionFailure, type ConnectionHandler, Http2Connection } from '../http2/connection.ts';
+import type { Http2Stream, StreamSink } from '../http2/stream.ts';
+
+/**
+ * One HTTP/2 health check on a connected socket (h2c with prior knowledge, or TLS after ALPN said h2):
+ * muxgate's own engine in the client role, one GET, and the `:status` of the response head. The body
+ * is not read: the connection is destroyed once the answer (or the failure) is known.
+ */
+
+/** Small and fixed: a check needs one stream and a response head. */
+const PROBE_OPTIONS = {
+  maxConcurrentStreams: 1,
+  initialWindowSize: 65_535,
+  connectionWindowSize: 65_535,
+  maxHeaderListSize: 16 * 1024,
+  maxHeaderBlockBytes: 32 * 1024,
+  headerTableSize: 4096,
+  enableConnectProtocol: false,
+  settingsTimeoutMs: 10_000,
+  stallTimeoutMs: 10_000,
+  // A check's peer is one of our own endpoints: the upstream limits (generous) rather than a client's.
+  floods: {
+    intervalMs: 10_000,
+    maxResets: Number.MAX_SAFE_INTEGER,
+    resetIntervalMs: 10_000,
+    maxSettings: 1000,
+    maxPings: 1000,
+    maxEmptyFrames: 10_000,
+    maxWindowUpdates: 1_000_000,
+    maxPriority: 10_000,
+  },
+};
+
+export function probeH2(
+  socket: net.Socket,
+  scheme: 'http' | 'https',
+  authority: string,
+  path: string,
+  done: (status: number | null, error: string | null) => void,
+): void {
+  let answered = false;
+  let conn: Http2Connection | null = null;
+  const answer = (status: number | null, error: string | null) => {
+    if (answered) return;
+    answered = true;
+    done(status, error);
+    // Out of the engine's own callback: the connection (and its socket) go at once.
+    const c = conn;
+    if (c !== null) queueMicrotask(() => c.destroy());
+  };
+  const sink: StreamSink = {
+    onHeaders(fields: string[]) {
+      for (let i = 0; i + 1 < fields.length; i += 2) {
+        if (fields[i] !== ':status') continue;
+        const status = Number(fields[i + 1]);
+        // Interim (1xx) heads come first; the final one decides.
+        if (status >= 200) answer(status, null);
+        return;
+      }
+      answer(null, 'a response head without :status');
+    },
+    onData() {},
+    onEnd() {
+      answer(null, 'stream ended before a response head');
+    },
+    onReset(code: number) {
+      answer(null, `stream reset (HTTP/2 error ${code})`);
+    },
+    onWritable() {},
+  };
+  const handler: ConnectionHandler = {
+    onStream(s: Http2Stream) {
+      s.reset(1); // a server does not open streams towards a client: PROTOCOL_ERROR
+    },
+    onGoaway(_last: number, code: number) {
+      answer(null, `GOAWAY (HTTP/2 error ${code})`);
+    },
+    onClose(failure: ConnectionFailure | null) {
+      answer(null, failure === null ? 'connection closed' : `${failure.code}: ${failure.detail}`);
+    },
+  };
+  conn = new Http2Connection(socket, 'client', handler, PROBE_OPTIONS);
+  conn.start(null);
+  const stream = conn.request(
+    [':method', 'GET', ':scheme', scheme, ':authority', authority, ':path', path, 'user-agent', 'muxgate-health-check'],
+    true,
+    sink,
+  );
+  if (stream === null) answer(null, 'the connection refused a stream');
+}
