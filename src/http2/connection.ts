@@ -34,12 +34,6 @@ import {
   RST_STREAM,
   readU32,
   SETTINGS,
-  SETTINGS_ENABLE_CONNECT_PROTOCOL,
-  SETTINGS_ENABLE_PUSH,
-  SETTINGS_HEADER_TABLE_SIZE,
-  SETTINGS_INITIAL_WINDOW_SIZE,
-  SETTINGS_MAX_CONCURRENT_STREAMS,
-  SETTINGS_MAX_HEADER_LIST_SIZE,
   SETTINGS_TIMEOUT,
   STREAM_CLOSED,
   WINDOW_UPDATE,
@@ -54,84 +48,26 @@ import {
   FLOOD_SETTINGS,
   FLOOD_WINDOW_UPDATE,
   FloodGuard,
-  type FloodLimits,
 } from './flood-guard.ts';
 import { HpackDecoder } from './hpack-decoder.ts';
 import { HpackEncoder } from './hpack-encoder.ts';
-import { applySettings, defaultSettings, encodeSettings, type Settings } from './settings.ts';
+import { applySettings, defaultSettings, type Settings } from './settings.ts';
 import { FrameReader, type FrameSink } from './frame-reader.ts';
 import { contentLength, hasPseudo, isInterim, noBodyStatus } from './message-fields.ts';
 import { Http2Stream, type StreamSink } from './stream.ts';
 import { H2Transport } from './transport.ts';
 import { StreamTable } from './stream-table.ts';
+import type { ConnectionFailure, ConnectionHandler, ConnectionOptions, Role } from './connection-types.ts';
+import { settingsPayload, sharedOf } from './local-settings.ts';
+import { ClosedStreamIds } from './closed-stream-ids.ts';
 
-export type Role = 'server' | 'client';
-
-/** Limits and advertised settings of one connection; every value comes from config. */
-export interface ConnectionOptions {
-  maxConcurrentStreams: number;
-  /** Per-stream receive window we advertise. */
-  initialWindowSize: number;
-  /** Receive window of the whole connection. */
-  connectionWindowSize: number;
-  /** Largest decoded header list we accept (SETTINGS_MAX_HEADER_LIST_SIZE). */
-  maxHeaderListSize: number;
-  /** Largest encoded header block (HEADERS + CONTINUATION) before the connection is closed. */
-  maxHeaderBlockBytes: number;
-  /** Our HPACK dynamic table (SETTINGS_HEADER_TABLE_SIZE). */
-  headerTableSize: number;
-  /** Server: advertise RFC 8441 extended CONNECT. */
-  enableConnectProtocol: boolean;
-  /** No SETTINGS ACK within this: SETTINGS_TIMEOUT. */
-  settingsTimeoutMs: number;
-  /** A stream whose output makes no progress this long (the peer keeps its window at 0) is reset. */
-  stallTimeoutMs: number;
-  floods: FloodLimits;
-}
-
-/** Why a connection ended badly, for the owner's log and counters. */
-export interface ConnectionFailure {
-  /** The HTTP/2 error code sent in GOAWAY (or received in one). */
-  h2code: number;
-  /** A stable muxgate code: 'h2_protocol_error', 'rapid_reset', 'h2_ping_flood'... */
-  code: string;
-  detail: string;
-  /** We detected it (true) or the peer's GOAWAY said so (false). */
-  local: boolean;
-}
-
-export interface ConnectionHandler {
-  /**
-   * Server role: the peer opened a stream. `fields` is the decoded header list, flat as
-   * [name, value, ...] (latin1, unvalidated: the owner applies the message rules), or null when the
-   * list was larger than max_header_list_size (answer 431).
-   */
-  onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void;
-  /** The peer sent GOAWAY: no stream above `lastStreamId` was or will be processed. */
-  onGoaway(lastStreamId: number, code: number): void;
-  /** A PING we sent was answered. */
-  onPingAck?(payload: Buffer): void;
-  /** The peer's SETTINGS were applied (the first one completes the handshake; `remote` has them). */
-  onSettings?(): void;
-  /** The engine reset a stream for a reason worth counting ('h2_content_length_mismatch'...). */
-  onStreamError?(stream: Http2Stream, code: string): void;
-  /** A stream left the table (ended both ways, reset either way, or the connection went). */
-  onStreamClosed?(stream: Http2Stream): void;
-  /** A stream's output made no progress for stall_timeout (the peer's window stayed shut): it is reset. */
-  onStall?(stream: Http2Stream): void;
-  /** Once, when the connection is gone (the socket closed); `failure` when it ended badly. */
-  onClose(failure: ConnectionFailure | null): void;
-}
+export type { ConnectionFailure, ConnectionHandler, ConnectionOptions, Role } from './connection-types.ts';
 
 const PREFACE = Buffer.from(CLIENT_PREFACE, 'latin1');
 /** Scratch for 4-byte payloads (copied into the output at once). */
 const U32 = Buffer.alloc(4);
 /** Sentinel for "no header block in progress". */
 const NONE = 0;
-/** Streams we reset, remembered so late frames on them are ignored rather than a connection error. */
-const RESET_MEMORY = 128;
-/** Ranges of skipped stream ids remembered (a client normally skips none). */
-const SKIP_MEMORY = 16;
 /** Output a stream may queue beyond its window before its producer is asked to wait. */
 const STREAM_HIGH_WATER = 64 * 1024;
 /** Connection-level unacknowledged output past which producers are asked to wait. */
@@ -141,53 +77,6 @@ const EMPTY = Buffer.alloc(0);
  * nothing back, and the list is copied before anyone hears of it.
  */
 const decoded: string[] = [];
-/**
- * What the connections made with one options object share (a listener's all use the same): our
- * settings, and our first SETTINGS payload per role. Per connection they were two objects and the
- * garbage of building the payload, for every idle connection.
- */
-interface Shared {
-  local: Settings;
-  settings: (Buffer | null)[];
-}
-const sharedByOpts = new WeakMap<ConnectionOptions, Shared>();
-
-function sharedOf(opts: ConnectionOptions): Shared {
-  let sh = sharedByOpts.get(opts);
-  if (sh === undefined) {
-    const local: Settings = Object.freeze({
-      headerTableSize: opts.headerTableSize,
-      enablePush: false,
-      maxConcurrentStreams: opts.maxConcurrentStreams,
-      initialWindowSize: opts.initialWindowSize,
-      maxFrameSize: 16384,
-      maxHeaderListSize: opts.maxHeaderListSize,
-      enableConnectProtocol: opts.enableConnectProtocol,
-    });
-    sh = { local, settings: [null, null] };
-    sharedByOpts.set(opts, sh);
-  }
-  return sh;
-}
-
-/** Our SETTINGS payload for `role` (server: 0, client: 1). */
-function settingsPayload(sh: Shared, role: Role): Buffer {
-  const i = role === 'server' ? 0 : 1;
-  const cached = sh.settings[i];
-  if (cached != null) return cached;
-  const local = sh.local;
-  const pairs: [number, number][] = [
-    [SETTINGS_MAX_CONCURRENT_STREAMS, local.maxConcurrentStreams],
-    [SETTINGS_INITIAL_WINDOW_SIZE, local.initialWindowSize],
-    [SETTINGS_MAX_HEADER_LIST_SIZE, local.maxHeaderListSize],
-    [SETTINGS_ENABLE_PUSH, 0],
-  ];
-  if (local.headerTableSize !== 4096) pairs.push([SETTINGS_HEADER_TABLE_SIZE, local.headerTableSize]);
-  if (role === 'server' && local.enableConnectProtocol) pairs.push([SETTINGS_ENABLE_CONNECT_PROTOCOL, 1]);
-  const payload = encodeSettings(pairs);
-  sh.settings[i] = payload;
-  return payload;
-}
 
 /**
  * One HTTP/2 connection (RFC 9113), either role: frames parsed in place from the transport's reads,
@@ -234,10 +123,8 @@ export class Http2Connection implements Expirable, FrameSink {
   private blockParts: Buffer[] | null = null;
   private blockBytes = 0;
   private blockFlags = 0;
-  private resetRing: Int32Array | null = null;
-  private skipRing: Int32Array | null = null;
-  private skipNext = 0;
-  private resetNext = 0;
+  /** Streams we reset and ids the peer skipped, remembered past the stream table (made on first use). */
+  private closedIds: ClosedStreamIds | null = null;
   /** Our SETTINGS waiting for ACK, and when the ACK is due (0 = none). */
   private settingsPending = 0;
   private settingsDeadline = 0;
@@ -426,41 +313,13 @@ export class Http2Connection implements Expirable, FrameSink {
     return this.goawaySent && id > this.goawayLastId && (id & 1) === (this.role === 'server' ? 1 : 0);
   }
 
-  private wasResetByUs(id: number): boolean {
-    const r = this.resetRing;
-    if (r === null) return false;
-    for (let i = 0; i < RESET_MEMORY; i++) if (r[i] === id) return true;
-    return false;
-  }
-
   /**
    * Frames on a closed stream are ignored when we reset it (they were in flight, §5.1) and, as a
    * client, always: an upstream that is late is not an attack, and killing the connection would
    * fail every other request on it. A server is strict (§5.1: STREAM_CLOSED).
    */
   private lenientClosed(id: number): boolean {
-    return this.role === 'client' || this.wasResetByUs(id);
-  }
-
-  /** Ranges of stream ids the peer jumped over (the last few): using one later is PROTOCOL_ERROR. */
-  private wasSkipped(id: number): boolean {
-    const r = this.skipRing;
-    if (r === null) return false;
-    for (let i = 0; i < r.length; i += 2) if (id >= r[i]! && id <= r[i + 1]!) return true;
-    return false;
-  }
-
-  private rememberSkip(from: number, to: number): void {
-    if (this.skipRing === null) this.skipRing = new Int32Array(SKIP_MEMORY * 2);
-    this.skipRing[this.skipNext * 2] = from;
-    this.skipRing[this.skipNext * 2 + 1] = to;
-    this.skipNext = (this.skipNext + 1) % SKIP_MEMORY;
-  }
-
-  private rememberReset(id: number): void {
-    if (this.resetRing === null) this.resetRing = new Int32Array(RESET_MEMORY);
-    this.resetRing[this.resetNext] = id;
-    this.resetNext = (this.resetNext + 1) % RESET_MEMORY;
+    return this.role === 'client' || (this.closedIds?.wasReset(id) ?? false);
   }
 
   /** Strips padding (§6.1, §6.2): the payload start, or -1 after a connection error. */
@@ -673,16 +532,19 @@ export class Http2Connection implements Expirable, FrameSink {
     }
     if (id <= this.lastPeerStreamId) {
       // A lower id the peer skipped was never opened: an unexpected id (§5.1.1). One it used is closed.
-      if (this.wasSkipped(id)) this.fail(PROTOCOL_ERROR, 'h2_protocol_error', `stream id ${id} after a higher one`);
-      else if (!this.wasResetByUs(id)) this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
+      if (this.closedIds?.wasSkipped(id))
+        this.fail(PROTOCOL_ERROR, 'h2_protocol_error', `stream id ${id} after a higher one`);
+      else if (!this.closedIds?.wasReset(id))
+        this.fail(STREAM_CLOSED, 'h2_stream_closed', 'HEADERS on a closed stream');
       return;
     }
     // After our GOAWAY, a new stream above its last id is ignored (§6.8), and the last id stays put.
     if (this.goawaySent && id > this.goawayLastId) return;
-    if (id > this.lastPeerStreamId + 2) this.rememberSkip(this.lastPeerStreamId + 2, id - 2);
+    if (id > this.lastPeerStreamId + 2)
+      (this.closedIds ??= new ClosedStreamIds()).rememberSkip(this.lastPeerStreamId + 2, id - 2);
     this.lastPeerStreamId = id;
     // A stream we reset while idle (a PRIORITY that made it depend on itself) is closed: ignored.
-    if (this.wasResetByUs(id)) return;
+    if (this.closedIds?.wasReset(id)) return;
     if (selfDependent) {
       this.resetUnopened(id, PROTOCOL_ERROR);
       return;
@@ -1211,7 +1073,7 @@ export class Http2Connection implements Expirable, FrameSink {
   resetStream(s: Http2Stream, code: number): void {
     if (s.closed) return;
     this.sendRst(s.id, code);
-    this.rememberReset(s.id);
+    (this.closedIds ??= new ClosedStreamIds()).rememberReset(s.id);
     s.resetCode = code;
     this.closeStream(s);
     s.sink?.onReset(code, true);
@@ -1223,7 +1085,7 @@ export class Http2Connection implements Expirable, FrameSink {
       this.resetStream(s, code);
       return;
     }
-    if (!this.wasResetByUs(s.id)) this.resetUnopened(s.id, code);
+    if (!this.closedIds?.wasReset(s.id)) this.resetUnopened(s.id, code);
   }
 
   /** A stream error found by the engine (§5.4.2). */
@@ -1234,7 +1096,7 @@ export class Http2Connection implements Expirable, FrameSink {
 
   private resetUnopened(id: number, code: number): void {
     this.sendRst(id, code);
-    this.rememberReset(id);
+    (this.closedIds ??= new ClosedStreamIds()).rememberReset(id);
     this.transport.schedule();
   }
 
