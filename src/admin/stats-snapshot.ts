@@ -124,7 +124,7 @@ export interface ClusterSnapshot {
   /** Ejections not made because max_ejection_percent of the endpoints were out. */
   ejections_refused: number;
   /** Requests and tunnels refused with 503 circuit_open, by breaker. */
-  circuit_open: { max_requests: number; max_pending: number; max_retries: number };
+  circuit_open: { max_requests: number; max_pending: number; max_retries: number; max_connections: number };
   /** Requests sent again after a failed attempt (a route's retry:). */
   retries: number;
   /** Retries a route allowed that did not happen, by reason (attempts, not_idempotent, body_too_large, budget...). */

@@ -36,7 +36,7 @@ export interface ClusterOptions {
   /** Opens upstream connections (source addresses, port allocation) for every endpoint of the cluster. */
   dialer: Dialer;
   /** Cluster-wide limits (`circuit_breakers:`); 0 = none. */
-  breakers?: { maxRequests: number; maxPending: number; maxRetries: number } | undefined;
+  breakers?: { maxRequests: number; maxPending: number; maxRetries: number; maxConnections?: number } | undefined;
   /** Active health checks of the endpoints (`health_check:`); none when undefined. */
   healthCheck?: HealthCheckConfig | undefined;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
@@ -72,7 +72,21 @@ export class Cluster {
 
   constructor(opts: ClusterOptions, log: Logger) {
     this.name = opts.name;
-    this.opts = opts;
+    const maxConnections = opts.breakers?.maxConnections ?? 0;
+    // The cluster-wide connection cap is asked by the pools themselves, before each new connection.
+    this.opts =
+      maxConnections > 0
+        ? {
+            ...opts,
+            pool: {
+              ...opts.pool,
+              mayConnect: () => this.upstreamConnections() < maxConnections,
+              capRefused: () => {
+                this.breakerTrips.max_connections++;
+              },
+            },
+          }
+        : opts;
     this.dialer = opts.dialer;
     this.log = log;
     this.outlier = new OutlierDetector(opts.outlier, () => this.endpoints, log, opts.name);
@@ -142,6 +156,13 @@ export class Cluster {
     return true;
   }
 
+  /** Upstream connections of the pools, open or being dialled, over every endpoint (HTTP/1.1 and HTTP/2). */
+  upstreamConnections(): number {
+    let n = 0;
+    for (const e of this.endpoints) n += e.pool.open + (e.h2 === null ? 0 : e.h2.sessions + e.h2.connecting);
+    return n;
+  }
+
   /** Requests queued for a connection or a stream slot on any endpoint. */
   get pending(): number {
     let n = 0;
@@ -157,7 +178,7 @@ export class Cluster {
   }
 
   /** Requests refused by a circuit breaker, by breaker (in /stats). */
-  readonly breakerTrips = { max_requests: 0, max_pending: 0, max_retries: 0 };
+  readonly breakerTrips = { max_requests: 0, max_pending: 0, max_retries: 0, max_connections: 0 };
   /** Requests sent again after a failed attempt, and retries a route allowed that did not happen, by reason. */
   retries = 0;
   readonly retriesSkipped = new Map<string, number>();

@@ -146,6 +146,12 @@ const circuitBreakers = map('a circuit_breakers map', {
     .describe(
       'Requests waiting for a connection or a stream slot across the cluster; more get 503 circuit_open. 0: no limit.',
     ),
+  max_connections: int(0)
+    .default(0)
+    .describe(
+      'Pooled upstream connections across the cluster (all endpoints, HTTP/1.1 and HTTP/2); at the cap a request ' +
+        "waits for one of its endpoint's connections, or gets 503 circuit_open when that endpoint has none. 0: no limit.",
+    ),
   max_retries: int(0)
     .default(0)
     .describe(

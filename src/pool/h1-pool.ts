@@ -93,9 +93,18 @@ export class H1Pool implements UpstreamPool {
       }
     }
     if (this.open < this.opts.maxConnections) {
-      this.pending.push(w, performance.now());
-      this.connect();
-      return;
+      const may = this.opts.mayConnect;
+      if (may === undefined || may()) {
+        this.pending.push(w, performance.now());
+        this.connect();
+        return;
+      }
+      // The cluster is at its max_connections: wait for one of ours, or refuse when there is none.
+      if (this.open === 0) {
+        this.opts.capRefused?.();
+        w.onPoolError('circuit_open');
+        return;
+      }
     }
     // At the cap: only waiters beyond those already covered by connects in flight count against max_pending.
     if (this.pending.length - this.connecting >= this.opts.maxPending) {
@@ -124,7 +133,13 @@ export class H1Pool implements UpstreamPool {
         conn.destroy();
       }
       // The freed slot may let a queued request connect.
-      if (this.pending.length > this.connecting && this.open < this.opts.maxConnections) this.connect();
+      if (
+        this.pending.length > this.connecting &&
+        this.open < this.opts.maxConnections &&
+        (this.opts.mayConnect?.() ?? true)
+      ) {
+        this.connect();
+      }
       return;
     }
     this.dispatch(conn);

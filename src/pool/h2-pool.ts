@@ -152,10 +152,20 @@ export class H2Pool implements UpstreamPool {
       }
     }
     const max = this.opts.maxConnections;
-    if (this.usable.length + this.connectingSet.size < max) {
-      this.pending.push(w, performance.now());
-      this.maybeConnect();
-      return;
+    const have = this.usable.length + this.connectingSet.size;
+    if (have < max) {
+      const may = this.opts.mayConnect;
+      if (may === undefined || may()) {
+        this.pending.push(w, performance.now());
+        this.maybeConnect();
+        return;
+      }
+      // The cluster is at its max_connections: wait for room on ours, or refuse when there is none.
+      if (have === 0) {
+        this.opts.capRefused?.();
+        w.onPoolError('circuit_open');
+        return;
+      }
     }
     if (avoid !== null && avoid.active < avoid.capacity) {
       this.lease(avoid, w); // nowhere else to go
@@ -282,7 +292,8 @@ export class H2Pool implements UpstreamPool {
       !this.closed &&
       !this.fellBack &&
       this.usable.length + this.connectingSet.size < max &&
-      this.pending.length > this.absorbable()
+      this.pending.length > this.absorbable() &&
+      (this.opts.mayConnect?.() ?? true)
     ) {
       this.connectsTotal++;
       this.connectingSet.add(new H2UpstreamConnection(this));

@@ -11,6 +11,13 @@ export interface PoolOptions {
   connectTimeoutMs: number;
   /** Plain TCP connections use core/direct-io.ts (config `direct_io`). */
   directIo: boolean;
+  /**
+   * The cluster-wide cap (`circuit_breakers.max_connections`), asked before a new connection is
+   * dialled: false at the cap. A pool with connections of its own then queues behind them; one with
+   * none answers `circuit_open` and calls `capRefused`.
+   */
+  mayConnect?: (() => boolean) | undefined;
+  capRefused?: (() => void) | undefined;
 }
 
 /** Told about every connect attempt's outcome; the endpoint uses it for passive health. */

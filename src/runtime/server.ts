@@ -165,6 +165,7 @@ export class MuxgateServer {
           maxRequests: c.circuit_breakers.max_requests,
           maxPending: c.circuit_breakers.max_pending,
           maxRetries: c.circuit_breakers.max_retries,
+          maxConnections: c.circuit_breakers.max_connections,
         },
         outlier: {
           consecutiveConnectFailures: c.outlier.consecutive_connect_failures,

@@ -73,7 +73,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
         max_connections: 100,
         panics: 0,
         ejections_refused: 0,
-        circuit_open: { max_requests: 0, max_pending: 0, max_retries: 0 },
+        circuit_open: { max_requests: 0, max_pending: 0, max_retries: 0, max_connections: 0 },
         retries: 3,
         retries_skipped: { budget: 1 },
         requests: 100,

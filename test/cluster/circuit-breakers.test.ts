@@ -35,7 +35,12 @@ describe('circuit breakers', () => {
     release[0]!();
     assert.equal((await again).status, 200);
     const snap = p.server.snapshot();
-    assert.deepEqual(snap.clusters[0]!.circuit_open, { max_requests: 1, max_pending: 0, max_retries: 0 });
+    assert.deepEqual(snap.clusters[0]!.circuit_open, {
+      max_requests: 1,
+      max_pending: 0,
+      max_retries: 0,
+      max_connections: 0,
+    });
     assert.equal(snap.listeners[0]!.error_codes.circuit_open, 1);
     const text = await new MetricsExporter().render(snap);
     assert.match(text, /muxgate_circuit_open_total\{cluster="up",breaker="max_requests"\} 1/);
@@ -64,6 +69,58 @@ describe('circuit breakers', () => {
       release.shift()!();
     }
     for (const r of await Promise.all(held)) assert.equal(r.status, 200);
+  });
+
+  it('max_connections: pooled connections across the cluster stay at the cap; an endpoint with none gets circuit_open', async (t) => {
+    const release: (() => void)[] = [];
+    const mk = async () => {
+      const b = await httpBackend((_req, res) => {
+        release.push(() => res.end('done'));
+      });
+      t.after(() => b.close());
+      return b;
+    };
+    const a = await mk();
+    const b = await mk();
+    // Two endpoints, a cluster cap of 2: requests pinned to endpoint a by the hash key take both.
+    const p = await startProxy({
+      clusters: {
+        up: {
+          endpoints: [a.addr, b.addr],
+          lb: 'ring_hash',
+          hash_key: { header: 'x-user' },
+          circuit_breakers: { max_connections: 2 },
+        },
+      },
+    });
+    t.after(() => p.close());
+    const cluster = p.server.clusters.get('up')!;
+    // Find a user that hashes to each endpoint.
+    const requestFieldFor = (u: string) => ({ 'x-user': u });
+    const target = new Map<string, string>();
+    for (let i = 0; target.size < 2 && i < 200; i++) {
+      const u = `u${i}`;
+      const e = cluster.pick(u);
+      if (e !== undefined && !target.has(e.key)) target.set(e.key, u);
+    }
+    const userA = target.get(a.addr)!;
+    const userB = target.get(b.addr)!;
+    const held = [1, 2, 3].map((i) => fetch(`${p.url}/${i}`, { headers: requestFieldFor(userA) }));
+    await waitUntil(() => release.length === 2, 'two requests at a, on two connections', { timeoutMs: 10_000 });
+    assert.equal(a.open, 2);
+    assert.equal(cluster.upstreamConnections(), 2);
+    // b has no connection and the cluster is at its cap: refused at once.
+    const refused = await fetch(`${p.url}/b`, { headers: requestFieldFor(userB) });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.headers.get('muxgate-error'), 'circuit_open');
+    assert.equal(p.server.snapshot().clusters[0]!.circuit_open.max_connections, 1);
+    // The third request to a waited for one of a's connections instead of opening a third.
+    for (let i = 0; i < 3; i++) {
+      await waitUntil(() => release.length > 0, 'a request at a backend', { timeoutMs: 10_000 });
+      release.shift()!();
+    }
+    for (const r of await Promise.all(held)) assert.equal(await r.text(), 'done');
+    assert.equal(a.accepted, 2, 'never more than two connections');
   });
 
   it('an L4 listener closes a client the breaker refuses', async (t) => {

@@ -95,7 +95,7 @@ describe('loading a valid config', () => {
             max_ejection_percent: 50,
             panic: true,
           },
-          circuit_breakers: { max_requests: 0, max_pending: 0, max_retries: 0 },
+          circuit_breakers: { max_requests: 0, max_pending: 0, max_connections: 0, max_retries: 0 },
           pool: {
             max_connections: 100,
             max_pending: 1000,
