@@ -60,6 +60,15 @@ const FAMILIES: readonly Family[] = [
     },
   },
   {
+    name: 'muxgate_endpoint_ejections_total',
+    help: 'Outlier ejections of each endpoint so far (each lasts base_ejection_time times this count, capped).',
+    type: 'counter',
+    labelNames: ['cluster', 'endpoint'],
+    *samples(s) {
+      for (const { l, e } of endpoints(s)) yield [l, e.ejections];
+    },
+  },
+  {
     name: 'muxgate_endpoint_ejections_refused_total',
     help: 'Outlier ejections not made because max_ejection_percent of the endpoints were out, by cluster.',
     type: 'counter',

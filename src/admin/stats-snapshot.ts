@@ -103,8 +103,10 @@ export interface EndpointSnapshot {
   drained: boolean;
   /** Active health checks (null without `health_check`): the verdict, checks run, and the last failure. */
   health_check: { healthy: boolean; checks: number; failures_in_a_row: number; last_error: string | null } | null;
-  /** Ejected by passive health (connect failures in a row). */
+  /** Ejected by passive health (outlier detection). */
   ejected: boolean;
+  /** Times ejected so far (each ejection lasts base_ejection_time × this, up to max_ejection_time). */
+  ejections: number;
   active: number;
   requests: number;
   errors: number;
@@ -195,6 +197,7 @@ export function snapshotStats(
           healthy: e.healthy,
           drained: e.drained,
           ejected: e.ejected,
+          ejections: e.ejections,
           health_check:
             c.opts.healthCheck === undefined
               ? null

@@ -86,6 +86,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
           healthy: i === 0,
           drained: false,
           ejected: false,
+          ejections: i,
           health_check: null,
           active: 0,
           requests: 50 + i,

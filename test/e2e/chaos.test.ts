@@ -12,6 +12,7 @@ import type http from 'node:http';
 import type net from 'node:net';
 import { describe, it } from 'node:test';
 import { httpBackend } from '../helpers/backend.ts';
+import { MetricsExporter } from '../../src/admin/metrics.ts';
 import { startProxy } from '../helpers/proxy.ts';
 
 const H2LOAD = '/usr/bin/h2load';
@@ -150,5 +151,49 @@ describe('chaos under load', () => {
     assert.ok(!ejected().includes(resetter.addr), 'the recovered endpoint is back in selection');
     const snap = p.server.snapshot().clusters[0]!;
     assert.ok(snap.retries > 0, 'the settling run retried');
+  });
+});
+
+describe('a flapping endpoint', () => {
+  it('is ejected for longer each time, while retries keep every answer a 200', async (t) => {
+    const good = await httpBackend((_req, res) => res.end('ok'));
+    t.after(() => good.close());
+    const flapping = await httpBackend((_req, res) => {
+      res.statusCode = 502;
+      res.end('bad gateway');
+    });
+    t.after(() => flapping.close());
+    const p = await startProxy({
+      clusters: {
+        up: {
+          endpoints: [good.addr, flapping.addr],
+          outlier: { consecutive_gateway_errors: 1, base_ejection_time: '200ms', max_ejection_time: '10s' },
+        },
+      },
+      routes: [{ cluster: 'up', retry: { on: ['gateway-error'], backoff: { base: '1ms', max: '1ms' } } }],
+    });
+    t.after(() => p.close());
+    const ejections = () => p.eventLog.filter((l) => l.msg === 'endpoint ejected' && l.endpoint === flapping.addr);
+    const deadline = Date.now() + 30_000;
+    while (ejections().length < 3) {
+      assert.ok(Date.now() < deadline, `three ejections within 30 s (saw ${ejections().length})`);
+      const r = await fetch(`${p.url}/`);
+      assert.equal(r.status, 200, 'the retry hides the bad answer');
+      await r.text();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    assert.deepEqual(
+      ejections()
+        .slice(0, 3)
+        .map((l) => l.ejection_ms),
+      [200, 400, 600],
+    );
+    const e = p.server.snapshot().clusters[0]!.endpoints.find((x) => x.key === flapping.addr)!;
+    assert.ok(e.ejections >= 3);
+    const text = await new MetricsExporter().render(p.server.snapshot());
+    assert.match(
+      text,
+      new RegExp(`muxgate_endpoint_ejections_total\\{cluster="up",endpoint="${flapping.addr}"\\} [3-9]`),
+    );
   });
 });
