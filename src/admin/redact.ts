@@ -10,5 +10,8 @@ export function redactConfig(value: unknown): unknown {
       out[k] = SECRET_KEYS.has(k) && v !== undefined ? '<redacted>' : redactConfig(v);
     return out;
   }
+  // A URL's credentials (a Redis store's password): the rest of it is kept, it says where the store is.
+  if (typeof value === 'string' && /^[a-z][a-z0-9+.-]*:\/\/[^/@]*@/i.test(value))
+    return value.replace(/\/\/[^/@]*@/, '//<redacted>@');
   return value;
 }

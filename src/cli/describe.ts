@@ -43,6 +43,24 @@ export function describeConfig(c: Config): string {
       lines.push(
         `    [${i}] ${r.name ?? ''} ${parts.length ? parts.join(' ') : 'any request'} -> ${r.cluster} ${rw}`.trimEnd(),
       );
+      const rt = r.retry;
+      if (rt !== undefined) {
+        lines.push(
+          `        retry: attempts=${rt.attempts} on=${rt.on.join(',')}${rt.statuses.length ? ` statuses=${rt.statuses.join(',')}` : ''} per_try_timeout=${rt.per_try_timeout === undefined ? 'response_timeout' : `${rt.per_try_timeout}ms`} backoff=${rt.backoff.base}-${rt.backoff.max}ms budget=${rt.budget.ratio}/min ${rt.budget.min_retries} retry_buffer_bytes=${rt.retry_buffer_bytes}`,
+        );
+      }
+      const rl = r.rate_limit;
+      if (rl !== undefined) {
+        lines.push(
+          `        rate_limit: ${rl.rate}/s burst=${rl.burst ?? Math.max(1, Math.ceil(rl.rate))} key=${rl.key} store=${storeName(rl.store)} ${rl.on_store_error}`,
+        );
+      }
+      const id = r.idempotency;
+      if (id !== undefined) {
+        lines.push(
+          `        idempotency: store=${storeName(id.store)} ttl=${id.ttl}ms lock_ttl=${id.lock_ttl}ms max_body_bytes=${id.max_body_bytes} max_request_bytes=${id.max_request_bytes}${id.key_scope ? ` key_scope=${id.key_scope}` : ''} ${id.on_store_error}`,
+        );
+      }
     });
   }
   lines.push('', 'clusters:');
@@ -54,6 +72,15 @@ export function describeConfig(c: Config): string {
     lines.push(
       `    pool: max_connections=${p.max_connections} max_pending=${p.max_pending} pending_timeout=${p.pending_timeout}ms idle_timeout=${p.idle_timeout}ms connect_timeout=${p.connect_timeout}ms max_requests_per_connection=${p.max_requests_per_connection || 'unlimited'}`,
     );
+    const b = cl.circuit_breakers;
+    const limits = Object.entries(b).filter(([, v]) => v > 0);
+    if (limits.length) lines.push(`    circuit_breakers: ${limits.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+    const hc = cl.health_check;
+    if (hc !== undefined) {
+      lines.push(
+        `    health_check: ${hc.type}${hc.type === 'http' ? ` ${hc.path}${hc.protocol ? ` ${hc.protocol}` : ''} expect=${hc.expected_statuses.join(',')}` : ''} every ${hc.interval}ms (+${hc.jitter}ms) timeout=${hc.timeout}ms healthy=${hc.healthy_threshold} unhealthy=${hc.unhealthy_threshold}`,
+      );
+    }
     if (cl.source_addresses !== undefined) {
       const range = cl.source_port_range;
       lines.push(
@@ -63,4 +90,9 @@ export function describeConfig(c: Config): string {
     for (const e of cl.endpoints) lines.push(`    endpoint ${hp(e)} weight=${e.weight}`);
   }
   return `${lines.join('\n')}\n`;
+}
+
+/** A store as `check` prints it: a Redis URL's password hidden. */
+function storeName(store: string): string {
+  return store.replace(/\/\/([^@/]*)@/, '//***@');
 }

@@ -111,6 +111,8 @@ describe('admin API', () => {
           users: [{ user: 'u', password: 'hunter2-secret' }],
         },
       },
+      // A Redis store URL with credentials (nothing listens there: muxgate waits for it, then starts without it).
+      routes: [{ cluster: 'up', rate_limit: { rate: 10, store: 'redis://muxgate:redis-secret@127.0.0.1:1' } }],
       config: { admin: { address: '127.0.0.1:0', token: TOKEN } },
     });
     t.after(() => p.close());
@@ -118,11 +120,12 @@ describe('admin API', () => {
     const r = await fetch(`${base}/config`);
     const text = await r.text();
     assert.equal(r.status, 200);
-    assert.ok(!text.includes('hunter2-secret') && !text.includes(TOKEN), text);
+    assert.ok(!text.includes('hunter2-secret') && !text.includes(TOKEN) && !text.includes('redis-secret'), text);
     const cfg = JSON.parse(text);
     assert.equal(cfg.listeners[0].connect.users[0].password, '<redacted>');
     assert.equal(cfg.listeners[0].connect.users[0].user, 'u');
     assert.equal(cfg.admin.token, '<redacted>');
+    assert.equal(cfg.listeners[0].routes[0].rate_limit.store, 'redis://<redacted>@127.0.0.1:1');
     assert.equal(cfg.clusters.up.endpoints[0].port, Number(a.addr.split(':')[1]));
   });
 

@@ -74,6 +74,37 @@ describe('muxgate CLI', () => {
     assert.match(r.stdout, /max_connections=7 max_pending=1000 pending_timeout=5000ms/);
   });
 
+  test('check prints the retry, rate limit and idempotency of routes, the breakers and health check of clusters; hides Redis passwords', async () => {
+    const text = `listeners:
+  - name: web
+    address: 127.0.0.1:0
+    routes:
+      - cluster: api
+        retry: { attempts: 2, on: [reset, gateway-error], per_try_timeout: 1s }
+        rate_limit: { rate: 600/m, key: "header:x-api-key", store: "redis://user:secret@127.0.0.1:6379" }
+        idempotency: { key_scope: authorization }
+clusters:
+  api:
+    endpoints: ["127.0.0.1:1"]
+    circuit_breakers: { max_connections: 50, max_retries: 5 }
+    health_check: { path: /healthz, protocol: http2 }
+`;
+    const r = await muxgate(['check', '-c', writeConfig('resilient.yaml', text)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /retry: attempts=2 on=reset,gateway-error per_try_timeout=1000ms/);
+    assert.match(
+      r.stdout,
+      /rate_limit: 10\/s burst=10 key=header:x-api-key store=redis:\/\/\*\*\*@127\.0\.0\.1:6379 fail_open/,
+    );
+    assert.doesNotMatch(r.stdout, /secret/);
+    assert.match(
+      r.stdout,
+      /idempotency: store=memory ttl=86400000ms lock_ttl=60000ms .* key_scope=authorization fail_closed/,
+    );
+    assert.match(r.stdout, /circuit_breakers: max_connections=50 max_retries=5/);
+    assert.match(r.stdout, /health_check: http \/healthz http2 expect=200-399 every 5000ms/);
+  });
+
   test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {
     const text = validConfig('127.0.0.1:1').replace(
       'endpoints: ["127.0.0.1:1"]',
