@@ -5,7 +5,7 @@
 
 import { createReadStream, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FigureContext, pairedRatio, rotate, startChecked } from './figure.ts';
+import { type FigureContext, measureGet12b, pairedRatio, rotate, startChecked } from './figure.ts';
 import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import {
@@ -17,7 +17,7 @@ import {
   type RunningServer,
   stopServer,
 } from './servers.ts';
-import { runWrk, runWrkRaw, type WrkResult } from './wrk.ts';
+import type { WrkResult } from './wrk.ts';
 
 export const ACCESS_LOG_SCENARIO = 'access-log';
 
@@ -69,27 +69,18 @@ async function measure(
   ctx: FigureContext,
 ): Promise<AccessLogRun> {
   const base = { round, variant: v.id };
-  const down = (): string | undefined =>
-    server.tracked.exit
-      ? `${v.id} is not running (exit ${server.tracked.exit.signal ?? server.tracked.exit.code})`
-      : undefined;
-  const opts = { url: `http://127.0.0.1:${v.port}/`, args: GET_12B.wrkArgs, cpu: LOAD_CPU };
   try {
-    if (down()) return { ...base, ok: false, failure: down()! };
     if (v.log) truncateSync(logFile(ctx, v));
-    await runWrkRaw({ ...opts, durationS: ctx.warmupS });
-    const wrk = await runWrk({ ...opts, durationS: ctx.durationS });
-    if (down()) return { ...base, ok: false, failure: down()! };
-    if (wrk.requests === 0) return { ...base, ok: false, failure: `${v.id} answered no request in ${ctx.durationS} s` };
-    if (!v.log) return { ...base, ok: true, wrk };
+    const r = await measureGet12b(v.id, v.port, server, ctx);
+    if (!r.ok || !v.log) return { ...base, ...r };
     // muxgate writes a partial batch after flush_interval (1 s); nginx when its 64 KiB buffer fills.
-    await new Promise((r) => setTimeout(r, 1500));
+    await new Promise((done) => setTimeout(done, 1500));
     const lines = await countLines(logFile(ctx, v));
     // The files would grow by ~100 MB a run: only the count is kept.
     truncateSync(logFile(ctx, v));
-    return { ...base, ok: true, wrk, linesPerRequest: lines / wrk.requests };
+    return { ...base, ok: true, wrk: r.wrk, linesPerRequest: lines / r.wrk.requests };
   } catch (err) {
-    return { ...base, ok: false, failure: down() ?? (err as Error).message.slice(0, 500) };
+    return { ...base, ok: false, failure: (err as Error).message.slice(0, 500) };
   }
 }
 

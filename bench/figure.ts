@@ -3,7 +3,9 @@
 // and what those runners share.
 
 import { median } from './report.ts';
-import { type ProxyName, type RunningServer, StartError, startServer, stopServer } from './servers.ts';
+import { GET_12B } from './scenarios.ts';
+import { LOAD_CPU, type ProxyName, type RunningServer, StartError, startServer, stopServer } from './servers.ts';
+import { runWrk, runWrkRaw, type WrkResult } from './wrk.ts';
 
 export interface FigureContext {
   /** configs, logs and scratch files of this run */
@@ -64,13 +66,45 @@ export interface PairedRun {
   wrk?: { rps: number } | undefined;
 }
 
-/** Median over rounds of (a rps ÷ b rps in the same round). */
-export function pairedRatio(runs: readonly PairedRun[], a: string, b: string): number | undefined {
+/** a rps ÷ b rps in each round where both ran, in round order. */
+export function pairedRatios(runs: readonly PairedRun[], a: string, b: string): number[] {
   const ratios: number[] = [];
   for (const r of runs) {
     if (r.variant !== a || !r.wrk) continue;
     const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
     if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
   }
-  return median(ratios);
+  return ratios;
+}
+
+/** Median over rounds of (a rps ÷ b rps in the same round). */
+export function pairedRatio(runs: readonly PairedRun[], a: string, b: string): number | undefined {
+  return median(pairedRatios(runs, a, b));
+}
+
+/**
+ * One get-12b measurement of a server a figure started: wrk on the load core against `port`, after
+ * the warm-up run; a server that died or answered nothing is a failure with its reason.
+ */
+export async function measureGet12b(
+  id: string,
+  port: number,
+  server: RunningServer,
+  ctx: FigureContext,
+): Promise<{ ok: true; wrk: WrkResult } | { ok: false; failure: string }> {
+  const down = (): string | undefined =>
+    server.tracked.exit
+      ? `${id} is not running (exit ${server.tracked.exit.signal ?? server.tracked.exit.code})`
+      : undefined;
+  const opts = { url: `http://127.0.0.1:${port}/`, args: GET_12B.wrkArgs, cpu: LOAD_CPU };
+  try {
+    if (down()) return { ok: false, failure: down()! };
+    await runWrkRaw({ ...opts, durationS: ctx.warmupS });
+    const wrk = await runWrk({ ...opts, durationS: ctx.durationS });
+    if (down()) return { ok: false, failure: down()! };
+    if (wrk.requests === 0) return { ok: false, failure: `${id} answered no request in ${ctx.durationS} s` };
+    return { ok: true, wrk };
+  } catch (err) {
+    return { ok: false, failure: down() ?? (err as Error).message.slice(0, 500) };
+  }
 }

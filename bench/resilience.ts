@@ -4,11 +4,11 @@
 // without them, both pinned to the proxy core, get-12b load, interleaved rounds. Goal (issue 16): the
 // resilient one ≥ 0.97× the plain one (cost ≤ 3 %).
 
-import { type FigureContext, pairedRatio, rotate, startChecked } from './figure.ts';
+import { type FigureContext, measureGet12b, pairedRatio, pairedRatios, rotate, startChecked } from './figure.ts';
 import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import { checkEndpoint, LOAD_CPU, PROXY_CPU, proxySpec, type RunningServer, stopServer } from './servers.ts';
-import { runWrk, runWrkRaw, type WrkResult } from './wrk.ts';
+import type { WrkResult } from './wrk.ts';
 
 export const RESILIENCE_SCENARIO = 'resilience';
 
@@ -41,22 +41,7 @@ async function measure(
   server: RunningServer,
   ctx: FigureContext,
 ): Promise<ResilienceRun> {
-  const base = { round, variant: v.id };
-  const down = (): string | undefined =>
-    server.tracked.exit
-      ? `${v.id} is not running (exit ${server.tracked.exit.signal ?? server.tracked.exit.code})`
-      : undefined;
-  const opts = { url: `http://127.0.0.1:${v.port}/`, args: GET_12B.wrkArgs, cpu: LOAD_CPU };
-  try {
-    if (down()) return { ...base, ok: false, failure: down()! };
-    await runWrkRaw({ ...opts, durationS: ctx.warmupS });
-    const wrk = await runWrk({ ...opts, durationS: ctx.durationS });
-    if (down()) return { ...base, ok: false, failure: down()! };
-    if (wrk.requests === 0) return { ...base, ok: false, failure: `${v.id} answered no request in ${ctx.durationS} s` };
-    return { ...base, ok: true, wrk };
-  } catch (err) {
-    return { ...base, ok: false, failure: down() ?? (err as Error).message.slice(0, 500) };
-  }
+  return { round, variant: v.id, ...(await measureGet12b(v.id, v.port, server, ctx)) };
 }
 
 export async function runResilienceFigure(ctx: FigureContext, state: ResilienceState): Promise<void> {
@@ -149,12 +134,7 @@ export function renderResilience(runs: readonly ResilienceRun[]): string {
     '',
   );
   const ratio = pairedRatio(runs, 'muxgate-resilient', 'muxgate-plain');
-  const perRound = runs
-    .filter((r) => r.variant === 'muxgate-resilient' && r.wrk)
-    .map((r) => {
-      const p = runs.find((o) => o.variant === 'muxgate-plain' && o.round === r.round && o.wrk);
-      return p?.wrk ? (r.wrk!.rps / p.wrk.rps).toFixed(3) : '–';
-    });
+  const perRound = pairedRatios(runs, 'muxgate-resilient', 'muxgate-plain').map((r) => r.toFixed(3));
   out.push(
     `resilient ÷ plain: ${ratio === undefined ? '–' : ratio.toFixed(3)} (goal 0.97: ${ratio === undefined ? 'not measured' : ratio >= 0.97 ? 'met' : 'not met'}); ` +
       `per round: ${perRound.join(', ')}. Median of per-round ratios.`,

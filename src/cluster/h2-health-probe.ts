@@ -1,6 +1,8 @@
 import type net from 'node:net';
 import { type ConnectionFailure, type ConnectionHandler, Http2Connection } from '../http2/connection.ts';
+import { PROTOCOL_ERROR } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
+import { UPSTREAM_FLOODS } from '../pool/h2-upstream-connection.ts';
 
 /**
  * One HTTP/2 health check on a connected socket (h2c with prior knowledge, or TLS after ALPN said h2):
@@ -19,17 +21,7 @@ const PROBE_OPTIONS = {
   enableConnectProtocol: false,
   settingsTimeoutMs: 10_000,
   stallTimeoutMs: 10_000,
-  // A check's peer is one of our own endpoints: the upstream limits (generous) rather than a client's.
-  floods: {
-    intervalMs: 10_000,
-    maxResets: Number.MAX_SAFE_INTEGER,
-    resetIntervalMs: 10_000,
-    maxSettings: 1000,
-    maxPings: 1000,
-    maxEmptyFrames: 10_000,
-    maxWindowUpdates: 1_000_000,
-    maxPriority: 10_000,
-  },
+  floods: UPSTREAM_FLOODS,
 };
 
 export function probeH2(
@@ -71,7 +63,7 @@ export function probeH2(
   };
   const handler: ConnectionHandler = {
     onStream(s: Http2Stream) {
-      s.reset(1); // a server does not open streams towards a client: PROTOCOL_ERROR
+      s.reset(PROTOCOL_ERROR); // a server does not open streams towards a client
     },
     onGoaway(_last: number, code: number) {
       answer(null, `GOAWAY (HTTP/2 error ${code})`);

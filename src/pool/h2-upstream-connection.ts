@@ -377,7 +377,7 @@ export class H2UpstreamConnection implements Expirable, DialHandler, ConnectionH
 }
 
 /** Limits on an upstream's control frames: generous (it is ours to trust more), but bounded. */
-const UPSTREAM_FLOODS = {
+export const UPSTREAM_FLOODS = {
   intervalMs: 10_000,
   maxResets: Number.MAX_SAFE_INTEGER,
   resetIntervalMs: 10_000,
