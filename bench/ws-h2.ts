@@ -16,16 +16,16 @@
 //   A. h1-upgrade: N WebSockets arriving as HTTP/1.1 Upgrades (a TCP connection each)
 //   B. h2-streams: N WebSockets arriving as RFC 8441 streams, N/100 h2c connections × 100 streams
 //   C. h2-conns: M idle h2c client connections that each served one GET (upstream on the h2 pool)
-// Method, like the ws figure's idle part: 100 items opened (one echo or GET each) and closed, 1 s,
-// VmRSS read; N items opened and left idle; VmRSS read after a settle time; (after − before) ÷ items.
-// Then, with those still open, a second batch of N items (a second client process, same arguments);
-// VmRSS read after the settle time again (after2); marginal per item = (after2 − after) ÷ items of the
-// second batch. Why both: the first figure also holds what a burst of openings costs the process once,
-// not per item. V8's young generation grows to its maximum (2 × 8 MiB semi-spaces under muxgate's --max-semi-space-size=8; 2 × 32 MiB by Node's default) under such a burst
-// and stays there; with `--max-semi-space-size=2` the first figure fell from 5.8 to 3.4 KiB at 10,000
-// items while the live heap per item (heap snapshots) stayed 1.5 KB. The second batch finds that
-// already paid, so its figure is what an operator plans capacity with: how much more N more idle items
-// take. /stats (process.memoryUsage(), connection, tunnel and upstream session counts) is read right
+// Method: N items opened (one echo or GET each) and closed, the warm-up; once muxgate's memory trim has
+// run after that burst (/stats memory.trims grew) and 1 s more, VmRSS read; N items opened and left
+// idle; VmRSS read the same way; (after − before) ÷ items. Then, with those still open, a second batch
+// of N items (a second client process, same arguments); VmRSS read again (after2); marginal per item =
+// (after2 − after) ÷ items of the second batch. Why the warm-up and the trim: a burst of openings makes
+// V8 grow its young generation to its maximum (2 × 8 MiB semi-spaces under muxgate's
+// --max-semi-space-size=8) and V8 inside Node never shrinks it; before muxgate's memory_trim the first
+// figure carried that (B: 1.3-2.6 KiB per item from round to round, the live heap ~1.1). muxgate now
+// gives it back once idle, and every reading is taken after that, so before and after are the same kind
+// of state. /stats (process.memoryUsage(), connection, tunnel and upstream session counts) is read right
 // after each VmRSS, and `ss` counts muxgate's established connections to the backend.
 //
 // File descriptors: muxgate holds both batches' client sockets at once. Where its hard RLIMIT_NOFILE
@@ -83,11 +83,12 @@ const STREAMS_PER_CONNECTION = 100;
 const UPSTREAM_MAX_CONNECTIONS = 200;
 /** muxgate's file descriptors besides client and upstream sockets (stdio, epoll, listeners, admin…), with room */
 const FD_SLACK = 256;
-const WARMUP_ITEMS = 100;
 /** items opening at once (A, C); in B, connections opening their streams at once (2 × 100 streams) */
 const CONCURRENCY = 200;
 const B_CONCURRENCY = 2;
-const SETTLE_MS = 3000;
+const SETTLE_MS = 1000;
+/** How long a reading waits for muxgate's memory trim after a burst (it runs within ~2 s of idling). */
+const TRIM_WAIT_MS = 15_000;
 const MESSAGE_SIZE = 32;
 /** bytes per idle item */
 const GOALS: Record<WsH2Case, number> = {
@@ -172,6 +173,8 @@ export interface WsH2Run {
   tunnels2?: number | undefined;
   backendStreams2?: number | undefined;
   openMs2?: number | undefined;
+  /** muxgate's memory trims before each reading (warm-up, 1st batch, 2nd batch): how long each paused, ms */
+  trimPausesMs?: number[];
   /** what makes the number suspect: failed items, closes nobody asked for, wrong counts… */
   warnings: string[];
 }
@@ -305,7 +308,14 @@ function downMessage(server: RunningServer): string | undefined {
 // stats
 
 interface MuxgateStats {
-  memory: { rss: number; heap_total: number; heap_used: number; external: number };
+  memory: {
+    rss: number;
+    heap_total: number;
+    heap_used: number;
+    external: number;
+    trims: number;
+    trim_last_pause_ms: number;
+  };
   listeners: { connections_open: number; tunnels_open: number }[];
   clusters: { endpoints: { h2: { sessions: number; streams_active: number } | null }[] }[];
 }
@@ -331,6 +341,26 @@ function muxgateStats(): Promise<MuxgateStats | undefined> {
     req.on('timeout', () => req.destroy(new Error('timeout')));
     req.on('error', () => resolve(undefined));
   });
+}
+
+/**
+ * Waits (up to TRIM_WAIT_MS) until muxgate's memory trim has run more than `seen` times, then the
+ * settle time; true if it did. muxgate trims on its own once idle after a burst (memory_trim); every
+ * reading is taken after it, so that before and after are the same kind of state.
+ */
+async function settleAfterTrim(seen: number): Promise<{ trimmed: boolean; trims: number; pauseMs: number }> {
+  const end = Date.now() + TRIM_WAIT_MS;
+  let trims = seen;
+  let pauseMs = 0;
+  while (Date.now() < end) {
+    const m = (await muxgateStats())?.memory;
+    trims = m?.trims ?? trims;
+    pauseMs = m?.trim_last_pause_ms ?? 0;
+    if (trims > seen) break;
+    await sleep(250);
+  }
+  await sleep(SETTLE_MS);
+  return { trimmed: trims > seen, trims, pauseMs };
 }
 
 const memOf = (s: MuxgateStats | undefined): Mem | undefined =>
@@ -484,12 +514,18 @@ async function measure(round: number, c: WsH2Case, items: number, ctx: FigureCon
     return { ...base, ok: false, failure: `${(err as Error).message}${details}`.slice(0, 1500), warnings };
   }
   try {
-    const warm = await openItems(c, WARMUP_ITEMS);
+    // The warm-up is a burst as large as the batch, opened and closed: what a burst costs the process
+    // once (V8's young generation grown, start-up garbage) is paid and given back by muxgate's trim
+    // before "before" is read.
+    const trims0 = (await muxgateStats())?.memory.trims ?? 0;
+    const warm = await openItems(c, items);
     await warm.close();
-    if (warm.ready.served < WARMUP_ITEMS) {
-      throw new Error(`warm-up: ${warm.ready.served}/${WARMUP_ITEMS} served (${warm.ready.errors.join('; ')})`);
+    if (warm.ready.served < items) {
+      throw new Error(`warm-up: ${warm.ready.served}/${items} served (${warm.ready.errors.join('; ')})`);
     }
-    await sleep(1000); // let muxgate finish closing them
+    const warmTrim = await settleAfterTrim(trims0);
+    const trimPausesMs = [warmTrim.pauseMs];
+    if (!warmTrim.trimmed) warnings.push(`no memory trim within ${TRIM_WAIT_MS / 1000} s of the warm-up`);
     const beforeKiB = readRssKiB(server.tracked.pid);
     const statsBefore = await muxgateStats();
 
@@ -503,7 +539,9 @@ async function measure(round: number, c: WsH2Case, items: number, ctx: FigureCon
     let counts2: Counts | undefined;
     let closed: { open: number; closedByPeer: number }[];
     try {
-      await sleep(SETTLE_MS);
+      const t1 = await settleAfterTrim(warmTrim.trims);
+      trimPausesMs.push(t1.pauseMs);
+      if (!t1.trimmed) warnings.push(`no memory trim within ${TRIM_WAIT_MS / 1000} s of the 1st batch`);
       afterKiB = readRssKiB(server.tracked.pid);
       counts = await readCounts(server.tracked.pid);
       // the marginal batch, the first one still open: the process-wide costs a burst of openings
@@ -517,7 +555,9 @@ async function measure(round: number, c: WsH2Case, items: number, ctx: FigureCon
         }
       }
       if (more !== undefined) {
-        await sleep(SETTLE_MS);
+        const t2 = await settleAfterTrim(t1.trims);
+        trimPausesMs.push(t2.pauseMs);
+        if (!t2.trimmed) warnings.push(`no memory trim within ${TRIM_WAIT_MS / 1000} s of the 2nd batch`);
         after2KiB = readRssKiB(server.tracked.pid);
         counts2 = await readCounts(server.tracked.pid);
       }
@@ -560,6 +600,7 @@ async function measure(round: number, c: WsH2Case, items: number, ctx: FigureCon
       beforeKiB,
       afterKiB,
       bytesPerItem: ((afterKiB - beforeKiB) * 1024) / r.served,
+      trimPausesMs,
       memBefore: memOf(statsBefore),
       memAfter: memOf(counts.stats),
       upstreamConnections: counts.upstream,
@@ -622,19 +663,21 @@ function caseMethod(c: WsH2Case, o: WsH2Options): string {
 }
 
 /** The second measurement and why it is there; in the method section and in the figure's text. */
+const TRIM_READING = `once muxgate's memory trim has run after the burst (\`/stats\` \`memory.trims\` grew; it runs within ~2 s of the process going idle; waited for up to ${TRIM_WAIT_MS / 1000} s) and ${SETTLE_MS / 1000} s more`;
+
 const MARGINAL_METHOD =
   'Then, with those still open, a 2nd batch of N items (a second client process, same arguments); ' +
-  `VmRSS read after ${SETTLE_MS / 1000} s again (after2); marginal per item = (after2 − after) ÷ items of the 2nd batch. ` +
-  'Why two figures: the first also holds what a burst of openings costs the process once, not per item ' +
-  "(V8's young generation grows to its maximum and stays there: 2 × 8 MiB semi-spaces with muxgate's `--max-semi-space-size=8`, 2 × 32 MiB by Node 26's default); the 2nd batch finds that " +
-  'already paid, so its figure is how much more memory N more idle items take, the one to plan capacity with.';
+  `VmRSS read the same way (after2); marginal per item = (after2 − after) ÷ items of the 2nd batch. ` +
+  "Why the warm-up and the trim: a burst of openings makes V8 grow its young generation to its maximum (2 × 8 MiB semi-spaces with muxgate's `--max-semi-space-size=8`), " +
+  'which V8 inside Node never gives back by itself; muxgate does (`memory_trim`, on by default: one footprint-reducing GC once the process is idle after a burst), ' +
+  'and every reading is taken after it, so before and after are the same kind of state. Why two figures: the 2nd shows whether the cost per item stays the same as items add up.';
 
 export function wsH2Method(o: WsH2Options): string {
   return (
     'muxgate only, pinned to the proxy core: a `protocol: auto` listener, route `upgrades: [websocket]`, cluster `protocol: http2` (h2c), ' +
     `\`websocket: h2\`, \`pool: { max_connections: ${UPSTREAM_MAX_CONNECTIONS} }\`, \`http2: { max_concurrent_streams: ${STREAMS_PER_CONNECTION} }\`, to an RFC 8441 backend ` +
     '(`bench/ws-h2-backend.ts`, node:http2, on the load core); clients `bench/ws-h2-client.ts` on the load core. ' +
-    `Per case, a fresh muxgate; ${WARMUP_ITEMS} items opened and closed, 1 s, VmRSS read; N items opened and left idle; VmRSS read after ${SETTLE_MS / 1000} s; ` +
+    `Per case, a fresh muxgate; N items opened and closed (the warm-up), ${TRIM_READING}, VmRSS read; N items opened and left idle; VmRSS read ${TRIM_READING} again; ` +
     `(after − before) ÷ items. ${MARGINAL_METHOD} ` +
     `A: ${caseMethod('h1-upgrade', o)}; B: ${caseMethod('h2-streams', o)}; C: ${caseMethod('h2-conns', o)}. ` +
     `Each WebSocket sends one ${MESSAGE_SIZE}-byte message and reads its echo before idling.`
@@ -677,7 +720,7 @@ export function wsH2ConsoleLine(r: WsH2Run): string {
   return (
     `${head}${fmtKiBPer(r.bytesPerItem)} per idle ${CASE_UNIT[r.case]}  (RSS ${fmtMiB(r.beforeKiB)} → ${fmtMiB(r.afterKiB)}, ` +
     `${fmtCount(r.served)} served in ${fmtCount(r.openMs)} ms${up}; heap used ${fmtKiBPer(perItem(r, 'heapUsed'))}, external ${fmtKiBPer(perItem(r, 'external'))} per item)` +
-    `${second}${warn}`
+    `${second}; memory trim pauses ${(r.trimPausesMs ?? []).map((p) => `${p} ms`).join(' / ')}${warn}`
   );
 }
 
@@ -754,8 +797,8 @@ export function renderWsH2(runs: readonly WsH2Run[], o: WsH2Options): string {
     `- A: ${caseMethod('h1-upgrade', o)}.`,
     `- B: ${caseMethod('h2-streams', o)}.`,
     `- C: ${caseMethod('h2-conns', o)}.`,
-    `- Each case on a fresh muxgate: ${WARMUP_ITEMS} items opened (one ${MESSAGE_SIZE}-byte echo or GET each) and closed, 1 s, VmRSS read; ` +
-      `the N items opened and left idle; VmRSS read after ${SETTLE_MS / 1000} s; (after − before) ÷ items served. ` +
+    `- Each case on a fresh muxgate: N items opened (one ${MESSAGE_SIZE}-byte echo or GET each) and closed (the warm-up), ${TRIM_READING}, VmRSS read; ` +
+      `the N items opened and left idle; VmRSS read ${TRIM_READING} again; (after − before) ÷ items served. ` +
       "The upstream connections muxgate opens for them are part of the difference. Heap used and external: the same difference of muxgate's " +
       '`process.memoryUsage()` (admin `/stats`, read right after each VmRSS), per item.',
     `- ${MARGINAL_METHOD} Heap used per item of the 2nd batch: the same difference of \`process.memoryUsage()\`. Both batches are closed after the second reading.`,
@@ -882,6 +925,7 @@ export function renderWsH2(runs: readonly WsH2Run[], o: WsH2Options): string {
         'upstream sessions / streams (/stats)',
         'client conns / tunnels (/stats)',
         'backend streams',
+        'memory trim pauses (warm-up / 1st / 2nd)',
         'notes',
       ],
       runs.map((r) => {
@@ -906,10 +950,11 @@ export function renderWsH2(runs: readonly WsH2Run[], o: WsH2Options): string {
             ? `${fmtCount(r.downstreamConnections)} / ${fmtCount(r.tunnels)} → ${fmtCount(r.downstreamConnections2)} / ${fmtCount(r.tunnels2)}`
             : `${fmtCount(r.downstreamConnections)} / ${fmtCount(r.tunnels)}`,
           pair(r.backendStreams, r.backendStreams2, two),
+          (r.trimPausesMs ?? []).map((p) => `${p} ms`).join(' / '),
           notes(r),
         ];
       }),
-      ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['r', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
     '</details>',

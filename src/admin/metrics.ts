@@ -235,6 +235,15 @@ const FAMILIES: readonly Family[] = [
       yield [{}, s.memory.rss];
     },
   },
+  {
+    name: 'muxgate_memory_trims_total',
+    help: 'Footprint-reducing GCs run once the process was idle after a burst (memory_trim).',
+    type: 'counter',
+    labelNames: [],
+    *samples(s) {
+      yield [{}, s.memory.trims];
+    },
+  },
 ];
 
 /** A histogram family: the data path keeps the bucket counts; they are read at scrape time like the rest. */

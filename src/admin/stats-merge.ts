@@ -77,6 +77,8 @@ export function mergeSnapshots(
       heap_total: sumMemory(parts, 'heap_total'),
       heap_used: sumMemory(parts, 'heap_used'),
       external: sumMemory(parts, 'external'),
+      trims: sumMemory(parts, 'trims'),
+      trim_last_pause_ms: Math.max(0, ...parts.map((p) => p.memory.trim_last_pause_ms)),
     },
     workers: parts.map((p) => p.pid),
     // How evenly the kernel spreads connections over SO_REUSEPORT workers.

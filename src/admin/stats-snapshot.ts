@@ -7,6 +7,7 @@ import type { TcpListener } from '../listener/tcp-listener.ts';
 import type { H2Pool } from '../pool/h2-pool.ts';
 import { type PoolCounters, poolCounters } from '../pool/upstream-pool.ts';
 import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
+import type { MemoryTrimCounters } from '../core/memory-trim.ts';
 
 /**
  * The stats snapshot: a plain JSON view of counters the data path keeps on its own objects. Building
@@ -15,8 +16,8 @@ import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 export interface StatsSnapshot {
   pid: number;
   uptime_s: number;
-  /** process.memoryUsage() in bytes: rss, heap_total, heap_used, external. */
-  memory: { rss: number; heap_total: number; heap_used: number; external: number };
+  /** process.memoryUsage() in bytes: rss, heap_total, heap_used, external; and the memory trims (runtime/memory-trim.ts). */
+  memory: MemorySnapshot;
   listeners: ListenerSnapshot[];
   clusters: ClusterSnapshot[];
   /**
@@ -26,6 +27,17 @@ export interface StatsSnapshot {
   ports: { exhausted: number; budgets: PortBudgetSnapshot[] };
   /** The access log's lines: written, lost (write errors, a destination that does not keep up), skipped (sampling). Null when off. */
   access_log: AccessLogSnapshot | null;
+}
+
+export interface MemorySnapshot {
+  rss: number;
+  heap_total: number;
+  heap_used: number;
+  external: number;
+  /** Footprint-reducing GCs run after bursts (summed over workers). */
+  trims: number;
+  /** The last trim's pause, ms (the largest over workers). */
+  trim_last_pause_ms: number;
 }
 
 export interface AccessLogSnapshot {
@@ -144,11 +156,12 @@ export function snapshotStats(
   clusters: readonly Cluster[],
   ports: PortAllocator,
   accessLog: AccessLog | null,
+  trims: MemoryTrimCounters,
 ): StatsSnapshot {
   return {
     pid: process.pid,
     uptime_s: Math.round((Date.now() - startedAt) / 1000),
-    memory: memory(),
+    memory: memory(trims),
     listeners: listeners.map((l) => {
       const s = l.ctx.stats;
       const a = l.address();
@@ -257,7 +270,14 @@ export function usedRatio(b: BudgetFigures): number {
   return b.size === 0 ? 0 : Math.round(((b.in_use + b.cooling) / b.size) * 1000) / 1000;
 }
 
-function memory(): StatsSnapshot['memory'] {
+function memory(trims: MemoryTrimCounters): MemorySnapshot {
   const m = process.memoryUsage();
-  return { rss: m.rss, heap_total: m.heapTotal, heap_used: m.heapUsed, external: m.external };
+  return {
+    rss: m.rss,
+    heap_total: m.heapTotal,
+    heap_used: m.heapUsed,
+    external: m.external,
+    trims: trims.trims,
+    trim_last_pause_ms: trims.last_pause_ms,
+  };
 }

@@ -333,6 +333,25 @@ const accessLog = map('an access_log map', {
     ),
 });
 
+const idleRatio = expected('a number > 0 and < 1');
+const memoryTrim = map('a memory_trim map', {
+  enabled: bool()
+    .default(true)
+    .describe(
+      'After a burst (thousands of connections opening at once), give the memory V8 grew for it back once the process is idle: one footprint-reducing GC.',
+    ),
+  idle_below: z
+    .number({ error: idleRatio })
+    .gt(0, { error: idleRatio })
+    .lt(1, { error: idleRatio })
+    .default(0.05)
+    .describe("The process counts as idle while its event loop's utilisation over the last second is below this."),
+  young_above: sizeBytes({ min: 1 })
+    .prefault('4MiB')
+    .describe("Trim only when V8's young generation has grown beyond this (a burst grew it; steady load does not)."),
+  min_interval: durationMs({ min: 1 }).prefault('5s').describe('At most one trim per this interval.'),
+});
+
 const admin = map('an admin map', {
   address: hostPort(true).prefault('127.0.0.1:9901').describe('Where the admin API listens.'),
   token: text('a bearer token')
@@ -356,6 +375,7 @@ export const configSchema = map('a map of settings', {
   access_log: accessLog.prefault({}).describe('One line per request.'),
   workers: workers.default(1).describe('Worker processes; "auto" = one per CPU.'),
   drain_timeout: durationMs().prefault('30s').describe('On shutdown, how long in-flight requests get to finish.'),
+  memory_trim: memoryTrim.prefault({}).describe('Giving memory back after bursts (src/core/memory-trim.ts).'),
   pid_file: text('a file path')
     .optional()
     .describe(

@@ -117,6 +117,7 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
     server.listeners = listeners;
     server.clusters = clusters;
     server.config = next;
+    server.memoryTrim.apply(next.memory_trim);
 
     // 3. retire
     for (const l of oldListeners) {

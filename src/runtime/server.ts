@@ -27,6 +27,7 @@ import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { CertStore } from '../tls/cert-store.ts';
 import { ConnectPolicy } from '../tunnel/connect-policy.ts';
 import { buildRoute } from './build-routes.ts';
+import { MemoryTrim } from '../core/memory-trim.ts';
 import { applyReload, pruneRetiredListeners, type ReloadSummary } from './reload.ts';
 
 export interface ServerOptions {
@@ -59,6 +60,8 @@ export class MuxgateServer {
   readonly ports: PortAllocator;
   /** The stores behind routes' rate_limit: and idempotency: (kept across reloads). */
   readonly stores: AdmissionStores;
+  /** Gives memory back after bursts (process-wide: one per process). */
+  readonly memoryTrim: MemoryTrim;
 
   constructor(config: Config, opts: ServerOptions = {}) {
     this.config = config;
@@ -74,6 +77,7 @@ export class MuxgateServer {
     if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
     this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
     this.stores = new AdmissionStores(this.log);
+    this.memoryTrim = new MemoryTrim(config.memory_trim, this.log);
     this.ports = new PortAllocator(this.log, () => ephemeralPortRange() ?? DEFAULT_EPHEMERAL_RANGE, opts.portSlice);
   }
 
@@ -106,6 +110,7 @@ export class MuxgateServer {
       this.listeners.push(listener);
       this.log.info({ listener: l.name, protocol: l.protocol, address: `${a.address}:${a.port}` }, 'listening');
     }
+    this.memoryTrim.apply(cfg.memory_trim);
   }
 
   /**
@@ -340,7 +345,13 @@ export class MuxgateServer {
 
   snapshot(): StatsSnapshot {
     pruneRetiredListeners(this);
-    return snapshotStats(this.listeners, [...this.clusters.values()], this.ports, this.accessLog);
+    return snapshotStats(
+      this.listeners,
+      [...this.clusters.values()],
+      this.ports,
+      this.accessLog,
+      this.memoryTrim.counters,
+    );
   }
 
   /**
@@ -361,6 +372,7 @@ export class MuxgateServer {
   }
 
   close(): void {
+    this.memoryTrim.stop();
     for (const l of [...this.listeners, ...this.retiredListeners]) l.destroyAll();
     void this.stores.close();
     for (const c of [...this.clusters.values(), ...this.retiredClusters]) c.close();

@@ -45,7 +45,7 @@ function snapshot(endpoints: string[]): StatsSnapshot {
   return {
     pid: 1,
     uptime_s: 5,
-    memory: { rss: 50_000_000, heap_total: 1, heap_used: 1, external: 1 },
+    memory: { rss: 50_000_000, heap_total: 1, heap_used: 1, external: 1, trims: 2, trim_last_pause_ms: 3 },
     listeners: [
       {
         name: 'web',
@@ -181,6 +181,7 @@ describe('MetricsExporter', () => {
       ['muxgate_access_log_lines_total{outcome="lost"}', 7],
       ['muxgate_access_log_lines_total{outcome="skipped"}', 30],
       ['muxgate_process_resident_memory_bytes', 50_000_000],
+      ['muxgate_memory_trims_total', 2],
       ['muxgate_request_duration_seconds_bucket{listener="web",le="0.0005"}', 1],
       ['muxgate_request_duration_seconds_bucket{listener="web",le="0.001"}', 1],
       ['muxgate_request_duration_seconds_bucket{listener="web",le="0.0025"}', 1],
