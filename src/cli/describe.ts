@@ -1,4 +1,9 @@
 import type { Config } from '../config/schema.ts';
+import { connectWarnings, type PortRange } from '../config/tunnels.ts';
+
+function portText(r: PortRange): string {
+  return r.first === r.last ? String(r.first) : `${r.first}-${r.last}`;
+}
 
 function hp(a: { host: string; port: number }): string {
   return a.host.includes(':') ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
@@ -7,6 +12,7 @@ function hp(a: { host: string; port: number }): string {
 /** `muxgate check` output: the resolved listeners, routes and clusters, with defaults filled in. */
 export function describeConfig(c: Config): string {
   const lines: string[] = ['config ok', ''];
+  const warnings: string[] = [];
   lines.push(`workers: ${c.workers}   drain_timeout: ${c.drain_timeout}ms   log_level: ${c.log_level}`);
   lines.push(`admin: ${c.admin === false ? 'off' : hp(c.admin.address)}`);
   lines.push(`access_log: ${c.access_log.enabled ? c.access_log.path : 'off'}`);
@@ -22,6 +28,13 @@ export function describeConfig(c: Config): string {
     lines.push(
       `  ${l.name}  ${hp(l.address)}  ${l.protocol}${tls}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
     );
+    if (l.connect !== undefined) {
+      const rules = l.connect.allow.map((r) => `${r.cidr ?? r.host} ${r.ports.map(portText).join(',')}`);
+      lines.push(
+        `    connect: ${rules.join('; ')}${l.connect.users ? ` users=${l.connect.users.length}` : ''}${l.connect.udp ? ' udp' : ''}`,
+      );
+      warnings.push(...connectWarnings(l.name, l.connect));
+    }
     l.routes.forEach((r, i) => {
       const m = r.match;
       const parts: string[] = [];
@@ -89,6 +102,7 @@ export function describeConfig(c: Config): string {
     }
     for (const e of cl.endpoints) lines.push(`    endpoint ${hp(e)} weight=${e.weight}`);
   }
+  if (warnings.length > 0) lines.push('', 'warnings:', ...warnings.map((w) => `  - ${w}`));
   return `${lines.join('\n')}\n`;
 }
 

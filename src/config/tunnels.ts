@@ -4,6 +4,7 @@
  * tunnel options (`upgrades`, `websocket`) next to their other keys in schema.ts.
  */
 import { z } from 'zod';
+import { coversSpecialRange } from '../core/special-addresses.ts';
 import { cidr, hostPort, isHost } from './addresses.ts';
 import { describeValue } from './config-error.ts';
 import { bool, exactlyOne, expected, list, map, oneOf, text } from './schema-builders.ts';
@@ -49,8 +50,9 @@ const user = map('a user map with user and password', {
 
 export const connectConfig = map('a connect map', {
   allow: list(allowRule, 'a list of allow rules (at least one)', 1).describe(
-    'What CONNECT may reach. Everything else is refused (403 connect_denied). Loopback, private, link-local ' +
-      'and other special addresses are refused even for an allowed name unless a cidr rule lists them.',
+    'What CONNECT may reach. Everything else is refused (403 connect_denied). Loopback, private, link-local, ' +
+      'CGNAT, multicast, documentation, reserved and unspecified addresses are reachable only through a cidr rule ' +
+      'that lies inside their range (127.0.0.1/32, 10.0.0.0/8), never through a name or a catch-all like 0.0.0.0/0.',
   ),
   users: list(user, 'a list of users', 1)
     .optional()
@@ -74,6 +76,22 @@ export const connectConfig = map('a connect map', {
 });
 
 export type ConnectConfig = z.output<typeof connectConfig>;
+
+/**
+ * What `muxgate check` and start warn about: cidr rules broader than a special range, which an
+ * operator may have meant to include it (they do not: see ConnectPolicy).
+ */
+export function connectWarnings(listener: string, c: ConnectConfig): string[] {
+  const out: string[] = [];
+  c.allow.forEach((r, i) => {
+    if (r.cidr === undefined || !coversSpecialRange(r.cidr)) return;
+    out.push(
+      `listener ${listener}: connect.allow[${i}] cidr ${r.cidr} is a catch-all: it reaches public addresses only; ` +
+        'loopback, private, link-local and other special ranges need a rule of their own inside them (e.g. 10.0.0.0/8)',
+    );
+  });
+  return out;
+}
 
 /** An HTTP listener's `connect`. */
 export const listenerConnect = connectConfig

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import type { UpstreamSpec } from '../cluster/endpoint.ts';
 import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
 import type { ClusterConfig, Config, HttpListenerConfig, ListenerConfig, TcpListenerConfig } from '../config/schema.ts';
+import { type ConnectConfig, connectWarnings } from '../config/tunnels.ts';
 import { CidrSet } from '../core/cidr.ts';
 import { AccessLog } from '../core/access-log.ts';
 import { LogFile } from '../core/log-file.ts';
@@ -296,7 +297,7 @@ export class MuxgateServer {
         accessLog: this.accessLog,
         log: this.log,
         stats: this.statsFor(l.name),
-        connect: l.connect === undefined ? null : new ConnectPolicy(l.connect),
+        connect: l.connect === undefined ? null : this.connectPolicy(l.name, l.connect),
         draining: false,
         directIo: cfg.direct_io,
       },
@@ -333,6 +334,12 @@ export class MuxgateServer {
       },
       l.max_connections,
     );
+  }
+
+  /** A listener's CONNECT policy; rules that look broader than they are get a warning at start and reload. */
+  private connectPolicy(listener: string, c: ConnectConfig): ConnectPolicy {
+    for (const w of connectWarnings(listener, c)) this.log.warn({ code: 'connect_catch_all' }, w);
+    return new ConnectPolicy(c);
   }
 
   /** The bound address of a listener (useful with port 0). */

@@ -3,34 +3,10 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { CidrSet, unmapIPv4 } from '../core/cidr.ts';
+import { insideSpecialRange, isSpecialAddress } from '../core/special-addresses.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { ConnectConfig, PortRange } from '../config/tunnels.ts';
 import type { Fields } from './tunnel-downstream.ts';
-
-/**
- * Addresses a forward proxy must not reach just because a name pointed there: loopback, private
- * (RFC 1918, ULA), shared (CGNAT), link-local (cloud metadata lives at 169.254.169.254), multicast,
- * reserved and unspecified ranges. A `cidr` rule that lists one opts it back in.
- */
-const SPECIAL = new CidrSet([
-  '0.0.0.0/8',
-  '10.0.0.0/8',
-  '100.64.0.0/10',
-  '127.0.0.0/8',
-  '169.254.0.0/16',
-  '172.16.0.0/12',
-  '192.0.0.0/24',
-  '192.168.0.0/16',
-  '198.18.0.0/15',
-  '224.0.0.0/4',
-  '240.0.0.0/4',
-  '::/128',
-  '::1/128',
-  '64:ff9b::/96',
-  'fc00::/7',
-  'fe80::/10',
-  'ff00::/8',
-]);
 
 interface HostRule {
   exact: string | null;
@@ -42,6 +18,8 @@ interface HostRule {
 interface CidrRule {
   set: CidrSet;
   ports: readonly PortRange[];
+  /** The rule lies inside a special range: it may reach addresses there. */
+  special: boolean;
 }
 
 export interface ResolvedTarget {
@@ -52,7 +30,8 @@ export interface ResolvedTarget {
 /**
  * What a listener's CONNECT / CONNECT-UDP may reach (`connect:` in the config). Deny by default: a
  * target passes only if a rule allows its port and either names it (`host`, then its resolved
- * address must not be special) or contains its resolved address (`cidr`). Names are resolved once,
+ * address must not be special) or contains its resolved address (`cidr`; a special address only
+ * through a rule that lies inside its special range). Names are resolved once,
  * here; the address that passed is the one dialled, so a DNS answer cannot change between check and
  * connect.
  */
@@ -75,8 +54,9 @@ export class ConnectPolicy {
     this.udpIdleTimeoutMs = cfg.udp_idle_timeout;
     this.maxCapsuleBytes = cfg.max_capsule_bytes;
     for (const r of cfg.allow) {
-      if (r.cidr !== undefined) this.cidrRules.push({ set: new CidrSet([r.cidr]), ports: r.ports });
-      else if (r.host !== undefined) {
+      if (r.cidr !== undefined) {
+        this.cidrRules.push({ set: new CidrSet([r.cidr]), ports: r.ports, special: insideSpecialRange(r.cidr) });
+      } else if (r.host !== undefined) {
         const wild = r.host.startsWith('*.');
         this.hostRules.push({ exact: wild ? null : r.host, suffix: wild ? r.host.slice(1) : null, ports: r.ports });
       }
@@ -122,8 +102,11 @@ export class ConnectPolicy {
       }
     }
     for (const a of addresses) {
-      if (this.cidrRules.some((r) => r.set.has(a.address) && portIn(r.ports, port))) return a;
-      if (named && !SPECIAL.has(a.address)) return a;
+      const special = isSpecialAddress(a.address);
+      if (this.cidrRules.some((r) => r.set.has(a.address) && portIn(r.ports, port) && (r.special || !special))) {
+        return a;
+      }
+      if (named && !special) return a;
     }
     return 'connect_denied';
   }

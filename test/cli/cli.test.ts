@@ -105,6 +105,27 @@ clusters:
     assert.match(r.stdout, /health_check: http \/healthz http2 expect=200-399 every 5000ms/);
   });
 
+  test('check prints a listener\'s connect rules and warns about catch-all ones', async () => {
+    const text = `listeners:
+  - name: fwd
+    address: 127.0.0.1:0
+    routes: []
+    connect:
+      allow:
+        - { cidr: 0.0.0.0/0, ports: [443] }
+        - { cidr: "::/0", ports: [443] }
+        - { cidr: 10.0.0.0/8, ports: [8000-8100] }
+        - { host: "*.example.com", ports: [443] }
+clusters: {}
+`;
+    const r = await muxgate(['check', '-c', writeConfig('forward.yaml', text)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /connect: 0\.0\.0\.0\/0 443; ::\/0 443; 10\.0\.0\.0\/8 8000-8100; \*\.example\.com 443/);
+    assert.match(r.stdout, /warnings:\n {2}- listener fwd: connect\.allow\[0\] cidr 0\.0\.0\.0\/0 is a catch-all/);
+    assert.match(r.stdout, /connect\.allow\[1\] cidr ::\/0 is a catch-all/);
+    assert.doesNotMatch(r.stdout, /allow\[2\]|allow\[3\]/, 'a rule inside a private range and a host rule are not catch-alls');
+  });
+
   test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {
     const text = validConfig('127.0.0.1:1').replace(
       'endpoints: ["127.0.0.1:1"]',

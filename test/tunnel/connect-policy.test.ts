@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { connectConfig } from '../../src/config/tunnels.ts';
+import { coversSpecialRange, insideSpecialRange } from '../../src/core/special-addresses.ts';
 import { ConnectPolicy, splitAuthority } from '../../src/tunnel/connect-policy.ts';
 
 function policy(cfg: Record<string, unknown>): ConnectPolicy {
@@ -85,6 +86,76 @@ describe('ConnectPolicy targets', () => {
     assert.equal(await p.resolve('fe80::1', 80), 'connect_denied');
   });
 
+  it('a catch-all rule ("anywhere on 443") reaches public addresses, never special ones', async () => {
+    const p = policy({
+      allow: [
+        { cidr: '0.0.0.0/0', ports: [443] },
+        { cidr: '::/0', ports: [443] },
+      ],
+    });
+    // The operator's report: all of these got 200 and reached loopback.
+    for (const target of [
+      '127.0.0.1',
+      '::ffff:127.0.0.1',
+      'localhost',
+      '0.0.0.0',
+      '::1',
+      '::',
+      '169.254.169.254',
+      '10.0.0.1',
+      '172.16.0.1',
+      '192.168.1.1',
+      '100.64.0.1',
+      '224.0.0.1',
+      '255.255.255.255',
+      '192.0.2.1',
+      'fe80::1',
+      'fd00::1',
+      'ff02::1',
+      '64:ff9b::7f00:1',
+      '2002:7f00:1::1',
+      '2001:db8::1',
+      '::127.0.0.1',
+    ]) {
+      assert.equal(await p.resolve(target, 443), 'connect_denied', target);
+    }
+    assert.deepEqual(await p.resolve('93.184.216.34', 443), { address: '93.184.216.34', family: 4 });
+    assert.deepEqual(await p.resolve('2606:4700:4700::1111', 443), { address: '2606:4700:4700::1111', family: 6 });
+    assert.equal(await p.resolve('93.184.216.34', 80), 'connect_denied');
+  });
+
+  it('a rule partly over a special range reaches only its public part', async () => {
+    const p = policy({
+      allow: [
+        { cidr: '100.0.0.0/8', ports: [443] },
+        { cidr: '8.0.0.0/6', ports: [443] },
+      ],
+    });
+    assert.equal(await p.resolve('100.64.0.1', 443), 'connect_denied', 'CGNAT inside 100/8');
+    assert.deepEqual(await p.resolve('100.1.2.3', 443), { address: '100.1.2.3', family: 4 });
+    assert.equal(await p.resolve('10.1.1.1', 443), 'connect_denied', '10/8 inside 8/6');
+    assert.deepEqual(await p.resolve('9.9.9.9', 443), { address: '9.9.9.9', family: 4 });
+    // A rule inside the special range reaches exactly that much of it.
+    const one = policy({ allow: [{ cidr: '127.0.0.1/32', ports: [443] }] });
+    assert.deepEqual(await one.resolve('127.0.0.1', 443), { address: '127.0.0.1', family: 4 });
+    assert.equal(await one.resolve('127.0.0.2', 443), 'connect_denied');
+  });
+
+  it('knows which rules lie inside, and which cover, a special range', () => {
+    for (const c of ['127.0.0.1/32', '127.0.0.0/8', '10.1.0.0/16', '169.254.169.254', '::1', 'fd00::/8', 'fe80::/64']) {
+      assert.equal(insideSpecialRange(c), true, c);
+      assert.equal(coversSpecialRange(c), false, c);
+    }
+    for (const c of ['0.0.0.0/0', '::/0', '100.0.0.0/8', '8.0.0.0/6', '192.0.0.0/8', 'fc00::/6', '2000::/3']) {
+      assert.equal(insideSpecialRange(c), false, c);
+      assert.equal(coversSpecialRange(c), true, c);
+    }
+    for (const c of ['93.184.216.0/24', '8.8.8.8', '2606:4700::/32']) {
+      assert.equal(insideSpecialRange(c), false, c);
+      assert.equal(coversSpecialRange(c), false, c);
+    }
+  });
+
   it('a cidr rule only opens the ports it lists, even for a named target', async () => {
     const p = policy({
       allow: [
@@ -101,8 +172,8 @@ describe('ConnectPolicy targets', () => {
     assert.deepEqual(await p.resolve('93.184.216.34', 443), { address: '93.184.216.34', family: 4 });
     assert.equal(await p.resolve('93.184.216.34', 80), 'connect_denied');
     assert.equal(await p.resolve('93.184.216.35', 443), 'connect_denied');
-    const v6 = policy({ allow: [{ host: '2001:db8::1', ports: [443] }] });
-    assert.deepEqual(await v6.resolve('2001:db8::1', 443), { address: '2001:db8::1', family: 6 });
+    const v6 = policy({ allow: [{ host: '2606:4700:4700::1111', ports: [443] }] });
+    assert.deepEqual(await v6.resolve('2606:4700:4700::1111', 443), { address: '2606:4700:4700::1111', family: 6 });
   });
 
   it('refuses a name no rule lists without resolving it', async () => {

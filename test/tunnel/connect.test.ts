@@ -127,6 +127,38 @@ describe('CONNECT over HTTP/1.1', () => {
     assert.equal(echo.accepts, 1);
   });
 
+  it('a catch-all rule ("anywhere on this port") does not reach loopback by any spelling', async (t) => {
+    const echo = await echoServer(t);
+    const p = await startForwardProxy(t, {
+      connect: {
+        allow: [
+          { cidr: '0.0.0.0/0', ports: [echo.port] },
+          { cidr: '::/0', ports: [echo.port] },
+        ],
+      },
+    });
+    for (const target of [
+      `127.0.0.1:${echo.port}`,
+      `[::ffff:127.0.0.1]:${echo.port}`,
+      `localhost:${echo.port}`,
+      `0.0.0.0:${echo.port}`,
+      `[::1]:${echo.port}`,
+      `127.1.2.3:${echo.port}`,
+    ]) {
+      const c = await rawConnect(t, p.port, target);
+      const res = await c.readResponse();
+      assert.equal(res.status, 403, target);
+      assert.equal(field(res, 'muxgate-error'), 'connect_denied', target);
+    }
+    assert.equal(echo.accepts, 0, 'nothing reached the loopback echo server');
+    // The rule an operator writes for loopback does reach it.
+    const inside = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [echo.port] }] } });
+    const ok = await rawConnect(t, inside.port, `127.0.0.1:${echo.port}`);
+    assert.match(await tunnelHead(ok), /^HTTP\/1\.1 200 /);
+    await waitUntil(() => echo.accepts === 1, 'echo.accepts === 1');
+    ok.destroy();
+  });
+
   it('tunnels curl --proxytunnel to an HTTP backend and logs the tunnel', async (t) => {
     const b = await httpBackend(t);
     const p = await startForwardProxy(t, { connect: { allow: [{ cidr: '127.0.0.1/32', ports: [b.port] }] } });
