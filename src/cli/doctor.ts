@@ -1,5 +1,6 @@
 import { isIP } from 'node:net';
 import { availableParallelism } from 'node:os';
+import { tcpListenerClusters } from '../config/edge.ts';
 import type { ClusterConfig, Config } from '../config/schema.ts';
 import {
   DEFAULT_EPHEMERAL_RANGE,
@@ -124,7 +125,7 @@ function usesOf(config: Config): Map<string, ClusterUse> {
     uses.set(name, had === undefined || had === use ? use : 'both');
   };
   for (const l of config.listeners) {
-    if (l.protocol === 'tcp') add(l.cluster, 'tcp');
+    if (l.protocol === 'tcp') for (const c of tcpListenerClusters(l)) add(c, 'tcp');
     else for (const r of l.routes) add(r.cluster, 'http1');
   }
   return uses;

@@ -39,6 +39,8 @@ export interface ClusterOptions {
   breakers?: { maxRequests: number; maxPending: number; maxRetries: number; maxConnections?: number } | undefined;
   /** Active health checks of the endpoints (`health_check:`); none when undefined. */
   healthCheck?: HealthCheckConfig | undefined;
+  /** L4 tunnels to the endpoints start with a PROXY header of this version (the client's address). */
+  sendProxyProtocol?: 'v1' | 'v2' | undefined;
   /** Name -> addresses; defaults to the system resolver (getaddrinfo). Injectable for tests. */
   resolve?: (host: string) => Promise<string[]>;
 }

@@ -13,6 +13,26 @@ import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, when
 import { clusterWebsocket, listenerConnect, routesOrConnect, tcpTunnelKeys, tunnelGoesWithTarget } from './tunnels.ts';
 import { durationMs, sizeBytes } from './units.ts';
 import { route } from './routes.ts';
+import { proxyProtocolIn, sendProxyProtocol, sniKeys } from './edge.ts';
+
+function clusterOrSniRoutes(
+  l: { cluster?: unknown; sni_routes?: unknown; tunnel?: unknown; proxy_protocol?: unknown },
+  ctx: z.RefinementCtx,
+): void {
+  if (l.cluster === undefined && l.sni_routes === undefined) {
+    ctx.addIssue({ code: 'custom', path: ['cluster'], message: 'expected a cluster name (or sni_routes)' });
+  }
+  if (l.sni_routes !== undefined && l.tunnel !== undefined) {
+    ctx.addIssue({ code: 'custom', path: ['sni_routes'], message: 'sni_routes cannot be combined with tunnel h2' });
+  }
+  if (l.proxy_protocol !== undefined && l.tunnel !== undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      path: ['proxy_protocol'],
+      message: 'proxy_protocol on a tunnel h2 listener is not supported yet',
+    });
+  }
+}
 
 export { type HostPort, parseHostPort };
 
@@ -54,7 +74,11 @@ const tcpListener = map('a tcp listener map', {
   name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),
   address: hostPort(true).describe('"host:port" or "[v6]:port" to listen on; port 0 picks a free port.'),
   protocol: z.literal('tcp').describe('tcp: every accepted connection is piped to an endpoint of `cluster`.'),
-  cluster: text('a cluster name').describe('The cluster whose endpoints take the connections.'),
+  cluster: text('a cluster name')
+    .optional()
+    .describe('The cluster whose endpoints take the connections (with sni_routes: those no route matches).'),
+  ...sniKeys,
+  proxy_protocol: proxyProtocolIn.optional().describe('Accept a PROXY header (v1 or v2) from these peers first.'),
   idle_timeout: durationMs({ min: 1 })
     .prefault('1h')
     .describe('Close a connection (both sides) when no byte moved either way for this long.'),
@@ -65,7 +89,9 @@ const tcpListener = map('a tcp listener map', {
     .default(3)
     .describe('Endpoints tried (each once) when a connect fails or times out, before the client is closed.'),
   ...tcpTunnelKeys,
-}).superRefine(tunnelGoesWithTarget, whenMap);
+})
+  .superRefine(tunnelGoesWithTarget, whenMap)
+  .superRefine(clusterOrSniRoutes, whenMap);
 
 const LISTENER_PROTOCOLS = [...HTTP_LISTENER_PROTOCOLS, 'tcp'] as const;
 
@@ -256,6 +282,7 @@ const cluster = map('a cluster map', {
     .describe(
       "How long a port that failed to bind or connect (EADDRINUSE / EADDRNOTAVAIL, e.g. TIME_WAIT) is left alone; default: the kernel's tcp_fin_timeout.",
     ),
+  send_proxy_protocol: sendProxyProtocol,
   budget_warn_ratio: z
     .number({ error: expected('a number > 0 and <= 1') })
     .gt(0, { error: expected('a number > 0 and <= 1') })
@@ -492,6 +519,15 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
         });
       }
     }
+    const sniRoutes = l.protocol === 'tcp' && Array.isArray(l.sni_routes) ? l.sni_routes : [];
+    sniRoutes.forEach((r: unknown, j) => {
+      if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;
+      ctx.addIssue({
+        code: 'custom',
+        path: ['listeners', i, 'sni_routes', j, 'cluster'],
+        message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
+      });
+    });
     const routes = Array.isArray(l.routes) ? l.routes : [];
     routes.forEach((r: unknown, j) => {
       if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;

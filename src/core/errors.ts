@@ -132,6 +132,38 @@ export const ERRORS = {
   internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
   shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
   too_many_connections: { status: 503, source: 'internal', text: 'The listener has max_connections open' },
+  // The L4 edge (a connection closed before any upstream work; no response can be sent).
+  proxy_protocol_untrusted: {
+    status: 400,
+    source: 'downstream',
+    text: 'A PROXY header is expected, but the peer is not in proxy_protocol.trusted',
+  },
+  proxy_protocol_missing: {
+    status: 400,
+    source: 'downstream',
+    text: 'The connection does not start with a PROXY header',
+  },
+  proxy_protocol_malformed: { status: 400, source: 'downstream', text: 'Malformed PROXY header' },
+  proxy_protocol_too_large: { status: 400, source: 'downstream', text: 'PROXY v2 header larger than allowed' },
+  proxy_protocol_timeout: {
+    status: 408,
+    source: 'downstream',
+    text: 'No complete PROXY header within proxy_protocol.timeout',
+  },
+  tls_not_tls: { status: 400, source: 'downstream', text: 'Not a TLS connection (sni_routes)' },
+  client_hello_malformed: { status: 400, source: 'downstream', text: 'Malformed TLS ClientHello' },
+  client_hello_too_large: {
+    status: 400,
+    source: 'downstream',
+    text: 'TLS ClientHello larger than max_client_hello_bytes',
+  },
+  sni_invalid: { status: 400, source: 'downstream', text: 'The ClientHello server name is not a DNS host name' },
+  sni_timeout: { status: 408, source: 'downstream', text: 'No complete ClientHello within sni_timeout' },
+  sni_no_route: {
+    status: 421,
+    source: 'downstream',
+    text: 'No sni route for this server name and ALPN, and no default cluster',
+  },
 } as const satisfies Record<string, ErrorInfo>;
 
 export type ErrorCode = keyof typeof ERRORS;

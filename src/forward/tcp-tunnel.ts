@@ -1,6 +1,10 @@
 import { performance } from 'node:perf_hooks';
-import type { Socket } from 'node:net';
-import { unmapIPv4 } from '../core/cidr.ts';
+import { isIP, type Socket } from 'node:net';
+import {
+  encodeProxyHeaderV1,
+  encodeProxyHeaderV1Unknown,
+  encodeProxyHeaderV2,
+} from '../proxy-protocol/proxy-header.ts';
 import { type ErrorCode, retryWhen } from '../core/errors.ts';
 import { resetSocket } from '../core/reset-socket.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
@@ -20,7 +24,8 @@ export interface ListenerTunnel extends Member {
 
 export interface TcpListenerContext {
   name: string;
-  cluster: Cluster;
+  /** Where connections go (with sni_routes: those no route matches); null: sni routes only. */
+  cluster: Cluster | null;
   idleTimeoutMs: number;
   connectTimeoutMs: number;
   connectAttempts: number;
@@ -30,6 +35,21 @@ export interface TcpListenerContext {
   draining: boolean;
   /** `tunnel: h2`: each connection becomes a CONNECT stream to the cluster for this authority; null = plain L4. */
   tunnel: { authority: string } | null;
+}
+
+/** Where one connection goes and who it is from, once its preamble (PROXY header, ClientHello) is read. */
+export interface TcpOpening {
+  cluster: Cluster;
+  /** The client: from the PROXY header when the listener accepts one, else the peer. */
+  client: string;
+  clientPort: number;
+  /** Where the client connected to (the PROXY header's destination, else our address). */
+  destination: string;
+  destinationPort: number;
+  /** Bytes already read from the client (a ClientHello read for routing): sent upstream first. */
+  first: Buffer | null;
+  /** The ClientHello's server name, for the access log. */
+  sni: string | null;
 }
 
 const CONNECTING = 0;
@@ -54,6 +74,8 @@ export class TcpTunnel implements Expirable, DialHandler {
   private readonly tunnels: MemberList<TcpTunnel>;
   memberSlot = -1;
   private readonly client: string;
+  private readonly opening: TcpOpening;
+  private readonly cluster: Cluster;
   private up: Socket | null = null;
   private dial: Dial | null = null;
   private endpoint: Endpoint | null = null;
@@ -73,16 +95,18 @@ export class TcpTunnel implements Expirable, DialHandler {
   private downClosed = false;
   private upClosed = false;
 
-  constructor(down: Socket, ctx: TcpListenerContext, tunnels: MemberList<TcpTunnel>) {
+  constructor(down: Socket, ctx: TcpListenerContext, tunnels: MemberList<TcpTunnel>, opening: TcpOpening) {
     this.down = down;
     this.ctx = ctx;
     this.tunnels = tunnels;
     tunnels.add(this);
-    this.client = unmapIPv4(down.remoteAddress ?? '');
+    this.opening = opening;
+    this.cluster = opening.cluster;
+    this.client = opening.client;
     ctx.stats.connectionsOpen++;
     ctx.stats.connectionsTotal++;
     ctx.stats.requests++;
-    this.deadline = Math.ceil(this.startedAt + ctx.connectTimeoutMs);
+    this.deadline = Math.ceil(this.startedAt + this.connectTimeoutMs);
     sweeper.add(this);
     down.setNoDelay(true);
     down.on('error', (err: NodeJS.ErrnoException) => this.noteError('downstream_closed', err.code));
@@ -92,8 +116,12 @@ export class TcpTunnel implements Expirable, DialHandler {
 
   // --- connecting ---
 
+  private get connectTimeoutMs(): number {
+    return this.cluster.opts.pool.connectTimeoutMs;
+  }
+
   private connect(): void {
-    const cluster = this.ctx.cluster;
+    const cluster = this.cluster;
     const key = cluster.opts.hashKey?.sourceIp === true ? this.client : undefined;
     // Round robin and least connections move on by themselves; a hash keeps answering the same
     // endpoint, so after a failure walk the cluster for one not tried yet.
@@ -113,7 +141,7 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.tried.push(ep);
     ep.active++;
     ep.requests++;
-    this.deadline = deadlineIn(this.ctx.connectTimeoutMs);
+    this.deadline = deadlineIn(this.connectTimeoutMs);
     this.dial = cluster.dialer.dial(
       ep.address,
       ep.port,
@@ -135,6 +163,15 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.lastActive = performance.now();
     this.deadline = Math.ceil(this.lastActive + this.ctx.idleTimeoutMs);
     const down = this.down;
+    // What the upstream reads first: the PROXY header (the client's address), then the bytes read
+    // from the client to route it (a ClientHello), then the rest of the stream.
+    const pp = this.cluster.opts.sendProxyProtocol;
+    if (pp !== undefined) up.write(this.proxyHeader(pp));
+    const first = this.opening.first;
+    if (first !== null && first.length > 0) {
+      this.bytesIn += first.length;
+      up.write(first);
+    }
     up.on('data', (chunk: Buffer) => {
       this.bytesOut += chunk.length;
       this.lastActive = performance.now();
@@ -168,12 +205,24 @@ export class TcpTunnel implements Expirable, DialHandler {
     if (
       retryWhen(code) === 'unsent' &&
       this.tried.length < this.ctx.connectAttempts &&
-      this.tried.length < this.ctx.cluster.endpoints.length
+      this.tried.length < this.cluster.endpoints.length
     ) {
       this.connect();
       return;
     }
     this.fail(code, detail);
+  }
+
+  private proxyHeader(version: 'v1' | 'v2'): Buffer {
+    const o = this.opening;
+    const src = { address: o.client, port: o.clientPort };
+    const dst = { address: o.destination, port: o.destinationPort };
+    if (isIP(src.address) === 0 || isIP(dst.address) === 0) {
+      return version === 'v1' ? encodeProxyHeaderV1Unknown() : encodeProxyHeaderV2({ command: 'local' });
+    }
+    return version === 'v1'
+      ? encodeProxyHeaderV1(src, dst)
+      : encodeProxyHeaderV2({ command: 'proxy', source: src, destination: dst });
   }
 
   // --- closing ---
@@ -237,7 +286,7 @@ export class TcpTunnel implements Expirable, DialHandler {
   private fail(code: ErrorCode, detail: string): void {
     this.error = code;
     this.errorDetail = detail;
-    this.ctx.cluster.recordError(code);
+    this.cluster.recordError(code);
     // Nothing was read from the client; closing tells it the service is not there.
     this.down.destroy();
     this.finish();
@@ -276,6 +325,7 @@ export class TcpTunnel implements Expirable, DialHandler {
       client: this.client,
       upstream: ep?.key ?? null,
       source: this.source,
+      ...(this.opening.sni === null ? {} : { sni: this.opening.sni }),
       bytes_in: this.bytesIn,
       bytes_out: this.bytesOut,
       duration_ms: Math.round(performance.now() - this.startedAt),

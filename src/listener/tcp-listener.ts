@@ -5,6 +5,18 @@ import { H2TcpTunnel } from '../tunnel/h2-tcp-tunnel.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
 import type { ListenerTunnel, TcpListenerContext } from '../forward/tcp-tunnel.ts';
 import { MemberList } from '../core/member-list.ts';
+import { unmapIPv4 } from '../core/cidr.ts';
+import type { ErrorCode } from '../core/errors.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import type { TcpOpening } from '../forward/tcp-tunnel.ts';
+import { type Preamble, type PreambleOptions, PreambleReader } from './l4-preamble.ts';
+import type { SniRouter } from './sni-router.ts';
+
+/** What a tcp listener reads before it picks a cluster: a PROXY header, a ClientHello to route by. */
+export interface TcpEdge {
+  preamble: PreambleOptions | null;
+  sni: SniRouter<Cluster> | null;
+}
 
 /** Everything a TCP tunnel needs from its listener, resolved once at start. */
 
@@ -21,21 +33,99 @@ export class TcpListener {
   /** Connections closed at accept because max_connections were open. */
   rejected = 0;
 
-  constructor(ctx: TcpListenerContext, maxConnections: number) {
+  /** Connections still reading their preamble (bounded by its timeouts). */
+  private readonly pending = new Set<net.Socket>();
+  edge: TcpEdge;
+
+  constructor(ctx: TcpListenerContext, maxConnections: number, edge: TcpEdge = { preamble: null, sni: null }) {
     this.ctx = ctx;
+    this.edge = edge;
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
       if (this.ctx.draining) {
         socket.destroy();
         return;
       }
       if (this.ctx.tunnel !== null) new H2TcpTunnel(socket, this.ctx, this.tunnels);
-      else new TcpTunnel(socket, this.ctx, this.tunnels as MemberList<TcpTunnel>);
+      else if (this.edge.preamble !== null) this.readPreamble(socket, this.edge.preamble);
+      else this.open(socket, this.direct(socket));
     });
     if (maxConnections > 0) this.server.maxConnections = maxConnections;
     this.server.on('drop', () => {
       this.rejected++;
       this.ctx.stats.recordError('too_many_connections');
     });
+  }
+
+  private direct(socket: net.Socket): TcpOpening | null {
+    const cluster = this.ctx.cluster;
+    if (cluster === null) return null;
+    return {
+      cluster,
+      client: unmapIPv4(socket.remoteAddress ?? ''),
+      clientPort: socket.remotePort ?? 0,
+      destination: unmapIPv4(socket.localAddress ?? ''),
+      destinationPort: socket.localPort ?? 0,
+      first: null,
+      sni: null,
+    };
+  }
+
+  private open(socket: net.Socket, opening: TcpOpening | null): void {
+    if (opening === null) this.refuse(socket, 'sni_no_route', '', unmapIPv4(socket.remoteAddress ?? ''));
+    else new TcpTunnel(socket, this.ctx, this.tunnels as MemberList<TcpTunnel>, opening);
+  }
+
+  private readPreamble(socket: net.Socket, opts: PreambleOptions): void {
+    this.pending.add(socket);
+    // A reset or error while the preamble is read: the reader's own 'end' does not fire for those.
+    const onClose = (): void => {
+      this.pending.delete(socket);
+    };
+    socket.on('close', onClose);
+    socket.on('error', () => socket.destroy());
+    new PreambleReader(
+      socket,
+      opts,
+      (p) => {
+        this.pending.delete(socket);
+        socket.off('close', onClose);
+        if (this.ctx.draining || socket.destroyed) {
+          socket.destroy();
+          return;
+        }
+        this.open(socket, this.routed(p));
+      },
+      (code, detail) => {
+        this.pending.delete(socket);
+        socket.off('close', onClose);
+        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
+      },
+    );
+  }
+
+  private routed(p: Preamble): TcpOpening | null {
+    const sni = this.edge.sni;
+    const cluster = sni === null ? this.ctx.cluster : sni.pick(p.hello?.serverName ?? null, p.hello?.alpn ?? []);
+    if (cluster === null) return null;
+    return {
+      cluster,
+      client: p.client,
+      clientPort: p.clientPort,
+      destination: p.destination,
+      destinationPort: p.destinationPort,
+      first: p.rest.length > 0 ? p.rest : null,
+      sni: p.hello?.serverName ?? null,
+    };
+  }
+
+  /** Closes a connection that never became a tunnel (its preamble failed, or no route): counted and logged. */
+  private refuse(socket: net.Socket, code: ErrorCode, detail: string, client: string): void {
+    socket.destroy();
+    const stats = this.ctx.stats;
+    stats.connectionsTotal++;
+    stats.recordError(code);
+    this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
+    this.ctx.log.debug({ listener: this.ctx.name, client, code, detail }, 'connection closed before routing');
   }
 
   get name(): string {
@@ -55,7 +145,7 @@ export class TcpListener {
   }
 
   get connections(): number {
-    return this.tunnels.size;
+    return this.tunnels.size + this.pending.size;
   }
 
   /** Stop accepting; open tunnels carry on until they end or the drain timeout cuts them. */
@@ -66,6 +156,7 @@ export class TcpListener {
 
   destroyAll(): void {
     this.server.close();
+    for (const s of this.pending) s.destroy();
     for (const t of this.tunnels.snapshot()) t.destroy('shutting_down');
   }
 }

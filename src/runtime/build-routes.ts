@@ -1,5 +1,9 @@
 import type { Cluster } from '../cluster/cluster.ts';
-import type { ClusterConfig, RouteConfig } from '../config/schema.ts';
+import { CidrSet } from '../core/cidr.ts';
+import type { PreambleOptions } from '../listener/l4-preamble.ts';
+import { SniRouter } from '../listener/sni-router.ts';
+import type { TcpEdge } from '../listener/tcp-listener.ts';
+import type { ClusterConfig, RouteConfig, TcpListenerConfig } from '../config/schema.ts';
 import type { AdmissionStores } from '../admission/admission-stores.ts';
 import { RouteIdempotency } from '../admission/route-idempotency.ts';
 import { RouteRateLimit } from '../admission/route-rate-limit.ts';
@@ -73,4 +77,32 @@ export function buildRoute(
             }),
           ),
   };
+}
+
+export function clusterNamed(listener: string, name: string, clusters: ReadonlyMap<string, Cluster>): Cluster {
+  const c = clusters.get(name);
+  if (c === undefined) throw new Error(`listener ${listener}: unknown cluster ${name}`);
+  return c;
+}
+
+/** A tcp listener's preamble (PROXY header, ClientHello) and sni routes; rebuilt on reload with the clusters. */
+export function tcpEdge(l: TcpListenerConfig, clusters: ReadonlyMap<string, Cluster>): TcpEdge {
+  const pp = l.proxy_protocol;
+  const routes = l.sni_routes;
+  const sni =
+    routes === undefined
+      ? null
+      : new SniRouter<Cluster>(
+          routes,
+          (name) => clusterNamed(l.name, name, clusters),
+          l.cluster === undefined ? null : clusterNamed(l.name, l.cluster, clusters),
+        );
+  const preamble: PreambleOptions | null =
+    pp === undefined && routes === undefined
+      ? null
+      : {
+          proxyProtocol: pp === undefined ? null : { trusted: new CidrSet(pp.trusted), timeoutMs: pp.timeout },
+          sni: routes === undefined ? null : { timeoutMs: l.sni_timeout, maxBytes: l.max_client_hello_bytes },
+        };
+  return { preamble, sni };
 }

@@ -1,6 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ClusterConfig, Config, ListenerConfig } from '../config/schema.ts';
 import type { Listener, MuxgateServer } from './server.ts';
+import { tcpEdge } from './build-routes.ts';
 
 /** What a reload changed, by name; also what the admin API and `muxgate reload` print. */
 export interface ReloadSummary {
@@ -107,7 +108,10 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
       if (bound.includes(l)) continue;
       const cfg = next.listeners.find((x) => x.name === l.ctx.name)!;
       if (l.protocol === 'tcp') {
-        if (cfg.protocol === 'tcp') l.ctx.cluster = clusters.get(cfg.cluster)!;
+        if (cfg.protocol === 'tcp') {
+          l.ctx.cluster = cfg.cluster === undefined ? null : clusters.get(cfg.cluster)!;
+          l.edge = tcpEdge(cfg, clusters);
+        }
       } else if (cfg.protocol !== 'tcp') {
         l.ctx.router = server.router(cfg, next, clusters);
       }
@@ -161,8 +165,10 @@ function listenerKey(l: ListenerConfig, cfg: Config): string {
     return JSON.stringify({
       ...l,
       cluster: undefined,
+      sni_routes: undefined,
+      proxy_protocol: undefined,
       // Read from the cluster when the listener is built.
-      connect_timeout: cfg.clusters[l.cluster]?.pool.connect_timeout,
+      connect_timeout: cfg.clusters[l.cluster ?? '']?.pool.connect_timeout,
     });
   }
   return JSON.stringify({

@@ -27,7 +27,7 @@ import {
 import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { CertStore } from '../tls/cert-store.ts';
 import { ConnectPolicy } from '../tunnel/connect-policy.ts';
-import { buildRoute } from './build-routes.ts';
+import { buildRoute, clusterNamed, tcpEdge } from './build-routes.ts';
 import { MemoryTrim } from '../core/memory-trim.ts';
 import { applyReload, pruneRetiredListeners, type ReloadSummary } from './reload.ts';
 
@@ -167,6 +167,7 @@ export class MuxgateServer {
         dnsRefreshMs: c.dns_refresh,
         responseTimeoutMs: c.response_timeout,
         healthCheck: c.health_check,
+        sendProxyProtocol: c.send_proxy_protocol,
         breakers: {
           maxRequests: c.circuit_breakers.max_requests,
           maxPending: c.circuit_breakers.max_pending,
@@ -308,16 +309,14 @@ export class MuxgateServer {
   }
 
   private tcpListener(l: TcpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): TcpListener {
-    const cluster = clusters.get(l.cluster);
-    const clusterCfg = cfg.clusters[l.cluster];
-    if (cluster === undefined || clusterCfg === undefined)
-      throw new Error(`listener ${l.name}: unknown cluster ${l.cluster}`);
+    const cluster = l.cluster === undefined ? null : clusterNamed(l.name, l.cluster, clusters);
     return new TcpListener(
       {
         name: l.name,
         cluster,
         idleTimeoutMs: l.idle_timeout,
-        connectTimeoutMs: clusterCfg.pool.connect_timeout,
+        connectTimeoutMs:
+          cluster?.opts.pool.connectTimeoutMs ?? cfg.clusters[l.cluster ?? '']?.pool.connect_timeout ?? 5000,
         connectAttempts: l.connect_attempts,
         accessLog: this.accessLog,
         log: this.log,
@@ -333,6 +332,7 @@ export class MuxgateServer {
             : null,
       },
       l.max_connections,
+      tcpEdge(l, clusters),
     );
   }
 

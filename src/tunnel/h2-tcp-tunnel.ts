@@ -49,7 +49,8 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     down.setNoDelay(true);
     down.on('error', noop);
     down.once('close', this.onClientGone);
-    const cluster = ctx.cluster;
+    // tunnel h2 listeners always have a cluster (the schema refuses sni_routes with tunnel h2).
+    const cluster = ctx.cluster!;
     if (!cluster.admit()) {
       this.fail('circuit_open', 'the cluster has max_requests in flight or max_pending waiting');
       return;
@@ -122,7 +123,7 @@ export class H2TcpTunnel implements Expirable, SpliceOwner {
     if (!this.down.destroyed) this.down.destroy();
     if (code !== 'downstream_closed') {
       this.ctx.stats.recordError(code);
-      this.ctx.cluster.recordError(code);
+      this.ctx.cluster?.recordError(code);
     }
     this.finish(code, null, detail);
   }

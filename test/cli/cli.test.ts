@@ -105,7 +105,7 @@ clusters:
     assert.match(r.stdout, /health_check: http \/healthz http2 expect=200-399 every 5000ms/);
   });
 
-  test('check prints a listener\'s connect rules and warns about catch-all ones', async () => {
+  test("check prints a listener's connect rules and warns about catch-all ones", async () => {
     const text = `listeners:
   - name: fwd
     address: 127.0.0.1:0
@@ -123,7 +123,11 @@ clusters: {}
     assert.match(r.stdout, /connect: 0\.0\.0\.0\/0 443; ::\/0 443; 10\.0\.0\.0\/8 8000-8100; \*\.example\.com 443/);
     assert.match(r.stdout, /warnings:\n {2}- listener fwd: connect\.allow\[0\] cidr 0\.0\.0\.0\/0 is a catch-all/);
     assert.match(r.stdout, /connect\.allow\[1\] cidr ::\/0 is a catch-all/);
-    assert.doesNotMatch(r.stdout, /allow\[2\]|allow\[3\]/, 'a rule inside a private range and a host rule are not catch-alls');
+    assert.doesNotMatch(
+      r.stdout,
+      /allow\[2\]|allow\[3\]/,
+      'a rule inside a private range and a host rule are not catch-alls',
+    );
   });
 
   test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {

@@ -262,7 +262,36 @@ describe('tcp listeners', () => {
         idle_timeout: 3_600_000,
         max_connections: 0,
         connect_attempts: 3,
+        sni_timeout: 5000,
+        max_client_hello_bytes: 16404,
       },
+    ]);
+  });
+
+  test('sni_routes and proxy_protocol: parsed, names lower-cased, clusters checked', () => {
+    const [l] = parse(
+      tcpConfig([
+        '    sni_routes:',
+        '      - { server_names: [API.example.com, "*.Apps.example.com"], alpn: [h2], cluster: pg }',
+        '      - { server_names: [db.example.com], cluster: pg }',
+        '    proxy_protocol: { trusted: [10.0.0.0/8, "::1"] }',
+      ]),
+    ).listeners;
+    assert.ok(l?.protocol === 'tcp');
+    assert.equal(l.cluster, undefined);
+    assert.deepEqual(l.sni_routes, [
+      { server_names: ['api.example.com', '*.apps.example.com'], alpn: ['h2'], cluster: 'pg' },
+      { server_names: ['db.example.com'], cluster: 'pg' },
+    ]);
+    assert.deepEqual(l.proxy_protocol, { trusted: ['10.0.0.0/8', '::1/128'], timeout: 5000 });
+    assertProblems(tcpConfig(['    idle_timeout: 1s']), [
+      'muxgate.yaml:2 listeners[0].cluster: expected a cluster name (or sni_routes)',
+    ]);
+    assertProblems(tcpConfig(['    sni_routes: [{ server_names: [ex.com], cluster: nope }]']), [
+      'muxgate.yaml:5 listeners[0].sni_routes[0].cluster: expected the name of a cluster (pg), got "nope"',
+    ]);
+    assertProblems(tcpConfig(['    cluster: pg', '    sni_routes: [{ server_names: ["a..b"], cluster: pg }]']), [
+      'muxgate.yaml:6 listeners[0].sni_routes[0].server_names[0]: expected a server name like "api.example.com" or "*.example.com", got "a..b"',
     ]);
   });
 
@@ -301,12 +330,12 @@ describe('tcp listeners', () => {
 
   test('a tcp listener with routes: unknown key', () => {
     assertProblems(tcpConfig(['    cluster: pg', '    routes:', '      - cluster: pg']), [
-      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, idle_timeout, max_connections, connect_attempts, tunnel, tunnel_target',
+      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, sni_routes, sni_timeout, max_client_hello_bytes, proxy_protocol, idle_timeout, max_connections, connect_attempts, tunnel, tunnel_target',
     ]);
   });
 
   test('a tcp listener without cluster: missing key', () => {
-    assertProblems(tcpConfig([]), ['muxgate.yaml:2 listeners[0]: missing required key "cluster"']);
+    assertProblems(tcpConfig([]), ['muxgate.yaml:2 listeners[0].cluster: expected a cluster name (or sni_routes)']);
   });
 
   test('an http1 listener with cluster: unknown key', () => {

@@ -91,11 +91,17 @@ clusters:
 
     // Back: both instances recover by themselves (their clients reconnect with a bounded backoff).
     await redis.start();
+    // Each instance reconnects on its own backoff: wait for both, not just the first to come back.
     const deadline = Date.now() + 20_000;
-    for (let i = 0; ; i++) {
-      if ((await post(two, `probe-${i}`)).status === 201) break;
-      assert.ok(Date.now() < deadline, 'keyed requests accepted again within 20 s of Redis coming back');
-      await new Promise((r) => setTimeout(r, 100));
+    for (const [name, base] of [
+      ['one', one],
+      ['two', two],
+    ] as const) {
+      for (let i = 0; ; i++) {
+        if ((await post(base, `probe-${name}-${i}`)).status === 201) break;
+        assert.ok(Date.now() < deadline, `${name}: keyed requests accepted again within 20 s of Redis coming back`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
     }
     const after = await post(one, 'order-c');
     assert.equal(after.status, 201);

@@ -63,6 +63,21 @@ export function echoBackend(): Promise<Backend<net.Server>> {
   });
 }
 
+/** A TCP upstream that records every byte each connection sent (`got[i]`, in accept order); with `echo`, also sends them back. */
+export async function recordingBackend(echo: boolean): Promise<Backend<net.Server> & { got: Buffer[] }> {
+  const got: Buffer[] = [];
+  const b = await rawBackend((s) => {
+    const i = got.push(Buffer.alloc(0)) - 1;
+    s.on('error', () => {});
+    s.on('data', (c: Buffer) => {
+      got[i] = Buffer.concat([got[i]!, c]);
+      if (echo) s.write(c);
+    });
+    s.on('end', () => s.end());
+  });
+  return Object.assign(b, { got });
+}
+
 /** A raw TCP upstream for misbehaving on purpose: `onSocket` gets each accepted connection. */
 export function rawBackend(onSocket: (s: net.Socket) => void): Promise<Backend<net.Server>> {
   return listen(net.createServer({ allowHalfOpen: true }, onSocket));

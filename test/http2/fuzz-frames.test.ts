@@ -36,6 +36,7 @@ import { performance } from 'node:perf_hooks';
 import { Duplex } from 'node:stream';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.ts';
 import { sweeper } from '../../src/core/sweeper.ts';
 import {
   type ConnectionFailure,
@@ -48,22 +49,7 @@ import { HpackDecoder } from '../../src/http2/hpack-decoder.ts';
 import { HpackEncoder } from '../../src/http2/hpack-encoder.ts';
 import type { Http2Stream, StreamSink } from '../../src/http2/stream.ts';
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
-  return n;
-}
-
-const SEED = envInt('FUZZ_SEED', 0x6d7867);
-const RUNS = envInt('FUZZ_RUNS', 500);
-
-function params<T>(scale = 1): fc.Parameters<T> {
-  const p: fc.Parameters<T> = { seed: SEED, numRuns: Math.max(1, Math.round(RUNS * scale)) };
-  if (process.env.FUZZ_PATH) p.path = process.env.FUZZ_PATH;
-  return p;
-}
+const params = fuzzParams(0x6d7867, 500);
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const MAX_ID = 2 ** 31 - 1;

@@ -10,28 +10,14 @@ import { Buffer } from 'node:buffer';
 import { performance } from 'node:perf_hooks';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.ts';
 import { HpackDecoder } from '../../src/http2/hpack-decoder.ts';
 import { HpackEncoder } from '../../src/http2/hpack-encoder.ts';
 import { huffmanDecode, huffmanEncodedLength, huffmanEncodeInto } from '../../src/http2/hpack-huffman.ts';
 import { STATIC_NAMES } from '../../src/http2/hpack-static-table.ts';
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
-  return n;
-}
-
-const SEED = envInt('FUZZ_SEED', 0x6d7867);
-const RUNS = envInt('FUZZ_RUNS', 500);
-
 /** fast-check parameters: the seed and run count above, `scale` times the runs for costly properties. */
-function params<T>(scale = 1): fc.Parameters<T> {
-  const p: fc.Parameters<T> = { seed: SEED, numRuns: Math.max(1, Math.round(RUNS * scale)) };
-  if (process.env.FUZZ_PATH) p.path = process.env.FUZZ_PATH;
-  return p;
-}
+const params = fuzzParams(0x6d7867, 500);
 
 /** A decode slower than this is taken as a hang (generous: CI machines are loaded). */
 const SLOW_MS = 1000;

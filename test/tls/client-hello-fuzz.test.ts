@@ -17,25 +17,11 @@ import assert from 'node:assert/strict';
 import { Buffer } from 'node:buffer';
 import { describe, test } from 'node:test';
 import fc from 'fast-check';
+import { fuzzParams } from '../helpers/fuzz.ts';
 import { type ClientHelloResult, readClientHello } from '../../src/tls/client-hello.ts';
 import { buildClientHello } from '../helpers/client-hello-bytes.ts';
 
-function envInt(name: string, fallback: number): number {
-  const v = process.env[name];
-  if (v === undefined || v === '') return fallback;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got ${v}`);
-  return n;
-}
-
-const SEED = envInt('FUZZ_SEED', 0x534e49);
-const RUNS = envInt('FUZZ_RUNS', 2000);
-
-function params<T>(): fc.Parameters<T> {
-  const p: fc.Parameters<T> = { seed: SEED, numRuns: RUNS };
-  if (process.env.FUZZ_PATH) p.path = process.env.FUZZ_PATH;
-  return p;
-}
+const params = fuzzParams(0x534e49, 2000);
 
 const CODES = new Set(['tls_not_tls', 'client_hello_malformed', 'client_hello_too_large', 'sni_invalid']);
 
