@@ -55,6 +55,11 @@ const httpListener = map('a listener map', {
     .optional()
     .describe('HTTP/2 limits (protocol http2 or auto): streams, windows, memory, rapid-reset guard.'),
   trusted_proxies: trustedProxies.optional().describe('Overrides the top-level trusted_proxies for this listener.'),
+  proxy_protocol: proxyProtocolIn
+    .optional()
+    .describe(
+      'Accept a PROXY header (v1 or v2) from these peers first; its client address is the one logged, forwarded and keyed on. Cleartext listeners only, for now.',
+    ),
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
     .describe('Limit for the request line plus headers; larger requests get 431.'),
@@ -68,7 +73,17 @@ const httpListener = map('a listener map', {
     .describe('Close the connection after this many requests; 0 = no limit.'),
   routes: list(route, 'a list of routes').describe('Tried in order; the first match wins.'),
   connect: listenerConnect,
-}).superRefine(routesOrConnect, whenMap);
+})
+  .superRefine(routesOrConnect, whenMap)
+  .superRefine((l: { tls?: unknown; proxy_protocol?: unknown }, ctx) => {
+    if (l.tls !== undefined && l.proxy_protocol !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['proxy_protocol'],
+        message: 'proxy_protocol on a TLS listener is not supported yet (use it on a cleartext or a tcp listener)',
+      });
+    }
+  }, whenMap);
 
 const tcpListener = map('a tcp listener map', {
   name: text('a name made of a-z, 0-9, _ and -', NAME).describe('Unique; [a-z0-9_-]+.'),

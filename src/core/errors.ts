@@ -160,7 +160,7 @@ export const ERRORS = {
   sni_invalid: { status: 400, source: 'downstream', text: 'The ClientHello server name is not a DNS host name' },
   sni_timeout: { status: 408, source: 'downstream', text: 'No complete ClientHello within sni_timeout' },
   sni_no_route: {
-    status: 421,
+    status: 404,
     source: 'downstream',
     text: 'No sni route for this server name and ALPN, and no default cluster',
   },

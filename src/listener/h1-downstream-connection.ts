@@ -85,12 +85,13 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
-  constructor(socket: Socket, ctx: ListenerContext, sessions: MemberList<H1DownstreamConnection>) {
+  /** `peer`: the client as a PROXY header named it (default: the socket's peer). */
+  constructor(socket: Socket, ctx: ListenerContext, sessions: MemberList<H1DownstreamConnection>, peer?: string) {
     this.socket = socket;
     this.ctx = ctx;
     this.sessions = sessions;
     sessions.add(this);
-    this.peer = unmapIPv4(socket.remoteAddress ?? '');
+    this.peer = peer ?? unmapIPv4(socket.remoteAddress ?? '');
     this.trusted = ctx.trusted.has(this.peer);
     socket.setNoDelay(true);
     ctx.stats.connectionsOpen++;
@@ -136,6 +137,14 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
    */
   startAfterSniff(first: Buffer): void {
     this.sniffed = true;
+    this.startWith(first);
+  }
+
+  /**
+   * Starts with `first` (owned), bytes already read by someone else (the sniffer, a PROXY header
+   * reader), and reads on, whether the socket was read directly or as a (paused) stream.
+   */
+  startWith(first: Buffer): void {
     this.onData(first, first.length);
     if (!this.direct) {
       this.socket.resume();

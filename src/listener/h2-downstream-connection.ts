@@ -37,10 +37,17 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   fwdVersion = '';
   fwdFields = '';
 
-  constructor(socket: Socket, ctx: ListenerContext, opts: ConnectionOptions, set: MemberList<H2DownstreamConnection>) {
+  /** `peer`: the client as a PROXY header named it (default: the socket's peer). */
+  constructor(
+    socket: Socket,
+    ctx: ListenerContext,
+    opts: ConnectionOptions,
+    set: MemberList<H2DownstreamConnection>,
+    peer?: string,
+  ) {
     this.ctx = ctx;
     this.set = set;
-    this.peer = unmapIPv4(socket.remoteAddress ?? '');
+    this.peer = peer ?? unmapIPv4(socket.remoteAddress ?? '');
     this.trusted = ctx.trusted.has(this.peer);
     this.conn = new Http2Connection(socket, 'server', this, opts);
   }

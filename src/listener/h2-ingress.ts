@@ -24,8 +24,8 @@ export class H2Ingress {
   }
 
   /** Serve HTTP/2 on a connection; `first`: bytes already read from it (the sniffed preface). */
-  accept(socket: Socket, first: Buffer | null): void {
-    const c = new H2DownstreamConnection(socket, this.ctx, this.opts, this.connections);
+  accept(socket: Socket, first: Buffer | null, peer?: string): void {
+    const c = new H2DownstreamConnection(socket, this.ctx, this.opts, this.connections, peer);
     c.start(first);
   }
 

@@ -10,6 +10,8 @@ import { H1DownstreamConnection } from './h1-downstream-connection.ts';
 import { listenOn } from './listen.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { MemberList } from '../core/member-list.ts';
+import { type CidrSet, unmapIPv4 } from '../core/cidr.ts';
+import { PreambleReader } from './l4-preamble.ts';
 
 export type HttpProtocol = 'http1' | 'http2' | 'auto';
 
@@ -30,6 +32,8 @@ export class HttpListener {
   private readonly sessions = new MemberList<H1DownstreamConnection>();
   private readonly h2: H2Ingress | null;
   private readonly certs: CertStore | null;
+  /** Connections still reading their PROXY header (bounded by proxy_protocol.timeout). */
+  private readonly pending = new Set<net.Socket>();
 
   constructor(ctx: ListenerContext, protocol: HttpProtocol, h2: H2IngressOptions, certs: CertStore | null) {
     this.ctx = ctx;
@@ -60,9 +64,49 @@ export class HttpListener {
       socket.destroy();
       return;
     }
+    const pp = this.ctx.proxyProtocol;
+    if (pp !== null) {
+      this.readProxyHeader(socket, pp);
+      return;
+    }
     if (this.protocol === 'http1') new H1DownstreamConnection(socket, this.ctx, this.sessions);
     else if (this.protocol === 'http2') this.h2!.accept(socket, null);
-    else new Sniff(socket, this);
+    else new Sniff(socket, this, null, undefined);
+  }
+
+  /**
+   * A PROXY header first (proxy_protocol): its client address becomes the connection's peer (the
+   * access log, X-Forwarded-For, Forwarded, trusted_proxies, rate-limit and hash keys all read it);
+   * the bytes after it start the HTTP conversation.
+   */
+  private readProxyHeader(socket: net.Socket, pp: { trusted: CidrSet; timeoutMs: number }): void {
+    this.pending.add(socket);
+    socket.on('error', destroyOnError);
+    new PreambleReader(
+      socket,
+      { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo },
+      (p) => {
+        this.pending.delete(socket);
+        socket.off('error', destroyOnError);
+        if (this.ctx.draining || socket.destroyed) {
+          socket.destroy();
+          return;
+        }
+        const first = p.rest.length > 0 ? p.rest : null;
+        if (this.protocol === 'http1') {
+          new H1DownstreamConnection(socket, this.ctx, this.sessions, p.client).startWith(p.rest);
+        } else if (this.protocol === 'http2') this.h2!.accept(socket, first, p.client);
+        else new Sniff(socket, this, first, p.client);
+      },
+      (code, detail) => {
+        this.pending.delete(socket);
+        const client = unmapIPv4(socket.remoteAddress ?? '');
+        socket.destroy();
+        this.ctx.stats.connectionsTotal++;
+        this.ctx.stats.recordError(code);
+        this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
+      },
+    );
   }
 
   private onSecure(socket: tls.TLSSocket): void {
@@ -81,13 +125,13 @@ export class HttpListener {
    * Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. `first` may be a
    * view of the shared read buffer: HTTP/2 takes lent bytes, HTTP/1.1 gets its own copy.
    */
-  classified(socket: net.Socket, first: Buffer, isH2: boolean): void {
+  classified(socket: net.Socket, first: Buffer, isH2: boolean, peer: string | undefined): void {
     if (isH2) {
-      this.h2!.accept(socket, first);
+      this.h2!.accept(socket, first, peer);
       return;
     }
     const owned = isLent(first) ? Buffer.from(first) : first;
-    new H1DownstreamConnection(socket, this.ctx, this.sessions).startAfterSniff(owned);
+    new H1DownstreamConnection(socket, this.ctx, this.sessions, peer).startAfterSniff(owned);
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
@@ -99,7 +143,7 @@ export class HttpListener {
   }
 
   get connections(): number {
-    return this.sessions.size + (this.h2?.connections.size ?? 0);
+    return this.sessions.size + (this.h2?.connections.size ?? 0) + this.pending.size;
   }
 
   /** Stop accepting; idle connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
@@ -114,6 +158,7 @@ export class HttpListener {
   destroyAll(): void {
     this.server.close();
     this.certs?.close();
+    for (const s of this.pending) s.destroy();
     for (const s of this.sessions.snapshot()) s.destroy();
     this.h2?.destroyAll();
   }
@@ -141,10 +186,14 @@ class Sniff implements ReadSink, Expirable {
   private readonly onClose = (): void => this.done();
   /** The 'data' listener, when the socket is not read directly. */
   private onData: ((chunk: Buffer) => void) | null = null;
+  /** The client as a PROXY header named it (undefined: the socket's peer). */
+  private readonly peer: string | undefined;
 
-  constructor(socket: net.Socket, listener: HttpListener) {
+  /** `first`: bytes already read (after a PROXY header), owned. */
+  constructor(socket: net.Socket, listener: HttpListener, first: Buffer | null, peer: string | undefined) {
     this.socket = socket;
     this.listener = listener;
+    this.peer = peer;
     this.deadline = deadlineIn(listener.ctx.limits.headerTimeoutMs);
     sweeper.add(this);
     socket.on('close', this.onClose);
@@ -152,7 +201,9 @@ class Sniff implements ReadSink, Expirable {
     if (!listener.ctx.directIo || !readDirect(socket, this)) {
       this.onData = (chunk: Buffer): void => this.onBytes(chunk);
       socket.on('data', this.onData);
+      socket.resume();
     }
+    if (first !== null) this.onBytes(first);
   }
 
   onDirectRead(buf: Buffer, length: number): void {
@@ -169,7 +220,7 @@ class Sniff implements ReadSink, Expirable {
       return;
     }
     this.done();
-    this.listener.classified(this.socket, got, prefix);
+    this.listener.classified(this.socket, got, prefix, this.peer);
   }
 
   expire(): void {

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net';
 import type { CidrSet } from '../core/cidr.ts';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
+import { type ReadSink, readDirect } from '../core/direct-io.ts';
 import { type Expirable, deadlineIn, sweeper } from '../core/sweeper.ts';
 import { parseProxyHeader } from '../proxy-protocol/proxy-header-parser.ts';
 import type { ProxyHeader } from '../proxy-protocol/proxy-header.ts';
@@ -14,6 +15,12 @@ export interface PreambleOptions {
   proxyProtocol: { trusted: CidrSet; timeoutMs: number } | null;
   /** Read (without consuming) the ClientHello; null: not read. */
   sni: { timeoutMs: number; maxBytes: number } | null;
+  /**
+   * Read a plain TCP socket through the shared direct-read buffer (an HTTP listener's sockets, read
+   * directly by their owner next): no stream state is left behind for the owner to drain. Otherwise the
+   * socket is read as a stream and left paused.
+   */
+  directIo?: boolean;
 }
 
 export interface Preamble {
@@ -34,7 +41,7 @@ export interface Preamble {
  * bytes kept for the upstream). Each step has its own deadline; a failure closes the connection and
  * reports a stable code. The socket is left paused with no listener of ours on it.
  */
-export class PreambleReader implements Expirable {
+export class PreambleReader implements Expirable, ReadSink {
   deadline: number;
   sweepSlot = -1;
   private readonly socket: Socket;
@@ -46,6 +53,7 @@ export class PreambleReader implements Expirable {
   private step: 'proxy' | 'sni' | 'over';
   private expireCode: ErrorCode;
   private readonly onData = (chunk: Buffer): void => this.onBytes(chunk);
+  private direct = false;
   private readonly onEnd = (): void => this.fail(this.expireCode, 'the client closed before the preamble ended');
 
   constructor(
@@ -69,9 +77,17 @@ export class PreambleReader implements Expirable {
       return;
     }
     sweeper.add(this);
-    socket.on('data', this.onData);
     socket.on('end', this.onEnd);
-    socket.resume();
+    this.direct = opts.directIo === true && readDirect(socket, this);
+    if (!this.direct) {
+      socket.on('data', this.onData);
+      socket.resume();
+    }
+  }
+
+  onDirectRead(buf: Buffer, length: number): void {
+    // Lent: the bytes are kept across reads (and handed on), so they are copied.
+    this.onBytes(Buffer.from(buf.subarray(0, length)));
   }
 
   private onBytes(chunk: Buffer): void {
@@ -114,8 +130,10 @@ export class PreambleReader implements Expirable {
     this.step = 'over';
     sweeper.delete(this);
     this.deadline = 0;
-    this.socket.off('data', this.onData);
     this.socket.off('end', this.onEnd);
+    // Direct reads go on into this sink until the next owner takes the socket over (in the same turn).
+    if (this.direct) return;
+    this.socket.off('data', this.onData);
     this.socket.pause();
   }
 

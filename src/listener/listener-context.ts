@@ -42,4 +42,6 @@ export interface ListenerContext extends TunnelContext {
   draining: boolean;
   /** Plain TCP sessions use core/direct-io.ts (config `direct_io`). */
   directIo: boolean;
+  /** Read a PROXY header first (from these peers only); its client address is the connection's peer. Null: none. */
+  proxyProtocol: { trusted: CidrSet; timeoutMs: number } | null;
 }

@@ -293,6 +293,10 @@ export class MuxgateServer {
           drainIdleGraceMs: cfg.drain_idle_grace,
         },
         trusted: new CidrSet(l.trusted_proxies ?? cfg.trusted_proxies),
+        proxyProtocol:
+          l.proxy_protocol === undefined
+            ? null
+            : { trusted: new CidrSet(l.proxy_protocol.trusted), timeoutMs: l.proxy_protocol.timeout },
         via,
         proto: certs === null ? 'http' : 'https',
         accessLog: this.accessLog,
