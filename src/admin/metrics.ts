@@ -128,6 +128,24 @@ const FAMILIES: readonly Family[] = [
     },
   },
   {
+    name: 'muxgate_downstream_connections_held',
+    help: 'Client connections accepted but held unread at the listener max_connections (the accept queue).',
+    type: 'gauge',
+    labelNames: ['listener'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.connections_held];
+    },
+  },
+  {
+    name: 'muxgate_downstream_connections_held_total',
+    help: 'Client connections that had to wait in the accept queue at max_connections.',
+    type: 'counter',
+    labelNames: ['listener'],
+    *samples(s) {
+      for (const l of s.listeners) yield [{ listener: l.name }, l.connections_held_total];
+    },
+  },
+  {
     name: 'muxgate_tunnels',
     help:
       'Tunnels that are up, by listener and kind: websocket, upgrade (other Upgrade tokens), connect, ' +

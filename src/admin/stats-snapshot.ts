@@ -59,6 +59,9 @@ export interface ListenerSnapshot {
   address: string;
   connections_open: number;
   connections_total: number;
+  /** Connections held (accepted, unread) at max_connections now, and since start. */
+  connections_held: number;
+  connections_held_total: number;
   requests: number;
   errors: number;
   error_codes: Record<string, number>;
@@ -172,6 +175,8 @@ export function snapshotStats(
         address: a === null ? '' : a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`,
         connections_open: s.connectionsOpen,
         connections_total: s.connectionsTotal,
+        connections_held: l.gate.heldCount,
+        connections_held_total: l.gate.queuedTotal,
         requests: s.requests,
         errors: s.errors,
         error_codes: Object.fromEntries(s.errorCodes),

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { cidr } from './addresses.ts';
-import { list, map, oneOf, text } from './schema-builders.ts';
+import { int, list, map, oneOf, text } from './schema-builders.ts';
 import { durationMs, sizeBytes } from './units.ts';
 
 /** "api.example.com" or "*.example.com": a DNS name, lower-cased; a wildcard covers one or more labels. */
@@ -42,6 +42,24 @@ export const sniKeys = {
   max_client_hello_bytes: sizeBytes({ min: 512 })
     .prefault('16404B')
     .describe('With sni_routes: a larger ClientHello closes the connection (client_hello_too_large).'),
+};
+
+/** A listener's connection limits (spread into both listener maps). */
+export const connectionLimitKeys = {
+  max_connections: int(0)
+    .default(0)
+    .describe(
+      'Open downstream connections allowed; more wait, accepted but unread, in the accept queue until one closes. 0 = no limit.',
+    ),
+  max_connections_per_client: int(0)
+    .default(0)
+    .describe('Open connections allowed per client address (the TCP peer); more are closed at once. 0 = no limit.'),
+  accept_queue_size: int(0)
+    .default(1024)
+    .describe('Connections held at max_connections; beyond, closed at accept (too_many_connections).'),
+  accept_queue_timeout: durationMs({ min: 1 })
+    .prefault('10s')
+    .describe('A connection held longer than this at max_connections is closed (too_many_connections).'),
 };
 
 export const proxyProtocolIn = map('a proxy_protocol map', {

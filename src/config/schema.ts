@@ -13,7 +13,7 @@ import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, when
 import { clusterWebsocket, listenerConnect, routesOrConnect, tcpTunnelKeys, tunnelGoesWithTarget } from './tunnels.ts';
 import { durationMs, sizeBytes } from './units.ts';
 import { route } from './routes.ts';
-import { proxyProtocolIn, sendProxyProtocol, sniKeys } from './edge.ts';
+import { connectionLimitKeys, proxyProtocolIn, sendProxyProtocol, sniKeys } from './edge.ts';
 
 function clusterOrSniRoutes(
   l: { cluster?: unknown; sni_routes?: unknown; tunnel?: unknown; proxy_protocol?: unknown },
@@ -71,6 +71,7 @@ const httpListener = map('a listener map', {
   max_requests_per_connection: int(0)
     .default(0)
     .describe('Close the connection after this many requests; 0 = no limit.'),
+  ...connectionLimitKeys,
   routes: list(route, 'a list of routes').describe('Tried in order; the first match wins.'),
   connect: listenerConnect,
 })
@@ -97,9 +98,7 @@ const tcpListener = map('a tcp listener map', {
   idle_timeout: durationMs({ min: 1 })
     .prefault('1h')
     .describe('Close a connection (both sides) when no byte moved either way for this long.'),
-  max_connections: int(0)
-    .default(0)
-    .describe('Open downstream connections allowed; more are closed at accept. 0 = no limit.'),
+  ...connectionLimitKeys,
   connect_attempts: int(1, 10)
     .default(3)
     .describe('Endpoints tried (each once) when a connect fails or times out, before the client is closed.'),

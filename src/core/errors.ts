@@ -132,6 +132,11 @@ export const ERRORS = {
   internal_error: { status: 500, source: 'internal', text: 'Internal proxy error' },
   shutting_down: { status: 503, source: 'internal', text: 'Proxy is shutting down' },
   too_many_connections: { status: 503, source: 'internal', text: 'The listener has max_connections open' },
+  too_many_connections_per_client: {
+    status: 503,
+    source: 'downstream',
+    text: 'This client has max_connections_per_client open',
+  },
   // The L4 edge (a connection closed before any upstream work; no response can be sent).
   proxy_protocol_untrusted: {
     status: 400,

@@ -12,6 +12,10 @@ import type { ListenerContext } from './listener-context.ts';
 import { MemberList } from '../core/member-list.ts';
 import { type CidrSet, unmapIPv4 } from '../core/cidr.ts';
 import { PreambleReader } from './l4-preamble.ts';
+import { ConnectionGate, type GateLimits } from './connection-gate.ts';
+import type { ErrorCode } from '../core/errors.ts';
+
+const NO_LIMITS: GateLimits = { maxConnections: 0, maxPerClient: 0, queueSize: 0, queueTimeoutMs: 1 };
 
 export type HttpProtocol = 'http1' | 'http2' | 'auto';
 
@@ -35,15 +39,26 @@ export class HttpListener {
   /** Connections still reading their PROXY header (bounded by proxy_protocol.timeout). */
   private readonly pending = new Set<net.Socket>();
 
-  constructor(ctx: ListenerContext, protocol: HttpProtocol, h2: H2IngressOptions, certs: CertStore | null) {
+  readonly gate: ConnectionGate;
+
+  constructor(
+    ctx: ListenerContext,
+    protocol: HttpProtocol,
+    h2: H2IngressOptions,
+    certs: CertStore | null,
+    limits: GateLimits = NO_LIMITS,
+  ) {
     this.ctx = ctx;
+    this.gate = new ConnectionGate(limits, (socket, code, client) => this.refuse(socket, code, '', client));
     this.protocol = protocol;
     this.certs = certs;
     this.tls = certs !== null;
     this.h2 = protocol === 'http1' ? null : new H2Ingress(ctx, h2, wantsConnectProtocol(ctx));
     if (certs === null) {
       // allowHalfOpen: a client may send its request and half-close; it still gets its response.
-      this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.onCleartext(socket));
+      this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+        this.admit(socket, (s, first) => this.onCleartext(s, first)),
+      );
     } else {
       const server = tls.createServer({
         ...certs.serverOptions(),
@@ -52,26 +67,60 @@ export class HttpListener {
         // A handshake is part of the request head's budget (slowloris over TLS).
         handshakeTimeout: ctx.limits.headerTimeoutMs,
       });
-      server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecure(socket));
+      // Over TLS the limits apply once the handshake is done (node:tls starts it at accept).
+      server.on('secureConnection', (socket: tls.TLSSocket) =>
+        this.admit(socket, (s, first) => this.onSecure(s, first)),
+      );
       server.on('tlsClientError', (_err, socket) => socket.destroy());
       certs.attach(server);
       this.server = server;
     }
   }
 
-  private onCleartext(socket: net.Socket): void {
+  /** Through the listener's connection limits (max_connections, max_connections_per_client), then `start`. */
+  private admit<S extends net.Socket>(socket: S, start: (s: S, first: Buffer | null) => void): void {
+    if (!this.gate.active) {
+      start(socket, null);
+      return;
+    }
+    this.gate.admit(socket, unmapIPv4(socket.remoteAddress ?? ''), () => {
+      if (!socket.isPaused()) {
+        start(socket, null);
+        return;
+      }
+      // Held at the limit: paused, but what arrived before the pause took effect may sit in the
+      // stream's buffer. It goes to the owner first; then the socket reads on.
+      const chunks: Buffer[] = [];
+      for (let c = socket.read() as Buffer | null; c !== null; c = socket.read() as Buffer | null) chunks.push(c);
+      socket.resume();
+      start(socket, chunks.length === 0 ? null : Buffer.concat(chunks));
+    });
+  }
+
+  /** Closes a connection before any HTTP (refused by the limits, or its PROXY header failed): counted and logged. */
+  private refuse(socket: net.Socket, code: ErrorCode, detail: string, client: string): void {
+    socket.destroy();
+    this.ctx.stats.connectionsTotal++;
+    this.ctx.stats.recordError(code);
+    this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
+  }
+
+  /** `first`: bytes already read (owned), when the connection was held at the limit. */
+  private onCleartext(socket: net.Socket, first: Buffer | null): void {
     if (this.ctx.draining) {
       socket.destroy();
       return;
     }
     const pp = this.ctx.proxyProtocol;
     if (pp !== null) {
-      this.readProxyHeader(socket, pp);
+      this.readProxyHeader(socket, pp, first);
       return;
     }
-    if (this.protocol === 'http1') new H1DownstreamConnection(socket, this.ctx, this.sessions);
-    else if (this.protocol === 'http2') this.h2!.accept(socket, null);
-    else new Sniff(socket, this, null, undefined);
+    if (this.protocol === 'http1') {
+      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions);
+      if (first !== null) c.startWith(first);
+    } else if (this.protocol === 'http2') this.h2!.accept(socket, first);
+    else new Sniff(socket, this, first, undefined);
   }
 
   /**
@@ -79,12 +128,12 @@ export class HttpListener {
    * access log, X-Forwarded-For, Forwarded, trusted_proxies, rate-limit and hash keys all read it);
    * the bytes after it start the HTTP conversation.
    */
-  private readProxyHeader(socket: net.Socket, pp: { trusted: CidrSet; timeoutMs: number }): void {
+  private readProxyHeader(socket: net.Socket, pp: { trusted: CidrSet; timeoutMs: number }, first: Buffer | null): void {
     this.pending.add(socket);
     socket.on('error', destroyOnError);
     new PreambleReader(
       socket,
-      { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo },
+      { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo, first },
       (p) => {
         this.pending.delete(socket);
         socket.off('error', destroyOnError);
@@ -100,16 +149,12 @@ export class HttpListener {
       },
       (code, detail) => {
         this.pending.delete(socket);
-        const client = unmapIPv4(socket.remoteAddress ?? '');
-        socket.destroy();
-        this.ctx.stats.connectionsTotal++;
-        this.ctx.stats.recordError(code);
-        this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
+        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
       },
     );
   }
 
-  private onSecure(socket: tls.TLSSocket): void {
+  private onSecure(socket: tls.TLSSocket, first: Buffer | null): void {
     if (this.ctx.draining) {
       socket.destroy();
       return;
@@ -117,8 +162,11 @@ export class HttpListener {
     // ALPN offered only what this listener speaks (see serverOptions), so the choice is final. No ALPN
     // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
     const alpn = socket.alpnProtocol;
-    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, null);
-    else new H1DownstreamConnection(socket, this.ctx, this.sessions);
+    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, first);
+    else {
+      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions);
+      if (first !== null) c.startWith(first);
+    }
   }
 
   /**
@@ -150,6 +198,7 @@ export class HttpListener {
   drain(): void {
     this.ctx.draining = true;
     this.server.close();
+    this.gate.closeHeld();
     this.certs?.close();
     for (const s of this.sessions.snapshot()) s.drain();
     this.h2?.drain();
@@ -159,6 +208,7 @@ export class HttpListener {
     this.server.close();
     this.certs?.close();
     for (const s of this.pending) s.destroy();
+    this.gate.closeHeld();
     for (const s of this.sessions.snapshot()) s.destroy();
     this.h2?.destroyAll();
   }

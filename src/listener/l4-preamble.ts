@@ -21,6 +21,8 @@ export interface PreambleOptions {
    * socket is read as a stream and left paused.
    */
   directIo?: boolean;
+  /** Bytes already read from the socket (owned), parsed before anything the socket reads next. */
+  first?: Buffer | null;
 }
 
 export interface Preamble {
@@ -83,6 +85,8 @@ export class PreambleReader implements Expirable, ReadSink {
       socket.on('data', this.onData);
       socket.resume();
     }
+    const first = opts.first;
+    if (first !== undefined && first !== null && first.length > 0) this.onBytes(first);
   }
 
   onDirectRead(buf: Buffer, length: number): void {

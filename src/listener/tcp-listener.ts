@@ -11,6 +11,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { TcpOpening } from '../forward/tcp-tunnel.ts';
 import { type Preamble, type PreambleOptions, PreambleReader } from './l4-preamble.ts';
 import type { SniRouter } from './sni-router.ts';
+import { ConnectionGate, type GateLimits } from './connection-gate.ts';
 
 /** What a tcp listener reads before it picks a cluster: a PROXY header, a ClientHello to route by. */
 export interface TcpEdge {
@@ -30,30 +31,31 @@ export class TcpListener {
   readonly protocol = 'tcp';
   private readonly server: net.Server;
   private readonly tunnels = new MemberList<ListenerTunnel>();
-  /** Connections closed at accept because max_connections were open. */
-  rejected = 0;
+  readonly gate: ConnectionGate;
 
   /** Connections still reading their preamble (bounded by its timeouts). */
   private readonly pending = new Set<net.Socket>();
   edge: TcpEdge;
 
-  constructor(ctx: TcpListenerContext, maxConnections: number, edge: TcpEdge = { preamble: null, sni: null }) {
+  constructor(ctx: TcpListenerContext, limits: GateLimits, edge: TcpEdge = { preamble: null, sni: null }) {
     this.ctx = ctx;
     this.edge = edge;
+    this.gate = new ConnectionGate(limits, (socket, code, client) => this.refuse(socket, code, '', client));
+    // Accepted paused: nothing is read until the upstream side is connected (or the preamble is read).
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
       if (this.ctx.draining) {
         socket.destroy();
         return;
       }
-      if (this.ctx.tunnel !== null) new H2TcpTunnel(socket, this.ctx, this.tunnels);
-      else if (this.edge.preamble !== null) this.readPreamble(socket, this.edge.preamble);
-      else this.open(socket, this.direct(socket));
+      if (!this.gate.active) this.accepted(socket);
+      else this.gate.admit(socket, unmapIPv4(socket.remoteAddress ?? ''), () => this.accepted(socket));
     });
-    if (maxConnections > 0) this.server.maxConnections = maxConnections;
-    this.server.on('drop', () => {
-      this.rejected++;
-      this.ctx.stats.recordError('too_many_connections');
-    });
+  }
+
+  private accepted(socket: net.Socket): void {
+    if (this.ctx.tunnel !== null) new H2TcpTunnel(socket, this.ctx, this.tunnels);
+    else if (this.edge.preamble !== null) this.readPreamble(socket, this.edge.preamble);
+    else this.open(socket, this.direct(socket));
   }
 
   private direct(socket: net.Socket): TcpOpening | null {
@@ -152,10 +154,12 @@ export class TcpListener {
   drain(): void {
     this.ctx.draining = true;
     this.server.close();
+    this.gate.closeHeld();
   }
 
   destroyAll(): void {
     this.server.close();
+    this.gate.closeHeld();
     for (const s of this.pending) s.destroy();
     for (const t of this.tunnels.snapshot()) t.destroy('shutting_down');
   }

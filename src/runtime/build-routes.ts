@@ -3,6 +3,7 @@ import { CidrSet } from '../core/cidr.ts';
 import type { PreambleOptions } from '../listener/l4-preamble.ts';
 import { SniRouter } from '../listener/sni-router.ts';
 import type { TcpEdge } from '../listener/tcp-listener.ts';
+import type { GateLimits } from '../listener/connection-gate.ts';
 import type { ClusterConfig, RouteConfig, TcpListenerConfig } from '../config/schema.ts';
 import type { AdmissionStores } from '../admission/admission-stores.ts';
 import { RouteIdempotency } from '../admission/route-idempotency.ts';
@@ -105,4 +106,19 @@ export function tcpEdge(l: TcpListenerConfig, clusters: ReadonlyMap<string, Clus
           sni: routes === undefined ? null : { timeoutMs: l.sni_timeout, maxBytes: l.max_client_hello_bytes },
         };
   return { preamble, sni };
+}
+
+/** A listener's connection limits, from either listener map. */
+export function gateLimits(l: {
+  max_connections: number;
+  max_connections_per_client: number;
+  accept_queue_size: number;
+  accept_queue_timeout: number;
+}): GateLimits {
+  return {
+    maxConnections: l.max_connections,
+    maxPerClient: l.max_connections_per_client,
+    queueSize: l.accept_queue_size,
+    queueTimeoutMs: l.accept_queue_timeout,
+  };
 }

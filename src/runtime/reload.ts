@@ -1,7 +1,7 @@
 import type { Cluster } from '../cluster/cluster.ts';
 import type { ClusterConfig, Config, ListenerConfig } from '../config/schema.ts';
 import type { Listener, MuxgateServer } from './server.ts';
-import { tcpEdge } from './build-routes.ts';
+import { gateLimits, tcpEdge } from './build-routes.ts';
 
 /** What a reload changed, by name; also what the admin API and `muxgate reload` print. */
 export interface ReloadSummary {
@@ -111,9 +111,11 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
         if (cfg.protocol === 'tcp') {
           l.ctx.cluster = cfg.cluster === undefined ? null : clusters.get(cfg.cluster)!;
           l.edge = tcpEdge(cfg, clusters);
+          l.gate.update(gateLimits(cfg));
         }
       } else if (cfg.protocol !== 'tcp') {
         l.ctx.router = server.router(cfg, next, clusters);
+        l.gate.update(gateLimits(cfg));
       }
     }
     const oldListeners = server.listeners;

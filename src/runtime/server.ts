@@ -27,7 +27,7 @@ import {
 import type { UpstreamTls } from '../pool/upstream-tls.ts';
 import { CertStore } from '../tls/cert-store.ts';
 import { ConnectPolicy } from '../tunnel/connect-policy.ts';
-import { buildRoute, clusterNamed, tcpEdge } from './build-routes.ts';
+import { buildRoute, clusterNamed, gateLimits, tcpEdge } from './build-routes.ts';
 import { MemoryTrim } from '../core/memory-trim.ts';
 import { applyReload, pruneRetiredListeners, type ReloadSummary } from './reload.ts';
 
@@ -309,6 +309,7 @@ export class MuxgateServer {
       l.protocol,
       h2,
       certs,
+      gateLimits(l),
     );
   }
 
@@ -335,7 +336,7 @@ export class MuxgateServer {
               }
             : null,
       },
-      l.max_connections,
+      gateLimits(l),
       tcpEdge(l, clusters),
     );
   }

@@ -261,6 +261,9 @@ describe('tcp listeners', () => {
         cluster: 'pg',
         idle_timeout: 3_600_000,
         max_connections: 0,
+        max_connections_per_client: 0,
+        accept_queue_size: 1024,
+        accept_queue_timeout: 10_000,
         connect_attempts: 3,
         sni_timeout: 5000,
         max_client_hello_bytes: 16404,
@@ -330,7 +333,7 @@ describe('tcp listeners', () => {
 
   test('a tcp listener with routes: unknown key', () => {
     assertProblems(tcpConfig(['    cluster: pg', '    routes:', '      - cluster: pg']), [
-      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, sni_routes, sni_timeout, max_client_hello_bytes, proxy_protocol, idle_timeout, max_connections, connect_attempts, tunnel, tunnel_target',
+      'muxgate.yaml:6 listeners[0]: unknown key "routes"; expected one of: name, address, protocol, cluster, sni_routes, sni_timeout, max_client_hello_bytes, proxy_protocol, idle_timeout, max_connections, max_connections_per_client, accept_queue_size, accept_queue_timeout, connect_attempts, tunnel, tunnel_target',
     ]);
   });
 
@@ -351,7 +354,7 @@ describe('tcp listeners', () => {
         '    endpoints: [127.0.0.1:5432]',
       ),
       [
-        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, routes, connect',
+        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, proxy_protocol, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, max_connections, max_connections_per_client, accept_queue_size, accept_queue_timeout, routes, connect',
       ],
     );
   });

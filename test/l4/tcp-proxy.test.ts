@@ -315,8 +315,12 @@ describe('L4 TCP proxy', () => {
     for (const c of open) c.destroy();
   });
 
-  test('max_connections closes connections beyond the limit at accept', async (t) => {
-    const proxy = await startProxy({ upstreams: [echo.addr], tcp: { max_connections: 2 } });
+  test('max_connections holds connections beyond the limit unread, admits them in order, closes the overflow', async (t) => {
+    const proxy = await startProxy({
+      upstreams: [echo.addr],
+      tcp: { max_connections: 2, accept_queue_size: 1, accept_queue_timeout: '30s' },
+      config: { access_log: { enabled: true } },
+    });
     t.after(() => proxy.close());
     const a = await connect(proxy.port, t);
     const b = await connect(proxy.port, t);
@@ -324,12 +328,47 @@ describe('L4 TCP proxy', () => {
     b.write('b');
     await a.readExactly(1);
     await b.readExactly(1);
+    // The third waits in the accept queue: what it sends is not read yet...
     const c = await connect(proxy.port, t);
-    assert.equal((await c.readToEnd()).length, 0, 'the third connection is closed');
-    await waitUntil(
-      () => proxy.server.snapshot().listeners[0]?.error_codes.too_many_connections === 1,
-      'the drop is counted',
+    c.write('c');
+    await waitUntil(() => proxy.server.snapshot().listeners[0]?.connections_held === 1, 'one connection held');
+    // ...a fourth finds the queue full and is closed.
+    const d = await connect(proxy.port, t);
+    assert.equal((await d.readToEnd()).length, 0, 'the fourth connection is closed');
+    // When one of the two closes, the held one is admitted and its bytes go through.
+    a.socket.destroy();
+    assert.equal((await c.readExactly(1)).toString(), 'c');
+    const l = proxy.server.snapshot().listeners[0];
+    assert.equal(l?.connections_held, 0);
+    assert.equal(l?.connections_held_total, 1);
+    assert.equal(l?.error_codes.too_many_connections, 1);
+  });
+
+  test('accept_queue_timeout closes a connection held too long; max_connections_per_client closes at once', async (t) => {
+    const proxy = await startProxy({
+      upstreams: [echo.addr],
+      tcp: { max_connections: 1, accept_queue_timeout: '300ms', max_connections_per_client: 1 },
+    });
+    t.after(() => proxy.close());
+    const a = await connect(proxy.port, t);
+    a.write('a');
+    await a.readExactly(1);
+    // From another address: not over its own limit, so it waits for the listener's, and times out.
+    const other = new SocketReader(
+      await new Promise<net.Socket>((resolve, reject) => {
+        const s = net.connect({ port: proxy.port, host: '127.0.0.1', localAddress: '127.0.0.9' });
+        s.once('connect', () => resolve(s));
+        s.once('error', reject);
+      }),
     );
+    t.after(() => other.socket.destroy());
+    assert.equal((await other.readToEnd()).length, 0, 'closed after the queue timeout');
+    // From the same address as the open one: over max_connections_per_client, closed at once.
+    const again = await connect(proxy.port, t);
+    assert.equal((await again.readToEnd()).length, 0, 'closed at once');
+    const codes = proxy.server.snapshot().listeners[0]?.error_codes ?? {};
+    assert.equal(codes.too_many_connections, 1);
+    assert.equal(codes.too_many_connections_per_client, 1);
   });
 });
 
