@@ -22,7 +22,7 @@
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned), then access-log (its own proxies, pinned), then resilience (two muxgates, pinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
+// unpinned), then access-log (its own proxies, pinned), then resilience (two muxgates, pinned), then passthrough (muxgate and HAProxy, pinned, TLS to the backend), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
 // (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement), then
 // ws-h2-idle (its own backend; a fresh muxgate per measurement).
 
@@ -47,6 +47,15 @@ import {
   resilienceMethod,
   runResilienceFigure,
 } from './resilience.ts';
+import {
+  BACKEND_TLS_PORT,
+  backendCertificate,
+  PASSTHROUGH_SCENARIO,
+  type PassthroughState,
+  passthroughMethod,
+  renderPassthrough,
+  runPassthroughFigure,
+} from './passthrough.ts';
 import { type FigureContext, rotate } from './figure.ts';
 import {
   H2_DEFAULT_DURATION_S,
@@ -153,6 +162,7 @@ const FIGURES = [
   WORKERS_SCENARIO,
   ACCESS_LOG_SCENARIO,
   RESILIENCE_SCENARIO,
+  PASSTHROUGH_SCENARIO,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
   WS_SCENARIO,
@@ -171,7 +181,8 @@ const USAGE = `usage: npm run bench -- [options]
                           nginx and haproxy among them, ${H2_UPSTREAM_SCENARIO} muxgate (two configurations),
                           ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only,
                           ${ACCESS_LOG_SCENARIO} the muxgate and nginx among them (each with and without a log),
-                          ${RESILIENCE_SCENARIO} muxgate only (with and without retries, health checks, breakers)
+                          ${RESILIENCE_SCENARIO} muxgate only (with and without retries, health checks, breakers),
+                          ${PASSTHROUGH_SCENARIO} muxgate and haproxy (TLS passthrough by SNI)
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
@@ -297,6 +308,7 @@ interface RunState {
   workers: WorkersState;
   accessLog: AccessLogState;
   resilience: ResilienceState;
+  passthrough: PassthroughState;
   h2: H2State;
   ws: WsState;
   wsH2: WsH2State;
@@ -315,6 +327,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === WS_H2_IDLE_SCENARIO) return wsH2Method(wsH2Options(opts));
   if (f === ACCESS_LOG_SCENARIO) return accessLogMethod(opts.durationS, WARMUP_S);
   if (f === RESILIENCE_SCENARIO) return resilienceMethod(opts.durationS, WARMUP_S);
+  if (f === PASSTHROUGH_SCENARIO) return passthroughMethod(opts.durationS, WARMUP_S);
   return workersMethod(opts.durationS);
 }
 
@@ -332,6 +345,7 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
   if (f === WS_H2_IDLE_SCENARIO) return renderWsH2(st.wsH2.runs, wsH2Options(opts));
   if (f === ACCESS_LOG_SCENARIO) return renderAccessLog(st.accessLog.runs, opts.proxies);
   if (f === RESILIENCE_SCENARIO) return renderResilience(st.resilience.runs);
+  if (f === PASSTHROUGH_SCENARIO) return renderPassthrough(st.passthrough.runs);
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
@@ -361,6 +375,9 @@ function portsUsed(opts: Options): [number, string][] {
   }
   if (opts.figures.includes(RESILIENCE_SCENARIO)) {
     for (const v of RESILIENCE_VARIANTS) ports.push([v.port, v.id]);
+  }
+  if (opts.figures.includes(PASSTHROUGH_SCENARIO)) {
+    ports.push([18191, 'muxgate-passthrough'], [18192, 'haproxy-passthrough'], [BACKEND_TLS_PORT, 'backend (TLS)']);
   }
   ports.push(...h2Ports(opts.figures, opts.proxies));
   ports.push(...wsPorts(opts.figures, opts.proxies));
@@ -424,6 +441,7 @@ async function main(): Promise<number> {
     workers: { runs: [], spread: [] },
     accessLog: { runs: [] },
     resilience: { runs: [] },
+    passthrough: { runs: [] },
     h2: { ingress: [], upstream: [] },
     ws: { runs: [] },
     wsH2: { runs: [] },
@@ -448,6 +466,7 @@ async function main(): Promise<number> {
       st.workers.runs.length +
       st.accessLog.runs.length +
       st.resilience.runs.length +
+      st.passthrough.runs.length +
       st.h2.ingress.length +
       st.h2.upstream.length +
       st.ws.runs.length +
@@ -482,7 +501,10 @@ async function main(): Promise<number> {
     // (with an h2c listen port too when h2-upstream runs)
     const h2Upstream = opts.figures.includes(H2_UPSTREAM_SCENARIO) && opts.proxies.includes('muxgate');
     if (needsNginxBackend(opts)) {
-      const backend = await startServer(backendSpec(runDir, h2Upstream ? BACKEND_H2C_PORT : undefined), runDir);
+      const tls = opts.figures.includes(PASSTHROUGH_SCENARIO)
+        ? { port: BACKEND_TLS_PORT, ...backendCertificate(runDir) }
+        : undefined;
+      const backend = await startServer(backendSpec(runDir, h2Upstream ? BACKEND_H2C_PORT : undefined, tls), runDir);
       for (const s of opts.figures.length ? [...opts.scenarios, GET_12B] : opts.scenarios) {
         const err = await checkEndpoint(BACKEND_PORT, s.path, s.check);
         if (err) throw new Error(`backend sanity check failed: ${err}\n${serverOutput(backend)}`);
@@ -512,6 +534,7 @@ async function main(): Promise<number> {
     }
     if (opts.figures.includes(ACCESS_LOG_SCENARIO) && !interrupted) await runAccessLogFigure(ctx, st.accessLog);
     if (opts.figures.includes(RESILIENCE_SCENARIO) && !interrupted) await runResilienceFigure(ctx, st.resilience);
+    if (opts.figures.includes(PASSTHROUGH_SCENARIO) && !interrupted) await runPassthroughFigure(ctx, st.passthrough);
     // the HTTP/2 figures use their own (shorter) run length
     const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
@@ -540,6 +563,7 @@ async function main(): Promise<number> {
       ...st.workers.spread,
       ...st.accessLog.runs,
       ...st.resilience.runs,
+      ...st.passthrough.runs,
       ...st.h2.ingress,
       ...st.h2.upstream,
       ...st.ws.runs,

@@ -160,14 +160,29 @@ function nginxHttpCommon(dir: string, name: string): string {
  * also listens there for HTTP/2 with prior knowledge (keepalive_requests/keepalive_timeout apply to
  * HTTP/2 connections too since nginx 1.19.7).
  */
-export function backendNginxConfig(dir: string, port: number, h2cPort?: number): string {
+export function backendNginxConfig(
+  dir: string,
+  port: number,
+  h2cPort?: number,
+  tls?: { port: number; cert: string; key: string },
+): string {
   const body = JSON.stringify(RESPONSE_12B).slice(1, -1); // "hello world\n" with the \n escape nginx understands
   return `${nginxCommon(dir, 'backend')}http {
 ${nginxHttpCommon(dir, 'backend')}  sendfile on;
   tcp_nopush on;
   server {
     listen 127.0.0.1:${port} backlog=4096;
-${h2cPort === undefined ? '' : `    # h2c with prior knowledge only (nginx < 1.25.1 does not tell HTTP/1.1 from h2c on one port)\n    listen 127.0.0.1:${h2cPort} backlog=4096 http2;\n`}    root ${join(dir, 'www')};
+${
+  tls === undefined
+    ? ''
+    : `    # TLS for the passthrough figure (the proxies in front do not decrypt)
+    listen 127.0.0.1:${tls.port} backlog=4096 ssl;
+    ssl_certificate ${tls.cert};
+    ssl_certificate_key ${tls.key};
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_session_cache off;
+`
+}${h2cPort === undefined ? '' : `    # h2c with prior knowledge only (nginx < 1.25.1 does not tell HTTP/1.1 from h2c on one port)\n    listen 127.0.0.1:${h2cPort} backlog=4096 http2;\n`}    root ${join(dir, 'www')};
     default_type application/octet-stream;
     location = / {
       default_type text/plain;
@@ -320,11 +335,15 @@ function nginxArgs(dir: string, name: string, conf: string): string[] {
 }
 
 /** `h2cPort`: also serve everything over h2c with prior knowledge on that port (the h2-upstream figure). */
-export function backendSpec(dir: string, h2cPort?: number): ServerSpec {
+export function backendSpec(
+  dir: string,
+  h2cPort?: number,
+  tls?: { port: number; cert: string; key: string },
+): ServerSpec {
   const www = join(dir, 'www');
   mkdirSync(www, { recursive: true });
   writeFileSync(join(www, '64k'), Buffer.alloc(RESPONSE_64K_BYTES, 'x'));
-  const conf = writeConfig(dir, 'backend.nginx.conf', backendNginxConfig(dir, BACKEND_PORT, h2cPort));
+  const conf = writeConfig(dir, 'backend.nginx.conf', backendNginxConfig(dir, BACKEND_PORT, h2cPort, tls));
   return {
     name: 'backend',
     port: BACKEND_PORT,
