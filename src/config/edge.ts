@@ -16,7 +16,7 @@ const serverName = z
   .transform((s) => s.toLowerCase())
   .pipe(text('a server name like "api.example.com" or "*.example.com"', SERVER_NAME));
 
-const sniRoute = map('an sni route map', {
+export const sniRoute = map('an sni route map', {
   server_names: list(serverName, 'a list of server names', 1)
     .optional()
     .describe('Exact names and "*." wildcards the ClientHello SNI must match; absent: any name (or none).'),

@@ -13,7 +13,7 @@ import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, when
 import { clusterWebsocket, listenerConnect, routesOrConnect, tcpTunnelKeys, tunnelGoesWithTarget } from './tunnels.ts';
 import { durationMs, sizeBytes } from './units.ts';
 import { route } from './routes.ts';
-import { connectionLimitKeys, proxyProtocolIn, sendProxyProtocol, sniKeys } from './edge.ts';
+import { connectionLimitKeys, proxyProtocolIn, sendProxyProtocol, sniKeys, sniRoute } from './edge.ts';
 
 function clusterOrSniRoutes(
   l: { cluster?: unknown; sni_routes?: unknown; tunnel?: unknown; proxy_protocol?: unknown },
@@ -58,7 +58,12 @@ const httpListener = map('a listener map', {
   proxy_protocol: proxyProtocolIn
     .optional()
     .describe(
-      'Accept a PROXY header (v1 or v2) from these peers first; its client address is the one logged, forwarded and keyed on. Cleartext listeners only, for now.',
+      'Accept a PROXY header (v1 or v2) from these peers first (before TLS); its client address is the one logged, forwarded and keyed on.',
+    ),
+  passthrough: list(sniRoute, 'a list of sni routes', 1)
+    .optional()
+    .describe(
+      'With tls: connections whose ClientHello matches one of these (server_names, alpn) are not terminated but piped untouched to its cluster; other names are terminated here.',
     ),
   max_header_bytes: sizeBytes({ min: 1 })
     .prefault('64KiB')
@@ -76,12 +81,12 @@ const httpListener = map('a listener map', {
   connect: listenerConnect,
 })
   .superRefine(routesOrConnect, whenMap)
-  .superRefine((l: { tls?: unknown; proxy_protocol?: unknown }, ctx) => {
-    if (l.tls !== undefined && l.proxy_protocol !== undefined) {
+  .superRefine((l: { tls?: unknown; passthrough?: unknown }, ctx) => {
+    if (l.tls === undefined && l.passthrough !== undefined) {
       ctx.addIssue({
         code: 'custom',
-        path: ['proxy_protocol'],
-        message: 'proxy_protocol on a TLS listener is not supported yet (use it on a cleartext or a tcp listener)',
+        path: ['passthrough'],
+        message: 'passthrough needs tls (names not terminated here)',
       });
     }
   }, whenMap);
@@ -533,12 +538,13 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
         });
       }
     }
-    const sniRoutes = l.protocol === 'tcp' && Array.isArray(l.sni_routes) ? l.sni_routes : [];
+    const sniKey = l.protocol === 'tcp' ? 'sni_routes' : 'passthrough';
+    const sniRoutes = Array.isArray(l[sniKey]) ? (l[sniKey] as unknown[]) : [];
     sniRoutes.forEach((r: unknown, j) => {
       if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;
       ctx.addIssue({
         code: 'custom',
-        path: ['listeners', i, 'sni_routes', j, 'cluster'],
+        path: ['listeners', i, sniKey, j, 'cluster'],
         message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
       });
     });

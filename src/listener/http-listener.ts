@@ -14,6 +14,19 @@ import { type CidrSet, unmapIPv4 } from '../core/cidr.ts';
 import { PreambleReader } from './l4-preamble.ts';
 import { ConnectionGate, type GateLimits } from './connection-gate.ts';
 import type { ErrorCode } from '../core/errors.ts';
+import type { Cluster } from '../cluster/cluster.ts';
+import { TcpTunnel, type TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import type { SniRouter } from './sni-router.ts';
+
+/** A TLS listener's names passed through untouched (`passthrough:`), and what their tunnels need. */
+export interface Passthrough {
+  router: SniRouter<Cluster>;
+  tunnelCtx: TcpListenerContext;
+  maxHelloBytes: number;
+}
+
+const kClient = Symbol('muxgate.proxyClient');
+type FrontSocket = net.Socket & { [kClient]?: string };
 
 const NO_LIMITS: GateLimits = { maxConnections: 0, maxPerClient: 0, queueSize: 0, queueTimeoutMs: 1 };
 
@@ -40,6 +53,9 @@ export class HttpListener {
   private readonly pending = new Set<net.Socket>();
 
   readonly gate: ConnectionGate;
+  /** A TLS listener's passthrough names and the tunnels they became (null: it terminates every name); swapped by a reload. */
+  passthrough: Passthrough | null;
+  private readonly passTunnels = new MemberList<TcpTunnel>();
 
   constructor(
     ctx: ListenerContext,
@@ -47,7 +63,9 @@ export class HttpListener {
     h2: H2IngressOptions,
     certs: CertStore | null,
     limits: GateLimits = NO_LIMITS,
+    passthrough: Passthrough | null = null,
   ) {
+    this.passthrough = passthrough;
     this.ctx = ctx;
     this.gate = new ConnectionGate(limits, (socket, code, client) => this.refuse(socket, code, '', client));
     this.protocol = protocol;
@@ -67,14 +85,73 @@ export class HttpListener {
         // A handshake is part of the request head's budget (slowloris over TLS).
         handshakeTimeout: ctx.limits.headerTimeoutMs,
       });
-      // Over TLS the limits apply once the handshake is done (node:tls starts it at accept).
-      server.on('secureConnection', (socket: tls.TLSSocket) =>
-        this.admit(socket, (s, first) => this.onSecure(s, first)),
-      );
       server.on('tlsClientError', (_err, socket) => socket.destroy());
       certs.attach(server);
-      this.server = server;
+      if (ctx.proxyProtocol === null && passthrough === null) {
+        // Over TLS the limits apply once the handshake is done (node:tls starts it at accept).
+        server.on('secureConnection', (socket: tls.TLSSocket) =>
+          this.admit(socket, (s, first) => this.onSecure(s, first)),
+        );
+        this.server = server;
+      } else {
+        // A PROXY header, or a ClientHello to pass through, comes before TLS: a plain server reads
+        // them, then hands the connection (what it read put back) to the TLS server, which never
+        // listens itself, or pipes it to a passthrough cluster. The limits apply before any of it.
+        server.on('secureConnection', (socket: tls.TLSSocket) => this.onSecure(socket, null));
+        this.server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) =>
+          this.admit(socket, (s, first) => this.front(s, first, server)),
+        );
+      }
     }
+  }
+
+  /** Before TLS: the PROXY header, the ClientHello when some names pass through; then TLS here, or a tunnel. */
+  private front(socket: net.Socket, first: Buffer | null, tlsServer: tls.Server): void {
+    if (this.ctx.draining) {
+      socket.destroy();
+      return;
+    }
+    const pt = this.passthrough;
+    this.pending.add(socket);
+    socket.on('error', destroyOnError);
+    new PreambleReader(
+      socket,
+      {
+        proxyProtocol: this.ctx.proxyProtocol,
+        sni: pt === null ? null : { timeoutMs: this.ctx.limits.headerTimeoutMs, maxBytes: pt.maxHelloBytes },
+        // Read as a stream: what was read is put back for node:tls, which reads buffered bytes first.
+        directIo: false,
+        first,
+      },
+      (p) => {
+        this.pending.delete(socket);
+        socket.off('error', destroyOnError);
+        if (this.ctx.draining || socket.destroyed) {
+          socket.destroy();
+          return;
+        }
+        const cluster = pt === null || p.hello === null ? null : pt.router.pick(p.hello.serverName, p.hello.alpn);
+        if (cluster !== null) {
+          new TcpTunnel(socket, pt!.tunnelCtx, this.passTunnels, {
+            cluster,
+            client: p.client,
+            clientPort: p.clientPort,
+            destination: p.destination,
+            destinationPort: p.destinationPort,
+            first: p.rest.length > 0 ? p.rest : null,
+            sni: p.hello?.serverName ?? null,
+          });
+          return;
+        }
+        if (p.proxy !== null) (socket as FrontSocket)[kClient] = p.client;
+        if (p.rest.length > 0) socket.unshift(p.rest);
+        tlsServer.emit('connection', socket);
+      },
+      (code, detail) => {
+        this.pending.delete(socket);
+        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
+      },
+    );
   }
 
   /** Through the listener's connection limits (max_connections, max_connections_per_client), then `start`. */
@@ -159,12 +236,14 @@ export class HttpListener {
       socket.destroy();
       return;
     }
+    // The client a PROXY header named, kept on the plain socket TLS was started over.
+    const peer = (socket as unknown as { _parent?: FrontSocket })._parent?.[kClient];
     // ALPN offered only what this listener speaks (see serverOptions), so the choice is final. No ALPN
     // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
     const alpn = socket.alpnProtocol;
-    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, first);
+    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, first, peer);
     else {
-      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions);
+      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions, peer);
       if (first !== null) c.startWith(first);
     }
   }
@@ -191,7 +270,7 @@ export class HttpListener {
   }
 
   get connections(): number {
-    return this.sessions.size + (this.h2?.connections.size ?? 0) + this.pending.size;
+    return this.sessions.size + (this.h2?.connections.size ?? 0) + this.pending.size + this.passTunnels.size;
   }
 
   /** Stop accepting; idle connections close now, busy ones after their response; HTTP/2 gets GOAWAY. */
@@ -209,6 +288,7 @@ export class HttpListener {
     this.certs?.close();
     for (const s of this.pending) s.destroy();
     this.gate.closeHeld();
+    for (const t of this.passTunnels.snapshot()) t.destroy('shutting_down');
     for (const s of this.sessions.snapshot()) s.destroy();
     this.h2?.destroyAll();
   }

@@ -115,6 +115,8 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
         }
       } else if (cfg.protocol !== 'tcp') {
         l.ctx.router = server.router(cfg, next, clusters);
+        // Same names (the listener key covers them), the clusters of this config.
+        l.passthrough = server.passthrough(cfg, clusters);
         l.gate.update(gateLimits(cfg));
       }
     }

@@ -11,9 +11,11 @@ import { AccessLog } from '../core/access-log.ts';
 import { LogFile } from '../core/log-file.ts';
 import { createLogger, type Logger } from '../core/log.ts';
 import { type StatsSnapshot, snapshotStats } from '../admin/stats-snapshot.ts';
-import { HttpListener } from '../listener/http-listener.ts';
+import { HttpListener, type Passthrough } from '../listener/http-listener.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
 import { TcpListener } from '../listener/tcp-listener.ts';
+import { SniRouter } from '../listener/sni-router.ts';
+import { DEFAULT_MAX_CLIENT_HELLO_BYTES } from '../tls/client-hello.ts';
 import { Dialer } from '../ports/dialer.ts';
 import { PortAllocator, type SourcePlan } from '../ports/port-allocator.ts';
 import { Router } from '../router/router.ts';
@@ -310,7 +312,29 @@ export class MuxgateServer {
       h2,
       certs,
       gateLimits(l),
+      this.passthrough(l, clusters),
     );
+  }
+
+  /** A TLS listener's `passthrough:` names, their clusters, and what their tunnels report to (the listener's stats and log). */
+  passthrough(l: HttpListenerConfig, clusters: ReadonlyMap<string, Cluster>): Passthrough | null {
+    if (l.passthrough === undefined) return null;
+    return {
+      router: new SniRouter<Cluster>(l.passthrough, (name) => clusterNamed(l.name, name, clusters), null),
+      maxHelloBytes: DEFAULT_MAX_CLIENT_HELLO_BYTES,
+      tunnelCtx: {
+        name: l.name,
+        cluster: null,
+        idleTimeoutMs: PASSTHROUGH_IDLE_TIMEOUT_MS,
+        connectTimeoutMs: 5000,
+        connectAttempts: 3,
+        accessLog: this.accessLog,
+        log: this.log,
+        stats: this.statsFor(l.name),
+        draining: false,
+        tunnel: null,
+      },
+    };
   }
 
   private tcpListener(l: TcpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): TcpListener {
@@ -392,6 +416,9 @@ export class MuxgateServer {
     this.accessLog?.sink.closeSync();
   }
 }
+
+/** A passed-through TLS connection with no byte either way for this long is closed (as a tcp listener's default). */
+const PASSTHROUGH_IDLE_TIMEOUT_MS = 3_600_000;
 
 /** How long start waits for the Redis stores of rate_limit: and idempotency: to connect. */
 const STORE_READY_MS = 3000;

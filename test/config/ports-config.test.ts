@@ -354,7 +354,7 @@ describe('tcp listeners', () => {
         '    endpoints: [127.0.0.1:5432]',
       ),
       [
-        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, proxy_protocol, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, max_connections, max_connections_per_client, accept_queue_size, accept_queue_timeout, routes, connect',
+        'muxgate.yaml:4 listeners[0]: unknown key "cluster"; expected one of: name, address, protocol, tls, http2, trusted_proxies, proxy_protocol, passthrough, max_header_bytes, max_headers, header_timeout, idle_timeout, max_requests_per_connection, max_connections, max_connections_per_client, accept_queue_size, accept_queue_timeout, routes, connect',
       ],
     );
   });

@@ -8,11 +8,12 @@
 import assert from 'node:assert/strict';
 import { execFile, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import tls from 'node:tls';
 import { readFileSync } from 'node:fs';
-import { type Backend, recordingBackend } from '../helpers/backend.ts';
+import { type Backend, httpBackend, recordingBackend } from '../helpers/backend.ts';
 import { type CertPaths, makeCa, makeCert, tmpDir } from '../helpers/certs.ts';
 import { buildClientHello } from '../helpers/client-hello-bytes.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
@@ -196,5 +197,104 @@ describe('TLS passthrough by SNI', () => {
     const codes = proxy.server.snapshot().listeners[0]?.error_codes ?? {};
     assert.equal(codes.tls_not_tls, 1);
     assert.equal(codes.sni_timeout, 1);
+  });
+});
+
+describe('termination and passthrough on one port', () => {
+  let dir: string;
+  let passBackend: TlsBackend;
+  let http: Backend<HttpServer>;
+  const xff: (string | undefined)[] = [];
+  let proxy: TestProxy;
+
+  before(async () => {
+    dir = tmpDir('muxgate-mixed-');
+    const ca = makeCa(dir);
+    passBackend = await tlsBackend('passed-through', makeCert(dir, ca, ['pass.test'], { file: 'pass' }));
+    http = await httpBackend((req, res) => {
+      xff.push(req.headers['x-forwarded-for'] as string | undefined);
+      res.end('terminated');
+    });
+    const own = makeCert(dir, ca, ['term.test'], { file: 'term' });
+    proxy = await startProxy({
+      clusters: { web: { endpoints: [http.addr] }, pass: { endpoints: [passBackend.addr] } },
+      routes: [{ cluster: 'web' }],
+      listener: {
+        protocol: 'auto',
+        tls: { cert: own.cert, key: own.key },
+        passthrough: [{ server_names: ['pass.test'], cluster: 'pass' }],
+      },
+      config: { access_log: { enabled: true } },
+    });
+  });
+  after(async () => {
+    await proxy?.close();
+    await Promise.all([passBackend?.close(), http?.close()]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a passthrough name reaches its backend untouched; other names are terminated here', async () => {
+    const subject = (servername: string) =>
+      new Promise<string>((resolve, reject) => {
+        const s = tls.connect({ host: '127.0.0.1', port: proxy.port, servername, rejectUnauthorized: false }, () => {
+          resolve(String(s.getPeerCertificate().subject.CN));
+          s.destroy();
+        });
+        s.on('error', reject);
+      });
+    assert.equal(await subject('pass.test'), 'pass.test', "the backend's own certificate");
+    assert.equal(await subject('term.test'), 'term.test', "muxgate's certificate");
+  });
+
+  test('curl: HTTP/2 to the terminated name, HTTP/1.1 to the passed-through one', {
+    skip: !hasCurl && 'curl not installed',
+  }, async () => {
+    const get = (host: string, ...flags: string[]) =>
+      run('curl', [
+        '-sk',
+        ...flags,
+        '--max-time',
+        '10',
+        '--resolve',
+        `${host}:${proxy.port}:127.0.0.1`,
+        `https://${host}:${proxy.port}/`,
+      ]);
+    assert.equal((await get('term.test', '--http2')).stdout, 'terminated');
+    assert.equal((await get('pass.test', '--http1.1')).stdout, 'passed-through');
+  });
+});
+
+describe('PROXY protocol before TLS', () => {
+  test('the header, then the TLS handshake: the client it names reaches X-Forwarded-For', async (t) => {
+    const dir = tmpDir('muxgate-pp-tls-');
+    t.after(() => rmSync(dir, { recursive: true, force: true }));
+    const ca = makeCa(dir);
+    const own = makeCert(dir, ca, ['term.test'], { file: 'term' });
+    const xff: (string | undefined)[] = [];
+    const backend = await httpBackend((req, res) => {
+      xff.push(req.headers['x-forwarded-for'] as string | undefined);
+      res.end('ok');
+    });
+    t.after(() => backend.close());
+    const proxy = await startProxy({
+      upstreams: [backend.addr],
+      listener: { tls: { cert: own.cert, key: own.key }, proxy_protocol: { trusted: ['127.0.0.1/32'] } },
+    });
+    t.after(() => proxy.close());
+    const raw = net.connect({ host: '127.0.0.1', port: proxy.port });
+    await new Promise((r) => raw.once('connect', r));
+    raw.write('PROXY TCP4 203.0.113.77 198.51.100.1 40000 443\r\n');
+    const s = tls.connect({ socket: raw, servername: 'term.test', rejectUnauthorized: false });
+    await new Promise((r, j) => {
+      s.once('secureConnect', r);
+      s.once('error', j);
+    });
+    s.write('GET / HTTP/1.1\r\nhost: term.test\r\nconnection: close\r\n\r\n');
+    let answer = '';
+    s.setEncoding('utf8');
+    s.on('data', (c: string) => (answer += c));
+    await new Promise((r) => s.once('close', r));
+    assert.match(answer, /^HTTP\/1\.1 200 /);
+    assert.deepEqual(xff, ['203.0.113.77']);
   });
 });
