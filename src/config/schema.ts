@@ -550,12 +550,24 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
     });
     const routes = Array.isArray(l.routes) ? l.routes : [];
     routes.forEach((r: unknown, j) => {
-      if (!clusters || !isRecord(r) || typeof r.cluster !== 'string' || clusters.includes(r.cluster)) return;
-      ctx.addIssue({
-        code: 'custom',
-        path: ['listeners', i, 'routes', j, 'cluster'],
-        message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
-      });
+      if (!clusters || !isRecord(r) || typeof r.cluster !== 'string') return;
+      if (!clusters.includes(r.cluster)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'routes', j, 'cluster'],
+          message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
+        });
+        return;
+      }
+      const target = isRecord(config.clusters) ? config.clusters[r.cluster] : undefined;
+      if (isRecord(target) && target.send_proxy_protocol !== undefined) {
+        // Not silently ignored: HTTP pools do not send it yet (a pooled connection would carry one client's address for others).
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'routes', j, 'cluster'],
+          message: `expected a cluster without send_proxy_protocol for an HTTP route (it applies to tcp listeners and TLS passthrough; HTTP pools do not send it yet), got ${describeValue(r.cluster)}`,
+        });
+      }
     });
   });
 }

@@ -271,6 +271,20 @@ describe('tcp listeners', () => {
     ]);
   });
 
+  test('send_proxy_protocol is refused on a cluster an HTTP route uses (HTTP pools do not send it yet)', () => {
+    assertProblems(
+      yaml(
+        'listeners:',
+        '  - { name: web, address: 127.0.0.1:0, routes: [{ cluster: pg }] }',
+        'clusters:',
+        '  pg: { endpoints: [127.0.0.1:5432], send_proxy_protocol: v2 }',
+      ),
+      [
+        'muxgate.yaml:2 listeners[0].routes[0].cluster: expected a cluster without send_proxy_protocol for an HTTP route (it applies to tcp listeners and TLS passthrough; HTTP pools do not send it yet), got "pg"',
+      ],
+    );
+  });
+
   test('sni_routes and proxy_protocol: parsed, names lower-cased, clusters checked', () => {
     const [l] = parse(
       tcpConfig([
