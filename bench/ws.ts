@@ -15,7 +15,7 @@
 //    the proxy's CPU time per message (from /proc/<pid>/stat over the measured window): when the
 //    load core, not the proxy, is the limit, messages/s understates the gap and CPU per message
 //    is the fairer comparison
-// 3. idle: a fresh proxy; 100 WebSockets opened, echoed and closed, VmRSS read; N WebSockets
+// 3. idle: a fresh proxy; 100 WebSockets opened, echoed and closed, 4 s (muxgate's trim after start), VmRSS read; N WebSockets
 //    opened (one echo each) and left idle, VmRSS read after a settle time; (after - before) / N
 //
 // Same discipline as the other figures: interleaved rounds (order rotating), medians, and ratios
@@ -63,7 +63,8 @@ export const WS_RTT = { sockets: 1, size: 32 } as const;
 export const WS_THROUGHPUT = { sockets: 50, window: 16, size: 1024 } as const;
 const WS_IDLE_WARMUP = 100;
 const WS_IDLE_CONCURRENCY = 200;
-const WS_IDLE_SETTLE_MS = 2000;
+/** After a burst: muxgate's memory trim runs within ~2 s of the process going idle. */
+const WS_IDLE_SETTLE_MS = 4000;
 const WS_IDLE_SIZE = 32;
 
 type Part = 'rtt' | 'throughput' | 'idle';
@@ -486,7 +487,7 @@ async function openIdleWs(
 
 export function wsIdleMethod(idleSockets: number): string {
   return (
-    `a fresh proxy per measurement; ${WS_IDLE_WARMUP} WebSockets opened, echoed and closed, 1 s, VmRSS read; then ` +
+    `a fresh proxy per measurement; ${WS_IDLE_WARMUP} WebSockets opened, echoed and closed, ${WS_IDLE_SETTLE_MS / 1000} s (muxgate's memory trim runs once after start), VmRSS read; then ` +
     `\`bench/ws-client.ts --mode idle\` (on the load core) opens ${idleSockets.toLocaleString('en-US')} WebSockets ` +
     `(${WS_IDLE_CONCURRENCY} opening at once), each sends one ${WS_IDLE_SIZE}-byte message and reads its echo, then idles; ` +
     `VmRSS read after ${WS_IDLE_SETTLE_MS / 1000} s; (after − before) ÷ WebSockets`
@@ -504,12 +505,14 @@ async function measureIdle(round: number, proxy: WsProxy, idleSockets: number, c
     return { ...base, ok: false, failure: `${(err as Error).message}${details}`.slice(0, 1500), warnings };
   }
   try {
+    // Both readings after muxgate's memory trim (once after start, then after the burst):
+    // bench/idle-memory.ts says why.
     const warm = await openIdleWs(server.spec.port, WS_IDLE_WARMUP);
     await warm.close();
     if (warm.ready.served < WS_IDLE_WARMUP) {
       throw new Error(`warm-up: ${warm.ready.served}/${WS_IDLE_WARMUP} echoed (${warm.ready.errors.join('; ')})`);
     }
-    await sleep(1000); // let the proxy finish closing them
+    await sleep(WS_IDLE_SETTLE_MS);
     const beforeKiB = readRssKiB(server.tracked.pid);
     const idle = await openIdleWs(server.spec.port, idleSockets);
     await sleep(WS_IDLE_SETTLE_MS);
