@@ -15,7 +15,7 @@ import { PreambleReader } from './l4-preamble.ts';
 import { ConnectionGate, type GateLimits } from './connection-gate.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
-import { TcpTunnel, type TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import { TcpTunnel, type TcpListenerContext } from '../tunnel/tcp-tunnel.ts';
 import type { SniRouter } from './sni-router.ts';
 
 /** A TLS listener's names passed through untouched (`passthrough:`), and what their tunnels need. */

@@ -1,14 +1,14 @@
 import net, { type AddressInfo } from 'node:net';
 import { listenOn } from './listen.ts';
-import { TcpTunnel } from '../forward/tcp-tunnel.ts';
+import { TcpTunnel } from '../tunnel/tcp-tunnel.ts';
 import { H2TcpTunnel } from '../tunnel/h2-tcp-tunnel.ts';
 import { ListenerStats } from '../core/listener-stats.ts';
-import type { ListenerTunnel, TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import type { ListenerTunnel, TcpListenerContext } from '../tunnel/tcp-tunnel.ts';
 import { MemberList } from '../core/member-list.ts';
 import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
-import type { TcpOpening } from '../forward/tcp-tunnel.ts';
+import type { TcpOpening } from '../tunnel/tcp-tunnel.ts';
 import { type Preamble, type PreambleOptions, PreambleReader } from './l4-preamble.ts';
 import type { SniRouter } from './sni-router.ts';
 import { ConnectionGate, type GateLimits } from './connection-gate.ts';

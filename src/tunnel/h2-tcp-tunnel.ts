@@ -5,7 +5,7 @@ import { unmapIPv4 } from '../core/cidr.ts';
 import type { ErrorCode } from '../core/errors.ts';
 import { type Expirable, sweeper } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import type { ListenerTunnel, TcpListenerContext } from '../forward/tcp-tunnel.ts';
+import type { ListenerTunnel, TcpListenerContext } from './tcp-tunnel.ts';
 import { H2ConnectLeg } from './h2-connect-leg.ts';
 import { SocketSide } from './socket-side.ts';
 import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';

@@ -99,6 +99,10 @@ export class SocketSide implements TunnelSide, ReadSink, DrainSink {
     resetSocket(this.socket);
   }
 
+  close(): void {
+    this.socket.destroy();
+  }
+
   pause(): void {
     if (this.direct) pauseDirect(this.socket);
     else this.socket.pause();

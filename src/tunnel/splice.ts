@@ -61,7 +61,21 @@ export class Splice implements Expirable, SideEvents {
    * sides are closed whole (an HTTP/2 stream with END_STREAM, then RST_STREAM NO_ERROR if the peer
    * is still open: browsers do not end their side of an RFC 8441 stream after the handshake).
    */
-  constructor(down: TunnelSide, up: TunnelSide, idleMs: number, owner: SpliceOwner, halfClose = true) {
+  /**
+   * `gracefulIdle`: an idle (or shut down) tunnel is closed (FIN on TCP) rather than reset: raw TCP
+   * tunnels, whose peers read a reset as a failure.
+   */
+  private readonly gracefulIdle: boolean;
+
+  constructor(
+    down: TunnelSide,
+    up: TunnelSide,
+    idleMs: number,
+    owner: SpliceOwner,
+    halfClose = true,
+    gracefulIdle = false,
+  ) {
+    this.gracefulIdle = gracefulIdle;
     this.down = down;
     this.up = up;
     this.idleMs = idleMs;
@@ -86,9 +100,14 @@ export class Splice implements Expirable, SideEvents {
     }
   }
 
-  /** Cut both sides (shutdown, or the owner gave up). */
+  /** Cut both sides (shutdown, or the owner gave up): reset, or closed with `gracefulIdle`. */
   destroy(end: SpliceEnd): void {
     if (this.closedFirst === null) this.end = end;
+    if (this.gracefulIdle) {
+      this.down.close();
+      this.up.close();
+      return;
+    }
     this.down.reset();
     this.up.reset();
   }

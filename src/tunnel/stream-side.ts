@@ -58,6 +58,10 @@ export class StreamSide implements TunnelSide, StreamSink {
     if (!this.gone) this.stream.reset(CONNECT_ERROR);
   }
 
+  close(): void {
+    this.reset();
+  }
+
   pause(): void {
     this.stream.pause();
   }

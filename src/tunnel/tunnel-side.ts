@@ -29,6 +29,8 @@ export interface TunnelSide {
   end(): void;
   /** Cut abruptly (TCP RST, RST_STREAM CONNECT_ERROR). */
   reset(): void;
+  /** Closed now without a reset where the transport has one (a TCP socket: FIN); a stream is reset. */
+  close(): void;
   pause(): void;
   resume(): void;
   /** Closed (no more events follow but the `onSideClosed` that says so). */

@@ -6,7 +6,6 @@ import {
   encodeProxyHeaderV2,
 } from '../proxy-protocol/proxy-header.ts';
 import { type ErrorCode, retryWhen } from '../core/errors.ts';
-import { resetSocket } from '../core/reset-socket.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import type { ListenerStats } from '../core/listener-stats.ts';
@@ -15,6 +14,8 @@ import type { Logger } from '../core/log.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { Member, MemberList } from '../core/member-list.ts';
+import { SocketSide } from './socket-side.ts';
+import { Splice, type SpliceOwner, type SpliceResult } from './splice.ts';
 
 /** What an L4 listener's connections need from it (its tunnels read this, not the listener). */
 /** What a TCP listener holds its tunnels as (both kinds: a direct TcpTunnel, an H2TcpTunnel). */
@@ -57,18 +58,19 @@ const OPEN = 1;
 const CLOSED = 2;
 
 /**
- * One L4 connection: the client socket piped to an upstream socket, both ways, with the semantics of
- * `stream.pipeline`: backpressure (a side that cannot write pauses the other's reads), a FIN is passed
- * on as a FIN (half-close: each direction ends on its own), and an error or reset on either side
- * destroys the other. A connect that fails or times out is retried on another endpoint; an idle
- * tunnel (no byte either way for idle_timeout) is closed on both sides.
+ * One L4 connection: the client socket joined to an upstream socket by a Splice of two SocketSides
+ * (the WebSocket and CONNECT tunnels' machinery: direct I/O through the shared read buffer on plain
+ * TCP, nothing per idle tunnel but the two sockets and the splice): backpressure (a side that cannot
+ * write pauses the other's reads), a FIN is passed on as a FIN (half-close: each direction ends on its
+ * own), and a reset on either side resets the other. A connect that fails or times out is retried on
+ * another endpoint; an idle tunnel (no byte either way for idle_timeout) is closed (FIN) on both sides.
  *
  * TIME_WAIT: whoever sends the first FIN keeps the 4-tuple in TIME_WAIT. When the upstream ends first,
  * that is the upstream, and our source port is free at once; when the client ends first, its FIN is
  * passed on and our side of the upstream connection waits out TIME_WAIT (the port allocator cools such
  * a port if the kernel refuses it).
  */
-export class TcpTunnel implements Expirable, DialHandler {
+export class TcpTunnel implements Expirable, DialHandler, SpliceOwner {
   private readonly down: Socket;
   private readonly ctx: TcpListenerContext;
   private readonly tunnels: MemberList<TcpTunnel>;
@@ -82,7 +84,6 @@ export class TcpTunnel implements Expirable, DialHandler {
   private readonly tried: Endpoint[] = [];
   private state = CONNECTING;
   private readonly startedAt = performance.now();
-  private lastActive = this.startedAt;
   deadline: number;
   sweepSlot = -1;
   bytesIn = 0;
@@ -92,8 +93,9 @@ export class TcpTunnel implements Expirable, DialHandler {
   private closedFirst: 'client' | 'upstream' | null = null;
   /** The local address:port of the upstream connection (kept: it is gone once the socket closes). */
   private source: string | null = null;
-  private downClosed = false;
-  private upClosed = false;
+  private splice: Splice | null = null;
+  private readonly onDownError = (err: NodeJS.ErrnoException): void => this.noteError('downstream_closed', err.code);
+  private readonly onDownCloseEvent = (): void => this.onDownClose();
 
   constructor(down: Socket, ctx: TcpListenerContext, tunnels: MemberList<TcpTunnel>, opening: TcpOpening) {
     this.down = down;
@@ -109,8 +111,8 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.deadline = Math.ceil(this.startedAt + this.connectTimeoutMs);
     sweeper.add(this);
     down.setNoDelay(true);
-    down.on('error', (err: NodeJS.ErrnoException) => this.noteError('downstream_closed', err.code));
-    down.on('close', (hadError: boolean) => this.onDownClose(hadError));
+    down.on('error', this.onDownError);
+    down.on('close', this.onDownCloseEvent);
     this.connect();
   }
 
@@ -160,41 +162,34 @@ export class TcpTunnel implements Expirable, DialHandler {
     this.ctx.stats.tcpTunnelsOpen++;
     this.up = up;
     this.source = this.dial?.local || null;
-    this.lastActive = performance.now();
-    this.deadline = Math.ceil(this.lastActive + this.ctx.idleTimeoutMs);
+    sweeper.delete(this);
+    this.deadline = 0;
     const down = this.down;
-    // What the upstream reads first: the PROXY header (the client's address), then the bytes read
-    // from the client to route it (a ClientHello), then the rest of the stream.
+    down.off('error', this.onDownError);
+    down.off('close', this.onDownCloseEvent);
     const pp = this.cluster.opts.sendProxyProtocol;
     if (pp !== undefined) up.write(this.proxyHeader(pp));
-    const first = this.opening.first;
-    if (first !== null && first.length > 0) {
-      this.bytesIn += first.length;
-      up.write(first);
-    }
-    up.on('data', (chunk: Buffer) => {
-      this.bytesOut += chunk.length;
-      this.lastActive = performance.now();
-      if (!down.write(chunk)) up.pause();
-    });
-    down.on('data', (chunk: Buffer) => {
-      this.bytesIn += chunk.length;
-      this.lastActive = performance.now();
-      if (!up.write(chunk)) down.pause();
-    });
-    down.on('drain', () => up.resume());
-    up.on('drain', () => down.resume());
-    up.on('end', () => {
-      this.closedFirst ??= 'upstream';
-      down.end();
-    });
-    down.on('end', () => {
-      this.closedFirst ??= 'client';
-      up.end();
-    });
-    up.on('error', (err: NodeJS.ErrnoException) => this.noteError('upstream_reset', err.code));
-    up.on('close', (hadError: boolean) => this.onUpClose(hadError));
-    down.resume();
+    // Both sockets joined by a splice: direct I/O on plain TCP, backpressure, FIN passed on as FIN, a
+    // reset as a reset, and an idle tunnel closed (not reset) after idle_timeout.
+    this.splice = new Splice(
+      new SocketSide(down, this.opening.first),
+      new SocketSide(up, null),
+      this.ctx.idleTimeoutMs,
+      this,
+      true,
+      true,
+    );
+  }
+
+  onSpliceDone(r: SpliceResult): void {
+    this.bytesIn = r.bytesIn;
+    this.bytesOut = r.bytesOut;
+    this.closedFirst = r.closedFirst;
+    if (r.end === 'idle_timeout') this.noteError('idle_timeout', '');
+    else if (r.end === 'upstream_reset') this.noteError('upstream_reset', '');
+    else if (r.end === 'client_reset') this.noteError('downstream_closed', 'reset');
+    else if (r.end === 'shutting_down') this.noteError('shutting_down', '');
+    this.finish();
   }
 
   onDialFailed(code: DialFailure, detail: string): void {
@@ -227,57 +222,28 @@ export class TcpTunnel implements Expirable, DialHandler {
 
   // --- closing ---
 
-  private onDownClose(hadError: boolean): void {
-    this.downClosed = true;
-    if (this.state === CONNECTING) {
-      this.dial?.cancel();
-      this.noteError('downstream_closed', 'client left before the upstream connected');
-      this.finish();
-      return;
-    }
-    // A reset is passed on as a reset (the peer sees ECONNRESET, as it would without a proxy). A clean
-    // close means both directions ended and the upstream side finishes by itself.
-    const up = this.up;
-    if (up !== null && !up.destroyed) {
-      if (hadError) resetSocket(up);
-      else if (!this.down.writableFinished) up.destroy();
-    }
-    this.maybeFinish();
+  /** The client left while the upstream was being connected (once connected, the splice hears it). */
+  private onDownClose(): void {
+    if (this.state !== CONNECTING) return;
+    this.dial?.cancel();
+    this.noteError('downstream_closed', 'client left before the upstream connected');
+    this.finish();
   }
 
-  private onUpClose(hadError: boolean): void {
-    this.upClosed = true;
-    const down = this.down;
-    if (!down.destroyed) {
-      if (hadError) resetSocket(down);
-      else if (!(this.up?.writableFinished ?? true)) down.destroy();
-    }
-    this.maybeFinish();
-  }
-
-  private maybeFinish(): void {
-    if (this.downClosed && (this.upClosed || this.up === null)) this.finish();
-  }
-
-  /** Sweeper: connect timeout, or idle timeout (re-armed from the last byte seen). */
-  expire(now: number): void {
-    if (this.state === CONNECTING) {
-      this.dial?.cancel();
-      this.onDialFailed('upstream_connect_failed', 'connect timeout');
-      return;
-    }
-    if (this.state !== OPEN) return;
-    const due = this.lastActive + this.ctx.idleTimeoutMs;
-    if (due > now) {
-      this.deadline = Math.ceil(due);
-      return;
-    }
-    this.destroy('idle_timeout');
+  /** Sweeper, while connecting: the connect timeout (once connected, the splice keeps the idle deadline). */
+  expire(): void {
+    if (this.state !== CONNECTING) return;
+    this.dial?.cancel();
+    this.onDialFailed('upstream_connect_failed', 'connect timeout');
   }
 
   /** Close both sides now (idle timeout, shutdown). */
   destroy(code: ErrorCode): void {
     this.noteError(code, '');
+    if (this.splice !== null) {
+      this.splice.destroy(code === 'idle_timeout' ? 'idle_timeout' : 'shutting_down');
+      return;
+    }
     this.up?.destroy();
     this.down.destroy();
     if (this.state === CONNECTING) this.dial?.cancel();
