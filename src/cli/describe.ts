@@ -1,8 +1,26 @@
 import type { Config } from '../config/schema.ts';
 import { connectWarnings, type PortRange } from '../config/tunnels.ts';
+import type { SniRouteConfig } from '../config/edge.ts';
 
 function portText(r: PortRange): string {
   return r.first === r.last ? String(r.first) : `${r.first}-${r.last}`;
+}
+
+function limitsText(l: {
+  max_connections: number;
+  max_connections_per_client: number;
+  accept_queue_size: number;
+}): string {
+  if (l.max_connections === 0 && l.max_connections_per_client === 0) return 'max_connections=unlimited';
+  return `max_connections=${l.max_connections || 'unlimited'} per_client=${l.max_connections_per_client || 'unlimited'} accept_queue=${l.accept_queue_size}`;
+}
+
+function sniText(routes: readonly SniRouteConfig[]): string {
+  return routes
+    .map(
+      (r) => `${(r.server_names ?? ['*any*']).join('|')}${r.alpn ? ` alpn=${r.alpn.join('|')}` : ''} -> ${r.cluster}`,
+    )
+    .join('; ');
 }
 
 function hp(a: { host: string; port: number }): string {
@@ -20,14 +38,21 @@ export function describeConfig(c: Config): string {
   for (const l of c.listeners) {
     if (l.protocol === 'tcp') {
       lines.push(
-        `  ${l.name}  ${hp(l.address)}  tcp  -> ${l.cluster}  idle_timeout=${l.idle_timeout}ms connect_attempts=${l.connect_attempts} max_connections=${l.max_connections || 'unlimited'}`,
+        `  ${l.name}  ${hp(l.address)}  tcp  -> ${l.cluster ?? '(sni routes only)'}  idle_timeout=${l.idle_timeout}ms connect_attempts=${l.connect_attempts} ${limitsText(l)}`,
       );
+      if (l.sni_routes !== undefined) {
+        lines.push(`    sni_routes: ${sniText(l.sni_routes)}  sni_timeout=${l.sni_timeout}ms`);
+      }
+      if (l.proxy_protocol !== undefined)
+        lines.push(`    proxy_protocol: trusted=${l.proxy_protocol.trusted.join(',')}`);
       continue;
     }
     const tls = l.tls === undefined ? '' : ` tls(${l.tls.certificates.length} cert, min ${l.tls.min_version})`;
     lines.push(
-      `  ${l.name}  ${hp(l.address)}  ${l.protocol}${tls}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms`,
+      `  ${l.name}  ${hp(l.address)}  ${l.protocol}${tls}  max_header_bytes=${l.max_header_bytes} header_timeout=${l.header_timeout}ms idle_timeout=${l.idle_timeout}ms ${limitsText(l)}`,
     );
+    if (l.passthrough !== undefined) lines.push(`    passthrough: ${sniText(l.passthrough)}`);
+    if (l.proxy_protocol !== undefined) lines.push(`    proxy_protocol: trusted=${l.proxy_protocol.trusted.join(',')}`);
     if (l.connect !== undefined) {
       const rules = l.connect.allow.map((r) => `${r.cidr ?? r.host} ${r.ports.map(portText).join(',')}`);
       lines.push(

@@ -130,6 +130,37 @@ clusters: {}
     );
   });
 
+  test('check prints sni routes, passthrough, proxy_protocol and connection limits', async () => {
+    const text = `listeners:
+  - name: edge
+    address: 127.0.0.1:0
+    protocol: tcp
+    sni_routes:
+      - { server_names: [api.example.com, "*.apps.example.com"], alpn: [h2], cluster: api }
+    proxy_protocol: { trusted: [10.0.0.0/8] }
+    max_connections: 500
+    max_connections_per_client: 20
+  - name: web
+    address: 127.0.0.1:0
+    routes: [{ cluster: api }]
+clusters:
+  api:
+    endpoints: ["127.0.0.1:1"]
+`;
+    const r = await muxgate(['check', '-c', writeConfig('edge.yaml', text)]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /edge {2}127\.0\.0\.1:0 {2}tcp {2}-> \(sni routes only\) .* max_connections=500 per_client=20 accept_queue=1024/,
+    );
+    assert.match(
+      r.stdout,
+      /sni_routes: api\.example\.com\|\*\.apps\.example\.com alpn=h2 -> api {2}sni_timeout=5000ms/,
+    );
+    assert.match(r.stdout, /proxy_protocol: trusted=10\.0\.0\.0\/8/);
+    assert.match(r.stdout, /web {2}127\.0\.0\.1:0 {2}http1 .* max_connections=unlimited/);
+  });
+
   test('check names file, line, path, expectation and value of each problem, and exits 2', async () => {
     const text = validConfig('127.0.0.1:1').replace(
       'endpoints: ["127.0.0.1:1"]',
