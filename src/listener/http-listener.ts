@@ -11,9 +11,9 @@ import { listenOn } from './listen.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { MemberList } from '../core/member-list.ts';
 import { type CidrSet, unmapIPv4 } from '../core/cidr.ts';
-import { PreambleReader } from './l4-preamble.ts';
+import type { PreambleOptions } from './l4-preamble.ts';
+import { openingOf, readPreamble, refuseConnection } from './before-routing.ts';
 import { ConnectionGate, type GateLimits } from './connection-gate.ts';
-import type { ErrorCode } from '../core/errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { TcpTunnel, type TcpListenerContext } from '../tunnel/tcp-tunnel.ts';
 import type { SniRouter } from './sni-router.ts';
@@ -67,7 +67,7 @@ export class HttpListener {
   ) {
     this.passthrough = passthrough;
     this.ctx = ctx;
-    this.gate = new ConnectionGate(limits, (socket, code, client) => this.refuse(socket, code, '', client));
+    this.gate = new ConnectionGate(limits, (socket, code) => refuseConnection(this.ctx, socket, code, ''));
     this.protocol = protocol;
     this.certs = certs;
     this.tls = certs !== null;
@@ -112,46 +112,23 @@ export class HttpListener {
       return;
     }
     const pt = this.passthrough;
-    this.pending.add(socket);
-    socket.on('error', destroyOnError);
-    new PreambleReader(
-      socket,
-      {
-        proxyProtocol: this.ctx.proxyProtocol,
-        sni: pt === null ? null : { timeoutMs: this.ctx.limits.headerTimeoutMs, maxBytes: pt.maxHelloBytes },
-        // Read as a stream: what was read is put back for node:tls, which reads buffered bytes first.
-        directIo: false,
-        first,
-      },
-      (p) => {
-        this.pending.delete(socket);
-        socket.off('error', destroyOnError);
-        if (this.ctx.draining || socket.destroyed) {
-          socket.destroy();
-          return;
-        }
-        const cluster = pt === null || p.hello === null ? null : pt.router.pick(p.hello.serverName, p.hello.alpn);
-        if (cluster !== null) {
-          new TcpTunnel(socket, pt!.tunnelCtx, this.passTunnels, {
-            cluster,
-            client: p.client,
-            clientPort: p.clientPort,
-            destination: p.destination,
-            destinationPort: p.destinationPort,
-            first: p.rest.length > 0 ? p.rest : null,
-            sni: p.hello?.serverName ?? null,
-          });
-          return;
-        }
-        if (p.proxy !== null) (socket as FrontSocket)[kClient] = p.client;
-        if (p.rest.length > 0) socket.unshift(p.rest);
-        tlsServer.emit('connection', socket);
-      },
-      (code, detail) => {
-        this.pending.delete(socket);
-        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
-      },
-    );
+    const opts: PreambleOptions = {
+      proxyProtocol: this.ctx.proxyProtocol,
+      sni: pt === null ? null : { timeoutMs: this.ctx.limits.headerTimeoutMs, maxBytes: pt.maxHelloBytes },
+      // Read as a stream: what was read is put back for node:tls, which reads buffered bytes first.
+      directIo: false,
+      first,
+    };
+    readPreamble(socket, opts, this.pending, this.ctx, (p) => {
+      const cluster = pt === null || p.hello === null ? null : pt.router.pick(p.hello.serverName, p.hello.alpn);
+      if (cluster !== null) {
+        new TcpTunnel(socket, pt!.tunnelCtx, this.passTunnels, openingOf(p, cluster));
+        return;
+      }
+      if (p.proxy !== null) (socket as FrontSocket)[kClient] = p.client;
+      if (p.rest.length > 0) socket.unshift(p.rest);
+      tlsServer.emit('connection', socket);
+    });
   }
 
   /** Through the listener's connection limits (max_connections, max_connections_per_client), then `start`. */
@@ -172,14 +149,6 @@ export class HttpListener {
       socket.resume();
       start(socket, chunks.length === 0 ? null : Buffer.concat(chunks));
     });
-  }
-
-  /** Closes a connection before any HTTP (refused by the limits, or its PROXY header failed): counted and logged. */
-  private refuse(socket: net.Socket, code: ErrorCode, detail: string, client: string): void {
-    socket.destroy();
-    this.ctx.stats.connectionsTotal++;
-    this.ctx.stats.recordError(code);
-    this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
   }
 
   /** `first`: bytes already read (owned), when the connection was held at the limit. */
@@ -206,29 +175,14 @@ export class HttpListener {
    * the bytes after it start the HTTP conversation.
    */
   private readProxyHeader(socket: net.Socket, pp: { trusted: CidrSet; timeoutMs: number }, first: Buffer | null): void {
-    this.pending.add(socket);
-    socket.on('error', destroyOnError);
-    new PreambleReader(
-      socket,
-      { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo, first },
-      (p) => {
-        this.pending.delete(socket);
-        socket.off('error', destroyOnError);
-        if (this.ctx.draining || socket.destroyed) {
-          socket.destroy();
-          return;
-        }
-        const first = p.rest.length > 0 ? p.rest : null;
-        if (this.protocol === 'http1') {
-          new H1DownstreamConnection(socket, this.ctx, this.sessions, p.client).startWith(p.rest);
-        } else if (this.protocol === 'http2') this.h2!.accept(socket, first, p.client);
-        else new Sniff(socket, this, first, p.client);
-      },
-      (code, detail) => {
-        this.pending.delete(socket);
-        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
-      },
-    );
+    const opts = { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo, first };
+    readPreamble(socket, opts, this.pending, this.ctx, (p) => {
+      const rest = p.rest.length > 0 ? p.rest : null;
+      if (this.protocol === 'http1') {
+        new H1DownstreamConnection(socket, this.ctx, this.sessions, p.client).startWith(p.rest);
+      } else if (this.protocol === 'http2') this.h2!.accept(socket, rest, p.client);
+      else new Sniff(socket, this, rest, p.client);
+    });
   }
 
   private onSecure(socket: tls.TLSSocket, first: Buffer | null): void {

@@ -6,10 +6,10 @@ import { ListenerStats } from '../core/listener-stats.ts';
 import type { ListenerTunnel, TcpListenerContext } from '../tunnel/tcp-tunnel.ts';
 import { MemberList } from '../core/member-list.ts';
 import { unmapIPv4 } from '../core/cidr.ts';
-import type { ErrorCode } from '../core/errors.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import type { TcpOpening } from '../tunnel/tcp-tunnel.ts';
-import { type Preamble, type PreambleOptions, PreambleReader } from './l4-preamble.ts';
+import type { Preamble, PreambleOptions } from './l4-preamble.ts';
+import { openingOf, readPreamble, refuseConnection } from './before-routing.ts';
 import type { SniRouter } from './sni-router.ts';
 import { ConnectionGate, type GateLimits } from './connection-gate.ts';
 
@@ -40,7 +40,7 @@ export class TcpListener {
   constructor(ctx: TcpListenerContext, limits: GateLimits, edge: TcpEdge = { preamble: null, sni: null }) {
     this.ctx = ctx;
     this.edge = edge;
-    this.gate = new ConnectionGate(limits, (socket, code, client) => this.refuse(socket, code, '', client));
+    this.gate = new ConnectionGate(limits, (socket, code) => refuseConnection(this.ctx, socket, code, ''));
     // Accepted paused: nothing is read until the upstream side is connected (or the preamble is read).
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
       if (this.ctx.draining) {
@@ -73,61 +73,18 @@ export class TcpListener {
   }
 
   private open(socket: net.Socket, opening: TcpOpening | null): void {
-    if (opening === null) this.refuse(socket, 'sni_no_route', '', unmapIPv4(socket.remoteAddress ?? ''));
+    if (opening === null) refuseConnection(this.ctx, socket, 'sni_no_route', '');
     else new TcpTunnel(socket, this.ctx, this.tunnels as MemberList<TcpTunnel>, opening);
   }
 
   private readPreamble(socket: net.Socket, opts: PreambleOptions): void {
-    this.pending.add(socket);
-    // A reset or error while the preamble is read: the reader's own 'end' does not fire for those.
-    const onClose = (): void => {
-      this.pending.delete(socket);
-    };
-    socket.on('close', onClose);
-    socket.on('error', () => socket.destroy());
-    new PreambleReader(
-      socket,
-      opts,
-      (p) => {
-        this.pending.delete(socket);
-        socket.off('close', onClose);
-        if (this.ctx.draining || socket.destroyed) {
-          socket.destroy();
-          return;
-        }
-        this.open(socket, this.routed(p));
-      },
-      (code, detail) => {
-        this.pending.delete(socket);
-        socket.off('close', onClose);
-        this.refuse(socket, code, detail, unmapIPv4(socket.remoteAddress ?? ''));
-      },
-    );
+    readPreamble(socket, opts, this.pending, this.ctx, (p) => this.open(socket, this.routed(p)));
   }
 
   private routed(p: Preamble): TcpOpening | null {
     const sni = this.edge.sni;
     const cluster = sni === null ? this.ctx.cluster : sni.pick(p.hello?.serverName ?? null, p.hello?.alpn ?? []);
-    if (cluster === null) return null;
-    return {
-      cluster,
-      client: p.client,
-      clientPort: p.clientPort,
-      destination: p.destination,
-      destinationPort: p.destinationPort,
-      first: p.rest.length > 0 ? p.rest : null,
-      sni: p.hello?.serverName ?? null,
-    };
-  }
-
-  /** Closes a connection that never became a tunnel (its preamble failed, or no route): counted and logged. */
-  private refuse(socket: net.Socket, code: ErrorCode, detail: string, client: string): void {
-    socket.destroy();
-    const stats = this.ctx.stats;
-    stats.connectionsTotal++;
-    stats.recordError(code);
-    this.ctx.accessLog?.event({ listener: this.ctx.name, client, error: code, detail: detail || undefined });
-    this.ctx.log.debug({ listener: this.ctx.name, client, code, detail }, 'connection closed before routing');
+    return cluster === null ? null : openingOf(p, cluster);
   }
 
   get name(): string {

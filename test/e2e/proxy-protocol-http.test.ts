@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import http from 'node:http';
+import type http from 'node:http';
 import http2 from 'node:http2';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
@@ -14,6 +14,7 @@ import { encodeProxyHeaderV2 } from '../../src/proxy-protocol/proxy-header.ts';
 import { type Backend, httpBackend } from '../helpers/backend.ts';
 import { tmpDir } from '../helpers/certs.ts';
 import { skipWithoutHaproxy, startHaproxy } from '../helpers/haproxy.ts';
+import { getFrom } from '../helpers/client.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -180,18 +181,7 @@ describe('HAProxy with send-proxy-v2 in front of an HTTP listener', { skip: skip
         `frontend f\n  mode tcp\n  bind fd@3\n  default_backend m\nbackend m\n  mode tcp\n  server muxgate 127.0.0.1:${proxy.port} send-proxy-v2\n`,
     );
     t.after(() => haproxy.stop());
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = http.get(
-        { host: '127.0.0.1', port: haproxy.port, path: '/', localAddress: '127.0.0.7', agent: false },
-        (res) => {
-          let b = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (b += c));
-          res.on('end', () => resolve(b));
-        },
-      );
-      req.on('error', reject);
-    });
+    const body = await getFrom(haproxy.port, '127.0.0.7');
     assert.equal(body, 'ok', haproxy.output());
     assert.deepEqual(xff, ['127.0.0.7']);
   });

@@ -1,3 +1,4 @@
+import http from 'node:http';
 import net from 'node:net';
 
 /**
@@ -228,4 +229,17 @@ function parseResponse(buf: Buffer, ended: boolean): RawResponse | null {
   }
   if (!ended) return null;
   return { status, headers, body: buf.subarray(bodyStart), raw: buf };
+}
+
+/** GET / from a chosen local address (127.0.0.0/8 is all local), on a fresh connection; resolves with the body. */
+export function getFrom(port: number, localAddress: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/', localAddress, agent: false }, (res) => {
+      let b = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (b += c));
+      res.on('end', () => resolve(b));
+    });
+    req.on('error', reject);
+  });
 }

@@ -7,7 +7,6 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
-import http from 'node:http';
 import net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { parseProxyHeader } from '../../src/proxy-protocol/proxy-header-parser.ts';
@@ -16,6 +15,7 @@ import { type Backend, httpBackend, recordingBackend } from '../helpers/backend.
 import { tmpDir } from '../helpers/certs.ts';
 import { buildClientHello } from '../helpers/client-hello-bytes.ts';
 import { skipWithoutHaproxy, startHaproxy } from '../helpers/haproxy.ts';
+import { getFrom } from '../helpers/client.ts';
 import { startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
@@ -233,18 +233,7 @@ describe('PROXY protocol with HAProxy as the peer', { skip: skipWithoutHaproxy }
       tcp: {},
     });
     t.after(() => proxy.close());
-    const body = await new Promise<string>((resolve, reject) => {
-      const req = http.get(
-        { host: '127.0.0.1', port: proxy.port, path: '/', localAddress: '127.0.0.6', agent: false },
-        (res) => {
-          let b = '';
-          res.setEncoding('utf8');
-          res.on('data', (c: string) => (b += c));
-          res.on('end', () => resolve(b));
-        },
-      );
-      req.on('error', reject);
-    });
+    const body = await getFrom(proxy.port, '127.0.0.6');
     assert.equal(body, 'ok', haproxy.output());
     assert.deepEqual(seen, ['127.0.0.6']);
   });
