@@ -76,19 +76,19 @@ export class Cluster {
     this.name = opts.name;
     const maxConnections = opts.breakers?.maxConnections ?? 0;
     // The cluster-wide connection cap is asked by the pools themselves, before each new connection.
-    this.opts =
-      maxConnections > 0
-        ? {
-            ...opts,
-            pool: {
-              ...opts.pool,
-              mayConnect: () => this.upstreamConnections() < maxConnections,
-              capRefused: () => {
-                this.breakerTrips.max_connections++;
-              },
-            },
-          }
-        : opts;
+    let pool = opts.pool;
+    if (maxConnections > 0) {
+      pool = {
+        ...pool,
+        mayConnect: () => this.upstreamConnections() < maxConnections,
+        capRefused: () => {
+          this.breakerTrips.max_connections++;
+        },
+      };
+    }
+    // HTTP/1.1 pools start each connection with a PROXY header and keep it to one client connection.
+    if (opts.sendProxyProtocol !== undefined) pool = { ...pool, sendProxyProtocol: opts.sendProxyProtocol };
+    this.opts = pool === opts.pool ? opts : { ...opts, pool };
     this.dialer = opts.dialer;
     this.log = log;
     this.outlier = new OutlierDetector(opts.outlier, () => this.endpoints, log, opts.name);

@@ -76,7 +76,8 @@ export type ProxyProtocolInConfig = z.output<typeof proxyProtocolIn>;
 export const sendProxyProtocol = oneOf(['v1', 'v2'])
   .optional()
   .describe(
-    "Send a PROXY header (HAProxy's PROXY protocol, v1 text or v2 binary) with the client's address first on every upstream connection of a tcp listener.",
+    "Send a PROXY header (HAProxy's PROXY protocol, v1 text or v2 binary) with the client's address first on every upstream connection: " +
+      "tcp listeners and TLS passthrough, and HTTP/1.1 pools (protocol http1), whose connections then each carry one client connection's requests only.",
   );
 
 /** Every cluster a tcp listener sends connections to: its default and its sni routes'. */

@@ -312,6 +312,14 @@ const cluster = map('a cluster map', {
   if (c.protocol === 'http1' && c.h2c === true) {
     ctx.addIssue({ code: 'custom', path: ['h2c'], message: 'h2c needs protocol auto or http2, got protocol http1' });
   }
+  if (c.send_proxy_protocol !== undefined && c.protocol !== 'http1') {
+    // An HTTP/2 connection carries many clients' streams; a PROXY header names one client.
+    ctx.addIssue({
+      code: 'custom',
+      path: ['send_proxy_protocol'],
+      message: `send_proxy_protocol needs protocol http1 (an HTTP/2 connection is shared by many clients, a PROXY header names one), got protocol ${c.protocol}`,
+    });
+  }
   if (c.protocol === 'http1' && c.websocket === 'h2') {
     ctx.addIssue({
       code: 'custom',
@@ -558,15 +566,6 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
           message: `expected the name of a cluster (${clusters.join(', ') || 'none defined'}), got ${describeValue(r.cluster)}`,
         });
         return;
-      }
-      const target = isRecord(config.clusters) ? config.clusters[r.cluster] : undefined;
-      if (isRecord(target) && target.send_proxy_protocol !== undefined) {
-        // Not silently ignored: HTTP pools do not send it yet (a pooled connection would carry one client's address for others).
-        ctx.addIssue({
-          code: 'custom',
-          path: ['listeners', i, 'routes', j, 'cluster'],
-          message: `expected a cluster without send_proxy_protocol for an HTTP route (it applies to tcp listeners and TLS passthrough; HTTP pools do not send it yet), got ${describeValue(r.cluster)}`,
-        });
       }
     });
   });

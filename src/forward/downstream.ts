@@ -3,6 +3,7 @@ import type { ListenerStats } from '../core/listener-stats.ts';
 import type { AccessLog } from '../core/access-log.ts';
 import type { Logger } from '../core/log.ts';
 import type { RequestHead } from '../http1/request-head.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 
 /**
  * What forwarding needs from the listener a request came in on: its name, counters, logs and the few
@@ -31,6 +32,8 @@ export interface Downstream {
   readonly ctx: DownstreamContext;
   /** The client's IP address. */
   readonly peer: string;
+  /** The client connection's two ends (for a PROXY header to an upstream). */
+  origin(): ClientOrigin;
   /** The response goes out as HTTP/2 frames: the relay hands over heads as header maps, bodies unframed. */
   readonly h2: boolean;
   /** X-Forwarded-*, Forwarded and Via lines for this request (memoised per connection where possible). */

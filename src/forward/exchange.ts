@@ -8,6 +8,7 @@ import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
 import type { Downstream, H2Responder } from './downstream.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 import { IdempotentRun } from '../admission/idempotent-run.ts';
 import type { RouteIdempotency } from '../admission/route-idempotency.ts';
 import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
@@ -422,6 +423,11 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   /** Ask the endpoint's pool for capacity: an HTTP/2 stream slot or an HTTP/1.1 connection. */
   private acquireOn(endpoint: Endpoint): void {
     endpoint.upstream.acquire(this);
+  }
+
+  /** For a pool that sends PROXY headers: the client connection this request came on. */
+  clientOrigin(): ClientOrigin {
+    return this.session.origin();
   }
 
   onPoolError(code: ErrorCode): void {

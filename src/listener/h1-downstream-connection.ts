@@ -26,6 +26,7 @@ import type { Downstream } from '../forward/downstream.ts';
 import { giveBackBatch, scheduleFlush, takeBatch } from '../core/flush-queue.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { MemberList } from '../core/member-list.ts';
+import { type ClientOrigin, socketOrigin } from '../proxy-protocol/client-origin.ts';
 
 const HEAD = 0; // waiting for / reading a request head
 const EXCHANGE = 1; // a request is being forwarded
@@ -46,6 +47,8 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   readonly h2 = false;
   readonly ctx: ListenerContext;
   readonly peer: string;
+  /** From a PROXY header, or the socket's ends once asked for. */
+  private givenOrigin: ClientOrigin | undefined;
   readonly trusted: boolean;
   private state = HEAD;
   /** Unconsumed input: buf[bufStart, bufEnd). */
@@ -85,13 +88,19 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   fwdFields = '';
 
   /** `sessions` is the listener's set of open sessions; the session leaves it when its socket closes. */
-  /** `peer`: the client as a PROXY header named it (default: the socket's peer). */
-  constructor(socket: Socket, ctx: ListenerContext, sessions: MemberList<H1DownstreamConnection>, peer?: string) {
+  /** `origin`: the client as a PROXY header named it (default: the socket's ends). */
+  constructor(
+    socket: Socket,
+    ctx: ListenerContext,
+    sessions: MemberList<H1DownstreamConnection>,
+    origin?: ClientOrigin,
+  ) {
     this.socket = socket;
     this.ctx = ctx;
     this.sessions = sessions;
     sessions.add(this);
-    this.peer = peer ?? unmapIPv4(socket.remoteAddress ?? '');
+    this.givenOrigin = origin;
+    this.peer = origin?.client ?? unmapIPv4(socket.remoteAddress ?? '');
     this.trusted = ctx.trusted.has(this.peer);
     socket.setNoDelay(true);
     ctx.stats.connectionsOpen++;
@@ -279,6 +288,12 @@ export class H1DownstreamConnection implements Expirable, Downstream, ReadSink, 
   }
 
   /** X-Forwarded-*, Forwarded and Via lines for a request on this connection (memoised: forwarding-cache.ts). */
+  /** The client connection's two ends, as a PROXY header to an upstream names them (made on first use). */
+  origin(): ClientOrigin {
+    if (this.givenOrigin === undefined) this.givenOrigin = socketOrigin(this.socket);
+    return this.givenOrigin;
+  }
+
   forwardingFields(head: RequestHead): string {
     return forwardingFields(this, head, head.minor === 1 ? '1.1' : '1.0');
   }

@@ -16,6 +16,7 @@ import { isH2Connect, startH2Tunnel } from '../tunnel/tunnel-entry.ts';
 import { H2RequestStream } from './h2-request-stream.ts';
 import type { ListenerContext } from './listener-context.ts';
 import type { MemberList } from '../core/member-list.ts';
+import { type ClientOrigin, socketOrigin } from '../proxy-protocol/client-origin.ts';
 
 /**
  * One downstream HTTP/2 connection: who the peer is (decided once, like an HTTP/1.1 session), the
@@ -26,6 +27,9 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   readonly conn: Http2Connection;
   readonly ctx: ListenerContext;
   readonly peer: string;
+  private readonly socket: Socket;
+  /** From a PROXY header, or the socket's ends once asked for. */
+  private givenOrigin: ClientOrigin | undefined;
   readonly trusted: boolean;
   private readonly set: MemberList<H2DownstreamConnection>;
   memberSlot = -1;
@@ -37,17 +41,19 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   fwdVersion = '';
   fwdFields = '';
 
-  /** `peer`: the client as a PROXY header named it (default: the socket's peer). */
+  /** `origin`: the client as a PROXY header named it (default: the socket's ends). */
   constructor(
     socket: Socket,
     ctx: ListenerContext,
     opts: ConnectionOptions,
     set: MemberList<H2DownstreamConnection>,
-    peer?: string,
+    origin?: ClientOrigin,
   ) {
     this.ctx = ctx;
     this.set = set;
-    this.peer = peer ?? unmapIPv4(socket.remoteAddress ?? '');
+    this.socket = socket;
+    this.givenOrigin = origin;
+    this.peer = origin?.client ?? unmapIPv4(socket.remoteAddress ?? '');
     this.trusted = ctx.trusted.has(this.peer);
     this.conn = new Http2Connection(socket, 'server', this, opts);
   }
@@ -66,6 +72,12 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
   /** X-Forwarded-*, Forwarded and Via lines for a request on this connection (memoised: forwarding-cache.ts). */
   forwardingFields(head: RequestHead): string {
     return forwardingFields(this, head, '2');
+  }
+
+  /** The client connection's two ends, as a PROXY header to an upstream names them (made on first use). */
+  origin(): ClientOrigin {
+    if (this.givenOrigin === undefined) this.givenOrigin = socketOrigin(this.socket);
+    return this.givenOrigin;
   }
 
   get openStreams(): number {

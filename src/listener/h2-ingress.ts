@@ -4,6 +4,7 @@ import type { ConnectionOptions } from '../http2/connection.ts';
 import { H2DownstreamConnection } from './h2-downstream-connection.ts';
 import type { ListenerContext } from './listener-context.ts';
 import { MemberList } from '../core/member-list.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 
 /** A listener's HTTP/2 limits (config `http2:`), as the engine takes them. */
 export type H2IngressOptions = Omit<ConnectionOptions, 'enableConnectProtocol'>;
@@ -24,8 +25,8 @@ export class H2Ingress {
   }
 
   /** Serve HTTP/2 on a connection; `first`: bytes already read from it (the sniffed preface). */
-  accept(socket: Socket, first: Buffer | null, peer?: string): void {
-    const c = new H2DownstreamConnection(socket, this.ctx, this.opts, this.connections, peer);
+  accept(socket: Socket, first: Buffer | null, origin?: ClientOrigin): void {
+    const c = new H2DownstreamConnection(socket, this.ctx, this.opts, this.connections, origin);
     c.start(first);
   }
 

@@ -8,6 +8,7 @@ import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import { parseRequestHead, type RequestHead } from '../http1/request-head.ts';
 import { pathOf } from '../router/router.ts';
 import type { H2Responder } from '../forward/downstream.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 import type { H2DownstreamConnection } from './h2-downstream-connection.ts';
 
 const CRLF = Buffer.from('\r\n');
@@ -44,6 +45,10 @@ export class H2RequestStream implements H2Responder, StreamSink {
 
   get peer(): string {
     return this.conn.peer;
+  }
+
+  origin(): ClientOrigin {
+    return this.conn.origin();
   }
 
   /** Validate, route and start forwarding; `fields` null: the header list was over the limit. */

@@ -17,6 +17,7 @@ import { ConnectionGate, type GateLimits } from './connection-gate.ts';
 import type { Cluster } from '../cluster/cluster.ts';
 import { TcpTunnel, type TcpListenerContext } from '../tunnel/tcp-tunnel.ts';
 import type { SniRouter } from './sni-router.ts';
+import { type ClientOrigin, originOf } from '../proxy-protocol/client-origin.ts';
 
 /** A TLS listener's names passed through untouched (`passthrough:`), and what their tunnels need. */
 export interface Passthrough {
@@ -26,7 +27,7 @@ export interface Passthrough {
 }
 
 const kClient = Symbol('muxgate.proxyClient');
-type FrontSocket = net.Socket & { [kClient]?: string };
+type FrontSocket = net.Socket & { [kClient]?: ClientOrigin };
 
 const NO_LIMITS: GateLimits = { maxConnections: 0, maxPerClient: 0, queueSize: 0, queueTimeoutMs: 1 };
 
@@ -125,7 +126,7 @@ export class HttpListener {
         new TcpTunnel(socket, pt!.tunnelCtx, this.passTunnels, openingOf(p, cluster));
         return;
       }
-      if (p.proxy !== null) (socket as FrontSocket)[kClient] = p.client;
+      if (p.proxy !== null && p.proxy.source !== null) (socket as FrontSocket)[kClient] = originOf(p);
       if (p.rest.length > 0) socket.unshift(p.rest);
       tlsServer.emit('connection', socket);
     });
@@ -178,10 +179,12 @@ export class HttpListener {
     const opts = { proxyProtocol: pp, sni: null, directIo: this.ctx.directIo, first };
     readPreamble(socket, opts, this.pending, this.ctx, (p) => {
       const rest = p.rest.length > 0 ? p.rest : null;
+      // A LOCAL header (a health check) names no client: the socket's own ends stand.
+      const origin = p.proxy !== null && p.proxy.source !== null ? originOf(p) : undefined;
       if (this.protocol === 'http1') {
-        new H1DownstreamConnection(socket, this.ctx, this.sessions, p.client).startWith(p.rest);
-      } else if (this.protocol === 'http2') this.h2!.accept(socket, rest, p.client);
-      else new Sniff(socket, this, rest, p.client);
+        new H1DownstreamConnection(socket, this.ctx, this.sessions, origin).startWith(p.rest);
+      } else if (this.protocol === 'http2') this.h2!.accept(socket, rest, origin);
+      else new Sniff(socket, this, rest, origin);
     });
   }
 
@@ -191,13 +194,13 @@ export class HttpListener {
       return;
     }
     // The client a PROXY header named, kept on the plain socket TLS was started over.
-    const peer = (socket as unknown as { _parent?: FrontSocket })._parent?.[kClient];
+    const origin = (socket as unknown as { _parent?: FrontSocket })._parent?.[kClient];
     // ALPN offered only what this listener speaks (see serverOptions), so the choice is final. No ALPN
     // at all: an HTTP/1.1 client, or, on an http2-only listener, one speaking HTTP/2 without asking.
     const alpn = socket.alpnProtocol;
-    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, first, peer);
+    if (alpn === 'h2' || (alpn === false && this.protocol === 'http2')) this.h2!.accept(socket, first, origin);
     else {
-      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions, peer);
+      const c = new H1DownstreamConnection(socket, this.ctx, this.sessions, origin);
       if (first !== null) c.startWith(first);
     }
   }
@@ -206,13 +209,13 @@ export class HttpListener {
    * Called by the preface sniffer once the first bytes tell HTTP/1.1 from HTTP/2. `first` may be a
    * view of the shared read buffer: HTTP/2 takes lent bytes, HTTP/1.1 gets its own copy.
    */
-  classified(socket: net.Socket, first: Buffer, isH2: boolean, peer: string | undefined): void {
+  classified(socket: net.Socket, first: Buffer, isH2: boolean, origin: ClientOrigin | undefined): void {
     if (isH2) {
-      this.h2!.accept(socket, first, peer);
+      this.h2!.accept(socket, first, origin);
       return;
     }
     const owned = isLent(first) ? Buffer.from(first) : first;
-    new H1DownstreamConnection(socket, this.ctx, this.sessions, peer).startAfterSniff(owned);
+    new H1DownstreamConnection(socket, this.ctx, this.sessions, origin).startAfterSniff(owned);
   }
 
   listen(host: string, port: number, reusePort = false): Promise<AddressInfo> {
@@ -270,14 +273,14 @@ class Sniff implements ReadSink, Expirable {
   private readonly onClose = (): void => this.done();
   /** The 'data' listener, when the socket is not read directly. */
   private onData: ((chunk: Buffer) => void) | null = null;
-  /** The client as a PROXY header named it (undefined: the socket's peer). */
-  private readonly peer: string | undefined;
+  /** The client as a PROXY header named it (undefined: the socket's ends). */
+  private readonly origin: ClientOrigin | undefined;
 
   /** `first`: bytes already read (after a PROXY header), owned. */
-  constructor(socket: net.Socket, listener: HttpListener, first: Buffer | null, peer: string | undefined) {
+  constructor(socket: net.Socket, listener: HttpListener, first: Buffer | null, origin: ClientOrigin | undefined) {
     this.socket = socket;
     this.listener = listener;
-    this.peer = peer;
+    this.origin = origin;
     this.deadline = deadlineIn(listener.ctx.limits.headerTimeoutMs);
     sweeper.add(this);
     socket.on('close', this.onClose);
@@ -304,7 +307,7 @@ class Sniff implements ReadSink, Expirable {
       return;
     }
     this.done();
-    this.listener.classified(this.socket, got, prefix, this.peer);
+    this.listener.classified(this.socket, got, prefix, this.origin);
   }
 
   expire(): void {

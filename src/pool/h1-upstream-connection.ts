@@ -57,15 +57,33 @@ export class H1UpstreamConnection implements Expirable, DialHandler, DrainSink, 
   sweepSlot = -1;
   /** Plain TCP: direct reads and writes on the handle (core/direct-io.ts); every write must use `write`. */
   direct = false;
+  /** With send_proxy_protocol: the client connection (ClientOrigin key) whose requests alone it carries. */
+  readonly affinity: string | null;
+  /** The PROXY header to send first (before TLS); dropped once sent. */
+  private proxyHeader: Buffer | null;
 
-  constructor(pool: H1Pool, host: string, port: number, connectTimeoutMs: number) {
+  constructor(
+    pool: H1Pool,
+    host: string,
+    port: number,
+    connectTimeoutMs: number,
+    affinity: string | null = null,
+    proxyHeader: Buffer | null = null,
+  ) {
     this.pool = pool;
+    this.affinity = affinity;
+    this.proxyHeader = proxyHeader;
     this.deadline = deadlineIn(connectTimeoutMs);
     sweeper.add(this);
     this.dial = pool.dialer.dial(host, port, { noDelay: true, keepAlive: true, keepAliveInitialDelay: 60_000 }, this);
   }
 
   onDialConnected(socket: net.Socket): void {
+    if (this.proxyHeader !== null) {
+      // The connection's first bytes, before a TLS ClientHello; later writes queue behind it in libuv.
+      socket.write(this.proxyHeader);
+      this.proxyHeader = null;
+    }
     const tls = this.pool.tls;
     if (tls === null) {
       this.ready(socket);

@@ -1,6 +1,7 @@
 import type { ErrorCode } from '../core/errors.ts';
 import type { H2UpstreamConnection } from './h2-upstream-connection.ts';
 import type { H1UpstreamConnection } from './h1-upstream-connection.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 
 /**
  * Whoever asks a pool for capacity (the UpstreamPool contract, src/pool/upstream-pool.ts). An H1Pool
@@ -14,6 +15,11 @@ export interface PoolWaiter {
   /** Open the stream now (`session.request`), or give the slot back (`session.releaseSlot`). */
   onSessionReady(session: H2UpstreamConnection): void;
   onPoolError(code: ErrorCode): void;
+  /**
+   * The client connection the request came on, asked by an HTTP/1.1 pool that sends PROXY headers
+   * (its connections each carry one client connection's requests). Absent: the header says LOCAL.
+   */
+  clientOrigin?(): ClientOrigin;
   queuedAt: number;
   queuePrev: PoolWaiter | null;
   queueNext: PoolWaiter | null;

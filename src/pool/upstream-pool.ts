@@ -18,6 +18,11 @@ export interface PoolOptions {
    */
   mayConnect?: (() => boolean) | undefined;
   capRefused?: (() => void) | undefined;
+  /**
+   * The cluster's send_proxy_protocol (HTTP/1.1 pools): each connection starts with a PROXY header
+   * naming one client connection, and carries that client connection's requests only.
+   */
+  sendProxyProtocol?: 'v1' | 'v2' | undefined;
 }
 
 /** Told about every connect attempt's outcome; the endpoint uses it for passive health. */

@@ -1,10 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { isIP, type Socket } from 'node:net';
-import {
-  encodeProxyHeaderV1,
-  encodeProxyHeaderV1Unknown,
-  encodeProxyHeaderV2,
-} from '../proxy-protocol/proxy-header.ts';
+import type { Socket } from 'node:net';
+import { proxyHeaderFor } from '../proxy-protocol/client-origin.ts';
 import { type ErrorCode, retryWhen } from '../core/errors.ts';
 import { type Expirable, sweeper, deadlineIn } from '../core/sweeper.ts';
 import type { Endpoint } from '../cluster/endpoint.ts';
@@ -168,7 +164,7 @@ export class TcpTunnel implements Expirable, DialHandler, SpliceOwner {
     down.off('error', this.onDownError);
     down.off('close', this.onDownCloseEvent);
     const pp = this.cluster.opts.sendProxyProtocol;
-    if (pp !== undefined) up.write(this.proxyHeader(pp));
+    if (pp !== undefined) up.write(proxyHeaderFor(pp, this.opening));
     // Both sockets joined by a splice: direct I/O on plain TCP, backpressure, FIN passed on as FIN, a
     // reset as a reset, and an idle tunnel closed (not reset) after idle_timeout.
     this.splice = new Splice(
@@ -206,18 +202,6 @@ export class TcpTunnel implements Expirable, DialHandler, SpliceOwner {
       return;
     }
     this.fail(code, detail);
-  }
-
-  private proxyHeader(version: 'v1' | 'v2'): Buffer {
-    const o = this.opening;
-    const src = { address: o.client, port: o.clientPort };
-    const dst = { address: o.destination, port: o.destinationPort };
-    if (isIP(src.address) === 0 || isIP(dst.address) === 0) {
-      return version === 'v1' ? encodeProxyHeaderV1Unknown() : encodeProxyHeaderV2({ command: 'local' });
-    }
-    return version === 'v1'
-      ? encodeProxyHeaderV1(src, dst)
-      : encodeProxyHeaderV2({ command: 'proxy', source: src, destination: dst });
   }
 
   // --- closing ---

@@ -14,6 +14,7 @@ import type { ConnectPolicy } from './connect-policy.ts';
 import { SocketSide } from './socket-side.ts';
 import { StreamSide } from './stream-side.ts';
 import type { TunnelSide } from './tunnel-side.ts';
+import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 
 /** Response fields as (lower-case name, value) pairs. */
 export type Fields = readonly (readonly [string, string])[];
@@ -33,6 +34,8 @@ export interface H1TunnelOrigin {
   readonly socket: Socket;
   /** X-Forwarded-*, Forwarded and Via lines for a request on this connection. */
   forwardingFields(head: RequestHead): string;
+  /** The client connection's two ends (for a PROXY header to an upstream). */
+  origin(): ClientOrigin;
 }
 
 export interface TunnelWatcher {
@@ -67,6 +70,8 @@ export interface TunnelDownstream {
   readonly closed: boolean;
   /** X-Forwarded-*, Forwarded and Via lines for the upstream request. */
   forwardingFields(head: RequestHead): string;
+  /** The client connection's two ends (for a PROXY header to an upstream). */
+  origin(): ClientOrigin;
 }
 
 /** An HTTP/1.1 connection whose request asked for a tunnel; the session handed its socket over. */
@@ -90,6 +95,10 @@ export class H1TunnelDownstream implements TunnelDownstream {
 
   forwardingFields(head: RequestHead): string {
     return this.session.forwardingFields(head);
+  }
+
+  origin(): ClientOrigin {
+    return this.session.origin();
   }
 
   get closed(): boolean {
@@ -150,6 +159,8 @@ export interface H2TunnelOrigin {
   readonly peer: string;
   /** X-Forwarded-*, Forwarded and Via lines for a request on this connection. */
   forwardingFields(head: RequestHead): string;
+  /** The client connection's two ends (for a PROXY header to an upstream). */
+  origin(): ClientOrigin;
 }
 
 /**
@@ -183,6 +194,10 @@ export class H2TunnelDownstream implements TunnelDownstream, StreamSink {
 
   forwardingFields(head: RequestHead): string {
     return this.conn.forwardingFields(head);
+  }
+
+  origin(): ClientOrigin {
+    return this.conn.origin();
   }
 
   watch(w: TunnelWatcher): void {

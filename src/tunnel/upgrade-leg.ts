@@ -36,6 +36,7 @@ const DONE = 2;
 export class UpgradeLeg implements DialHandler {
   private readonly owner: UpgradeLegOwner;
   private readonly head: Buffer;
+  private readonly proxyHeader: Buffer | null;
   private readonly endpoint: Endpoint;
   private readonly dial: Dial;
   private socket: net.Socket | null = null;
@@ -48,9 +49,11 @@ export class UpgradeLeg implements DialHandler {
   private remaining = -1;
   private scanner: ChunkedScanner | null = null;
 
-  constructor(endpoint: Endpoint, head: Buffer, owner: UpgradeLegOwner) {
+  /** `proxyHeader`: the cluster's send_proxy_protocol header for this client, sent before anything else. */
+  constructor(endpoint: Endpoint, head: Buffer, owner: UpgradeLegOwner, proxyHeader: Buffer | null = null) {
     this.endpoint = endpoint;
     this.head = head;
+    this.proxyHeader = proxyHeader;
     this.owner = owner;
     const pool = endpoint.pool;
     this.dial = pool.dialer.dial(pool.address, pool.port, { noDelay: true, allowHalfOpen: true }, this);
@@ -69,6 +72,8 @@ export class UpgradeLeg implements DialHandler {
       return;
     }
     this.endpoint.connectSucceeded();
+    // Before a TLS ClientHello: the PROXY header is the connection's first bytes.
+    if (this.proxyHeader !== null) raw.write(this.proxyHeader);
     const tls = this.endpoint.pool.tls;
     if (tls === null) {
       this.start(raw);

@@ -18,6 +18,7 @@ import type { Fields, TunnelDownstream, TunnelWatcher } from './tunnel-downstrea
 import type { TunnelSide } from './tunnel-side.ts';
 import { logTunnel } from './tunnel-log.ts';
 import { UpgradeLeg } from './upgrade-leg.ts';
+import { proxyHeaderFor } from '../proxy-protocol/client-origin.ts';
 import { newWebSocketKey, webSocketAccept } from './websocket-key.ts';
 
 /** Fields of a 101 / 200 that belong to the WebSocket handshake of one hop, not end to end. */
@@ -101,7 +102,14 @@ export class UpgradeTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     }
     tail += this.down.forwardingFields(head);
     const first = `GET ${upstreamTarget(head, this.route)} HTTP/1.1\r\nhost: ${this.route.hostRewrite ?? head.host}\r\n`;
-    this.h1 = new UpgradeLeg(this.endpoint as Endpoint, renderHead(first, head.buf, head.fields, tail), this);
+    const pp = this.route.cluster.opts.sendProxyProtocol;
+    const proxyHeader = pp === undefined ? null : proxyHeaderFor(pp, this.down.origin());
+    this.h1 = new UpgradeLeg(
+      this.endpoint as Endpoint,
+      renderHead(first, head.buf, head.fields, tail),
+      this,
+      proxyHeader,
+    );
   }
 
   onUpgraded(socket: Socket, _res: ResponseHead, fields: Fields, rest: Buffer): void {

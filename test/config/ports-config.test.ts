@@ -271,18 +271,30 @@ describe('tcp listeners', () => {
     ]);
   });
 
-  test('send_proxy_protocol is refused on a cluster an HTTP route uses (HTTP pools do not send it yet)', () => {
-    assertProblems(
+  test('send_proxy_protocol: accepted on an HTTP/1.1 cluster behind an HTTP route, refused with HTTP/2 upstreams', () => {
+    const ok = parseConfigText(
       yaml(
         'listeners:',
-        '  - { name: web, address: 127.0.0.1:0, routes: [{ cluster: pg }] }',
+        '  - { name: web, address: 127.0.0.1:0, routes: [{ cluster: app }] }',
         'clusters:',
-        '  pg: { endpoints: [127.0.0.1:5432], send_proxy_protocol: v2 }',
+        '  app: { endpoints: [127.0.0.1:8080], send_proxy_protocol: v2 }',
       ),
-      [
-        'muxgate.yaml:2 listeners[0].routes[0].cluster: expected a cluster without send_proxy_protocol for an HTTP route (it applies to tcp listeners and TLS passthrough; HTTP pools do not send it yet), got "pg"',
-      ],
+      'muxgate.yaml',
     );
+    assert.equal(ok.clusters.app?.send_proxy_protocol, 'v2');
+    for (const protocol of ['http2', 'auto']) {
+      assertProblems(
+        yaml(
+          'listeners:',
+          '  - { name: web, address: 127.0.0.1:0, routes: [{ cluster: app }] }',
+          'clusters:',
+          `  app: { endpoints: [127.0.0.1:8080], protocol: ${protocol}, send_proxy_protocol: v1 }`,
+        ),
+        [
+          `muxgate.yaml:4 clusters.app.send_proxy_protocol: send_proxy_protocol needs protocol http1 (an HTTP/2 connection is shared by many clients, a PROXY header names one), got protocol ${protocol}`,
+        ],
+      );
+    }
   });
 
   test('sni_routes and proxy_protocol: parsed, names lower-cased, clusters checked', () => {
