@@ -54,6 +54,12 @@ export const connectConfig = map('a connect map', {
       'CGNAT, multicast, documentation, reserved and unspecified addresses are reachable only through a cidr rule ' +
       'that lies inside their range (127.0.0.1/32, 10.0.0.0/8), never through a name or a catch-all like 0.0.0.0/0.',
   ),
+  clients: list(cidr, 'a list of CIDRs', 1)
+    .optional()
+    .describe(
+      'When set, only clients inside these ranges may use the forward proxy (403 connect_client_denied otherwise). ' +
+        "The client is the connection's peer, or the address a trusted PROXY header names.",
+    ),
   users: list(user, 'a list of users', 1)
     .optional()
     .describe('When set, CONNECT needs Proxy-Authorization: Basic with one of these (407 otherwise).'),

@@ -52,6 +52,7 @@ export const ERRORS = {
   invalid_connect: { status: 400, source: 'downstream', text: 'Malformed CONNECT request' },
   invalid_upgrade: { status: 400, source: 'downstream', text: 'Malformed protocol upgrade request' },
   connect_denied: { status: 403, source: 'downstream', text: 'The CONNECT target is not allowed' },
+  connect_client_denied: { status: 403, source: 'downstream', text: 'This client may not use the forward proxy' },
   proxy_auth_required: { status: 407, source: 'downstream', text: 'Proxy authentication required' },
   malformed_capsule: { status: 400, source: 'downstream', text: 'Malformed capsule on a CONNECT-UDP stream' },
   capsule_too_large: { status: 400, source: 'downstream', text: 'Capsule larger than the configured limit' },

@@ -46,6 +46,8 @@ export class ConnectPolicy {
   /** sha256 of each "user:password"; null = no authentication. */
   private readonly credentials: Buffer[] | null;
   private readonly realm: string;
+  /** `clients`: who may use the proxy (null: anyone who reaches the listener). */
+  private readonly clients: CidrSet | null;
 
   constructor(cfg: ConnectConfig) {
     this.udp = cfg.udp;
@@ -63,6 +65,12 @@ export class ConnectPolicy {
     }
     this.credentials = cfg.users === undefined ? null : cfg.users.map((u) => sha256(`${u.user}:${u.password}`));
     this.realm = cfg.realm;
+    this.clients = cfg.clients === undefined ? null : new CidrSet(cfg.clients);
+  }
+
+  /** `client`: the peer, or the client a trusted PROXY header named. */
+  clientAllowed(client: string): boolean {
+    return this.clients === null || this.clients.has(client);
   }
 
   /** True when no credentials are configured or `header` carries valid Basic credentials. */

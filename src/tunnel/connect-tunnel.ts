@@ -45,6 +45,10 @@ export class ConnectTunnel implements Expirable, SpliceOwner, TunnelWatcher {
     this.deadline = Math.ceil(this.startedAt + policy.connectTimeoutMs);
     sweeper.add(this);
     down.watch(this);
+    if (!policy.clientAllowed(down.peer)) {
+      this.fail('connect_client_denied', `client ${down.peer} is outside connect.clients`);
+      return;
+    }
     if (!policy.authorized(req.auth)) {
       this.fail('proxy_auth_required', 'missing or wrong Proxy-Authorization', policy.challenge());
       return;

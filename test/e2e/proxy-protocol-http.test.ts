@@ -15,7 +15,7 @@ import { type Backend, httpBackend } from '../helpers/backend.ts';
 import { tmpDir } from '../helpers/certs.ts';
 import { skipWithoutHaproxy, startHaproxy } from '../helpers/haproxy.ts';
 import { getFrom } from '../helpers/client.ts';
-import { startProxy } from '../helpers/proxy.ts';
+import { startForwardProxy, startProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 
 interface Seen {
@@ -131,6 +131,92 @@ describe('PROXY protocol on an HTTP listener', () => {
       [await status('203.0.113.1'), await status('203.0.113.1'), await status('203.0.113.2')],
       ['200', '429', '200'],
     );
+  });
+
+  test("trusted_proxies judges the PROXY client: a trusted one's X-Forwarded-For is kept, another's replaced", async (t) => {
+    const proxy = await startProxy({
+      upstreams: [backend.addr],
+      listener: { proxy_protocol: { trusted: ['127.0.0.1/32'] }, trusted_proxies: ['203.0.113.0/24'] },
+    });
+    t.after(() => proxy.close());
+    seen.length = 0;
+    for (const client of ['203.0.113.7', '198.51.100.9']) {
+      await new Promise<void>((resolve) => {
+        const c = net.connect({ port: proxy.port, host: '127.0.0.1' });
+        c.on('data', () => {});
+        c.on('close', () => resolve());
+        c.on('error', () => {});
+        c.write(`PROXY TCP4 ${client} 198.51.100.1 40000 80\r\n`);
+        c.write('GET / HTTP/1.1\r\nhost: example.test\r\nx-forwarded-for: 192.0.2.1\r\nconnection: close\r\n\r\n');
+      });
+    }
+    assert.deepEqual(
+      seen.map((x) => x.xff),
+      ['192.0.2.1, 203.0.113.7', '198.51.100.9'],
+    );
+  });
+
+  test('connect.clients reads the PROXY client', async (t) => {
+    const target = await httpBackend((_req, res) => res.end('tunnelled'));
+    t.after(() => target.close());
+    const proxy = await startForwardProxy(t, {
+      proxy_protocol: { trusted: ['127.0.0.1/32'] },
+      connect: { clients: ['203.0.113.0/24'], allow: [{ cidr: '127.0.0.1/32', ports: [target.port] }] },
+    });
+    // The peer is 127.0.0.1 every time: only the header's client decides.
+    const send = (client: string): Promise<string> =>
+      new Promise((resolve) => {
+        const s = net.connect({ port: proxy.port, host: '127.0.0.1' });
+        let got = '';
+        s.on('data', (c: Buffer) => {
+          got += c.toString('latin1');
+          if (got.includes('tunnelled') || got.startsWith('HTTP/1.1 403')) s.destroy();
+        });
+        s.on('error', () => {});
+        s.on('close', () => resolve(got));
+        s.write(`PROXY TCP4 ${client} 198.51.100.1 40000 80\r\n`);
+        s.write(`CONNECT 127.0.0.1:${target.port} HTTP/1.1\r\nhost: 127.0.0.1:${target.port}\r\n\r\n`);
+        s.write('GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n');
+      });
+    const allowed = await send('203.0.113.7');
+    assert.match(allowed, /^HTTP\/1\.1 200 /);
+    assert.match(allowed, /tunnelled/);
+    const denied = await send('198.51.100.9');
+    assert.match(denied, /^HTTP\/1\.1 403 /);
+    await waitUntil(
+      () => proxy.accessLog.some((l) => l.error === 'connect_client_denied' && l.client === '198.51.100.9'),
+      'the refusal logged with the PROXY client',
+    );
+  });
+
+  test('ring_hash on source_ip hashes the PROXY client: one client sticks, many spread', async (t) => {
+    const hits: string[] = [];
+    const b2 = await httpBackend((_req, res) => {
+      hits.push('b2');
+      res.end('ok');
+    });
+    t.after(() => b2.close());
+    const b1 = await httpBackend((_req, res) => {
+      hits.push('b1');
+      res.end('ok');
+    });
+    t.after(() => b1.close());
+    const proxy = await startProxy({
+      upstreams: [b1.addr, b2.addr],
+      cluster: { lb: 'ring_hash', hash_key: { source_ip: true } },
+      listener: { proxy_protocol: { trusted: ['127.0.0.1/32'] } },
+    });
+    t.after(() => proxy.close());
+    const via = async (client: string): Promise<string> => {
+      hits.length = 0;
+      await rawRequests(proxy.port, `PROXY TCP4 ${client} 198.51.100.1 40000 80\r\n`, ['/', '/', '/']);
+      assert.equal(new Set(hits).size, 1, `${client} went to ${hits.join(', ')}`);
+      return hits[0]!;
+    };
+    // The peer is 127.0.0.1 every time; 20 clients all landing on one of two endpoints would be a 1 in 2^19 chance.
+    const seen = new Set<string>();
+    for (let i = 1; i <= 20; i++) seen.add(await via(`203.0.113.${i}`));
+    assert.equal(seen.size, 2);
   });
 
   test('an untrusted peer, or no header, closes the connection unanswered', async (t) => {
