@@ -1,7 +1,9 @@
 import { Buffer } from 'node:buffer';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { CommandResult, EndpointCommand } from '../cluster/endpoint-command.ts';
+import type { EndpointCommand } from '../cluster/endpoint-command.ts';
+import type { AdminCommand, AdminResult } from '../runtime/admin-command.ts';
+import { parsePurge } from '../cache/cache-purge.ts';
 import type { Config } from '../config/schema.ts';
 import type { ReloadOutcome } from '../runtime/config-reloader.ts';
 import { bearerMatches, isLoopback } from './admin-token.ts';
@@ -18,7 +20,7 @@ export interface AdminSource {
   /** The running config (GET /config shows it with secrets redacted). */
   config?(): Config;
   reload?(): Promise<ReloadOutcome>;
-  command?(cmd: EndpointCommand): Promise<CommandResult>;
+  command?(cmd: AdminCommand): Promise<AdminResult>;
 }
 
 export interface AdminOptions {
@@ -36,7 +38,8 @@ const ENDPOINT_PATH = /^\/clusters\/([^/]+)\/endpoints\/([^/]+)\/(weight|drain|u
  * The admin listener (node:http: it is not on the data path).
  * GET: / (the live dashboard), /events (the snapshot as server-sent events), /stats (JSON snapshot),
  * /metrics (Prometheus), /healthz, /config (secrets redacted), /listeners, /clusters, /ports.
- * POST: /reload, /clusters/C/endpoints/E/weight ({"weight": N}), .../drain, .../undrain.
+ * POST: /reload, /clusters/C/endpoints/E/weight ({"weight": N}), .../drain, .../undrain,
+ * /cache/purge ({"url"|"prefix"|"tag": ..., "zone"?: ...}).
  * Errors are JSON `{ "error": code, "message": ... }` with stable codes.
  */
 export class AdminServer {
@@ -150,9 +153,25 @@ export class AdminServer {
       }
       return;
     }
+    if (path === '/cache/purge' && this.source.command !== undefined) {
+      const cmd = parsePurge(body);
+      if (cmd === null) {
+        fail(
+          res,
+          400,
+          'bad_request',
+          'expected a JSON body with one of "url", "prefix" or "tag" (a string), and optionally "zone"',
+        );
+        return;
+      }
+      const r = await this.source.command(cmd);
+      if (r.ok) json(res, 200, { ok: true, purged: 'purged' in r ? r.purged : 0 });
+      else fail(res, 404, r.error, `no cache zone ${cmd.zone ?? ''}`);
+      return;
+    }
     const m = ENDPOINT_PATH.exec(path);
     if (m === null || this.source.command === undefined) {
-      fail(res, 404, 'not_found', 'POST /reload, /clusters/C/endpoints/E/weight, /drain or /undrain');
+      fail(res, 404, 'not_found', 'POST /reload, /cache/purge, /clusters/C/endpoints/E/weight, /drain or /undrain');
       return;
     }
     const cluster = decodeURIComponent(m[1]!);

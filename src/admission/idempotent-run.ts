@@ -3,6 +3,7 @@ import type { Logger } from '../core/log.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import type { StoredResponse } from '../idempotency/idempotency-store.ts';
 import type { RouteIdempotency } from './route-idempotency.ts';
+import type { ResponseTap } from '../forward/response-tap.ts';
 
 /** Trailer bytes the capture's own chunked decoder accepts (what it keeps is the payload only). */
 const MAX_TRAILER_BYTES = 64 * 1024;
@@ -14,7 +15,7 @@ const MAX_TRAILER_BYTES = 64 * 1024;
  * (a proxy-generated error, a response cut short or too large to keep, the client gone) so that a
  * retry may run. The store is told asynchronously; nothing waits for it.
  */
-export class IdempotentRun {
+export class IdempotentRun implements ResponseTap {
   private readonly idem: RouteIdempotency;
   private readonly scope: string;
   private readonly token: string;
@@ -36,7 +37,7 @@ export class IdempotentRun {
   }
 
   /** The final response head: flat [':status', s, name, value, ...] (connection-specific fields already out). */
-  head(flat: readonly string[], chunked: boolean): void {
+  head(flat: readonly string[], chunked: boolean, _length: number): void {
     this.status = Number(flat[1]);
     const fields: [string, string][] = [];
     for (let i = 2; i + 1 < flat.length; i += 2) {

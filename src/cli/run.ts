@@ -3,7 +3,7 @@ import { AdminServer } from '../admin/admin-server.ts';
 import type { Config } from '../config/schema.ts';
 import { createLogger } from '../core/log.ts';
 import { adminToken } from '../admin/admin-token.ts';
-import { applyEndpointCommand } from '../cluster/endpoint-command.ts';
+import { applyAdminCommand } from '../runtime/admin-command.ts';
 import { reloadFromFile } from '../runtime/config-reloader.ts';
 import { writePidFile } from '../runtime/pid-file.ts';
 import { MuxgateServer } from '../runtime/server.ts';
@@ -41,7 +41,7 @@ export async function run(config: Config, configPath?: string): Promise<number> 
   const reload = () =>
     reloadFromFile(configPath, log, (next) => server.reload(isWorker() ? applyWorkerPorts(next) : next));
   if (isWorker()) {
-    serveWorker(server, reload, (cmd) => applyEndpointCommand(server.clusters, cmd));
+    serveWorker(server, reload, (cmd) => applyAdminCommand(server, cmd));
   }
   let admin: AdminServer | null = null;
   let draining = false;
@@ -53,7 +53,7 @@ export async function run(config: Config, configPath?: string): Promise<number> 
           healthy: () => !draining,
           config: () => server.config,
           reload,
-          command: async (cmd) => applyEndpointCommand(server.clusters, cmd),
+          command: async (cmd) => applyAdminCommand(server, cmd),
         },
         { token: adminToken(config.admin) },
       );

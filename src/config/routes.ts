@@ -10,6 +10,7 @@ import { routeUpgradeKeys } from './tunnels.ts';
 import { durationMs } from './units.ts';
 import { retry } from './retry.ts';
 import { idempotency, rateLimit } from './admission.ts';
+import { routeCache } from './cache.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Routes
@@ -125,6 +126,12 @@ export const route = map('a route map', {
     .optional()
     .describe(
       'A token bucket per client, header value or route: beyond it, 429 with Retry-After and RateLimit fields.',
+    ),
+  cache: routeCache
+    .optional()
+    .describe(
+      'A shared HTTP cache (RFC 9111) for GET and HEAD: hits answered from a zone, concurrent misses coalesced ' +
+        'into one upstream request, Cache-Status on every answer.',
     ),
   idempotency: idempotency
     .optional()

@@ -13,6 +13,7 @@ import { bool, exactlyOne, expected, int, isRecord, list, map, oneOf, text, when
 import { clusterWebsocket, listenerConnect, routesOrConnect, tcpTunnelKeys, tunnelGoesWithTarget } from './tunnels.ts';
 import { durationMs, sizeBytes } from './units.ts';
 import { route } from './routes.ts';
+import { cacheZones } from './cache.ts';
 import { connectionLimitKeys, proxyProtocolIn, sendProxyProtocol, sniKeys, sniRoute } from './edge.ts';
 
 function clusterOrSniRoutes(
@@ -461,6 +462,7 @@ export const configSchema = map('a map of settings', {
     .prefault({})
     .describe('The admin API; false disables it.'),
   listeners: list(listener, 'a list of listeners (at least one)', 1).describe('Addresses muxgate accepts traffic on.'),
+  cache_zones: cacheZones,
   clusters: z
     .record(text('a cluster name'), cluster, { error: expected('a map of cluster name to cluster') })
     .default({})
@@ -483,6 +485,7 @@ function isHostPort(value: unknown): value is HostPort {
 function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void {
   // No "at least one cluster" rule: every reference to a missing cluster is reported where it is made.
   const clusters = isRecord(config.clusters) ? Object.keys(config.clusters) : undefined;
+  const zones = isRecord(config.cache_zones) ? Object.keys(config.cache_zones) : [];
 
   const names = new Map<string, number>();
   // Port 0 means "any free port", so several listeners on port 0 do not clash.
@@ -558,6 +561,14 @@ function crossCheck(config: Record<string, unknown>, ctx: z.RefinementCtx): void
     });
     const routes = Array.isArray(l.routes) ? l.routes : [];
     routes.forEach((r: unknown, j) => {
+      const zone = isRecord(r) && isRecord(r.cache) ? r.cache.zone : undefined;
+      if (typeof zone === 'string' && !zones.includes(zone)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['listeners', i, 'routes', j, 'cache', 'zone'],
+          message: `expected the name of a cache zone (${zones.join(', ') || 'none defined in cache_zones'}), got ${describeValue(zone)}`,
+        });
+      }
       if (!clusters || !isRecord(r) || typeof r.cluster !== 'string') return;
       if (!clusters.includes(r.cluster)) {
         ctx.addIssue({

@@ -9,6 +9,8 @@ import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
 import type { Downstream, H2Responder } from './downstream.ts';
 import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
+import type { ResponseTap } from './response-tap.ts';
+import { CacheUse } from '../cache/cache-use.ts';
 import { IdempotentRun } from '../admission/idempotent-run.ts';
 import type { RouteIdempotency } from '../admission/route-idempotency.ts';
 import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
@@ -108,8 +110,15 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   retrySkipped: RetrySkip | null = null;
   /** The request carries an Idempotency-Key on a route with idempotency on: retried like an idempotent method. */
   keyed = false;
-  /** The first request with an Idempotency-Key: its lock, and its response captured for the store. */
-  idemRun: IdempotentRun | null = null;
+  /**
+   * Keeps a copy of the response: the first request with an Idempotency-Key (its lock, and its response
+   * for the store), or a cache miss filling its zone.
+   */
+  tap: ResponseTap | null = null;
+  /** The route's cache at work for this request (null: the route has none, or not looked yet). */
+  cache: CacheUse | null = null;
+  /** Field lines added to the upstream request head (a cache revalidation's conditionals). */
+  extraUpstreamFields = '';
   /** Admission waits for the whole request body (an Idempotency-Key's fingerprint covers it). */
   private onBodyDone: (() => void) | null = null;
 
@@ -183,7 +192,12 @@ export class Exchange implements PoolWaiter, UpstreamUser {
    */
   private dispatch(): void {
     if (this.done) return;
-    const cluster = this.route!.cluster;
+    const route = this.route!;
+    if (route.cache !== null && this.cache === null) {
+      this.cache = new CacheUse(route.cache, this, this.session.ctx.proto);
+      if (this.cache.intercept()) return;
+    }
+    const cluster = route.cluster;
     if (!cluster.admit()) {
       this.fail('circuit_open');
       return;
@@ -272,7 +286,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
         }
         if (r.kind === 'run') {
           this.keyed = true;
-          this.idemRun = new IdempotentRun(idem, scope, r.token, this.session.ctx.log);
+          this.tap = new IdempotentRun(idem, scope, r.token, this.session.ctx.log);
           this.dispatch();
         } else if (r.kind === 'replay') this.replayStored(r.response);
         else this.fail(r.kind === 'in_flight' ? 'idempotency_in_flight' : 'idempotency_key_reused');
@@ -378,7 +392,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     // An endpoint whose ALPN said http/1.1 sends its HTTP/2 waiters here: they go as HTTP/1.1.
     this.leg = null;
-    this.upstreamHead ??= buildUpstreamHead(this.head, this.route!, this.session.forwardingFields(this.head));
+    this.upstreamHead ??= buildUpstreamHead(this.head, this.route!, this.upstreamFields());
     this.conn = conn;
     // Inside begin() (an idle connection was at hand) the exchange's start time is still current.
     const now = this.beginning ? this.startedAt : performance.now();
@@ -423,6 +437,49 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   /** Ask the endpoint's pool for capacity: an HTTP/2 stream slot or an HTTP/1.1 connection. */
   private acquireOn(endpoint: Endpoint): void {
     endpoint.upstream.acquire(this);
+  }
+
+  /** The fields this hop adds to the upstream request: forwarding (X-Forwarded-*, Forwarded, Via), a revalidation's. */
+  upstreamFields(): string {
+    const f = this.session.forwardingFields(this.head);
+    return this.extraUpstreamFields === '' ? f : f + this.extraUpstreamFields;
+  }
+
+  // --- the cache (cache/cache-use.ts) ---
+
+  /** A coalesced request the other's answer will not serve: it goes upstream itself. */
+  goUpstream(): void {
+    this.dispatch();
+  }
+
+  /**
+   * The upstream's final head, before any of it reaches the client: the cache may answer instead (a
+   * 304 to its revalidation, a 5xx while stale-if-error allows the stale object). Then the upstream
+   * side is let go and true returned.
+   */
+  cacheTakesOver(status: number, flat: () => string[]): boolean {
+    const c = this.cache;
+    if (c === null || !c.takesOver(status)) return false;
+    const fields = flat();
+    this.dropAttempt();
+    c.answer(status, fields);
+    return true;
+  }
+
+  /** The Cache-Status field line of a relayed response ('' without a cache). */
+  cacheStatusLine(): string {
+    return this.cache === null ? '' : `cache-status: ${this.cache.relayedStatus()}\r\n`;
+  }
+
+  /** An answer from the cache is complete: the bookkeeping of a finished exchange. */
+  answeredFromCache(status: number): void {
+    if (this.done) return;
+    this.status = status;
+    this.done = true;
+    this.leaveBudget();
+    this.releaseEndpoint();
+    this.logAccess(this.recordDuration());
+    this.session.onExchangeDone(!this.closeDownstream);
   }
 
   /** For a pool that sends PROXY headers: the client connection this request came on. */
@@ -687,7 +744,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.leg?.release();
     if (this.inBudget) this.leaveBudget();
-    if (this.idemRun !== null) this.idemRun.finish(true);
+    if (this.tap !== null) this.tap.finish(true);
+    if (this.cache !== null) this.cache.completed(this.status);
     if (!this.requestDone) this.closeDownstream = true;
     const ep = this.endpoint;
     // The upstream's own answer: 5xx and 502-504 count towards ejecting the endpoint, anything else resets.
@@ -700,6 +758,13 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   /** Nothing was sent downstream yet: answer with the error's status. */
   fail(code: ErrorCode, extra?: readonly string[]): void {
     if (this.done) return;
+    const c = this.cache;
+    if (c?.servesStaleFor(code)) {
+      this.dropAttempt();
+      this.releaseEndpoint();
+      c.serveStaleFor(code);
+      return;
+    }
     const info = ERRORS[code];
     // A downstream error means the connection cannot be trusted, except refusals of a well-formed
     // request (no route, a rate limit, a key in use): when requestDone it was fully read, so the
@@ -736,7 +801,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     }
     this.leg?.release();
     this.leaveBudget();
-    if (this.idemRun !== null) this.idemRun.finish(false);
+    if (this.tap !== null) this.tap.finish(false);
+    this.cache?.ended();
     const ctx = this.session.ctx;
     ctx.stats.recordError(code);
     if (ERRORS[code].source === 'upstream') this.route?.cluster.recordError(code);

@@ -196,13 +196,15 @@ export class H2Leg implements Expirable, StreamSink {
     const ex = this.ex;
     // A status the route retries: the exchange drops this stream and tries elsewhere.
     if (ex.retriesStatus(status)) return;
+    if (ex.cacheTakesOver(status, () => h2FieldsFromH2(fields, status, null))) return;
     this.arm();
     // The first request with an Idempotency-Key: its response is kept for the repeats.
-    if (ex.idemRun !== null) ex.idemRun.head(h2FieldsFromH2(fields, status, null), false);
+    if (ex.tap !== null) ex.tap.head(h2FieldsFromH2(fields, status, null), false, contentLengthOf(fields));
     const head = ex.head;
     const noBody = head.method === 'HEAD' || status === 204 || status === 304;
     const down = ex.session;
     const via = down.ctx.via;
+    if (ex.cache !== null) fields = [...fields, 'cache-status', ex.cache.relayedStatus()];
     if (down.h2) {
       (down as H2Responder).respond(h2FieldsFromH2(fields, status, via), noBody);
       this.framing = noBody ? BODY_NONE : 1;
@@ -237,7 +239,7 @@ export class H2Leg implements Expirable, StreamSink {
   private onBody(chunk: Buffer): void {
     if (!this.headSent || this.framing === BODY_NONE) return;
     this.arm();
-    if (this.ex.idemRun !== null) this.ex.idemRun.data(chunk);
+    if (this.ex.tap !== null) this.ex.tap.data(chunk);
     if (this.framing === BODY_CHUNKED) {
       this.out(`${chunk.length.toString(16)}\r\n`);
       this.out(chunk);
@@ -300,4 +302,15 @@ export class H2Leg implements Expirable, StreamSink {
     this.deadline = deadlineIn(this.ex.responseTimeoutMs());
     sweeper.add(this);
   }
+}
+
+/** An HTTP/2 response's content-length (flat fields), or -1. */
+function contentLengthOf(fields: readonly string[]): number {
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    if (fields[i] === 'content-length') {
+      const n = Number(fields[i + 1]);
+      return Number.isSafeInteger(n) && n >= 0 ? n : -1;
+    }
+  }
+  return -1;
 }

@@ -80,6 +80,8 @@ export class ResponseRelay {
       if (res.status >= 200) {
         // A status the route retries: the exchange drops this connection and tries elsewhere.
         if (this.ex.retriesStatus(res.status)) return;
+        // A 304 to the cache's revalidation, a 5xx the cache answers with a stale object instead.
+        if (this.ex.cacheTakesOver(res.status, () => h2FieldsFromH1(res, null, false))) return;
         // A small body that is all here leaves in the head's buffer: one allocation, one copy.
         pos += this.writeHead(res, buf, pos, len);
         break;
@@ -131,10 +133,13 @@ export class ResponseRelay {
       else if (!h2) this.rechunk = true;
     }
     // The first request with an Idempotency-Key: its response is kept for the repeats.
-    const run = ex.idemRun;
-    if (run !== null) run.head(h2FieldsFromH1(res, null, false), this.mode === CHUNKED);
+    const run = ex.tap;
+    if (run !== null)
+      run.head(h2FieldsFromH1(res, null, false), this.mode === CHUNKED, this.mode === NONE ? 0 : res.contentLength);
     if (h2) {
-      (ex.session as H2Responder).respond(h2FieldsFromH1(res, ex.session.ctx.via, true), this.mode === NONE);
+      const fields = h2FieldsFromH1(res, ex.session.ctx.via, true);
+      if (ex.cache !== null) fields.push('cache-status', ex.cache.relayedStatus());
+      (ex.session as H2Responder).respond(fields, this.mode === NONE);
       ex.status = s;
       this.headSent = true;
       return 0;
@@ -144,7 +149,8 @@ export class ResponseRelay {
     // that was never sent): the rest of the body will not be read, so the connection cannot carry
     // another request; say so rather than close without a word (RFC 9110 §10.1.1, RFC 9112 §9.6).
     if (!ex.requestDone) ex.closeDownstream = true;
-    const via = viaField(res, ex.session.ctx.via);
+    const via =
+      ex.cache === null ? viaField(res, ex.session.ctx.via) : viaField(res, ex.session.ctx.via) + ex.cacheStatusLine();
     const length = res.contentLength >= 0 ? lengthLines.get(res.contentLength) : '';
     // RFC 9112 §6.1: never Transfer-Encoding on a 204; on HEAD and 304 it describes the resource's framing.
     const chunked = ((res.chunked && !http10) || this.rechunk) && s !== 204 ? 'transfer-encoding: chunked\r\n' : '';
@@ -170,7 +176,7 @@ export class ResponseRelay {
       case LENGTH: {
         const avail = len - pos;
         const take = Math.min(avail, this.remaining);
-        if (ex.idemRun !== null) ex.idemRun.data(buf, pos, pos + take);
+        if (ex.tap !== null) ex.tap.data(buf, pos, pos + take);
         this.write(take === buf.length ? buf : buf.subarray(pos, pos + take));
         this.remaining -= take;
         if (this.remaining === 0) ex.complete(pos + take === len && this.res!.reusable);
@@ -183,7 +189,7 @@ export class ResponseRelay {
           ex.abort('upstream_protocol_error');
           return;
         }
-        if (ex.idemRun !== null) ex.idemRun.data(buf, pos, pos + n);
+        if (ex.tap !== null) ex.tap.data(buf, pos, pos + n);
         const ranges = scanner.ranges;
         if (ranges === null) this.write(n === buf.length ? buf : buf.subarray(pos, pos + n));
         else for (let i = 0; i < ranges.length; i += 2) this.write(buf.subarray(ranges[i], ranges[i + 1]));
@@ -193,7 +199,7 @@ export class ResponseRelay {
       case CLOSE: {
         const data = pos === 0 && len === buf.length ? buf : buf.subarray(pos, len);
         if (data.length === 0) return;
-        if (ex.idemRun !== null) ex.idemRun.data(data);
+        if (ex.tap !== null) ex.tap.data(data);
         if (this.rechunk) this.write(`${data.length.toString(16)}\r\n`);
         this.write(data);
         if (this.rechunk) this.write('\r\n');

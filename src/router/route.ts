@@ -2,6 +2,7 @@ import type { Cluster } from '../cluster/cluster.ts';
 import type { RetryPolicy } from './retry-policy.ts';
 import type { RouteIdempotency } from '../admission/route-idempotency.ts';
 import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
+import type { RouteCache } from '../cache/route-cache.ts';
 
 export type PathMatch =
   | { kind: 'exact'; value: string }
@@ -39,4 +40,6 @@ export interface Route {
   rateLimit: RouteRateLimit | null;
   /** `idempotency:`: requests with an Idempotency-Key run once, repeats get the first answer; null = off. */
   idempotency: RouteIdempotency | null;
+  /** `cache:`: GET and HEAD answered from a zone, misses coalesced and stored; null = off. */
+  cache: RouteCache | null;
 }

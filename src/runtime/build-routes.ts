@@ -9,6 +9,8 @@ import type { AdmissionStores } from '../admission/admission-stores.ts';
 import { RouteIdempotency } from '../admission/route-idempotency.ts';
 import { RouteRateLimit } from '../admission/route-rate-limit.ts';
 import { RetryPolicy } from '../router/retry-policy.ts';
+import { RouteCache } from '../cache/route-cache.ts';
+import type { CacheZones } from '../cache/cache-zones.ts';
 import type { HeaderMatch, PathMatch, Route } from '../router/route.ts';
 
 /** Compiles configured routes: host patterns split into exact names and suffixes, regexes built once. */
@@ -18,6 +20,8 @@ export function buildRoute(
   clusters: ReadonlyMap<string, Cluster>,
   clusterConfigs: Record<string, ClusterConfig>,
   stores: AdmissionStores,
+  zones: CacheZones,
+  via: string | null,
 ): Route {
   const cluster = clusters.get(cfg.cluster);
   const clusterCfg = clusterConfigs[cfg.cluster];
@@ -49,6 +53,7 @@ export function buildRoute(
   const name = cfg.name ?? `route${index}`;
   const rl = cfg.rate_limit;
   const idem = cfg.idempotency;
+  const cache = cfg.cache;
   return {
     name,
     hostsExact,
@@ -77,6 +82,7 @@ export function buildRoute(
               maxKeys: idem.max_keys,
             }),
           ),
+    cache: cache === undefined ? null : new RouteCache(zones.get(cache.zone), cache, via),
   };
 }
 

@@ -38,7 +38,8 @@ export async function applyReload(server: MuxgateServer, next: Config): Promise<
     not_applied: RESTART_ONLY.filter((k) => JSON.stringify(prev[k]) !== JSON.stringify(next[k])),
   };
 
-  // 1. build
+  // 1. build (cache zones first: routes are built against them; unchanged zones keep their objects)
+  server.cacheZones.configure(next.cache_zones);
   const clusters = new Map<string, Cluster>();
   const built: Cluster[] = [];
   const endpointUpdates: [Cluster, ClusterConfig][] = [];

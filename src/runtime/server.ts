@@ -1,6 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { Cluster } from '../cluster/cluster.ts';
 import { AdmissionStores } from '../admission/admission-stores.ts';
+import { CacheZones } from '../cache/cache-zones.ts';
 import { readFileSync } from 'node:fs';
 import type { UpstreamSpec } from '../cluster/endpoint.ts';
 import { type ClusterTlsConfig, clusterHttp2, listenerHttp2 } from '../config/protocols.ts';
@@ -63,6 +64,8 @@ export class MuxgateServer {
   readonly ports: PortAllocator;
   /** The stores behind routes' rate_limit: and idempotency: (kept across reloads). */
   readonly stores: AdmissionStores;
+  /** The cache zones routes keep responses in (kept across reloads). */
+  readonly cacheZones = new CacheZones();
   /** Gives memory back after bursts (process-wide: one per process). */
   readonly memoryTrim: MemoryTrim;
 
@@ -102,6 +105,7 @@ export class MuxgateServer {
 
   async start(): Promise<void> {
     const cfg = this.config;
+    this.cacheZones.configure(cfg.cache_zones);
     for (const [name, c] of Object.entries(cfg.clusters)) this.clusters.set(name, this.buildCluster(name, c, cfg));
     await Promise.all([...this.clusters.values()].map((c) => c.start()));
     const built = cfg.listeners.map((l) => [l, this.buildListener(l, cfg, this.clusters)] as const);
@@ -208,7 +212,11 @@ export class MuxgateServer {
 
   /** The routes of an HTTP listener, compiled against `clusters`. */
   router(l: HttpListenerConfig, cfg: Config, clusters: ReadonlyMap<string, Cluster>): Router {
-    return new Router(l.routes.map((r, i) => buildRoute(r, i, clusters, cfg.clusters, this.stores)));
+    return new Router(
+      l.routes.map((r, i) =>
+        buildRoute(r, i, clusters, cfg.clusters, this.stores, this.cacheZones, cfg.via === false ? null : cfg.via),
+      ),
+    );
   }
 
   /** Whether listeners bind with SO_REUSEPORT (workers share the address; reloads and upgrades overlap). */
@@ -411,6 +419,7 @@ export class MuxgateServer {
     this.memoryTrim.stop();
     for (const l of [...this.listeners, ...this.retiredListeners]) l.destroyAll();
     void this.stores.close();
+    this.cacheZones.close();
     for (const c of [...this.clusters.values(), ...this.retiredClusters]) c.close();
     // The last lines (those of the connections just cut included) go out before the process exits.
     this.accessLog?.sink.closeSync();

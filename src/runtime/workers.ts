@@ -7,7 +7,7 @@ import { createLogger, type Logger } from '../core/log.ts';
 import { mergeSnapshots } from '../admin/stats-merge.ts';
 import type { StatsSnapshot } from '../admin/stats-snapshot.ts';
 import { adminToken } from '../admin/admin-token.ts';
-import type { CommandResult, EndpointCommand } from '../cluster/endpoint-command.ts';
+import { type AdminCommand, type AdminResult, combineResults } from './admin-command.ts';
 import type { ReloadOutcome } from './config-reloader.ts';
 import { reloadFromFile } from './config-reloader.ts';
 import { writePidFile } from './pid-file.ts';
@@ -49,11 +49,11 @@ export function isWorker(): boolean {
 type ToWorker =
   | { type: 'stats'; id: number }
   | { type: 'reload'; id: number }
-  | { type: 'command'; id: number; cmd: EndpointCommand };
+  | { type: 'command'; id: number; cmd: AdminCommand };
 type FromWorker =
   | { type: 'stats'; id: number; snapshot: StatsSnapshot }
   | { type: 'reloaded'; id: number; outcome: ReloadOutcome }
-  | { type: 'commanded'; id: number; result: CommandResult }
+  | { type: 'commanded'; id: number; result: AdminResult }
   | { type: 'ready' };
 
 /**
@@ -77,7 +77,7 @@ export function applyWorkerPorts(config: Config): Config {
 export function serveWorker(
   server: MuxgateServer,
   reload: () => Promise<ReloadOutcome>,
-  command: (cmd: EndpointCommand) => CommandResult,
+  command: (cmd: AdminCommand) => AdminResult,
 ): void {
   process.on('message', (m: ToWorker) => {
     if (m?.type === 'stats')
@@ -169,7 +169,7 @@ export async function runPrimary(config: Config, n: number, configPath?: string)
   let nextReq = 1;
   const waiting = new Map<number, (s: StatsSnapshot | null) => void>();
   const reloads = new Map<number, (o: ReloadOutcome) => void>();
-  const commands = new Map<number, (r: CommandResult) => void>();
+  const commands = new Map<number, (r: AdminResult) => void>();
   let current = config;
 
   const spawn = (id: number) => {
@@ -200,12 +200,12 @@ export async function runPrimary(config: Config, n: number, configPath?: string)
   log.info({ workers: n }, 'primary started');
 
   /** Every worker re-reads the (already checked) file and applies it; the first failure is reported. */
-  /** An endpoint command applied by every worker (each has its own clusters). */
-  async function commandWorkers(cmd: EndpointCommand): Promise<CommandResult> {
+  /** An admin command applied by every worker (each has its own clusters and cache zones). */
+  async function commandWorkers(cmd: AdminCommand): Promise<AdminResult> {
     const results = await Promise.all(
       [...workers.values()].map(
         (w) =>
-          new Promise<CommandResult | null>((resolve) => {
+          new Promise<AdminResult | null>((resolve) => {
             const id = nextReq++;
             const t = setTimeout(() => {
               commands.delete(id);
@@ -220,8 +220,10 @@ export async function runPrimary(config: Config, n: number, configPath?: string)
           }),
       ),
     );
-    const answered = results.filter((r): r is CommandResult => r !== null);
-    return answered.find((r) => !r.ok) ?? answered[0] ?? { ok: false, error: 'unknown_cluster' };
+    return combineResults(
+      cmd,
+      results.filter((r): r is AdminResult => r !== null),
+    );
   }
 
   async function reloadWorkers(next: Config): Promise<ReloadSummary> {
@@ -318,7 +320,7 @@ async function startAdmin(
   healthy: () => boolean,
   reload: () => Promise<ReloadOutcome>,
   current: () => Config,
-  command: (cmd: EndpointCommand) => Promise<CommandResult>,
+  command: (cmd: AdminCommand) => Promise<AdminResult>,
 ): Promise<AdminServer | null> {
   if (config.admin === false) return null;
   const { host, port } = config.admin.address;

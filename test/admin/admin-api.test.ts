@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { after, describe, it, type TestContext } from 'node:test';
 import { AdminServer } from '../../src/admin/admin-server.ts';
 import { adminToken, bearerMatches, isLoopback } from '../../src/admin/admin-token.ts';
-import { applyEndpointCommand } from '../../src/cluster/endpoint-command.ts';
+import { applyAdminCommand } from '../../src/runtime/admin-command.ts';
 import { type Backend, httpBackend } from '../helpers/backend.ts';
 import { tmpDir } from '../helpers/certs.ts';
 import { muxgate, portOf, startMuxgate } from '../helpers/cli.ts';
@@ -29,7 +29,7 @@ async function withAdmin(t: TestContext, p: TestProxy, token: string | null): Pr
       snapshot: () => p.server.snapshot(),
       healthy: () => true,
       config: () => p.server.config,
-      command: async (cmd) => applyEndpointCommand(p.server.clusters, cmd),
+      command: async (cmd) => applyAdminCommand(p.server, cmd),
     },
     { token },
   );

@@ -82,6 +82,7 @@ describe('loading a valid config', () => {
           routes: [{ cluster: 'api', upgrade_idle_timeout: 3_600_000 }],
         },
       ],
+      cache_zones: {},
       clusters: {
         api: {
           protocol: 'http1',
@@ -396,7 +397,7 @@ describe('reporting problems', () => {
       'muxgate.yaml:4 listeners[0].name: expected a name made of a-z, 0-9, _ and -, got "Web"',
       'muxgate.yaml:5 listeners[0].address: expected "host:port" or "[ipv6]:port", got "localhost"',
       'muxgate.yaml:7 listeners[0].routes[0].cluster: expected the name of a cluster (api), got "nowhere"',
-      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout, upgrades, upgrade_idle_timeout, retry, rate_limit, idempotency',
+      'muxgate.yaml:8 listeners[0].routes[0]: unknown key "timeout"; expected one of: name, match, cluster, host_rewrite, prefix_rewrite, response_timeout, upgrades, upgrade_idle_timeout, retry, rate_limit, cache, idempotency',
       'muxgate.yaml:11 clusters.api.endpoints: expected a list of endpoints (at least one), got an empty list',
       'muxgate.yaml:12 clusters.api.lb: expected one of round_robin, least_request, least_connections, random, ring_hash, maglev, got "fastest"',
     ]);
@@ -461,6 +462,7 @@ describe('JSON schema', () => {
       'via',
       'admin',
       'listeners',
+      'cache_zones',
       'clusters',
     ]);
     assert.deepEqual(schema.required.sort(), ['listeners']);
