@@ -3,7 +3,7 @@ import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import type { ResponseTap } from '../forward/response-tap.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { CacheAnswer, type CacheAnswerTarget } from './cache-answer.ts';
-import { varyFields } from './cache-key.ts';
+import { variantKey, varyFields } from './cache-key.ts';
 import { type CachedObject, CachePolicy, headerObject, tagsOf } from './cached-object.ts';
 import type { CacheZone } from './cache-zone.ts';
 import { answerStored } from './stored-answer.ts';
@@ -37,6 +37,8 @@ const NOT_STORED = new Set(['content-length', 'transfer-encoding', 'age']);
 
 interface Waiting {
   w: CacheWaiter;
+  /** Its request's fields: which variant it wants, once the answer says what it Varies on. */
+  headers: CachePolicy.Headers;
   answer: CacheAnswer | null;
   timer: NodeJS.Timeout | null;
 }
@@ -49,7 +51,9 @@ interface Waiting {
  * themselves; a failure before the response began reaches each waiter as that error, once.
  */
 export class CacheFill implements ResponseTap {
-  readonly key: string;
+  /** The key it was looked up by; once the answer's Vary is known, the variant it is stored as. */
+  key: string;
+  private readonly lookupKey: string;
   readonly primary: string;
   private readonly zone: CacheZone;
   private readonly rules: FillRules;
@@ -78,6 +82,7 @@ export class CacheFill implements ResponseTap {
   ) {
     this.zone = zone;
     this.key = key;
+    this.lookupKey = key;
     this.primary = primary;
     this.req = req;
     this.rules = rules;
@@ -91,17 +96,18 @@ export class CacheFill implements ResponseTap {
   }
 
   /** `w` waits for this answer (at most `timeoutMs`); false when it cannot be served from it. */
-  join(w: CacheWaiter, timeoutMs: number): boolean {
+  join(w: CacheWaiter, timeoutMs: number, headers: CachePolicy.Headers): boolean {
     if (this.state === WAITING) {
-      const entry: Waiting = { w, answer: null, timer: null };
+      const entry: Waiting = { w, headers, answer: null, timer: null };
       entry.timer = setTimeout(() => this.timedOut(entry), timeoutMs);
       entry.timer.unref();
       this.waiters.push(entry);
       return true;
     }
     if (this.state !== STORING || this.tooLarge) return false;
+    if (variantKey(this.primary, headers, this.vary) !== this.key) return false;
     // The answer is streaming: this one starts with what came so far.
-    const entry: Waiting = { w, answer: this.answerFor(w), timer: null };
+    const entry: Waiting = { w, headers, answer: this.answerFor(w), timer: null };
     for (const b of this.body) entry.answer!.chunk(b);
     this.waiters.push(entry);
     this.zone.counters.coalesced++;
@@ -141,6 +147,13 @@ export class CacheFill implements ResponseTap {
     this.status = status;
     this.fields = all.filter(([n]) => !NOT_STORED.has(n));
     this.vary = vary;
+    // Stored as the variant the request sent upstream selects; waiters that want another go upstream.
+    this.key = variantKey(this.primary, this.req.headers, vary);
+    for (const e of this.waiters.filter((x) => variantKey(this.primary, x.headers, vary) !== this.key)) {
+      this.waiters.splice(this.waiters.indexOf(e), 1);
+      if (e.timer !== null) clearTimeout(e.timer);
+      e.w.goUpstream();
+    }
     this.policy = policy;
     this.length = length;
     if (chunked) this.dechunk = new ChunkedScanner(MAX_TRAILER_BYTES, true);
@@ -260,7 +273,7 @@ export class CacheFill implements ResponseTap {
   }
 
   private release(): void {
-    if (this.zone.inflight.get(this.key) === this) this.zone.inflight.delete(this.key);
+    if (this.zone.inflight.get(this.lookupKey) === this) this.zone.inflight.delete(this.lookupKey);
   }
 }
 

@@ -29,10 +29,17 @@ export function primaryKey(head: RequestHead, scheme: string, cfg: RouteCacheCon
   return key;
 }
 
-/** The variant of `primary` this request selects, given the fields stored responses Vary on. */
-export function variantKey(primary: string, head: RequestHead, vary: readonly string[]): string {
+/**
+ * The variant of `primary` a request selects, given the fields stored responses Vary on; `headers`:
+ * the request's fields as policyRequest made them (repeated ones joined).
+ */
+export function variantKey(
+  primary: string,
+  headers: Readonly<Record<string, string | string[] | undefined>>,
+  vary: readonly string[],
+): string {
   let key = primary;
-  for (const f of vary) key += `\n~${f}: ${requestFieldValues(head, f).join(', ')}`;
+  for (const f of vary) key += `\n~${f}: ${headers[f] ?? ''}`;
   return key;
 }
 
@@ -50,8 +57,12 @@ export function varyFields(fields: readonly (readonly [string, string])[]): stri
   return [...names].sort();
 }
 
-/** The request as http-cache-semantics reads it: its URL, method and fields (repeated ones joined). */
-export function policyRequest(head: RequestHead): CachePolicy.Request {
+/**
+ * The request as http-cache-semantics reads it: its fields (repeated ones joined), GET for HEAD, and
+ * `url` the primary key, so that requests the key makes one (a sorted or ignored query) are one URL.
+ * Strings only: it outlives the request head, whose bytes may be a shared read buffer.
+ */
+export function policyRequest(head: RequestHead, url: string): CachePolicy.Request {
   const { lower, values } = requestFields(head);
   const headers: Record<string, string> = {};
   for (let i = 0; i < lower.length; i++) {
@@ -60,5 +71,5 @@ export function policyRequest(head: RequestHead): CachePolicy.Request {
     headers[n] = prev === undefined ? values[i]! : `${prev}, ${values[i]!}`;
   }
   headers.host = head.host.toLowerCase();
-  return { url: head.target, method: head.method === 'HEAD' ? 'GET' : head.method, headers };
+  return { url, method: head.method === 'HEAD' ? 'GET' : head.method, headers };
 }

@@ -37,6 +37,8 @@ export class CacheUse {
   private stale: CachedObject | null = null;
   private fill: CacheFill | null = null;
   private waitingOn: CacheFill | null = null;
+  /** The request's strings for http-cache-semantics (made at lookup). */
+  private req: ReturnType<typeof policyRequest> | null = null;
 
   constructor(rc: RouteCache, ex: CacheExchange, scheme: string) {
     this.rc = rc;
@@ -60,9 +62,10 @@ export class CacheUse {
     }
     const primary = rc.primary(head, this.scheme);
     this.primary = primary;
+    const req = policyRequest(head, primary);
+    this.req = req;
     const vary = zone.varyOf(primary);
-    const key = variantKey(primary, head, vary ?? []);
-    const req = policyRequest(head);
+    const key = variantKey(primary, req.headers, vary ?? []);
     const own = OWN_CONDITIONS.some((f) => requestField(head, f) !== undefined);
     const o = zone.get(key);
     if (o !== undefined) {
@@ -92,7 +95,7 @@ export class CacheUse {
     this.status = vary === undefined ? 'fwd=uri-miss' : 'fwd=vary-miss';
     if (own) return false;
     const fill = zone.inflight.get(key);
-    if (fill?.join(ex, rc.coalesceTimeoutMs)) {
+    if (fill?.join(ex, rc.coalesceTimeoutMs, req.headers)) {
       this.waitingOn = fill;
       return true;
     }
@@ -125,7 +128,7 @@ export class CacheUse {
     if (status === 304) {
       const fields: [string, string][] = [];
       for (let i = 2; i + 1 < flat.length; i += 2) fields.push([flat[i]!, flat[i + 1]!]);
-      const { policy } = o.policy.revalidatedPolicy(policyRequest(this.ex.head), {
+      const { policy } = o.policy.revalidatedPolicy(this.req!, {
         status,
         headers: headerObject(fields),
       });
