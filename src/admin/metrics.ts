@@ -262,6 +262,66 @@ const FAMILIES: readonly Family[] = [
       yield [{}, s.memory.trims];
     },
   },
+  {
+    name: 'muxgate_cache_requests_total',
+    help:
+      "Requests on routes with a cache, by zone and outcome: hit, miss, coalesced (served from another request's " +
+      'upstream answer), stale (stale-if-error), revalidated (a conditional request sent for a stale object), bypass.',
+    type: 'counter',
+    labelNames: ['zone', 'outcome'],
+    *samples(s) {
+      for (const z of s.cache.zones) {
+        yield [{ zone: z.name, outcome: 'hit' }, z.hits];
+        yield [{ zone: z.name, outcome: 'miss' }, z.misses];
+        yield [{ zone: z.name, outcome: 'coalesced' }, z.coalesced];
+        yield [{ zone: z.name, outcome: 'stale' }, z.stale_served];
+        yield [{ zone: z.name, outcome: 'revalidated' }, z.revalidations];
+        yield [{ zone: z.name, outcome: 'bypass' }, z.bypassed];
+      }
+    },
+  },
+  {
+    name: 'muxgate_cache_objects',
+    help: 'Objects stored in a cache zone.',
+    type: 'gauge',
+    labelNames: ['zone'],
+    *samples(s) {
+      for (const z of s.cache.zones) yield [{ zone: z.name }, z.objects];
+    },
+  },
+  {
+    name: 'muxgate_cache_bytes',
+    help: 'Bytes stored in a cache zone (bodies, fields and a fixed share per object), against max_bytes.',
+    type: 'gauge',
+    labelNames: ['zone', 'state'],
+    *samples(s) {
+      for (const z of s.cache.zones) {
+        yield [{ zone: z.name, state: 'stored' }, z.bytes];
+        yield [{ zone: z.name, state: 'max' }, z.max_bytes];
+      }
+    },
+  },
+  {
+    name: 'muxgate_cache_removals_total',
+    help: 'Objects a cache zone let go, by reason: evicted (to stay within max_bytes), purged (admin API, unsafe methods).',
+    type: 'counter',
+    labelNames: ['zone', 'reason'],
+    *samples(s) {
+      for (const z of s.cache.zones) {
+        yield [{ zone: z.name, reason: 'evicted' }, z.evictions];
+        yield [{ zone: z.name, reason: 'purged' }, z.purged];
+      }
+    },
+  },
+  {
+    name: 'muxgate_cache_stores_total',
+    help: 'Responses stored in a cache zone.',
+    type: 'counter',
+    labelNames: ['zone'],
+    *samples(s) {
+      for (const z of s.cache.zones) yield [{ zone: z.name }, z.stores];
+    },
+  },
 ];
 
 /** A histogram family: the data path keeps the bucket counts; they are read at scrape time like the rest. */

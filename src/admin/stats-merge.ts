@@ -1,5 +1,6 @@
 import {
   type AccessLogSnapshot,
+  type CacheZoneSnapshot,
   type ClusterSnapshot,
   type EndpointSnapshot,
   type ListenerSnapshot,
@@ -92,7 +93,21 @@ export function mergeSnapshots(
     clusters: [...clusters.values()],
     ports: { exhausted, budgets: [...budgets.values()] },
     access_log: sumAccessLogs(parts),
+    cache: { zones: sumZones(parts) },
   };
+}
+
+/** Each worker has its own zones of the same names: counts add up (max_bytes too: each may fill its own). */
+function sumZones(parts: readonly StatsSnapshot[]): CacheZoneSnapshot[] {
+  const zones = new Map<string, CacheZoneSnapshot>();
+  for (const p of parts) {
+    for (const z of p.cache.zones) {
+      const m = zones.get(z.name);
+      if (m === undefined) zones.set(z.name, { ...z });
+      else addInto(m, z);
+    }
+  }
+  return [...zones.values()];
 }
 
 function sumAccessLogs(parts: readonly StatsSnapshot[]): AccessLogSnapshot | null {

@@ -8,6 +8,7 @@ import type { H2Pool } from '../pool/h2-pool.ts';
 import { type PoolCounters, poolCounters } from '../pool/upstream-pool.ts';
 import type { BudgetFigures, PortAllocator } from '../ports/port-allocator.ts';
 import type { MemoryTrimCounters } from '../core/memory-trim.ts';
+import type { CacheZone, ZoneCounters } from '../cache/cache-zone.ts';
 
 /**
  * The stats snapshot: a plain JSON view of counters the data path keeps on its own objects. Building
@@ -27,6 +28,17 @@ export interface StatsSnapshot {
   ports: { exhausted: number; budgets: PortBudgetSnapshot[] };
   /** The access log's lines: written, lost (write errors, a destination that does not keep up), skipped (sampling). Null when off. */
   access_log: AccessLogSnapshot | null;
+  /** The cache zones: what they hold and how requests fared (summed over workers, each with its own zones). */
+  cache: { zones: CacheZoneSnapshot[] };
+}
+
+export interface CacheZoneSnapshot extends ZoneCounters {
+  name: string;
+  objects: number;
+  bytes: number;
+  max_bytes: number;
+  /** Misses being fetched now (each with the requests coalesced onto it). */
+  inflight: number;
 }
 
 export interface MemorySnapshot {
@@ -160,6 +172,7 @@ export function snapshotStats(
   ports: PortAllocator,
   accessLog: AccessLog | null,
   trims: MemoryTrimCounters,
+  zones: readonly CacheZone[] = [],
 ): StatsSnapshot {
   return {
     pid: process.pid,
@@ -254,6 +267,16 @@ export function snapshotStats(
             lines_skipped: accessLog.skipped,
             write_errors: accessLog.stats.writeErrors,
           },
+    cache: {
+      zones: zones.map((z) => ({
+        name: z.name,
+        objects: z.objects,
+        bytes: z.bytes,
+        max_bytes: z.maxBytes,
+        inflight: z.inflight.size,
+        ...z.counters,
+      })),
+    },
   };
 }
 

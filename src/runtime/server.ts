@@ -395,6 +395,7 @@ export class MuxgateServer {
       this.ports,
       this.accessLog,
       this.memoryTrim.counters,
+      this.cacheZones.all(),
     );
   }
 
