@@ -206,13 +206,17 @@ export class CacheFill implements ResponseTap {
    * The request sent upstream was answered from a stored object instead (its revalidation got 304, or
    * stale-if-error): the waiters get that object too.
    */
-  answeredFromStore(o: CachedObject, cacheStatus: string): void {
+  answeredFromStore(o: CachedObject, body: Buffer | null, cacheStatus: string): void {
     this.state = DONE;
     this.release();
     for (const e of this.waiters.splice(0)) {
       if (e.timer !== null) clearTimeout(e.timer);
+      if (body === null) {
+        e.w.goUpstream();
+        continue;
+      }
       this.zone.counters.coalesced++;
-      answerStored(e.w, o, `${cacheStatus}; collapsed`, this.rules.via);
+      answerStored(e.w, o, body, `${cacheStatus}; collapsed`, this.rules.via);
     }
   }
 
@@ -256,6 +260,8 @@ export class CacheFill implements ResponseTap {
       status: this.status,
       fields: this.fields,
       body: Buffer.concat(this.body),
+      bodyLength: this.bytes,
+      file: null,
       policy: this.policy!,
       tags: tagsOf(this.fields),
       storedAt: Date.now(),

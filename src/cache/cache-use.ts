@@ -71,8 +71,18 @@ export class CacheUse {
     if (o !== undefined) {
       const ev = o.policy.evaluateRequest(req);
       if (ev.response !== undefined && ev.revalidation === undefined) {
-        zone.counters.hits++;
-        answerStored(ex, o, this.line(`hit; ttl=${ttlOf(o)}`), rc.rules.via);
+        const status = this.line(`hit; ttl=${ttlOf(o)}`);
+        zone.bodyOf(o, (body) => {
+          if (body !== null) {
+            zone.counters.hits++;
+            answerStored(ex, o, body, status, rc.rules.via);
+            return;
+          }
+          // Its file is gone or damaged (a disk zone dropped it): a miss after all.
+          zone.counters.misses++;
+          this.status = 'fwd=miss';
+          ex.goUpstream();
+        });
         return true;
       }
       // Stale (or the client asked for a fresh answer): ask the upstream, with our validators when
@@ -172,13 +182,23 @@ export class CacheUse {
     this.waitingOn = null;
   }
 
+  /** Answers the request (and its waiters) from `o`; a body that cannot be read sends them upstream again. */
   private serve(o: CachedObject, params: string): void {
     const status = this.line(params);
     const fill = this.fill;
     this.fill = null;
     if (this.ex.tap === fill) this.ex.tap = null;
-    fill?.answeredFromStore(o, status);
-    answerStored(this.ex, o, status, this.rc.rules.via);
+    this.rc.zone.bodyOf(o, (body) => {
+      fill?.answeredFromStore(o, body, status);
+      if (body !== null) {
+        answerStored(this.ex, o, body, status, this.rc.rules.via);
+        return;
+      }
+      this.stale = null;
+      this.ex.extraUpstreamFields = '';
+      this.status = 'fwd=miss';
+      this.ex.goUpstream();
+    });
   }
 
   private startFill(key: string, req: ReturnType<typeof policyRequest>): void {

@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import { LRUCache } from 'lru-cache';
 import type { CacheZoneConfig } from '../config/cache.ts';
 import { type CachedObject, objectSize } from './cached-object.ts';
@@ -75,7 +76,7 @@ export class CacheZone {
   /** Stores `o` (replacing its key's object); false when it is larger than the zone may hold. */
   set(o: CachedObject, vary: string[]): boolean {
     const size = objectSize(o);
-    if (size > this.lru.maxSize || o.body.length > this.maxObjectBytes) return false;
+    if (size > this.lru.maxSize || o.bodyLength > this.maxObjectBytes) return false;
     let v = this.byUrl.get(o.primary);
     if (v === undefined) {
       v = { vary, keys: new Set() };
@@ -116,6 +117,16 @@ export class CacheZone {
   purgeTag(tag: string): number {
     const s = this.byTag.get(tag);
     return s === undefined ? 0 : this.purgeKeys([...s]);
+  }
+
+  /** `o`'s body: at once when in memory; a disk zone reads it (null: gone or damaged, and then dropped). */
+  bodyOf(o: CachedObject, cb: (body: Buffer | null) => void): void {
+    cb(o.body);
+  }
+
+  /** Drops one object (its body could not be read). */
+  drop(key: string): void {
+    this.lru.delete(key);
   }
 
   get objects(): number {

@@ -14,7 +14,11 @@ export interface CachedObject {
   primary: string;
   status: number;
   fields: [string, string][];
-  body: Buffer;
+  /** The body, or null while it is only on disk (a disk zone reads it when it is served). */
+  body: Buffer | null;
+  bodyLength: number;
+  /** A disk zone's file holding it (null: not written, or a memory zone). */
+  file: string | null;
   policy: CachePolicy;
   /** Surrogate-Key / Cache-Tag values: purge by tag. */
   tags: string[];
@@ -24,7 +28,7 @@ export interface CachedObject {
 
 /** Bytes an object is charged for in its zone: the body, the fields, and a fixed share for the rest. */
 export function objectSize(o: CachedObject): number {
-  let n = o.body.length + o.key.length + 256;
+  let n = o.bodyLength + o.key.length + 256;
   for (const [name, value] of o.fields) n += name.length + value.length + 4;
   return n;
 }

@@ -1,3 +1,4 @@
+import type { Buffer } from 'node:buffer';
 import { requestField } from '../http1/request-head.ts';
 import { CacheAnswer, type CacheAnswerTarget } from './cache-answer.ts';
 import type { CachedObject } from './cached-object.ts';
@@ -11,7 +12,13 @@ const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'date'
  * it lies past the end; several ranges, or an If-Range that does not match, get the whole object);
  * HEAD gets the head. Age is restated, Cache-Status and Via added.
  */
-export function answerStored(ex: CacheAnswerTarget, o: CachedObject, cacheStatus: string, via: string | null): void {
+export function answerStored(
+  ex: CacheAnswerTarget,
+  o: CachedObject,
+  body: Buffer,
+  cacheStatus: string,
+  via: string | null,
+): void {
   const head = ex.head;
   const extra: [string, string][] = [
     ['age', String(Math.floor(o.policy.age()))],
@@ -28,9 +35,9 @@ export function answerStored(ex: CacheAnswerTarget, o: CachedObject, cacheStatus
   }
   const range =
     o.status === 200 && head.method === 'GET'
-      ? rangeOf(o, requestField(head, 'range'), requestField(head, 'if-range'))
+      ? rangeOf(o, body.length, requestField(head, 'range'), requestField(head, 'if-range'))
       : null;
-  const size = o.body.length;
+  const size = body.length;
   if (range === 'unsatisfiable') {
     const a = new CacheAnswer(ex, 416, [...extra, ['content-range', `bytes */${size}`]], 0);
     a.end();
@@ -40,12 +47,12 @@ export function answerStored(ex: CacheAnswerTarget, o: CachedObject, cacheStatus
     const [first, last] = range;
     const fields: [string, string][] = [...o.fields, ...extra, ['content-range', `bytes ${first}-${last}/${size}`]];
     const a = new CacheAnswer(ex, 206, fields, last - first + 1);
-    a.chunk(o.body.subarray(first, last + 1));
+    a.chunk(body.subarray(first, last + 1));
     a.end();
     return;
   }
   const a = new CacheAnswer(ex, o.status, [...o.fields, ...extra], size);
-  a.chunk(o.body);
+  a.chunk(body);
   a.end();
 }
 
@@ -71,6 +78,7 @@ function notModified(o: CachedObject, ifNoneMatch: string | undefined, ifModifie
 /** A single satisfiable range as [first, last] (inclusive), 'unsatisfiable', or null: send the whole object. */
 function rangeOf(
   o: CachedObject,
+  size: number,
   range: string | undefined,
   ifRange: string | undefined,
 ): [number, number] | 'unsatisfiable' | null {
@@ -78,7 +86,6 @@ function rangeOf(
   if (ifRange !== undefined && !ifRangeMatches(o, ifRange.trim())) return null;
   const m = /^bytes=\s*(\d*)\s*-\s*(\d*)\s*$/i.exec(range.trim());
   if (m === null) return null; // several ranges, or another unit: the whole object (RFC 9110 §14.2)
-  const size = o.body.length;
   const a = m[1]!;
   const b = m[2]!;
   if (a === '' && b === '') return null;

@@ -65,7 +65,7 @@ export class MuxgateServer {
   /** The stores behind routes' rate_limit: and idempotency: (kept across reloads). */
   readonly stores: AdmissionStores;
   /** The cache zones routes keep responses in (kept across reloads). */
-  readonly cacheZones = new CacheZones();
+  readonly cacheZones: CacheZones;
   /** Gives memory back after bursts (process-wide: one per process). */
   readonly memoryTrim: MemoryTrim;
 
@@ -83,6 +83,8 @@ export class MuxgateServer {
     if (kernelRange === null) this.log.warn('cannot read net.ipv4.ip_local_port_range: assuming 32768-60999');
     this.kernelRange = kernelRange ?? DEFAULT_EPHEMERAL_RANGE;
     this.stores = new AdmissionStores(this.log);
+    // Workers each keep their own disk zones, in a directory of their own under the zone's path.
+    this.cacheZones = new CacheZones(this.log, opts.portSlice === undefined ? null : `worker-${opts.portSlice.index}`);
     this.memoryTrim = new MemoryTrim(config.memory_trim, this.log);
     this.ports = new PortAllocator(this.log, () => ephemeralPortRange() ?? DEFAULT_EPHEMERAL_RANGE, opts.portSlice);
   }
