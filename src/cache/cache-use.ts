@@ -14,6 +14,8 @@ export interface CacheExchange extends CacheWaiter {
   extraUpstreamFields: string;
   readonly keyed: boolean;
   readonly error: ErrorCode | null;
+  /** stale-while-revalidate: a copy of the request, with no client, refreshes the object. */
+  revalidateInBackground(): void;
 }
 
 /** Client fields that make a request its own: answered by the stored object, never coalesced or filling. */
@@ -82,6 +84,25 @@ export class CacheUse {
           zone.counters.misses++;
           this.status = 'fwd=miss';
           ex.goUpstream();
+        });
+        return true;
+      }
+      // stale-while-revalidate (RFC 5861 §3): the stale object answers now, and one request without a
+      // client refreshes it (unless one is on its way already, or this is that request).
+      const rv = ev.revalidation;
+      if (ev.response !== undefined && rv !== undefined && !rv.synchronous && ex.session.background !== true) {
+        const status = this.line(`hit; ttl=${ttlOf(o)}; detail=stale-while-revalidate`);
+        zone.bodyOf(o, (body) => {
+          if (body === null) {
+            zone.counters.misses++;
+            this.status = 'fwd=miss';
+            ex.goUpstream();
+            return;
+          }
+          zone.counters.stale_served++;
+          // First, while the request head is still this request's (answering may start the next one).
+          if (head.method === 'GET' && !zone.inflight.has(key)) ex.revalidateInBackground();
+          answerStored(ex, o, body, status, rc.rules.via);
         });
         return true;
       }

@@ -36,6 +36,8 @@ export interface Downstream {
   origin(): ClientOrigin;
   /** The response goes out as HTTP/2 frames: the relay hands over heads as header maps, bodies unframed. */
   readonly h2: boolean;
+  /** No client: a cache's background revalidation (forward/background-downstream.ts). */
+  readonly background?: boolean;
   /** X-Forwarded-*, Forwarded and Via lines for this request (memoised per connection where possible). */
   forwardingFields(head: RequestHead): string;
   /** Response bytes for the client (HTTP/1.1 framing on an HTTP/1.1 connection; body bytes on HTTP/2). */

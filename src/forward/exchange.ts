@@ -11,6 +11,7 @@ import type { Downstream, H2Responder } from './downstream.ts';
 import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 import type { ResponseTap } from './response-tap.ts';
 import { CacheUse } from '../cache/cache-use.ts';
+import { BackgroundDownstream } from './background-downstream.ts';
 import { IdempotentRun } from '../admission/idempotent-run.ts';
 import type { RouteIdempotency } from '../admission/route-idempotency.ts';
 import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
@@ -32,6 +33,8 @@ const upstreamBatch = new WriteBatch();
 
 /** Body bytes held while waiting for an upstream connection, before the client is paused. */
 const PENDING_BODY_LIMIT = 64 * 1024;
+/** begin() of a request with no bytes after its head (a background revalidation). */
+const NO_BYTES = Buffer.alloc(0);
 
 /** Methods that may be sent twice (RFC 9110 §9.2.2): only these are retried after a keep-alive race. */
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'TRACE', 'PUT', 'DELETE']);
@@ -446,6 +449,17 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   }
 
   // --- the cache (cache/cache-use.ts) ---
+
+  /**
+   * stale-while-revalidate: this request was answered from a stale object; a copy of it, with no
+   * client, goes upstream to refresh the object.
+   */
+  revalidateInBackground(): void {
+    const head: RequestHead = { ...this.head, fields: this.head.fields.slice() };
+    ownHeadBytes(head);
+    const down = new BackgroundDownstream(this.session, this.session.forwardingFields(this.head));
+    new Exchange(down, head, this.route, this.path, true).begin(NO_BYTES, 0, 0);
+  }
 
   /** A coalesced request the other's answer will not serve: it goes upstream itself. */
   goUpstream(): void {

@@ -529,3 +529,22 @@ describe('cache: invalidation, bypass, purge', () => {
     );
   });
 });
+
+describe('cache: stale-while-revalidate', () => {
+  test('a stale object answers at once while one request without a client refreshes it', async (t) => {
+    let version = 1;
+    const s = await setup(t, (_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=0, stale-while-revalidate=600', etag: `"v${version}"` });
+      res.end(`version ${version}`);
+    });
+    assert.equal((await get(`${s.url}/swr`)).body, 'version 1');
+    version = 2;
+    const stale = await get(`${s.url}/swr`);
+    assert.equal(stale.body, 'version 1');
+    assert.match(stale.headers['cache-status'] as string, /^muxgate; hit; ttl=-?\d+; detail=stale-while-revalidate$/);
+    // The refresh went upstream with the stored validator, and stored version 2.
+    await waitUntil(() => s.hits.get('/swr') === 2 && s.zone.counters.stores === 2, 'the background refresh stored');
+    assert.equal(s.seen[1]?.headers['if-none-match'], '"v1"');
+    assert.equal((await get(`${s.url}/swr`)).body, 'version 2');
+  });
+});
