@@ -10,7 +10,7 @@
 // an HTTP/1.1 Upgrade or as an RFC 8441 stream, and per idle HTTP/2 client connection; its own
 // RFC 8441 backend, bench/ws-h2-backend.ts).
 //
-//   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,h2-ingress,h2-upstream,ws,ws-h2-idle]
+//   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,cache,h2-ingress,h2-upstream,ws,ws-h2-idle]
 //                    [--rounds 3] [--duration 10] [--h2-duration 5] [--ws-duration 4] [--only muxgate,nginx]
 //                    [--idle-connections 9000] [--ws-idle-sockets 5000] [--ws-backend frames|ws]
 //                    [--ws-h2-sockets 10000] [--h2-idle-connections 5000]
@@ -22,7 +22,7 @@
 // Order of a run: the wrk scenarios (interleaved rounds), then latency-fixed-rate
 // against the same running proxies (its rate comes from nginx's get-12b result),
 // then idle-rss (a fresh proxy per measurement), then workers (its own proxies,
-// unpinned), then access-log (its own proxies, pinned), then resilience (two muxgates, pinned), then passthrough (muxgate and HAProxy, pinned, TLS to the backend), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
+// unpinned), then access-log (its own proxies, pinned), then resilience (two muxgates, pinned), then passthrough (muxgate and HAProxy, pinned, TLS to the backend), then cache (muxgate, Varnish, nginx proxy_cache, pinned), then h2-ingress and h2-upstream (their own proxies, pinned), then ws
 // (its own backend and proxies, pinned; idle memory on a fresh proxy per measurement), then
 // ws-h2-idle (its own backend; a fresh muxgate per measurement).
 
@@ -56,6 +56,7 @@ import {
   renderPassthrough,
   runPassthroughFigure,
 } from './passthrough.ts';
+import { CACHE_SCENARIO, type CacheState, cacheMethod, cachePorts, renderCache, runCacheFigure } from './cache.ts';
 import { type FigureContext, rotate } from './figure.ts';
 import {
   H2_DEFAULT_DURATION_S,
@@ -163,6 +164,7 @@ const FIGURES = [
   ACCESS_LOG_SCENARIO,
   RESILIENCE_SCENARIO,
   PASSTHROUGH_SCENARIO,
+  CACHE_SCENARIO,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
   WS_SCENARIO,
@@ -182,7 +184,8 @@ const USAGE = `usage: npm run bench -- [options]
                           ${WS_SCENARIO} the muxgate and haproxy among them, ${WS_H2_IDLE_SCENARIO} muxgate only,
                           ${ACCESS_LOG_SCENARIO} the muxgate and nginx among them (each with and without a log),
                           ${RESILIENCE_SCENARIO} muxgate only (with and without retries, health checks, breakers),
-                          ${PASSTHROUGH_SCENARIO} muxgate and haproxy (TLS passthrough by SNI)
+                          ${PASSTHROUGH_SCENARIO} muxgate and haproxy (TLS passthrough by SNI),
+                          ${CACHE_SCENARIO} muxgate, varnish and nginx (cached hits, thundering herd)
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
@@ -309,6 +312,7 @@ interface RunState {
   accessLog: AccessLogState;
   resilience: ResilienceState;
   passthrough: PassthroughState;
+  cache: CacheState;
   h2: H2State;
   ws: WsState;
   wsH2: WsH2State;
@@ -328,6 +332,7 @@ function figureMethod(f: Figure, opts: Options): string {
   if (f === ACCESS_LOG_SCENARIO) return accessLogMethod(opts.durationS, WARMUP_S);
   if (f === RESILIENCE_SCENARIO) return resilienceMethod(opts.durationS, WARMUP_S);
   if (f === PASSTHROUGH_SCENARIO) return passthroughMethod(opts.durationS, WARMUP_S);
+  if (f === CACHE_SCENARIO) return cacheMethod(opts.durationS, WARMUP_S);
   return workersMethod(opts.durationS);
 }
 
@@ -346,6 +351,7 @@ function figureSection(f: Figure, opts: Options, st: RunState): string {
   if (f === ACCESS_LOG_SCENARIO) return renderAccessLog(st.accessLog.runs, opts.proxies);
   if (f === RESILIENCE_SCENARIO) return renderResilience(st.resilience.runs);
   if (f === PASSTHROUGH_SCENARIO) return renderPassthrough(st.passthrough.runs);
+  if (f === CACHE_SCENARIO) return renderCache(st.cache.runs);
   return renderWorkers({ ...st.workers, variants: workersVariantsFor(opts) });
 }
 
@@ -379,6 +385,7 @@ function portsUsed(opts: Options): [number, string][] {
   if (opts.figures.includes(PASSTHROUGH_SCENARIO)) {
     ports.push([18191, 'muxgate-passthrough'], [18192, 'haproxy-passthrough'], [BACKEND_TLS_PORT, 'backend (TLS)']);
   }
+  if (opts.figures.includes(CACHE_SCENARIO)) ports.push(...cachePorts());
   ports.push(...h2Ports(opts.figures, opts.proxies));
   ports.push(...wsPorts(opts.figures, opts.proxies));
   ports.push(...wsH2Ports(opts.figures));
@@ -401,6 +408,7 @@ async function main(): Promise<number> {
   ) {
     tools.push('ss');
   }
+  if (opts.figures.includes(CACHE_SCENARIO)) tools.push('varnishd');
   for (const tool of tools) {
     const r = spawnSync('sh', ['-c', `command -v ${tool}`]);
     if (r.status !== 0) throw new Error(`${tool} is required but not found in PATH`);
@@ -442,6 +450,7 @@ async function main(): Promise<number> {
     accessLog: { runs: [] },
     resilience: { runs: [] },
     passthrough: { runs: [] },
+    cache: { runs: [] },
     h2: { ingress: [], upstream: [] },
     ws: { runs: [] },
     wsH2: { runs: [] },
@@ -467,6 +476,7 @@ async function main(): Promise<number> {
       st.accessLog.runs.length +
       st.resilience.runs.length +
       st.passthrough.runs.length +
+      st.cache.runs.length +
       st.h2.ingress.length +
       st.h2.upstream.length +
       st.ws.runs.length +
@@ -535,6 +545,7 @@ async function main(): Promise<number> {
     if (opts.figures.includes(ACCESS_LOG_SCENARIO) && !interrupted) await runAccessLogFigure(ctx, st.accessLog);
     if (opts.figures.includes(RESILIENCE_SCENARIO) && !interrupted) await runResilienceFigure(ctx, st.resilience);
     if (opts.figures.includes(PASSTHROUGH_SCENARIO) && !interrupted) await runPassthroughFigure(ctx, st.passthrough);
+    if (opts.figures.includes(CACHE_SCENARIO) && !interrupted) await runCacheFigure(ctx, st.cache);
     // the HTTP/2 figures use their own (shorter) run length
     const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
@@ -564,6 +575,7 @@ async function main(): Promise<number> {
       ...st.accessLog.runs,
       ...st.resilience.runs,
       ...st.passthrough.runs,
+      ...st.cache.runs,
       ...st.h2.ingress,
       ...st.h2.upstream,
       ...st.ws.runs,

@@ -115,7 +115,7 @@ interface NginxProcessOptions {
   maxConnections?: number | undefined;
 }
 
-function nginxCommon(dir: string, name: string, opts: NginxProcessOptions = {}): string {
+export function nginxCommon(dir: string, name: string, opts: NginxProcessOptions = {}): string {
   const workers = opts.workers ?? 1;
   // worker_connections counts upstream connections too; it is preallocated, so only raise it when needed
   const connections = Math.max(8192, (opts.maxConnections ?? 0) + 1024);
@@ -140,7 +140,7 @@ events {
 `;
 }
 
-function nginxHttpCommon(dir: string, name: string): string {
+export function nginxHttpCommon(dir: string, name: string): string {
   const tmp = join(dir, `${name}-tmp`);
   return `  access_log off;
   client_body_temp_path ${tmp}/body;
@@ -195,6 +195,16 @@ ${
       client_max_body_size 1m;
       default_type text/plain;
       return 200 "${body}";
+    }
+    # The cache figure's objects: the same answers, cacheable for a day (bench/cache.ts)
+    location = /cached/12b {
+      default_type text/plain;
+      add_header Cache-Control "max-age=86400";
+      return 200 "${body}";
+    }
+    location = /cached/64k {
+      alias ${join(dir, 'www', '64k')};
+      add_header Cache-Control "max-age=86400";
     }
   }
 }
@@ -328,7 +338,7 @@ function writeConfig(dir: string, file: string, content: string): string {
   return path;
 }
 
-function nginxArgs(dir: string, name: string, conf: string): string[] {
+export function nginxArgs(dir: string, name: string, conf: string): string[] {
   mkdirSync(join(dir, `${name}-tmp`), { recursive: true });
   // -e: error log used before the config is read (the compiled-in default is stderr)
   return ['-p', dir, '-e', join(dir, `${name}.error.log`), '-c', conf];
