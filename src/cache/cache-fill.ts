@@ -90,6 +90,11 @@ export class CacheFill implements ResponseTap {
     zone.inflight.set(key, this);
   }
 
+  /** Requests waiting on (or streaming) this answer, while it is still coming. */
+  get waiting(): number {
+    return this.state === WAITING || this.state === STORING ? this.waiters.length : 0;
+  }
+
   /** The answer is being stored (and shared). */
   get storing(): boolean {
     return this.state === STORING;

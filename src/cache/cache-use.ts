@@ -197,6 +197,11 @@ export class CacheUse {
     this.rc.invalidate(this.ex.head, this.scheme, status);
   }
 
+  /** This request is fetching for others waiting on it (its client leaving should not stop it). */
+  fillHasWaiters(): boolean {
+    return this.fill !== null && this.fill.waiting > 0;
+  }
+
   /** The exchange ended without an answer from here (its client left): it stops waiting. */
   ended(): void {
     this.waitingOn?.leave(this.ex);

@@ -69,7 +69,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   queued = false;
   queueOwner: object | null = null;
 
-  readonly session: Downstream;
+  /** The client side; replaced by a sink when the client leaves a cache fill others wait on. */
+  session: Downstream;
   readonly head: RequestHead;
   readonly route: Route | null;
   readonly path: string;
@@ -737,6 +738,13 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   onDownstreamClose(): void {
     if (this.done) return;
+    // A cache fill other requests wait on goes on without its client: what it would have got is dropped.
+    if (this.cache?.fillHasWaiters() === true && this.requestDone) {
+      this.session = new BackgroundDownstream(this.session, '');
+      this.closeDownstream = true;
+      this.onDownstreamDrain();
+      return;
+    }
     this.finishWith('downstream_closed', false);
   }
 

@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
 import http2 from 'node:http2';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import { promisify } from 'node:util';
 import { AdminServer } from '../../src/admin/admin-server.ts';
@@ -139,6 +139,59 @@ describe('cache: coalescing', () => {
     assert.deepEqual([...statuses].sort(), ['muxgate; fwd=miss; collapsed', 'muxgate; fwd=uri-miss; stored']);
     assert.equal(s.zone.counters.coalesced, 999);
     assert.match((await get(`${s.url}/herd`)).headers['cache-status'] as string, HIT_600);
+  });
+
+  test('the client of the request sent upstream leaves mid-body: the waiters still get it whole, and it is stored', async (t) => {
+    let zone: CacheZone | null = null;
+    let release: () => void = () => {};
+    const rest = new Promise<void>((r) => (release = r));
+    const half = 'h'.repeat(50_000);
+    const s = await setup(t, async (_req, res) => {
+      await waitUntil(() => zone !== null && zone.counters.misses >= 2, 'the waiter in');
+      res.writeHead(200, { 'cache-control': 'max-age=600', 'content-length': String(half.length * 2) });
+      res.write(half);
+      await rest;
+      res.end(half);
+    });
+    zone = s.zone;
+    const filler = net.connect({ port: s.proxy.port, host: '127.0.0.1' });
+    t.after(() => filler.destroy());
+    const gotSome = new Promise<void>((r) => filler.once('data', () => r()));
+    filler.write('GET /left HTTP/1.1\r\nhost: cache.test\r\n\r\n');
+    await waitUntil(() => s.hits.get('/left') === 1, 'the request upstream');
+    const waiter = get(`${s.url}/left`, { host: 'cache.test' });
+    await gotSome;
+    // A reset: muxgate hears at once that this client is gone (a FIN would only end its requests).
+    filler.resetAndDestroy();
+    await waitUntil(() => s.proxy.server.snapshot().listeners[0]!.connections_open === 1, 'the first client gone');
+    release();
+    const w = await waiter;
+    assert.equal(w.body, half + half);
+    assert.equal(w.headers['cache-status'], 'muxgate; fwd=miss; collapsed');
+    await waitUntil(() => s.zone.objects === 1, 'the object stored');
+    assert.match((await get(`${s.url}/left`, { host: 'cache.test' })).headers['cache-status'] as string, HIT_600);
+    assert.equal(s.hits.get('/left'), 1);
+  });
+
+  test('a waiter waits at most coalesce_timeout, then goes upstream itself', async (t) => {
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => (release = r));
+    const s = await setup(
+      t,
+      async (_req, res, n) => {
+        if (n === 1) await held;
+        res.writeHead(200, { 'cache-control': 'max-age=600' });
+        res.end(`answer ${n}`);
+      },
+      { coalesce_timeout: '200ms' },
+    );
+    const first = get(`${s.url}/slow`);
+    await waitUntil(() => s.hits.get('/slow') === 1, 'the first request upstream');
+    // The first answer is held until the second request has had its own.
+    const second = await get(`${s.url}/slow`);
+    assert.equal(second.body, 'answer 2');
+    release();
+    assert.equal((await first).body, 'answer 1');
   });
 
   test('an answer that may not be shared sends the waiters upstream themselves', async (t) => {
