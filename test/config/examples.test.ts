@@ -12,6 +12,7 @@ test('the demo config that `npm start` runs is valid', () => {
   assert.deepEqual(Object.keys(c.clusters).sort(), ['demo', 'demo-b', 'demo-h2']);
   assert.equal(c.clusters['demo-h2']?.protocol, 'http2');
   assert.equal(c.clusters['demo-h2']?.websocket, 'h2');
+  assert.deepEqual(Object.keys(c.cache_zones), ['demo']);
 });
 
 test("the README's config example is valid as written", () => {
