@@ -2,14 +2,14 @@ import { Buffer } from 'node:buffer';
 import { ERRORS, type ErrorCode } from '../core/errors.ts';
 import type { ResponseTap } from '../forward/response-tap.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
-import { CacheAnswer, type CacheAnswerTarget } from './cache-answer.ts';
+import { LocalAnswer, type LocalAnswerTarget } from '../forward/local-answer.ts';
 import { variantKey, varyFields } from './cache-key.ts';
 import { type CachedObject, CachePolicy, headerObject, tagsOf } from './cached-object.ts';
 import type { CacheZone } from './cache-zone.ts';
 import { answerStored } from './stored-answer.ts';
 
 /** A request waiting on another's upstream answer for the same key. */
-export interface CacheWaiter extends CacheAnswerTarget {
+export interface CacheWaiter extends LocalAnswerTarget {
   /** The fill will not serve it (an answer that may not be shared, the wait was too long): go upstream. */
   goUpstream(): void;
   /** The one upstream request failed before its answer began: the same error, without another try. */
@@ -39,7 +39,7 @@ interface Waiting {
   w: CacheWaiter;
   /** Its request's fields: which variant it wants, once the answer says what it Varies on. */
   headers: CachePolicy.Headers;
-  answer: CacheAnswer | null;
+  answer: LocalAnswer | null;
   timer: NodeJS.Timeout | null;
 }
 
@@ -235,13 +235,13 @@ export class CacheFill implements ResponseTap {
     }
   }
 
-  private answerFor(w: CacheWaiter): CacheAnswer {
+  private answerFor(w: CacheWaiter): LocalAnswer {
     const extra: [string, string][] = [
       ['age', String(Math.floor(this.policy!.age()))],
       ['cache-status', `${this.rules.name}; fwd=miss; collapsed`],
     ];
     if (this.rules.via !== null) extra.push(['via', `1.1 ${this.rules.via}`]);
-    return new CacheAnswer(w, this.status, [...this.fields, ...extra], this.length);
+    return new LocalAnswer(w, this.status, [...this.fields, ...extra], this.length);
   }
 
   private keep(buf: Buffer, start: number, end: number): void {

@@ -39,6 +39,8 @@ export class CacheUse {
   private stale: CachedObject | null = null;
   private fill: CacheFill | null = null;
   private waitingOn: CacheFill | null = null;
+  /** What the client was told (the last Cache-Status parameters made), for the access log. */
+  logged: string | undefined = undefined;
   /** The request's strings for http-cache-semantics (made at lookup). */
   private req: ReturnType<typeof policyRequest> | null = null;
 
@@ -234,6 +236,7 @@ export class CacheUse {
   }
 
   private line(params: string): string {
+    this.logged = params;
     return `${this.rc.rules.name}; ${params}`;
   }
 }

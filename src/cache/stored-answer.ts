@@ -1,6 +1,6 @@
 import type { Buffer } from 'node:buffer';
 import { requestField } from '../http1/request-head.ts';
-import { CacheAnswer, type CacheAnswerTarget } from './cache-answer.ts';
+import { LocalAnswer, type LocalAnswerTarget } from '../forward/local-answer.ts';
 import type { CachedObject } from './cached-object.ts';
 
 /** Fields a 304 carries from the stored response (RFC 9110 §15.4.5). */
@@ -13,7 +13,7 @@ const NOT_MODIFIED_FIELDS = new Set(['cache-control', 'content-location', 'date'
  * HEAD gets the head. Age is restated, Cache-Status and Via added.
  */
 export function answerStored(
-  ex: CacheAnswerTarget,
+  ex: LocalAnswerTarget,
   o: CachedObject,
   body: Buffer,
   cacheStatus: string,
@@ -30,7 +30,7 @@ export function answerStored(
     notModified(o, requestField(head, 'if-none-match'), requestField(head, 'if-modified-since'))
   ) {
     const fields = o.fields.filter(([n]) => NOT_MODIFIED_FIELDS.has(n));
-    new CacheAnswer(ex, 304, [...fields, ...extra], -1).end();
+    new LocalAnswer(ex, 304, [...fields, ...extra], -1).end();
     return;
   }
   const range =
@@ -39,19 +39,19 @@ export function answerStored(
       : null;
   const size = body.length;
   if (range === 'unsatisfiable') {
-    const a = new CacheAnswer(ex, 416, [...extra, ['content-range', `bytes */${size}`]], 0);
+    const a = new LocalAnswer(ex, 416, [...extra, ['content-range', `bytes */${size}`]], 0);
     a.end();
     return;
   }
   if (range !== null) {
     const [first, last] = range;
     const fields: [string, string][] = [...o.fields, ...extra, ['content-range', `bytes ${first}-${last}/${size}`]];
-    const a = new CacheAnswer(ex, 206, fields, last - first + 1);
+    const a = new LocalAnswer(ex, 206, fields, last - first + 1);
     a.chunk(body.subarray(first, last + 1));
     a.end();
     return;
   }
-  const a = new CacheAnswer(ex, o.status, [...o.fields, ...extra], size);
+  const a = new LocalAnswer(ex, o.status, [...o.fields, ...extra], size);
   a.chunk(body);
   a.end();
 }

@@ -20,6 +20,8 @@ export interface RequestRecord {
   attempts: number;
   /** Why a retry the route allowed did not happen, or null. */
   retrySkipped: string | null;
+  /** On a route with a cache: what it did, as Cache-Status says it after the cache's name ("hit; ttl=60"). */
+  cache?: string | undefined;
 }
 
 export interface AccessLogOptions {
@@ -70,6 +72,7 @@ export class AccessLog {
     if (r.error !== null) line += `,"error":"${r.error}"`;
     if (r.attempts > 1) line += `,"attempts":${r.attempts}`;
     if (r.retrySkipped !== null) line += `,"retry_skipped":"${r.retrySkipped}"`;
+    if (r.cache !== undefined) line += `,"cache":"${r.cache}"`;
     this.sink.write(`${line}}\n`, 1);
   }
 

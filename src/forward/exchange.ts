@@ -2,16 +2,17 @@ import { deadlineIn } from '../core/sweeper.ts';
 import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
-import { ERRORS, type ErrorCode, reasonPhrase, retryWhen } from '../core/errors.ts';
+import { ERRORS, type ErrorCode, retryWhen } from '../core/errors.ts';
 import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
 import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
-import type { Downstream, H2Responder } from './downstream.ts';
+import type { Downstream } from './downstream.ts';
 import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 import type { ResponseTap } from './response-tap.ts';
 import { CacheUse } from '../cache/cache-use.ts';
 import { BackgroundDownstream } from './background-downstream.ts';
+import { LocalAnswer } from './local-answer.ts';
 import { IdempotentRun } from '../admission/idempotent-run.ts';
 import type { RouteIdempotency } from '../admission/route-idempotency.ts';
 import type { RouteRateLimit } from '../admission/route-rate-limit.ts';
@@ -306,37 +307,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   /** A repeat of a completed keyed request: the stored response, marked `idempotent-replayed: true`. */
   private replayStored(res: StoredResponse): void {
-    const down = this.session;
-    const s = res.status;
-    const noBody = this.head.method === 'HEAD' || s === 204 || s === 304;
-    const length = s === 204 || s === 304 ? null : String(res.body.length);
-    if (!this.requestDone) this.closeDownstream = true;
-    if (down.h2) {
-      const flat = [':status', String(s)];
-      for (const [n, v] of res.headers) flat.push(n, v);
-      if (length !== null) flat.push('content-length', length);
-      flat.push('idempotent-replayed', 'true');
-      (down as H2Responder).respond(flat, noBody || res.body.length === 0);
-    } else {
-      let h = `HTTP/1.1 ${s} ${reasonPhrase(s)}\r\n`;
-      for (const [n, v] of res.headers) h += `${n}: ${v}\r\n`;
-      if (length !== null) h += `content-length: ${length}\r\n`;
-      h += 'idempotent-replayed: true\r\n';
-      if (this.closeDownstream) h += 'connection: close\r\n';
-      const bytes = Buffer.from(`${h}\r\n`, 'latin1');
-      this.bytesOut += bytes.length;
-      down.queue(bytes);
-    }
-    if (!noBody && res.body.length > 0) {
-      this.bytesOut += res.body.length;
-      down.queue(res.body);
-    }
-    down.ctx.stats.bytesOut += this.bytesOut;
-    this.status = s;
-    this.done = true;
-    this.leaveBudget();
-    this.logAccess(this.recordDuration());
-    down.onExchangeDone(!this.closeDownstream);
+    const a = new LocalAnswer(this, res.status, [...res.headers, ['idempotent-replayed', 'true']], res.body.length);
+    a.chunk(res.body);
+    a.end();
   }
 
   // --- request body (from the session) ---
@@ -486,8 +459,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     return this.cache === null ? '' : `cache-status: ${this.cache.relayedStatus()}\r\n`;
   }
 
-  /** An answer from the cache is complete: the bookkeeping of a finished exchange. */
-  answeredFromCache(status: number): void {
+  /** An answer muxgate wrote itself (a cache hit, an idempotent replay) is complete: the bookkeeping of a finished exchange. */
+  answeredLocally(status: number): void {
     if (this.done) return;
     this.status = status;
     this.done = true;
@@ -900,6 +873,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       error: this.error,
       attempts: this.attempt,
       retrySkipped: this.retrySkipped,
+      cache: this.cache?.logged,
     });
   }
 }

@@ -46,6 +46,7 @@ async function setup(
   handler: Handler,
   cache: Record<string, unknown> = {},
   zone: Record<string, unknown> = {},
+  config: Record<string, unknown> = {},
 ): Promise<Setup> {
   const hits = new Map<string, number>();
   const seen: http.IncomingMessage[] = [];
@@ -70,7 +71,7 @@ async function setup(
   const proxy = await startProxy({
     upstreams: [`127.0.0.1:${backendPort}`],
     routes: [{ cluster: 'up', cache: { zone: 'z', ...cache } }],
-    config: { cache_zones: { z: zone } } as never,
+    config: { cache_zones: { z: zone }, ...config } as never,
   });
   t.after(() => proxy.close());
   return { proxy, url: proxy.url, zone: proxy.server.cacheZones.get('z'), hits, seen, backendPort, closeBackend };
@@ -224,7 +225,7 @@ describe('cache: coalescing', () => {
 
 describe('cache: what RFC 9111 lets a shared cache store', () => {
   test('max-age: stored, then hits with Age; a second URL is its own object', async (t) => {
-    const s = await setup(t, cacheable('hello'));
+    const s = await setup(t, cacheable('hello'), {}, {}, { access_log: { enabled: true } });
     const first = await get(`${s.url}/a`);
     assert.equal(first.headers['cache-status'], 'muxgate; fwd=uri-miss; stored');
     const again = await get(`${s.url}/a`);
@@ -237,6 +238,15 @@ describe('cache: what RFC 9111 lets a shared cache store', () => {
     const z = s.proxy.server.snapshot().cache.zones[0]!;
     assert.deepEqual([z.name, z.objects, z.hits, z.misses, z.stores, z.inflight], ['z', 2, 1, 2, 2, 0]);
     assert.ok(z.bytes > 10 && z.bytes <= z.max_bytes, String(z.bytes));
+    await waitUntil(() => s.proxy.accessLog.length === 3, 'three access log lines');
+    assert.deepEqual(
+      s.proxy.accessLog.map((l) => [l.path, String(l.cache).replace(/ttl=\d+/, 'ttl=N')]),
+      [
+        ['/a', 'fwd=uri-miss; stored'],
+        ['/a', 'hit; ttl=N'],
+        ['/b', 'fwd=uri-miss; stored'],
+      ],
+    );
   });
 
   test('no-store and private are never stored; s-maxage makes a shared object of max-age=0', async (t) => {

@@ -1,35 +1,35 @@
 import { Buffer } from 'node:buffer';
 import { reasonPhrase } from '../core/errors.ts';
-import type { Downstream, H2Responder } from '../forward/downstream.ts';
+import type { Downstream, H2Responder } from './downstream.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 
-/** What an answer from the cache needs of the exchange it answers (forward/exchange.ts). */
-export interface CacheAnswerTarget {
+/** What an answer muxgate writes itself needs of the exchange it answers (forward/exchange.ts). */
+export interface LocalAnswerTarget {
   readonly session: Downstream;
   readonly head: RequestHead;
   closeDownstream: boolean;
   readonly requestDone: boolean;
   bytesOut: number;
   /** The answer is complete: the exchange's bookkeeping (stats, access log) and the session's turn. */
-  answeredFromCache(status: number): void;
+  answeredLocally(status: number): void;
   /** The answer cannot be completed (the object being received was cut short): the client sees it truncated. */
   abort(code: 'upstream_reset'): void;
 }
 
 /**
- * One response from the cache to one client, written as it comes: a stored object at once, or a
- * coalesced miss while the one upstream answer streams in. HTTP/1.1 gets a Content-Length when the
+ * One response muxgate writes itself to one client, as it comes: a stored object at once (a cache
+ * hit, an Idempotency-Key replay), or a coalesced cache miss while the one upstream answer streams in. HTTP/1.1 gets a Content-Length when the
  * length is known, else chunked (HTTP/1.0: the end of the connection); HTTP/2 gets the body unframed.
  */
-export class CacheAnswer {
-  private readonly ex: CacheAnswerTarget;
+export class LocalAnswer {
+  private readonly ex: LocalAnswerTarget;
   private readonly noBody: boolean;
   private readonly chunked: boolean;
   readonly status: number;
   private ended = false;
 
   /** `length`: body bytes to come (-1: unknown until the end); `fields`: lower-case, no framing. */
-  constructor(ex: CacheAnswerTarget, status: number, fields: readonly (readonly [string, string])[], length: number) {
+  constructor(ex: LocalAnswerTarget, status: number, fields: readonly (readonly [string, string])[], length: number) {
     this.ex = ex;
     this.status = status;
     const down = ex.session;
@@ -58,7 +58,7 @@ export class CacheAnswer {
     this.write(Buffer.from(`${h}\r\n`, 'latin1'));
   }
 
-  /** Body bytes (owned: kept by the cache, never a view of a shared read buffer). */
+  /** Body bytes (owned: kept by the cache or a store, never a view of a shared read buffer). */
   chunk(buf: Buffer): void {
     if (this.noBody || this.ended || buf.length === 0) return;
     if (this.chunked) this.write(`${buf.length.toString(16)}\r\n`);
@@ -70,7 +70,7 @@ export class CacheAnswer {
     if (this.ended) return;
     this.ended = true;
     if (this.chunked) this.write('0\r\n\r\n');
-    this.ex.answeredFromCache(this.status);
+    this.ex.answeredLocally(this.status);
   }
 
   /** The body will not be complete. */
