@@ -5,7 +5,7 @@
 
 import { createReadStream, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import { type FigureContext, measureGet12b, pairedRatio, rotate, startChecked } from './figure.ts';
+import { type FigureContext, measureGet12b, pairedRatio, pairedRatios, rotate, startChecked } from './figure.ts';
 import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import {
@@ -20,6 +20,8 @@ import {
 import type { WrkResult } from './wrk.ts';
 
 export const ACCESS_LOG_SCENARIO = 'access-log';
+
+const fmtUs = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)} µs`);
 
 export interface AccessLogVariant {
   id: string;
@@ -45,6 +47,8 @@ export interface AccessLogRun {
   ok: boolean;
   failure?: string;
   wrk?: WrkResult;
+  /** The proxy's CPU time (user + kernel, its workers included) per request over the measured run, µs. */
+  cpuUsPerReq?: number | undefined;
   /** Lines found in the log file after the run (warm-up included), ÷ the measured requests. */
   linesPerRequest?: number;
 }
@@ -78,7 +82,7 @@ async function measure(
     const lines = await countLines(logFile(ctx, v));
     // The files would grow by ~100 MB a run: only the count is kept.
     truncateSync(logFile(ctx, v));
-    return { ...base, ok: true, wrk: r.wrk, linesPerRequest: lines / r.wrk.requests };
+    return { ...base, ok: true, wrk: r.wrk, cpuUsPerReq: r.cpuUsPerReq, linesPerRequest: lines / r.wrk.requests };
   } catch (err) {
     return { ...base, ok: false, failure: (err as Error).message.slice(0, 500) };
   }
@@ -133,7 +137,8 @@ function accessLogConsoleLine(r: AccessLogRun): string {
   if (!r.ok || !r.wrk) return `${head}FAILED: ${r.failure ?? 'unknown'}`;
   const err = r.wrk.errorCount ? `  ⚠ ${r.wrk.errorCount} errors` : '';
   const lines = r.linesPerRequest === undefined ? '' : `  log lines/request ${r.linesPerRequest.toFixed(2)}`;
-  return `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${lines}${err}`;
+  const cpu = r.cpuUsPerReq === undefined ? '' : `  CPU ${fmtUs(r.cpuUsPerReq)}/request`;
+  return `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${cpu}${lines}${err}`;
 }
 
 export function accessLogMethod(durationS: number, warmupS: number): string {
@@ -142,7 +147,8 @@ export function accessLogMethod(durationS: number, warmupS: number): string {
     'each proxy pinned to the proxy core, with and without an access log to a file in the run directory: ' +
     'muxgate `access_log: { path: <file> }` (its default format and batching: 64 KiB, 1 s), ' +
     'nginx `access_log <file> combined buffer=64k`; interleaved rounds; the log lines in the file are counted after each run ' +
-    '(about 1 per request, warm-up included) and the file truncated.'
+    '(about 1 per request, warm-up included) and the file truncated; ' +
+    "each proxy's CPU time (utime + stime of the process and its workers, `/proc/<pid>/stat`) over the measured run ÷ requests."
   );
 }
 
@@ -170,6 +176,7 @@ export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly
       fmtRps(median(rps)),
       rps.length ? `${fmtRps(Math.min(...rps))} – ${fmtRps(Math.max(...rps))}` : '–',
       fmtMs(median(ok.map((r) => r.wrk!.p99Ms))),
+      fmtUs(median(ok.flatMap((r) => (r.cpuUsPerReq === undefined ? [] : [r.cpuUsPerReq])))),
       v.log ? fmtRatio(median(ok.map((r) => r.linesPerRequest ?? 0))) : '–',
       v.log ? fmtRatio(pairedRatio(runs, v.id, off)) : '1.00',
       v.proxy === 'nginx' ? '1.00' : fmtRatio(pairedRatio(runs, v.id, nginxSame)),
@@ -187,13 +194,14 @@ export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly
         'median req/s',
         'min – max req/s',
         'median p99',
+        'proxy CPU / request',
         'log lines / request',
         '÷ same proxy, log off',
         '÷ nginx, same log setting',
         'notes',
       ],
       rows,
-      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
   );
@@ -208,6 +216,20 @@ export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly
       'Median of per-round ratios.',
     '',
   );
+  // The same comparison in the proxy's CPU time per request (lower is better), which the load core's
+  // neighbours move far less than req/s: what the log costs per request, and what each proxy spends.
+  const cpuOnOff = pairedRatio(runs, 'muxgate-log', 'muxgate-nolog', 'cpu');
+  const cpuVsNginx = pairedRatio(runs, 'muxgate-log', 'nginx-log', 'cpu');
+  const nginxOnOff = pairedRatio(runs, 'nginx-log', 'nginx-nolog', 'cpu');
+  if (cpuOnOff !== undefined) {
+    out.push(
+      `CPU time per request (user + kernel from \`/proc/<pid>/stat\`, lower is better): muxgate log on ÷ off ${exact(cpuOnOff)} ` +
+        `(the log's share of a request: ${((1 - 1 / cpuOnOff) * 100).toFixed(1)} %; nginx's ${exact(nginxOnOff)}); ` +
+        `muxgate with its log ÷ nginx with its log ${exact(cpuVsNginx)}. Per round: on ÷ off ` +
+        `${pairedRatios(runs, 'muxgate-log', 'muxgate-nolog', 'cpu').map(exact).join(', ')}.`,
+      '',
+    );
+  }
   const failures = runs.filter((r) => !r.ok);
   for (const f of failures)
     out.push(`- round ${f.round}, ${f.variant}: FAILED: ${(f.failure ?? 'unknown').replaceAll('\n', ' ')}`);

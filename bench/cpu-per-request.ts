@@ -1,7 +1,8 @@
 // User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
 //   npx node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw|raw-handle] [--scenario get-12b]
-//                                     [--duration 5] [--strace] [--perf]
+//                                     [--duration 5] [--strace] [--perf] [--upstream http1|http2]
 // Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
+// `--upstream http2`: muxgate's or HAProxy's upstream over h2c to the backend's h2c port (the h2-upstream figure).
 // `raw` and `raw-handle` are the reference forwarders (bench/raw-forwarder.ts, bench/raw-handle-forwarder.ts;
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
@@ -13,6 +14,7 @@ import { parseArgs } from 'node:util';
 import { stopAll } from './procs.ts';
 import { scenarios } from './scenarios.ts';
 import {
+  BACKEND_H2C_PORT,
   BACKEND_PORT,
   backendSpec,
   LOAD_CPU,
@@ -42,6 +44,7 @@ async function main(): Promise<void> {
       duration: { type: 'string', default: '5' },
       strace: { type: 'boolean', default: false },
       perf: { type: 'boolean', default: false },
+      upstream: { type: 'string', default: 'http1' },
     },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
@@ -49,7 +52,7 @@ async function main(): Promise<void> {
   const root = fileURLToPath(new URL('..', import.meta.url));
   const dir = join(root, 'bench', 'out', `cpu-${Date.now()}`);
   mkdirSync(dir, { recursive: true });
-  await startServer(backendSpec(dir), dir);
+  await startServer(backendSpec(dir, values.upstream === 'http2' ? BACKEND_H2C_PORT : undefined), dir);
   let spec: ServerSpec;
   if (values.proxy === 'raw' || values.proxy === 'raw-handle') {
     spec = {
@@ -65,7 +68,12 @@ async function main(): Promise<void> {
       logFiles: [],
     };
   } else {
-    spec = proxySpec(values.proxy as ProxyName, dir);
+    const upstream = values.upstream === 'http2' ? 'http2' : 'http1';
+    spec = proxySpec(
+      values.proxy as ProxyName,
+      dir,
+      upstream === 'http2' ? { upstreamProtocol: 'http2', backendPort: BACKEND_H2C_PORT } : {},
+    );
     // --perf: let perf resolve JIT-compiled JavaScript frames
     if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
   }
@@ -108,8 +116,11 @@ async function main(): Promise<void> {
   }
   const n = r.requests;
   const us = (ticks: number): string => ((ticks / TICKS_PER_S / n) * 1e6).toFixed(2);
+  // a proxy answering errors is fast and cheap: say so rather than report its CPU as the cost of a request
+  const errors =
+    r.errorCount > 0 ? ` (${r.errorCount} ERRORS: socket errors or statuses >= 400; not a valid figure)` : '';
   process.stdout.write(
-    `${values.proxy} ${scenario.name}: ${Math.round(r.rps)} req/s, user ${us(after.user - before.user)} µs/req, kernel ${us(after.kernel - before.kernel)} µs/req\n`,
+    `${values.proxy} ${scenario.name}: ${Math.round(r.rps)} req/s, user ${us(after.user - before.user)} µs/req, kernel ${us(after.kernel - before.kernel)} µs/req${errors}\n`,
   );
 }
 

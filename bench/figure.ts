@@ -2,6 +2,7 @@
 // scenario (bench/fixed-rate.ts, bench/idle-memory.ts, bench/workers.ts, bench/access-log.ts, bench/h2.ts),
 // and what those runners share.
 
+import { descendantPids, sumTicks, ticksPerSecond } from './procs.ts';
 import { median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import { LOAD_CPU, type ProxyName, type RunningServer, StartError, startServer, stopServer } from './servers.ts';
@@ -64,22 +65,41 @@ export interface PairedRun {
   variant: string;
   round: number;
   wrk?: { rps: number } | undefined;
+  cpuUsPerReq?: number | undefined;
 }
 
-/** a rps ÷ b rps in each round where both ran, in round order. */
-export function pairedRatios(runs: readonly PairedRun[], a: string, b: string): number[] {
+/** What a paired ratio compares: req/s, or the proxy's CPU time per request. */
+export type PairedMeasure = 'rps' | 'cpu';
+
+const measureOf = (r: PairedRun, m: PairedMeasure): number | undefined => (m === 'rps' ? r.wrk?.rps : r.cpuUsPerReq);
+
+/** a ÷ b (req/s, or CPU per request) in each round where both ran, in round order. */
+export function pairedRatios(runs: readonly PairedRun[], a: string, b: string, m: PairedMeasure = 'rps'): number[] {
   const ratios: number[] = [];
   for (const r of runs) {
-    if (r.variant !== a || !r.wrk) continue;
-    const other = runs.find((o) => o.variant === b && o.round === r.round && o.wrk);
-    if (other?.wrk?.rps) ratios.push(r.wrk.rps / other.wrk.rps);
+    const mine = measureOf(r, m);
+    if (r.variant !== a || mine === undefined) continue;
+    const other = runs.find((o) => o.variant === b && o.round === r.round && measureOf(o, m) !== undefined);
+    const theirs = other === undefined ? undefined : measureOf(other, m);
+    if (theirs) ratios.push(mine / theirs);
   }
   return ratios;
 }
 
-/** Median over rounds of (a rps ÷ b rps in the same round). */
-export function pairedRatio(runs: readonly PairedRun[], a: string, b: string): number | undefined {
-  return median(pairedRatios(runs, a, b));
+/** Median over rounds of (a ÷ b in the same round). */
+export function pairedRatio(
+  runs: readonly PairedRun[],
+  a: string,
+  b: string,
+  m: PairedMeasure = 'rps',
+): number | undefined {
+  return median(pairedRatios(runs, a, b, m));
+}
+
+/** utime + stime of a server and the processes it started (nginx's workers), in clock ticks. */
+function serverTicks(server: RunningServer): number | undefined {
+  const pid = server.tracked.pid;
+  return sumTicks([pid, ...descendantPids(pid)]);
 }
 
 /**
@@ -91,7 +111,7 @@ export async function measureGet12b(
   port: number,
   server: RunningServer,
   ctx: FigureContext,
-): Promise<{ ok: true; wrk: WrkResult } | { ok: false; failure: string }> {
+): Promise<{ ok: true; wrk: WrkResult; cpuUsPerReq: number | undefined } | { ok: false; failure: string }> {
   const down = (): string | undefined =>
     server.tracked.exit
       ? `${id} is not running (exit ${server.tracked.exit.signal ?? server.tracked.exit.code})`
@@ -100,10 +120,18 @@ export async function measureGet12b(
   try {
     if (down()) return { ok: false, failure: down()! };
     await runWrkRaw({ ...opts, durationS: ctx.warmupS });
+    // The proxy's CPU time per request besides req/s: a round's req/s moves with whatever else the
+    // load core is doing, the proxy's own cost per request far less.
+    const before = serverTicks(server);
     const wrk = await runWrk({ ...opts, durationS: ctx.durationS });
+    const after = serverTicks(server);
     if (down()) return { ok: false, failure: down()! };
     if (wrk.requests === 0) return { ok: false, failure: `${id} answered no request in ${ctx.durationS} s` };
-    return { ok: true, wrk };
+    const cpuUsPerReq =
+      before === undefined || after === undefined
+        ? undefined
+        : ((after - before) / ticksPerSecond() / wrk.requests) * 1e6;
+    return { ok: true, wrk, cpuUsPerReq };
   } catch (err) {
     return { ok: false, failure: down() ?? (err as Error).message.slice(0, 500) };
   }

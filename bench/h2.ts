@@ -18,7 +18,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { type FigureContext, rotate, startChecked } from './figure.ts';
 import { h2loadLoadArgv, parseH2loadLogFile, parseH2loadSummary, percentile, runH2loadArgv } from './h2load.ts';
-import { readRssKiB } from './procs.ts';
+import { cpuTicks, readRssKiB, ticksPerSecond } from './procs.ts';
 import { fmtMiB, fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B, type ScenarioCheck } from './scenarios.ts';
 import {
@@ -159,6 +159,8 @@ export interface H2Run {
   /** the same right after the run */
   upstreamAfter?: number | undefined;
   rssKiB?: number | undefined;
+  /** the proxy's CPU time (user + kernel, every thread) per request over the measured run, in µs */
+  cpuUsPerReq?: number | undefined;
 }
 
 /** Runs `run()` and calls `sample()` once, `delayMs` after the start (while `run()` is still going). */
@@ -199,12 +201,18 @@ export function h2ConsoleLine(r: H2Run): string {
 }
 
 /** Median over rounds of (a rps ÷ b rps in the same round). */
-function pairedRatio(runs: readonly H2Run[], a: string, b: string): number | undefined {
+function pairedRatio(
+  runs: readonly H2Run[],
+  a: string,
+  b: string,
+  field: 'rps' | 'cpuUsPerReq' = 'rps',
+): number | undefined {
   const ratios: number[] = [];
   for (const r of runs) {
-    if (r.id !== a || !r.ok || r.rps === undefined) continue;
-    const other = runs.find((o) => o.id === b && o.round === r.round && o.ok);
-    if (other?.rps) ratios.push(r.rps / other.rps);
+    const mine = r[field];
+    if (r.id !== a || !r.ok || mine === undefined) continue;
+    const theirs = runs.find((o) => o.id === b && o.round === r.round && o.ok)?.[field];
+    if (theirs) ratios.push(mine / theirs);
   }
   return median(ratios);
 }
@@ -215,6 +223,8 @@ const range = (values: readonly number[], fmt: (v: number) => string): string =>
   const hi = Math.max(...values);
   return lo === hi ? fmt(lo) : `${fmt(lo)} – ${fmt(hi)}`;
 };
+
+const fmtUs = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)} µs`);
 
 const defined = (values: readonly (number | undefined)[]): number[] =>
   values.filter((v): v is number => v !== undefined);
@@ -488,7 +498,8 @@ export function h2UpstreamMethod(durationS: number, warmupS: number): string {
     `(one server block listening on ${BACKEND_PORT} for HTTP/1.1 and on ${BACKEND_H2C_PORT} for h2c): \`${h2UpstreamCommand(durationS)}\` ` +
     `after a ${warmupS} s warm-up run, against two muxgate instances pinned to the proxy core (cluster \`protocol: http1\` / \`protocol: http2\`) ` +
     `and HAProxy with \`server … proto h2\` to the same h2c port, ` +
-    'interleaved rounds; upstream TCP connections counted with `ss` halfway through each run and after it.'
+    'interleaved rounds; upstream TCP connections counted with `ss` halfway through each run and after it; ' +
+    "the proxy's CPU time per request (utime + stime from `/proc/<pid>/stat` before and after the measured run, ÷ requests)."
   );
 }
 
@@ -504,11 +515,15 @@ async function measureUpstream(
     const gone = downMessage(v.id, server);
     if (gone) return { ...base, ok: false, failure: gone };
     await runWrkRaw({ ...opts, durationS: ctx.warmupS });
+    // CPU per request as well as req/s: on this machine a round's req/s moves ±20 % with the load
+    // core's neighbours, the proxy's own CPU time per request much less.
+    const ticksBefore = cpuTicks(server.tracked.pid);
     const [wrk, upstreamMid] = await sampleDuring(
       () => runWrk({ ...opts, durationS: ctx.durationS }),
       (ctx.durationS / 2) * 1000,
       () => upstreamConnections(server.tracked.pid, v.backendPort),
     );
+    const ticksAfter = cpuTicks(server.tracked.pid);
     const down = downMessage(v.id, server);
     if (down) return { ...base, ok: false, failure: down };
     if (wrk.requests === 0) {
@@ -525,6 +540,10 @@ async function measureUpstream(
       upstreamMid,
       upstreamAfter: upstreamConnections(server.tracked.pid, v.backendPort),
       rssKiB: readRssKiB(server.tracked.pid),
+      cpuUsPerReq:
+        ticksBefore === undefined || ticksAfter === undefined
+          ? undefined
+          : ((ticksAfter - ticksBefore) / ticksPerSecond() / wrk.requests) * 1e6,
     };
   } catch (err) {
     return { ...base, ok: false, failure: downMessage(v.id, server) ?? (err as Error).message.slice(0, 500) };
@@ -609,6 +628,7 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
       connsCell(ok.map((r) => r.upstreamMid)),
       connsCell(ok.map((r) => r.upstreamAfter)),
       fmtMiB(rss.length ? Math.max(...rss) : undefined),
+      fmtUs(median(defined(ok.map((r) => r.cpuUsPerReq)))),
       v.id === h1.id ? '1.00' : v.proxy === 'muxgate' ? fmtRatio(pairedRatio(runs, v.id, h1.id)) : '–',
       v.id === hap.id ? '1.00' : v.id === h2.id ? fmtRatio(pairedRatio(runs, v.id, hap.id)) : '–',
       notes(all),
@@ -626,12 +646,13 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
         'upstream conns mid-run',
         'after',
         'RSS',
+        'proxy CPU / request',
         '÷ muxgate http1',
         '÷ HAProxy h2',
         'errors',
       ],
       rows,
-      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
+      ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'r', 'l'],
     ),
     '',
   );
@@ -650,6 +671,17 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
     out.push(
       `muxgate's HTTP/2 upstream ÷ HAProxy \`server … proto h2\` on the same h2c backend (median of per-round ratios): ` +
         `**${fmtRatio(toHap)}×** req/s.`,
+      '',
+    );
+  }
+  const cpuToHap = pairedRatio(runs, h2.id, hap.id, 'cpuUsPerReq');
+  const cpuToH1 = pairedRatio(runs, h2.id, h1.id, 'cpuUsPerReq');
+  if (cpuToHap !== undefined || cpuToH1 !== undefined) {
+    out.push(
+      `Proxy CPU time (user + kernel, \`/proc/<pid>/stat\` over the measured run) per request, muxgate's HTTP/2 upstream ` +
+        `÷ HAProxy \`proto h2\`: **${fmtRatio(cpuToHap)}×**; ÷ muxgate's HTTP/1.1 pool: **${fmtRatio(cpuToH1)}×** ` +
+        '(lower is better; median of per-round ratios. When the proxy core is not the only limit, req/s hides ' +
+        'what each request costs; this does not).',
       '',
     );
   }

@@ -2,7 +2,7 @@
 // stopped and waited for at the end, on errors and on Ctrl-C. Stopping one also
 // stops the processes it started itself (nginx and muxgate workers), by pid.
 
-import { type ChildProcess, type SpawnOptions, spawn } from 'node:child_process';
+import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 export interface ExitInfo {
@@ -164,3 +164,42 @@ export function readRssKiB(pid: number): number | undefined {
     return undefined;
   }
 }
+
+// ---------------------------------------------------------------------------
+// CPU time
+
+let clkTck: number | undefined;
+/** clock ticks per second of /proc/<pid>/stat times */
+export function ticksPerSecond(): number {
+  if (clkTck === undefined) {
+    const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
+    const n = Number(r.stdout?.trim());
+    clkTck = r.status === 0 && n > 0 ? n : 100;
+  }
+  return clkTck;
+}
+
+/** utime + stime of a process (every thread), in clock ticks; undefined when it is gone. */
+export function cpuTicks(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (comm) state ppid …": fields from the state on; utime and stime are fields 14 and 15
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const u = Number(rest[11]);
+    const s = Number(rest[12]);
+    return Number.isFinite(u) && Number.isFinite(s) ? u + s : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** utime + stime summed over processes; undefined when one is gone. */
+export const sumTicks = (pids: readonly number[]): number | undefined => {
+  let total = 0;
+  for (const pid of pids) {
+    const t = cpuTicks(pid);
+    if (t === undefined) return undefined;
+    total += t;
+  }
+  return total;
+};

@@ -21,13 +21,11 @@
 // Same discipline as the other figures: interleaved rounds (order rotating), medians, and ratios
 // muxgate ÷ HAProxy taken within a round.
 
-import { spawnSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import { type FigureContext, rotate } from './figure.ts';
-import { readRssKiB, spawnTracked, stopTracked, type Tracked } from './procs.ts';
+import { cpuTicks, readRssKiB, spawnTracked, stopTracked, sumTicks, type Tracked, ticksPerSecond } from './procs.ts';
 import { fmtMiB, fmtRatio, mdTable, median } from './report.ts';
 import {
   LOAD_CPU,
@@ -125,41 +123,6 @@ export interface WsState {
 
 // ---------------------------------------------------------------------------
 // helpers
-
-let clkTck: number | undefined;
-/** clock ticks per second of /proc/<pid>/stat times */
-function ticksPerSecond(): number {
-  if (clkTck === undefined) {
-    const r = spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' });
-    const n = Number(r.stdout?.trim());
-    clkTck = r.status === 0 && n > 0 ? n : 100;
-  }
-  return clkTck;
-}
-
-/** utime + stime of a process (every thread), in clock ticks; undefined when it is gone. */
-export function cpuTicks(pid: number): number | undefined {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // "pid (comm) state ppid …": fields from the state on; utime and stime are fields 14 and 15
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const u = Number(rest[11]);
-    const s = Number(rest[12]);
-    return Number.isFinite(u) && Number.isFinite(s) ? u + s : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const sumTicks = (pids: readonly number[]): number | undefined => {
-  let total = 0;
-  for (const pid of pids) {
-    const t = cpuTicks(pid);
-    if (t === undefined) return undefined;
-    total += t;
-  }
-  return total;
-};
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
