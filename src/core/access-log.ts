@@ -47,6 +47,8 @@ export class AccessLog {
   // The ISO timestamp up to the seconds, kept for the second it names: one Date per second.
   private secondStart = -1;
   private secondPrefix = '';
+  private lastNow = -1;
+  private lastTime = '';
 
   constructor(sink: LineSink, opts: AccessLogOptions = { errorsOnly: false, sample: 1 }) {
     this.sink = sink;
@@ -102,6 +104,14 @@ export class AccessLog {
 
   private time(): string {
     const now = Date.now();
+    // Under load dozens of lines share a millisecond: the same string.
+    if (now === this.lastNow) return this.lastTime;
+    this.lastNow = now;
+    this.lastTime = this.format(now);
+    return this.lastTime;
+  }
+
+  private format(now: number): string {
     const ms = now - this.secondStart;
     if (ms < 0 || ms >= 1000) {
       this.secondStart = now - (now % 1000);

@@ -32,6 +32,9 @@ export interface LogFileOptions {
   onTrouble: (what: 'lost' | 'recovered', detail: { error?: string; lost: number }) => void;
 }
 
+/** Lines are encoded into the batch's buffer once this many characters have gathered. */
+const CHUNK_CHARS = 4096;
+
 /** How long to wait before retrying a write that a full pipe refused (EAGAIN). */
 const RETRY_MS = 20;
 
@@ -46,10 +49,20 @@ export class LogFile implements LineSink {
   private readonly fd: number;
   private readonly ownsFd: boolean;
   private readonly opts: LogFileOptions;
-  /** Lines not yet handed to a write (a cons-string: appends are cheap, flattened once per write). */
-  private pending = '';
+  /**
+   * Lines not yet handed to a write, already encoded (a few KiB at a time, see `chunk`), into a
+   * buffer reused from batch to batch: no 64 KiB string kept alive across collections, no new
+   * 64 KiB Buffer per write.
+   */
+  private pending: Buffer;
   private pendingLines = 0;
   private pendingBytes = 0;
+  /** Lines not yet encoded into `pending` (at most about CHUNK_CHARS). */
+  private chunk = '';
+  /** The buffer of the last finished write, reused as the next `pending` (two buffers take turns). */
+  private spare: Buffer | null = null;
+  /** The whole buffer `inFlight` is a view of. */
+  private inFlightWhole: Buffer | null = null;
   /** The write in flight: its bytes, how far the kernel has taken them, and its line count. */
   private inFlight: Buffer | null = null;
   private inFlightOffset = 0;
@@ -63,6 +76,7 @@ export class LogFile implements LineSink {
   /** `path`: a file (opened for appending, created if missing), or "stdout" / "stderr". */
   constructor(path: string, opts: LogFileOptions) {
     this.opts = opts;
+    this.pending = Buffer.allocUnsafeSlow(this.bufferSize());
     if (path === 'stdout' || path === 'stderr') {
       this.fd = path === 'stdout' ? 1 : 2;
       this.ownsFd = false;
@@ -77,16 +91,19 @@ export class LogFile implements LineSink {
       this.lose(count);
       return;
     }
-    // Bytes are estimated by UTF-16 length: exact for ASCII, which is nearly every line.
-    const buffered = this.pendingBytes + (this.inFlight === null ? 0 : this.inFlight.length - this.inFlightOffset);
+    // The new bytes are estimated by UTF-16 length: exact for ASCII, which is nearly every line.
+    const buffered =
+      this.pendingBytes + this.chunk.length + (this.inFlight === null ? 0 : this.inFlight.length - this.inFlightOffset);
     if (buffered + lines.length > this.opts.maxBufferBytes) {
       this.startLosing(`buffer full (${this.opts.maxBufferBytes} bytes): the destination does not keep up`);
       this.lose(count);
       return;
     }
-    this.pending += lines;
+    // Lines gather in a short string first, encoded into the buffer a few KiB at a time: one native
+    // call per line cost more than the copy itself.
+    this.chunk += lines;
     this.pendingLines += count;
-    this.pendingBytes += lines.length;
+    if (this.chunk.length >= CHUNK_CHARS) this.encodeChunk();
     if (this.pendingBytes >= this.opts.bufferBytes) this.startWrite();
     else if (this.timer === null) this.timer = setTimeout(this.onTimer, this.opts.flushIntervalMs).unref();
   }
@@ -108,9 +125,9 @@ export class LogFile implements LineSink {
     this.closed = true;
     this.clearTimer();
     if (this.pendingLines > 0) {
+      this.encodeChunk();
       const lines = this.pendingLines;
-      const buf = Buffer.from(this.pending, 'utf8');
-      this.pending = '';
+      const buf = this.pending.subarray(0, this.pendingBytes);
       this.pendingLines = 0;
       this.pendingBytes = 0;
       try {
@@ -148,13 +165,38 @@ export class LogFile implements LineSink {
       this.wake();
       return;
     }
-    this.inFlight = Buffer.from(this.pending, 'utf8');
+    this.encodeChunk();
+    this.inFlightWhole = this.pending;
+    this.inFlight = this.pending.subarray(0, this.pendingBytes);
     this.inFlightOffset = 0;
     this.inFlightLines = this.pendingLines;
-    this.pending = '';
+    this.pending = this.spare ?? Buffer.allocUnsafeSlow(this.bufferSize());
+    this.spare = null;
     this.pendingLines = 0;
     this.pendingBytes = 0;
     this.writeSome();
+  }
+
+  /** Moves the gathered lines into `pending`, as UTF-8. */
+  private encodeChunk(): void {
+    const chunk = this.chunk;
+    if (chunk === '') return;
+    this.chunk = '';
+    // UTF-8 takes at most 3 bytes per UTF-16 unit: room for the worst case, so nothing is cut.
+    if (this.pendingBytes + chunk.length * 3 > this.pending.length) this.grow(this.pendingBytes + chunk.length * 3);
+    this.pendingBytes += this.pending.write(chunk, this.pendingBytes);
+  }
+
+  /** A batch's buffer: the batch size and room for the line that crosses it. */
+  private bufferSize(): number {
+    return this.opts.bufferBytes + 16 * 1024;
+  }
+
+  /** Lines pile up behind a slow write (bounded by maxBufferBytes): a larger buffer, the bytes kept. */
+  private grow(atLeast: number): void {
+    const next = Buffer.allocUnsafeSlow(Math.max(atLeast, this.pending.length * 2));
+    this.pending.copy(next, 0, 0, this.pendingBytes);
+    this.pending = next;
   }
 
   private writeSome(): void {
@@ -186,6 +228,9 @@ export class LogFile implements LineSink {
         this.lostSinceTrouble = 0;
       }
     }
+    // The written buffer becomes the next spare, unless it grew (a slow destination's backlog).
+    if (this.inFlightWhole!.length === this.bufferSize()) this.spare = this.inFlightWhole;
+    this.inFlightWhole = null;
     this.inFlight = null;
     this.inFlightLines = 0;
     if (this.closed) {

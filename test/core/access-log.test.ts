@@ -151,6 +151,26 @@ describe('LogFile', () => {
     assert.ok(file.stats.writes < 200, `${file.stats.writes} writes for 5,000 lines`);
   });
 
+  it('keeps every byte of non-ASCII lines and of lines larger than a batch, in order, across writes in flight', async (t) => {
+    const path = join(tempDir(t), 'access.log');
+    const file = new LogFile(path, { ...quiet, bufferBytes: 4096 });
+    const log = new AccessLog(file);
+    const expected: string[] = [];
+    for (let i = 0; i < 3000; i++) {
+      // multi-byte UTF-8 (2, 3 and 4 bytes), and every 500th line 40 KiB: ten times the batch size
+      const path = i % 500 === 0 ? `/${'x'.repeat(40 * 1024)}` : `/é/€/🙂/${i}`;
+      expected.push(path);
+      log.request(record({ path }));
+      if (i % 700 === 0) await new Promise((r) => setImmediate(r));
+    }
+    await file.flush();
+    file.closeSync();
+    const lines = readFileSync(path, 'utf8').trimEnd().split('\n');
+    assert.equal(lines.length, expected.length);
+    for (const [i, l] of lines.entries()) assert.equal(JSON.parse(l).path, expected[i]);
+    assert.equal(file.stats.linesWritten, 3000);
+    assert.equal(file.stats.linesLost, 0);
+  });
   it('writes a partial batch after flush_interval without being asked', async (t) => {
     const path = join(tempDir(t), 'access.log');
     const file = new LogFile(path, { ...quiet, flushIntervalMs: 20 });
