@@ -18,6 +18,9 @@ export interface CacheExchange extends CacheWaiter {
   revalidateInBackground(): void;
 }
 
+/** `only-if-cached` among a Cache-Control value's directives. */
+const ONLY_IF_CACHED = /(?:^|,)\s*only-if-cached\s*(?:,|$)/i;
+
 /** Client fields that make a request its own: answered by the stored object, never coalesced or filling. */
 const OWN_CONDITIONS = ['if-none-match', 'if-modified-since', 'if-range', 'if-match', 'if-unmodified-since', 'range'];
 
@@ -39,6 +42,8 @@ export class CacheUse {
   private stale: CachedObject | null = null;
   private fill: CacheFill | null = null;
   private waitingOn: CacheFill | null = null;
+  /** Location and Content-Location of an unsafe request's answer. */
+  private locations: string[] = [];
   /** What the client was told (the last Cache-Status parameters made), for the access log. */
   logged: string | undefined = undefined;
   /** The request's strings for http-cache-semantics (made at lookup). */
@@ -71,6 +76,7 @@ export class CacheUse {
     const vary = zone.varyOf(primary);
     const key = variantKey(primary, req.headers, vary ?? []);
     const own = OWN_CONDITIONS.some((f) => requestField(head, f) !== undefined);
+    const onlyIfCached = ONLY_IF_CACHED.test(String(req.headers['cache-control'] ?? ''));
     const o = zone.get(key);
     if (o !== undefined) {
       const ev = o.policy.evaluateRequest(req);
@@ -108,6 +114,7 @@ export class CacheUse {
         });
         return true;
       }
+      if (onlyIfCached) return this.refuseOnlyIfCached('fwd=stale');
       // Stale (or the client asked for a fresh answer): ask the upstream, with our validators when
       // the request has no conditions of its own; the stored object stays at hand for a 304 or an error.
       this.stale = o;
@@ -126,6 +133,7 @@ export class CacheUse {
     }
     zone.counters.misses++;
     this.status = vary === undefined ? 'fwd=uri-miss' : 'fwd=vary-miss';
+    if (onlyIfCached) return this.refuseOnlyIfCached(this.status);
     if (own) return false;
     const fill = zone.inflight.get(key);
     if (fill?.join(ex, rc.coalesceTimeoutMs, req.headers)) {
@@ -135,6 +143,13 @@ export class CacheUse {
     // HEAD fetches no body to store: it goes upstream alone.
     if (head.method === 'GET') this.startFill(key, req);
     return false;
+  }
+
+  /** RFC 9111 §5.2.1.7: nothing stored may answer, and the client said not to go upstream: 504. */
+  private refuseOnlyIfCached(why: string): true {
+    this.line(`${why}; detail=only-if-cached`);
+    this.ex.fail('cache_only_if_cached');
+    return true;
   }
 
   /** The Cache-Status field value for a response relayed from upstream. */
@@ -194,9 +209,23 @@ export class CacheUse {
     this.serve(this.stale!, `fwd=stale; detail=stale-if-error; error=${code}`);
   }
 
+  /**
+   * The upstream's final head, for an unsafe method: the URLs its Location and Content-Location name
+   * are invalidated with the target's if it succeeds (RFC 9111 §4.4). `flat()`: name, value, ... with
+   * the status line's pair first; called only for unsafe methods.
+   */
+  sawHead(flat: () => readonly string[]): void {
+    if (!this.rc.unsafe(this.ex.head.method)) return;
+    const f = flat();
+    for (let i = 2; i + 1 < f.length; i += 2) {
+      const n = f[i]!.toLowerCase();
+      if (n === 'location' || n === 'content-location') this.locations.push(f[i + 1]!);
+    }
+  }
+
   /** The response was relayed whole: an unsafe method's success invalidates what is stored for the URL. */
   completed(status: number): void {
-    this.rc.invalidate(this.ex.head, this.scheme, status);
+    this.rc.invalidate(this.ex.head, this.scheme, status, this.locations);
   }
 
   /** This request is fetching for others waiting on it (its client leaving should not stop it). */

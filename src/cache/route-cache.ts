@@ -42,12 +42,36 @@ export class RouteCache {
     return primaryKey(head, scheme, this.cfg);
   }
 
+  /** Whether a request with this method invalidates what is stored when it succeeds. */
+  unsafe(method: string): boolean {
+    return !SAFE.has(method);
+  }
+
   /**
-   * An unsafe request succeeded (RFC 9111 §4.4): what is stored for its URL is no longer trusted. (The
-   * URLs its Location and Content-Location name, which the RFC lets a cache invalidate too, are kept.)
+   * An unsafe request succeeded (RFC 9111 §4.4): what is stored for its URL is no longer trusted, nor
+   * for the URLs its answer's Location and Content-Location name, when they are of the same origin
+   * (another origin's objects are never invalidated by this one: the RFC forbids it, it would let one
+   * site evict another's).
    */
-  invalidate(head: RequestHead, scheme: string, status: number): void {
+  invalidate(head: RequestHead, scheme: string, status: number, locations: readonly string[]): void {
     if (SAFE.has(head.method) || status < 200 || status >= 400) return;
     this.zone.purgeUrl(this.primary(head, scheme));
+    if (locations.length === 0) return;
+    let base: URL;
+    try {
+      base = new URL(head.target.charCodeAt(0) === 0x2f ? `${scheme}://${head.host}${head.target}` : head.target);
+    } catch {
+      return;
+    }
+    for (const loc of locations) {
+      let u: URL;
+      try {
+        u = new URL(loc, base);
+      } catch {
+        continue; // not a URI reference: nothing to invalidate
+      }
+      if (u.origin !== base.origin) continue;
+      this.zone.purgeUrl(this.primary({ ...head, target: `${u.pathname}${u.search}` }, scheme));
+    }
   }
 }

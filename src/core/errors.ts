@@ -77,6 +77,12 @@ export const ERRORS = {
     text: 'The upstream answered the WebSocket handshake wrongly',
   },
   upstream_timeout: { status: 504, source: 'upstream', text: 'Upstream did not answer in time' },
+  // RFC 9111 §5.2.1.7: the client asked for a stored answer only, and there is none fresh enough.
+  cache_only_if_cached: {
+    status: 504,
+    source: 'downstream',
+    text: 'Not in the cache, and the request said only-if-cached',
+  },
   no_healthy_endpoint: { status: 503, source: 'upstream', text: 'No healthy upstream endpoint' },
   pool_queue_full: { status: 503, source: 'upstream', text: 'Upstream connection pool queue is full' },
   circuit_open: {

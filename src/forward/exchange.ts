@@ -447,7 +447,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
    */
   cacheTakesOver(status: number, flat: () => string[]): boolean {
     const c = this.cache;
-    if (c === null || !c.takesOver(status)) return false;
+    if (c === null) return false;
+    c.sawHead(flat);
+    if (!c.takesOver(status)) return false;
     const fields = flat();
     this.dropAttempt();
     c.answer(status, fields);

@@ -505,6 +505,67 @@ describe('cache: invalidation, bypass, purge', () => {
     assert.equal(s.hits.get('/doc'), 3);
   });
 
+  test("an unsafe request's success invalidates its Location and Content-Location, of the same origin only", async (t) => {
+    const s = await setup(t, (req, res) => {
+      if (req.method === 'POST') {
+        // one relative, one absolute of this origin, one of another origin
+        res.writeHead(201, {
+          location: '/items/1',
+          'content-location': `http://${req.headers.host}/items/2?v=1`,
+        });
+        res.end('created');
+        return;
+      }
+      if (req.method === 'PUT') {
+        res.writeHead(200, { location: 'http://elsewhere.example/items/3' });
+        res.end('put');
+        return;
+      }
+      res.writeHead(200, { 'cache-control': 'max-age=600' });
+      res.end(req.url);
+    });
+    for (const p of ['/items/1', '/items/2?v=1', '/items/3']) {
+      await get(`${s.url}${p}`);
+      assert.match((await get(`${s.url}${p}`)).headers['cache-status'] as string, HIT_600, `${p} stored`);
+    }
+    assert.equal((await get(`${s.url}/items`, {}, 'POST')).status, 201);
+    assert.equal((await get(`${s.url}/items/1`)).headers['cache-status'], 'muxgate; fwd=uri-miss; stored');
+    assert.equal((await get(`${s.url}/items/2?v=1`)).headers['cache-status'], 'muxgate; fwd=uri-miss; stored');
+    assert.match((await get(`${s.url}/items/3`)).headers['cache-status'] as string, HIT_600, 'untouched');
+    // another origin's URL in Location: not invalidated, whatever its path
+    assert.equal((await get(`${s.url}/other`, {}, 'PUT')).status, 200);
+    assert.match((await get(`${s.url}/items/3`)).headers['cache-status'] as string, HIT_600);
+    assert.equal(s.hits.get('/items/3'), 1);
+  });
+
+  test('only-if-cached: a stored fresh object answers; otherwise 504 cache_only_if_cached, nothing sent upstream', async (t) => {
+    const s = await setup(t, cacheable('fresh', 'max-age=600'));
+    const miss = await get(`${s.url}/o`, { 'cache-control': 'only-if-cached' });
+    assert.equal(miss.status, 504);
+    assert.equal(miss.headers['muxgate-error'], 'cache_only_if_cached');
+    assert.equal(s.hits.get('/o'), undefined, 'nothing went upstream');
+    await get(`${s.url}/o`);
+    const hit = await get(`${s.url}/o`, { 'cache-control': 'max-stale=0, only-if-cached' });
+    assert.equal(hit.status, 200);
+    assert.equal(hit.body, 'fresh');
+    assert.match(hit.headers['cache-status'] as string, HIT_600);
+    assert.equal(s.hits.get('/o'), 1);
+  });
+
+  test('only-if-cached on a stale object: 504, not a revalidation', async (t) => {
+    const s = await setup(t, (_req, res) => {
+      res.writeHead(200, { 'cache-control': 'max-age=0', etag: '"v1"' });
+      res.end('stale soon');
+    });
+    await get(`${s.url}/st`);
+    const r = await get(`${s.url}/st`, { 'cache-control': 'only-if-cached' });
+    assert.equal(r.status, 504);
+    assert.equal(r.headers['muxgate-error'], 'cache_only_if_cached');
+    assert.equal(s.hits.get('/st'), 1);
+    // it was stored, stale: a plain request revalidates it
+    assert.match((await get(`${s.url}/st`)).headers['cache-status'] as string, /fwd=stale/);
+  });
+
   test('bypass rules: a header or a cookie skips the cache', async (t) => {
     const s = await setup(t, cacheable('x'), { bypass: [{ header: 'x-no-cache' }, { cookie: 'session' }] });
     await get(`${s.url}/p`);
