@@ -3,11 +3,12 @@
 // proxy core, limits raised to hold the connections), serves 100 warm-up
 // connections and closes them, waits 4 s, reads VmRSS, opens N connections that
 // each serve one GET and then idle (bench/idle-clients.ts on the load core),
-// waits 4 s, reads VmRSS again: (after - before) / N. Why 4 s: muxgate trims its
-// memory once idle (memory_trim: once after start, and after a burst that grew
-// V8's young generation); both readings come after a trim, so neither holds
-// memory the other does not (a "before" with an untrimmed young generation
-// credited muxgate with a few MiB). A warm-up as large as the measurement is
+// waits 4 s, reads VmRSS again: (after - before) / N. muxgate's readings are each
+// taken right after `POST /memory/trim` (what memory_trim does by itself once idle
+// after a burst), so neither holds young-generation garbage the other does not:
+// waiting for its own trim was not enough, since 100 warm-up connections do not
+// grow the young generation past `young_above`, and "before" then held a few MiB
+// that the trim after the burst gave back. A warm-up as large as the measurement is
 // not used: nginx and HAProxy keep the memory of closed connections for reuse,
 // and would then look free.
 // Goal: <= 4 KB per connection for muxgate.
@@ -33,6 +34,19 @@ export const IDLE_DEFAULT_CONNECTIONS = 9000;
 /** After a burst: muxgate's memory trim runs within ~2 s of the process going idle. */
 const IDLE_TRIM_WAIT_MS = 4000;
 export const IDLE_WARMUP_CONNECTIONS = 100;
+/** muxgate's admin port in this figure: each reading comes right after `POST /memory/trim`. */
+export const IDLE_ADMIN_PORT = 18197;
+
+/**
+ * muxgate: one memory trim now (the one `memory_trim` runs by itself once idle after a burst), so that
+ * the reading holds no young-generation garbage that a later trim would give back.
+ */
+async function trimMuxgate(): Promise<void> {
+  const r = await fetch(`http://127.0.0.1:${IDLE_ADMIN_PORT}/memory/trim`, { method: 'POST' });
+  const body = await r.text();
+  if (r.status !== 200) throw new Error(`POST /memory/trim: ${r.status} ${body}`);
+}
+
 /** bytes per connection; "4 KB" taken as 4 KiB */
 const GOAL_BYTES = 4096;
 
@@ -80,6 +94,7 @@ export async function measureIdleRss(o: IdleRssOptions): Promise<IdleRssRun> {
         port: IDLE_PORTS[o.proxy],
         cpu: PROXY_CPU,
         maxConnections: o.connections,
+        ...(o.proxy === 'muxgate' ? { adminPort: IDLE_ADMIN_PORT } : {}),
       }),
       o.dir,
     );
@@ -96,11 +111,13 @@ export async function measureIdleRss(o: IdleRssOptions): Promise<IdleRssRun> {
         `warm-up: ${warm.ready.served}/${IDLE_WARMUP_CONNECTIONS} served (${warm.ready.errors.join('; ')})`,
       );
     }
-    await sleep(IDLE_TRIM_WAIT_MS); // closed, and muxgate's memory trim has run
+    await sleep(IDLE_TRIM_WAIT_MS); // closed, and idle
+    if (o.proxy === 'muxgate') await trimMuxgate();
     const beforeKiB = readRssKiB(server.tracked.pid);
 
     const idle = await openIdleClients({ port, count: o.connections, cpu: LOAD_CPU });
     await sleep(IDLE_TRIM_WAIT_MS);
+    if (o.proxy === 'muxgate') await trimMuxgate();
     const afterKiB = readRssKiB(server.tracked.pid);
     const closed = await idle.close();
 
@@ -158,7 +175,7 @@ export function idleRssMethod(connections: number): string {
     `a fresh proxy per measurement, pinned to the proxy core; ${IDLE_WARMUP_CONNECTIONS} connections served and closed, ${IDLE_TRIM_WAIT_MS / 1000} s, VmRSS read; ` +
     `then \`bench/idle-clients.ts\` (its own process, on the load core) opens ${connections.toLocaleString('en-US')} keep-alive connections, ` +
     `one GET / each, response read in full, left idle; VmRSS read after ${IDLE_TRIM_WAIT_MS / 1000} s; ` +
-    "(both readings after muxgate's memory trim: once after start, then after the burst; `memory_trim`) " +
+    '(muxgate: each reading right after `POST /memory/trim` on its admin port, one footprint-reducing GC, what `memory_trim` does by itself once idle after a burst) ' +
     '(after − before) ÷ connections. Keep-alive timeouts are 300 s everywhere; nginx `worker_connections` and HAProxy `maxconn` ' +
     'are raised to hold the connections (nginx preallocates its connection array at startup: that is in "before").'
   );

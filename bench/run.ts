@@ -81,6 +81,7 @@ import {
 } from './fixed-rate.ts';
 import {
   IDLE_DEFAULT_CONNECTIONS,
+  IDLE_ADMIN_PORT,
   IDLE_PORTS,
   IDLE_RSS_SCENARIO,
   type IdleRssRun,
@@ -372,6 +373,7 @@ function portsUsed(opts: Options): [number, string][] {
   }
   if (opts.figures.includes(IDLE_RSS_SCENARIO)) {
     for (const p of opts.proxies) ports.push([IDLE_PORTS[p], `${p} (${IDLE_RSS_SCENARIO})`]);
+    if (opts.proxies.includes('muxgate')) ports.push([IDLE_ADMIN_PORT, `muxgate admin (${IDLE_RSS_SCENARIO})`]);
   }
   if (opts.figures.includes(WORKERS_SCENARIO)) {
     for (const v of workersVariantsFor(opts)) for (const port of workersPorts(v)) ports.push([port, v.id]);

@@ -39,7 +39,7 @@ const ENDPOINT_PATH = /^\/clusters\/([^/]+)\/endpoints\/([^/]+)\/(weight|drain|u
  * GET: / (the live dashboard), /events (the snapshot as server-sent events), /stats (JSON snapshot),
  * /metrics (Prometheus), /healthz, /config (secrets redacted), /listeners, /clusters, /ports.
  * POST: /reload, /clusters/C/endpoints/E/weight ({"weight": N}), .../drain, .../undrain,
- * /cache/purge ({"url"|"prefix"|"tag": ..., "zone"?: ...}).
+ * /cache/purge ({"url"|"prefix"|"tag": ..., "zone"?: ...}), /memory/trim.
  * Errors are JSON `{ "error": code, "message": ... }` with stable codes.
  */
 export class AdminServer {
@@ -153,6 +153,12 @@ export class AdminServer {
       }
       return;
     }
+    if (path === '/memory/trim' && this.source.command !== undefined) {
+      const r = await this.source.command({ op: 'trim' });
+      if (r.ok) json(res, 200, { ok: true, trimmed: 'trimmed' in r ? r.trimmed : 0 });
+      else fail(res, 501, r.error, 'this Node cannot run a footprint-reducing GC');
+      return;
+    }
     if (path === '/cache/purge' && this.source.command !== undefined) {
       const cmd = parsePurge(body);
       if (cmd === null) {
@@ -171,7 +177,7 @@ export class AdminServer {
     }
     const m = ENDPOINT_PATH.exec(path);
     if (m === null || this.source.command === undefined) {
-      fail(res, 404, 'not_found', 'POST /reload, /cache/purge, /clusters/C/endpoints/E/weight, /drain or /undrain');
+      fail(res, 404, 'not_found', 'POST /reload, /cache/purge, /memory/trim, /clusters/C/endpoints/E/weight, /drain or /undrain');
       return;
     }
     const cluster = decodeURIComponent(m[1]!);

@@ -226,3 +226,35 @@ clusters:
     assert.match(r.stdout, /port budgets/);
   });
 });
+
+describe('POST /memory/trim', () => {
+  it('runs a footprint-reducing GC in every worker now, and /stats counts it (workers: 2)', async (t) => {
+    const a = await named(t, 'a');
+    const dir = tmpDir('muxgate-trim-');
+    const file = `${dir}/m.yaml`;
+    // memory_trim off: no trim of its own (not even the one after start) can land between the readings
+    const text = (adminPort: number) => `workers: 2
+access_log: { enabled: false }
+memory_trim: { enabled: false }
+admin: { address: 127.0.0.1:${adminPort}, token: ${TOKEN} }
+listeners:
+  - { name: web, address: 127.0.0.1:0, routes: [{ cluster: api }] }
+clusters:
+  api: { endpoints: ["${a.addr}"] }
+`;
+    writeFileSync(file, text(0));
+    const m = startMuxgate(['start', '-c', file]);
+    after(() => m.stop());
+    await m.waitFor((l) => l.msg === 'all workers listening');
+    const admin = `http://127.0.0.1:${portOf(m.lines.find((l) => l.msg === 'admin listening')!)}`;
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    const trims = async (): Promise<number> =>
+      ((await call(`${admin}/stats`, { headers: auth })).body.memory as { trims: number }).trims;
+    assert.equal(await trims(), 0);
+    const r = await call(`${admin}/memory/trim`, { method: 'POST', headers: auth });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.deepEqual(r.body, { ok: true, trimmed: 2 });
+    assert.equal(await trims(), 2, 'one trim in each worker');
+    assert.equal((await call(`${admin}/memory/trim`, { method: 'POST' })).status, 401, 'the token is needed');
+  });
+});
