@@ -177,7 +177,12 @@ export class AdminServer {
     }
     const m = ENDPOINT_PATH.exec(path);
     if (m === null || this.source.command === undefined) {
-      fail(res, 404, 'not_found', 'POST /reload, /cache/purge, /memory/trim, /clusters/C/endpoints/E/weight, /drain or /undrain');
+      fail(
+        res,
+        404,
+        'not_found',
+        'POST /reload, /cache/purge, /memory/trim, /clusters/C/endpoints/E/weight, /drain or /undrain',
+      );
       return;
     }
     const cluster = decodeURIComponent(m[1]!);

@@ -11,27 +11,19 @@ export type AdminCommand = EndpointCommand | PurgeCommand | TrimCommand;
 export type AdminResult = CommandResult | PurgeResult | TrimResult;
 
 export function applyAdminCommand(server: MuxgateServer, cmd: AdminCommand): AdminResult {
-  if (cmd.op === 'trim') return server.memoryTrim.trim() ? { ok: true, trimmed: 1 } : { ok: false, error: 'trim_unavailable' };
+  if (cmd.op === 'trim')
+    return server.memoryTrim.trim() ? { ok: true, trimmed: 1 } : { ok: false, error: 'trim_unavailable' };
   return cmd.op === 'purge' ? applyPurge(server.cacheZones, cmd) : applyEndpointCommand(server.clusters, cmd);
 }
 
 /** Several workers' answers to one command: purges and trims add up; otherwise the first refusal, else success. */
 export function combineResults(cmd: AdminCommand, results: AdminResult[]): AdminResult {
-  if (cmd.op === 'trim') {
-    let trimmed = 0;
-    for (const r of results) {
-      if (!r.ok) return r;
-      trimmed += 'trimmed' in r ? r.trimmed : 0;
-    }
-    return { ok: true, trimmed };
-  }
-  if (cmd.op === 'purge') {
-    let purged = 0;
-    for (const r of results) {
-      if (!r.ok) return r;
-      purged += 'purged' in r ? r.purged : 0;
-    }
-    return { ok: true, purged };
+  if (cmd.op === 'purge' || cmd.op === 'trim') {
+    const refused = results.find((r) => !r.ok);
+    if (refused !== undefined) return refused;
+    let n = 0;
+    for (const r of results) n += 'purged' in r ? r.purged : 'trimmed' in r ? r.trimmed : 0;
+    return cmd.op === 'purge' ? { ok: true, purged: n } : { ok: true, trimmed: n };
   }
   return results.find((r) => !r.ok) ?? results[0] ?? { ok: false, error: 'unknown_cluster' };
 }
