@@ -421,8 +421,10 @@ export class Http2Connection implements Expirable, FrameSink {
   }
 
   private peerEnded(s: Http2Stream): void {
-    s.sink?.onEnd();
+    // Closed first when both sides are done: the owner, told of the end, releases the stream, and a
+    // stream it finds still open it cuts with RST_STREAM (an upstream leg did so after every response).
     if (s.localClosed) this.closeStream(s);
+    s.sink?.onEnd();
   }
 
   private onHeaders(b: Buffer, p: number, end: number, flags: number, id: number): void {
@@ -608,10 +610,9 @@ export class Http2Connection implements Expirable, FrameSink {
       return;
     }
     if (endStream) s.remoteClosed = true;
+    // Done both ways: closed before the owner hears of it (see peerEnded).
+    if (endStream && s.held === null && s.localClosed) this.closeStream(s);
     s.sink?.onHeaders(fields, endStream);
-    if (endStream && !s.closed && s.held === null) {
-      if (s.localClosed) this.closeStream(s);
-    }
   }
 
   private onPriority(b: Buffer, p: number, end: number, id: number): void {

@@ -315,6 +315,64 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     await waitUntil(() => p.accessLog.some((l) => l.error === 'upstream_reset'), 'the reset is logged');
   });
 
+  it('a stream complete both ways is closed, not reset: no RST_STREAM after a whole response', async (t) => {
+    // A raw h2c backend that logs every frame type it receives and answers each request with
+    // HEADERS (:status 200, END_STREAM) and nothing else.
+    const frames: number[] = [];
+    const socks = new Set<net.Socket>();
+    const srv = net.createServer((sock) => {
+      socks.add(sock);
+      let buf = Buffer.alloc(0);
+      let preface = false;
+      sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // empty SETTINGS
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (!preface) {
+          if (buf.length < 24) return;
+          buf = buf.subarray(24);
+          preface = true;
+        }
+        while (buf.length >= 9) {
+          const len = buf.readUIntBE(0, 3);
+          if (buf.length < 9 + len) return;
+          const type = buf[3]!;
+          const flags = buf[4]!;
+          const id = buf.readUInt32BE(5) & 0x7fffffff;
+          buf = buf.subarray(9 + len);
+          frames.push(type);
+          if (type === 7) sock.end(); // GOAWAY: the proxy is closing
+          if (type === 4 && (flags & 1) === 0) sock.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0])); // SETTINGS ACK
+          if (type === 1) {
+            // HEADERS, END_STREAM | END_HEADERS, one field: :status 200 (static index 8)
+            const h = Buffer.from([0, 0, 1, 1, 5, 0, 0, 0, 0, 0x88]);
+            h.writeUInt32BE(id, 5);
+            sock.write(h);
+          }
+        }
+      });
+      sock.on('error', () => {});
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    t.after(
+      () =>
+        new Promise<void>((r) => {
+          for (const s of socks) s.destroy();
+          srv.close(() => r());
+        }),
+    );
+    const p = await proxy(t, `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, { protocol: 'http2' });
+    for (let i = 0; i < 5; i++) {
+      const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      assert.equal(r.status, 200);
+    }
+    assert.equal(frames.filter((f) => f === 1).length, 5, 'five requests');
+    assert.deepEqual(
+      frames.filter((f) => f === 3),
+      [],
+      'no RST_STREAM: each stream ended with END_STREAM both ways',
+    );
+  });
+
   it('answers 503 pool_queue_full beyond max_connections x streams + max_pending', async (t) => {
     const held: http2.ServerHttp2Stream[] = [];
     const b = await backend(t, { settings: { maxConcurrentStreams: 2 }, onStream: (s) => held.push(s) });
