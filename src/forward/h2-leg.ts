@@ -218,7 +218,7 @@ export class H2Leg implements Expirable, StreamSink {
       }
       if (head.minor === 0 && res.framing !== BODY_NONE && res.contentLength < 0) ex.closeDownstream = true;
       this.framing = res.framing;
-      this.out(res.bytes);
+      this.out(res.text);
     }
     ex.status = status;
     this.headSent = true;
@@ -232,7 +232,7 @@ export class H2Leg implements Expirable, StreamSink {
       (down as H2Responder).interim(h2FieldsFromH2(fields, status, null));
     } else if (ex.head.minor === 1) {
       const res = h1ResponseHead(fields, status, null, false, true, false);
-      if (res !== null) this.out(res.bytes);
+      if (res !== null) this.out(res.text);
     }
   }
 

@@ -226,7 +226,8 @@ export const BODY_CHUNKED = 2;
 export const BODY_CLOSE = 3;
 
 export interface H1ResponseHead {
-  bytes: Buffer;
+  /** The head as latin1 text (one byte per character), queued as it is: the write batch copies it once. */
+  text: string;
   framing: number;
   contentLength: number;
 }
@@ -283,7 +284,7 @@ export function h1ResponseHead(
   if (close || framing === BODY_CLOSE) lines += 'connection: close\r\n';
   else if (http10) lines += 'connection: keep-alive\r\n';
   lines += '\r\n';
-  return { bytes: Buffer.from(lines, 'latin1'), framing, contentLength: length };
+  return { text: lines, framing, contentLength: length };
 }
 
 /** Trailer fields (flat) as the chunked body's last chunk and trailer section. */

@@ -158,7 +158,8 @@ export class Http2Connection implements Expirable, FrameSink {
     this.local = sharedOf(opts).local;
     // The peer may encode with the default 4096 until it has seen our SETTINGS: a smaller table is
     // only enforced once they are acknowledged (RFC 7541 §4.2).
-    this.decoder = new HpackDecoder(Math.max(4096, opts.headerTableSize), opts.maxHeaderListSize);
+    // Upstream connections (client role) remember short literals: a backend repeats them per response.
+    this.decoder = new HpackDecoder(Math.max(4096, opts.headerTableSize), opts.maxHeaderListSize, role === 'client');
     this.encoder = new HpackEncoder();
     this.floods = new FloodGuard(opts.floods);
     this.transport = new H2Transport(socket, this);

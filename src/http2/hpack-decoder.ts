@@ -36,15 +36,25 @@ export class HpackDecoder {
   /** Read position in the current block; a field so that integer reads can advance it. */
   private p = 0;
 
+  /** Decoded short literals by their encoded octets (see `memoString`); null when not enabled. */
+  private memo: StringMemo | null = null;
+
   /**
    * maxTableSize is also the table's starting maximum, so a value below the protocol default of
    * 4096 is only right once the peer is known to use it; otherwise construct with 4096 and call
    * setMaxTableSize when the lower setting is acknowledged.
    */
-  constructor(maxTableSize: number, maxListSize: number) {
+  /**
+   * `memoStrings`: remember short decoded literals by their encoded octets. For upstream connections:
+   * a backend sends the same literals response after response (nginx: Date, Last-Modified, ETag,
+   * Content-Length, as literals not indexed), each otherwise Huffman-decoded into a new string every
+   * time. Per decoder, so one connection's values never answer for another's.
+   */
+  constructor(maxTableSize: number, maxListSize: number, memoStrings = false) {
     this.maxAllowed = maxTableSize;
     this.capacity = maxTableSize;
     this.maxListSize = maxListSize;
+    if (memoStrings) this.memo = new StringMemo();
   }
 
   /** Current dynamic table size in octets (RFC 7541 §4.1). */
@@ -177,8 +187,10 @@ export class HpackDecoder {
     if (len < 0 || len > end - this.p) return null;
     const s = this.p;
     this.p += len;
+    if (len === 0) return '';
+    if (this.memo !== null && len <= MEMO_MAX_OCTETS) return this.memo.get(buf, s, len, huffman);
     if (huffman) return huffmanDecode(buf, s, s + len);
-    return len === 0 ? '' : latin1Slice(buf, s, s + len);
+    return latin1Slice(buf, s, s + len);
   }
 
   private insert(name: string, value: string): void {
@@ -225,5 +237,47 @@ export class HpackDecoder {
     this.ring = ring;
     this.mask = cap - 1;
     this.tail = this.count;
+  }
+}
+
+/** Literals longer than this (encoded) are decoded every time. */
+const MEMO_MAX_OCTETS = 48;
+/** Slots of a memo (a power of two): direct-mapped by a hash of the octets. */
+const MEMO_SLOTS = 32;
+
+/**
+ * Decoded strings by their encoded octets (and whether Huffman-coded), direct-mapped: a slot holds
+ * the last string that hashed to it, and answers only when the octets compare equal, so a collision
+ * costs a decode, never a wrong value. Memory: a 1.5 KiB slab per decoder that has one.
+ */
+class StringMemo {
+  private readonly octets = new Uint8Array(MEMO_SLOTS * MEMO_MAX_OCTETS);
+  /** Encoded length + 1 (0: empty), with bit 8 set for Huffman. */
+  private readonly keys = new Uint16Array(MEMO_SLOTS);
+  private readonly values: string[] = new Array<string>(MEMO_SLOTS).fill('');
+
+  get(buf: Buffer, start: number, len: number, huffman: boolean): string | null {
+    let h = huffman ? 0x811c9dc5 : 0x050c5d1f;
+    for (let i = start; i < start + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+    const slot = (h ^ (h >>> 15)) & (MEMO_SLOTS - 1);
+    const key = (len + 1) | (huffman ? 0x100 : 0);
+    const at = slot * MEMO_MAX_OCTETS;
+    const octets = this.octets;
+    if (this.keys[slot] === key) {
+      let same = true;
+      for (let i = 0; i < len; i++) {
+        if (octets[at + i] !== buf[start + i]) {
+          same = false;
+          break;
+        }
+      }
+      if (same) return this.values[slot]!;
+    }
+    const value = huffman ? huffmanDecode(buf, start, start + len) : latin1Slice(buf, start, start + len);
+    if (value === null) return null;
+    octets.set(buf.subarray(start, start + len), at);
+    this.keys[slot] = key;
+    this.values[slot] = value;
+    return value;
   }
 }

@@ -214,8 +214,9 @@ describe('HPACK decoder fuzz', () => {
         (maxTable, maxList, steps) => {
           // Twins: one decodes each block in place inside a larger Buffer, the other a plain
           // Uint8Array view of a copy of just the block. Nothing outside [start, end) may matter.
+          // The second remembers short literals (as upstream connections do): it must decode alike.
           const inPlace = new HpackDecoder(maxTable, maxList);
-          const copied = new HpackDecoder(maxTable, maxList);
+          const copied = new HpackDecoder(maxTable, maxList, true);
           let max: number = maxTable;
           for (const [i, step] of steps.entries()) {
             if (step.kind === 'max') {

@@ -494,10 +494,13 @@ describe('HPACK hpack-test-case stories', () => {
 
   for (const [file, story] of stories) {
     test(`decodes ${file}`, () => {
-      const d = new HpackDecoder(4096, BIG_LIST);
-      for (const c of story.cases) {
-        if (c.header_table_size !== undefined) d.setMaxTableSize(c.header_table_size);
-        assert.deepEqual(decode(d, hex(c.wire)), caseFields(c.headers), `case ${c.seqno}`);
+      // the plain decoder, and one that remembers short literals (upstream connections): the same fields
+      for (const memo of [false, true]) {
+        const d = new HpackDecoder(4096, BIG_LIST, memo);
+        for (const c of story.cases) {
+          if (c.header_table_size !== undefined) d.setMaxTableSize(c.header_table_size);
+          assert.deepEqual(decode(d, hex(c.wire)), caseFields(c.headers), `case ${c.seqno}, memo ${memo}`);
+        }
       }
     });
 
@@ -515,6 +518,38 @@ describe('HPACK hpack-test-case stories', () => {
       }
     });
   }
+});
+
+describe('HPACK decoder string memo (upstream connections)', () => {
+  test('colliding and repeated literals, Huffman or not, always decode to their own value', () => {
+    const e = new HpackEncoder();
+    const plain = new HpackDecoder(4096, BIG_LIST);
+    const memo = new HpackDecoder(4096, BIG_LIST, true);
+    const rnd = prng(0x3e3);
+    // 300 distinct values over 32 slots, each sent many times, never indexed (x-never-*: literal every time)
+    const values = Array.from({ length: 300 }, (_, i) => `v${i}-${'abcdefghij'.slice(0, i % 10)}`);
+    for (let round = 0; round < 20; round++) {
+      const fields: string[] = [];
+      for (let k = 0; k < 25; k++) fields.push('authorization', values[Math.floor(rnd() * values.length)]!);
+      const block = e.encode(fields);
+      const got = decode(memo, block);
+      assert.deepEqual(got, decode(plain, block));
+      assert.deepEqual(
+        (got as Field[]).map(([, v]) => v),
+        fields.filter((_, i) => i % 2 === 1),
+      );
+    }
+    // the same octet as a raw value (0x07) and as a Huffman-coded one ('0', 00000 and three bits of padding):
+    // two strings, whichever comes first
+    assert.deepEqual(decode(memo, hex('00 01 61 01 07 00 01 61 81 07')), [
+      ['a', '\x07'],
+      ['a', '0'],
+    ]);
+    assert.deepEqual(decode(memo, hex('00 01 61 81 07 00 01 61 01 07')), [
+      ['a', '0'],
+      ['a', '\x07'],
+    ]);
+  });
 });
 
 describe('HPACK randomized round trip', () => {
