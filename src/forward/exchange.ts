@@ -445,13 +445,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
    * 304 to its revalidation, a 5xx while stale-if-error allows the stale object). Then the upstream
    * side is let go and true returned.
    */
-  cacheTakesOver(status: number, flat: () => string[]): boolean {
+  cacheTakesOver(status: number, flat: () => string[], reusable = false): boolean {
     const c = this.cache;
     if (c === null) return false;
     c.sawHead(flat);
     if (!c.takesOver(status)) return false;
     const fields = flat();
-    this.dropAttempt();
+    // A 304 that was all of the read leaves its HTTP/1.1 connection in step: back to the pool.
+    this.dropAttempt(reusable && this.requestDone);
     c.answer(status, fields);
     return true;
   }
@@ -646,13 +647,17 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   }
 
   /** Lets go of the current attempt's upstream side: an HTTP/1.1 connection is closed, a stream cancelled. */
-  private dropAttempt(): void {
+  /** Lets go of the upstream side of this attempt; `reusable`: its connection may serve another request. */
+  private dropAttempt(reusable = false): void {
     const conn = this.conn;
     if (conn !== null) {
       this.conn = null;
-      this.upstreamPaused = false;
       conn.deadline = 0;
-      conn.pool.release(conn, false);
+      if (this.upstreamPaused) {
+        this.upstreamPaused = false;
+        if (reusable) conn.resumeReading();
+      }
+      conn.pool.release(conn, reusable);
     }
     const leg = this.leg;
     if (leg !== null) {

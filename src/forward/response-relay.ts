@@ -81,7 +81,9 @@ export class ResponseRelay {
         // A status the route retries: the exchange drops this connection and tries elsewhere.
         if (this.ex.retriesStatus(res.status)) return;
         // A 304 to the cache's revalidation, a 5xx the cache answers with a stale object instead.
-        if (this.ex.cacheTakesOver(res.status, () => h2FieldsFromH1(res, null, false))) return;
+        // A 304 with nothing after its head in this read leaves the connection reusable.
+        const reusable = res.status === 304 && pos === len && res.reusable;
+        if (this.ex.cacheTakesOver(res.status, () => h2FieldsFromH1(res, null, false), reusable)) return;
         // A small body that is all here leaves in the head's buffer: one allocation, one copy.
         pos += this.writeHead(res, buf, pos, len);
         break;

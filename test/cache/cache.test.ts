@@ -368,6 +368,10 @@ describe('cache: revalidation and stale answers', () => {
     assert.equal(s.seen[1]?.headers['if-none-match'], '"v1"');
     assert.equal(s.hits.get('/r'), 2);
     assert.equal(s.zone.counters.revalidations, 1);
+    // the connection that carried the 304 went back to the pool: the next revalidation rides it
+    const third = await get(`${s.url}/r`);
+    assert.equal(third.headers['cache-status'], 'muxgate; fwd=stale; fwd-status=304');
+    assert.equal(s.seen[2]?.socket, s.seen[1]?.socket, 'the same upstream connection');
   });
 
   test('stale-if-error: the stale object answers a 5xx, and a backend that is down', async (t) => {
