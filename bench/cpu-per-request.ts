@@ -1,13 +1,16 @@
 // User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
 //   npx node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw|raw-handle] [--scenario get-12b]
 //                                     [--duration 5] [--strace] [--perf] [--upstream http1|http2]
+//                                     [--cpu-quota 0.5]
 // Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
 // `--upstream http2`: muxgate's or HAProxy's upstream over h2c to the backend's h2c port (the h2-upstream figure).
+// `--cpu-quota F`: the proxy gets at most F of a core (a cgroup's CFS quota; root, cgroup v1 `cpu` or v2), so
+// that the proxy, not the load core, is what bounds req/s: req/s then compares the proxies' efficiency.
 // `raw` and `raw-handle` are the reference forwarders (bench/raw-forwarder.ts, bench/raw-handle-forwarder.ts;
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -36,6 +39,26 @@ function cpuTicks(pid: number): { user: number; kernel: number } {
   return { user: Number(rest[11]), kernel: Number(rest[12]) };
 }
 
+/** Puts `pid` (all its threads) in a new cgroup allowed `share` of one core (CFS quota over a 100 ms period). */
+function limitCpu(pid: number, share: number): void {
+  if (!(share > 0 && share <= 1)) throw new Error(`--cpu-quota: a share of a core in (0, 1], not ${share}`);
+  const period = 100_000;
+  const quota = Math.round(period * share);
+  const v1 = '/sys/fs/cgroup/cpu';
+  if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
+    const dir = `${v1}/muxgate-bench-${pid}`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
+    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
+    writeFileSync(`${dir}/cgroup.procs`, String(pid));
+    return;
+  }
+  const dir = `/sys/fs/cgroup/muxgate-bench-${pid}`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
+  writeFileSync(`${dir}/cgroup.procs`, String(pid));
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -45,6 +68,7 @@ async function main(): Promise<void> {
       strace: { type: 'boolean', default: false },
       perf: { type: 'boolean', default: false },
       upstream: { type: 'string', default: 'http1' },
+      'cpu-quota': { type: 'string' },
     },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
@@ -78,6 +102,7 @@ async function main(): Promise<void> {
     if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
   }
   const server = await startServer(spec, dir);
+  if (values['cpu-quota'] !== undefined) limitCpu(server.tracked.pid, Number(values['cpu-quota']));
   const port = values.proxy.startsWith('raw') ? RAW_PORT : PROXY_PORTS[values.proxy as ProxyName];
   const load = {
     url: `http://127.0.0.1:${port}${scenario.path}`,
