@@ -10,7 +10,7 @@
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -39,6 +39,9 @@ function cpuTicks(pid: number): { user: number; kernel: number } {
   return { user: Number(rest[11]), kernel: Number(rest[12]) };
 }
 
+/** The cgroup limitCpu made: removed once its process is gone. */
+let cgroupDir: string | null = null;
+
 /** Puts `pid` (all its threads) in a new cgroup allowed `share` of one core (CFS quota over a 100 ms period). */
 function limitCpu(pid: number, share: number): void {
   if (!(share > 0 && share <= 1)) throw new Error(`--cpu-quota: a share of a core in (0, 1], not ${share}`);
@@ -48,6 +51,7 @@ function limitCpu(pid: number, share: number): void {
   if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
     const dir = `${v1}/muxgate-bench-${pid}`;
     mkdirSync(dir, { recursive: true });
+    cgroupDir = dir;
     writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
     writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
     writeFileSync(`${dir}/cgroup.procs`, String(pid));
@@ -55,6 +59,7 @@ function limitCpu(pid: number, share: number): void {
   }
   const dir = `/sys/fs/cgroup/muxgate-bench-${pid}`;
   mkdirSync(dir, { recursive: true });
+  cgroupDir = dir;
   writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
   writeFileSync(`${dir}/cgroup.procs`, String(pid));
 }
@@ -153,4 +158,5 @@ try {
   await main();
 } finally {
   await stopAll();
+  if (cgroupDir !== null) rmdirSync(cgroupDir); // empty now: its process has exited
 }
