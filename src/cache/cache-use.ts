@@ -210,9 +210,9 @@ export class CacheUse {
   }
 
   /**
-   * The upstream's final head, for an unsafe method: the URLs its Location and Content-Location name
+   * The upstream's final head: for an unsafe method, the URLs its Location and Content-Location name
    * are invalidated with the target's if it succeeds (RFC 9111 §4.4). `flat()`: name, value, ... with
-   * the status line's pair first; called only for unsafe methods.
+   * the status line's pair first; made only for unsafe methods.
    */
   sawHead(flat: () => readonly string[]): void {
     if (!this.rc.unsafe(this.ex.head.method)) return;

@@ -646,8 +646,10 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     return null;
   }
 
-  /** Lets go of the current attempt's upstream side: an HTTP/1.1 connection is closed, a stream cancelled. */
-  /** Lets go of the upstream side of this attempt; `reusable`: its connection may serve another request. */
+  /**
+   * Lets go of the current attempt's upstream side: an HTTP/1.1 connection is closed (or, `reusable`,
+   * returned to its pool), a stream cancelled unless it already ended.
+   */
   private dropAttempt(reusable = false): void {
     const conn = this.conn;
     if (conn !== null) {

@@ -18,8 +18,9 @@ export interface LocalAnswerTarget {
 
 /**
  * One response muxgate writes itself to one client, as it comes: a stored object at once (a cache
- * hit, an Idempotency-Key replay), or a coalesced cache miss while the one upstream answer streams in. HTTP/1.1 gets a Content-Length when the
- * length is known, else chunked (HTTP/1.0: the end of the connection); HTTP/2 gets the body unframed.
+ * hit, an Idempotency-Key replay), or a coalesced cache miss while the one upstream answer streams
+ * in. HTTP/1.1 gets a Content-Length when the length is known, else chunked (HTTP/1.0: the end of
+ * the connection); HTTP/2 gets the body unframed.
  */
 export class LocalAnswer {
   private readonly ex: LocalAnswerTarget;

@@ -17,6 +17,19 @@ import { type H2Backend, type H2BackendOptions, h2cBackend } from '../helpers/h2
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
 import { waitUntil } from '../helpers/wait.ts';
 import { connect, curl, field } from '../helpers/wire.ts';
+import { rawBackend } from '../helpers/backend.ts';
+import {
+  buildFrame,
+  FLAG_ACK,
+  FLAG_END_HEADERS,
+  FLAG_END_STREAM,
+  FRAME_HEADER,
+  GOAWAY,
+  HEADERS,
+  PREFACE_LENGTH,
+  RST_STREAM,
+  SETTINGS,
+} from '../helpers/h2-frames.ts';
 
 const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -319,55 +332,43 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     // A raw h2c backend that logs every frame type it receives and answers each request with
     // HEADERS (:status 200, END_STREAM) and nothing else.
     const frames: number[] = [];
-    const socks = new Set<net.Socket>();
-    const srv = net.createServer((sock) => {
-      socks.add(sock);
+    const b = await rawBackend((sock) => {
       let buf = Buffer.alloc(0);
       let preface = false;
-      sock.write(Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])); // empty SETTINGS
+      sock.write(buildFrame(SETTINGS, 0, 0));
       sock.on('data', (d: Buffer) => {
         buf = Buffer.concat([buf, d]);
         if (!preface) {
-          if (buf.length < 24) return;
-          buf = buf.subarray(24);
+          if (buf.length < PREFACE_LENGTH) return;
+          buf = buf.subarray(PREFACE_LENGTH);
           preface = true;
         }
-        while (buf.length >= 9) {
+        while (buf.length >= FRAME_HEADER) {
           const len = buf.readUIntBE(0, 3);
-          if (buf.length < 9 + len) return;
+          if (buf.length < FRAME_HEADER + len) return;
           const type = buf[3]!;
           const flags = buf[4]!;
           const id = buf.readUInt32BE(5) & 0x7fffffff;
-          buf = buf.subarray(9 + len);
+          buf = buf.subarray(FRAME_HEADER + len);
           frames.push(type);
-          if (type === 7) sock.end(); // GOAWAY: the proxy is closing
-          if (type === 4 && (flags & 1) === 0) sock.write(Buffer.from([0, 0, 0, 4, 1, 0, 0, 0, 0])); // SETTINGS ACK
-          if (type === 1) {
-            // HEADERS, END_STREAM | END_HEADERS, one field: :status 200 (static index 8)
-            const h = Buffer.from([0, 0, 1, 1, 5, 0, 0, 0, 0, 0x88]);
-            h.writeUInt32BE(id, 5);
-            sock.write(h);
-          }
+          if (type === GOAWAY) sock.end(); // the proxy is closing
+          if (type === SETTINGS && (flags & FLAG_ACK) === 0) sock.write(buildFrame(SETTINGS, FLAG_ACK, 0));
+          // one field: :status 200 (static index 8)
+          if (type === HEADERS)
+            sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, Buffer.from([0x88])));
         }
       });
       sock.on('error', () => {});
     });
-    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-    t.after(
-      () =>
-        new Promise<void>((r) => {
-          for (const s of socks) s.destroy();
-          srv.close(() => r());
-        }),
-    );
-    const p = await proxy(t, `127.0.0.1:${(srv.address() as net.AddressInfo).port}`, { protocol: 'http2' });
+    t.after(() => b.close());
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
     for (let i = 0; i < 5; i++) {
       const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
       assert.equal(r.status, 200);
     }
-    assert.equal(frames.filter((f) => f === 1).length, 5, 'five requests');
+    assert.equal(frames.filter((f) => f === HEADERS).length, 5, 'five requests');
     assert.deepEqual(
-      frames.filter((f) => f === 3),
+      frames.filter((f) => f === RST_STREAM),
       [],
       'no RST_STREAM: each stream ended with END_STREAM both ways',
     );
