@@ -64,6 +64,19 @@ function limitCpu(pid: number, share: number): void {
   writeFileSync(`${dir}/cgroup.procs`, String(pid));
 }
 
+/** Busy and total ticks of each CPU (/proc/stat: busy = all but idle and iowait). */
+function coreTicks(): { busy: number; total: number }[] {
+  const cores: { busy: number; total: number }[] = [];
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) (.*)$/.exec(line);
+    if (m === null) continue;
+    const f = (m[2] ?? '').trim().split(/\s+/).map(Number);
+    const total = f.slice(0, 8).reduce((x, y) => x + y, 0);
+    cores[Number(m[1])] = { busy: total - (f[3] ?? 0) - (f[4] ?? 0), total };
+  }
+  return cores;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -132,7 +145,9 @@ async function main(): Promise<void> {
     : undefined;
   if (strace || perf) await new Promise((r) => setTimeout(r, 500));
   const before = cpuTicks(server.tracked.pid);
+  const coresBefore = coreTicks();
   const r = await runWrk({ ...load, durationS: Number(values.duration) });
+  const coresAfter = coreTicks();
   const after = cpuTicks(server.tracked.pid);
   if (perf) {
     perf.kill('SIGINT');
@@ -149,8 +164,16 @@ async function main(): Promise<void> {
   // a proxy answering errors is fast and cheap: say so rather than report its CPU as the cost of a request
   const errors =
     r.errorCount > 0 ? ` (${r.errorCount} ERRORS: socket errors or statuses >= 400; not a valid figure)` : '';
+  // each core's busy time per request: the load core (wrk and the backend) can be what bounds req/s, and a
+  // proxy's way of writing (how many requests per backend read, say) changes what the load core spends
+  const core = (cpu: number): string => {
+    const b = coresBefore[cpu];
+    const a = coresAfter[cpu];
+    if (a === undefined || b === undefined) return '?';
+    return `${us(a.busy - b.busy)} µs/req (${Math.round((100 * (a.busy - b.busy)) / (a.total - b.total))} % busy)`;
+  };
   process.stdout.write(
-    `${values.proxy} ${scenario.name}: ${Math.round(r.rps)} req/s, user ${us(after.user - before.user)} µs/req, kernel ${us(after.kernel - before.kernel)} µs/req${errors}\n`,
+    `${values.proxy} ${scenario.name}: ${Math.round(r.rps)} req/s, user ${us(after.user - before.user)} µs/req, kernel ${us(after.kernel - before.kernel)} µs/req; proxy core ${core(Number(PROXY_CPU))}, load core ${core(Number(LOAD_CPU))}${errors}\n`,
   );
 }
 

@@ -43,6 +43,8 @@ export const H2_UPSTREAM_SCENARIO = 'h2-upstream';
 export const H2_GROUP = 'h2';
 /** seconds per measured run of these two figures (`--h2-duration`): short, to keep `npm run bench` near 15 minutes */
 export const H2_DEFAULT_DURATION_S = 5;
+/** rounds of these two figures (`--h2-rounds`): more than the others, their runs being short */
+export const H2_DEFAULT_ROUNDS = 5;
 
 // h2-ingress: 10 connections × 10 streams = 100 requests in flight (H2_MAX_STREAMS allows them all)
 export const H2_INGRESS_CLIENTS = 10;
@@ -289,12 +291,13 @@ export function h2IngressCommand(durationS: number, warmupS: number): string {
   return `taskset -c ${LOAD_CPU} h2load ${argv.join(' ')}`;
 }
 
-export function h2IngressMethod(durationS: number, warmupS: number): string {
+export function h2IngressMethod(durationS: number, warmupS: number, rounds: number): string {
   return (
     `HTTP/2 in cleartext with prior knowledge (h2c) from the client, HTTP/1.1 to the backend: \`${h2IngressCommand(durationS, warmupS)}\` ` +
     `(${H2_INGRESS_CLIENTS} connections × ${H2_INGRESS_STREAMS} streams = ${H2_INGRESS_CLIENTS * H2_INGRESS_STREAMS} requests in flight, ` +
     `req/s and p50/p99 over the ${durationS} s after the ${warmupS} s warm-up) against muxgate \`protocol: http2\`, ` +
-    'nginx `listen … http2` (no ssl) and HAProxy `bind … proto h2`, each pinned to the proxy core; its own proxies and ports, interleaved rounds.'
+    'nginx `listen … http2` (no ssl) and HAProxy `bind … proto h2`, each pinned to the proxy core; its own proxies and ports, ' +
+    `${rounds} interleaved rounds.`
   );
 }
 
@@ -492,13 +495,13 @@ export function h2UpstreamCommand(durationS: number): string {
   return `taskset -c ${LOAD_CPU} wrk ${wrkArgv({ url: 'http://127.0.0.1:<port>/', args: H2_UPSTREAM_WRK_ARGS, durationS, cpu: LOAD_CPU }).join(' ')}`;
 }
 
-export function h2UpstreamMethod(durationS: number, warmupS: number): string {
+export function h2UpstreamMethod(durationS: number, warmupS: number, rounds: number): string {
   return (
     `HTTP/1.1 clients, muxgate's upstream over HTTP/1.1 (pooled keep-alive) vs HTTP/2 (h2c, prior knowledge) to the same nginx backend ` +
     `(one server block listening on ${BACKEND_PORT} for HTTP/1.1 and on ${BACKEND_H2C_PORT} for h2c): \`${h2UpstreamCommand(durationS)}\` ` +
     `after a ${warmupS} s warm-up run, against two muxgate instances pinned to the proxy core (cluster \`protocol: http1\` / \`protocol: http2\`) ` +
     `and HAProxy with \`server … proto h2\` to the same h2c port, ` +
-    'interleaved rounds; upstream TCP connections counted with `ss` halfway through each run and after it; ' +
+    `${rounds} interleaved rounds; upstream TCP connections counted with \`ss\` halfway through each run and after it; ` +
     "the proxy's CPU time per request (utime + stime from `/proc/<pid>/stat` before and after the measured run, ÷ requests)."
   );
 }

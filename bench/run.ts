@@ -11,7 +11,7 @@
 // RFC 8441 backend, bench/ws-h2-backend.ts).
 //
 //   npm run bench -- [--scenario get-12b,get-64k,post-16k,latency-fixed-rate,idle-rss,workers,cache,h2-ingress,h2-upstream,ws,ws-h2-idle]
-//                    [--rounds 3] [--duration 10] [--h2-duration 5] [--ws-duration 4] [--only muxgate,nginx]
+//                    [--rounds 3] [--duration 10] [--h2-duration 5] [--h2-rounds 5] [--ws-duration 4] [--only muxgate,nginx]
 //                    [--idle-connections 9000] [--ws-idle-sockets 5000] [--ws-backend frames|ws]
 //                    [--ws-h2-sockets 10000] [--h2-idle-connections 5000]
 //                    [--out bench/RESULTS.md]
@@ -60,6 +60,7 @@ import { CACHE_SCENARIO, type CacheState, cacheMethod, cachePorts, renderCache, 
 import { type FigureContext, rotate } from './figure.ts';
 import {
   H2_DEFAULT_DURATION_S,
+  H2_DEFAULT_ROUNDS,
   H2_GROUP,
   H2_INGRESS_SCENARIO,
   H2_UPSTREAM_SCENARIO,
@@ -190,6 +191,7 @@ const USAGE = `usage: npm run bench -- [options]
   --rounds N              interleaved rounds (default 3)
   --duration S            seconds per wrk or h2load run, except in the h2 and ws figures (default 10; plus a ${WARMUP_S} s warm-up)
   --h2-duration S         seconds per run of ${H2_INGRESS_SCENARIO} and ${H2_UPSTREAM_SCENARIO} (default ${H2_DEFAULT_DURATION_S}; plus the warm-up)
+  --h2-rounds N           interleaved rounds of those two figures (default ${H2_DEFAULT_ROUNDS}: their runs are short and their ratios near 1)
   --ws-duration S         seconds per WebSocket latency and throughput run of ${WS_SCENARIO} (default ${WS_DEFAULT_DURATION_S}; plus the warm-up)
   --idle-connections N    idle connections for ${IDLE_RSS_SCENARIO} (default ${IDLE_DEFAULT_CONNECTIONS})
   --ws-idle-sockets N     idle WebSockets for the memory part of ${WS_SCENARIO} (default ${WS_DEFAULT_IDLE_SOCKETS})
@@ -206,6 +208,7 @@ interface Options {
   rounds: number;
   durationS: number;
   h2DurationS: number;
+  h2Rounds: number;
   wsDurationS: number;
   idleConnections: number;
   wsIdleSockets: number;
@@ -253,6 +256,7 @@ function parseOptions(argv: string[]): Options | undefined {
       rounds: { type: 'string' },
       duration: { type: 'string' },
       'h2-duration': { type: 'string' },
+      'h2-rounds': { type: 'string' },
       'ws-duration': { type: 'string' },
       'idle-connections': { type: 'string' },
       'ws-idle-sockets': { type: 'string' },
@@ -288,6 +292,7 @@ function parseOptions(argv: string[]): Options | undefined {
     rounds: positiveInt(values.rounds, 3, 'rounds'),
     durationS: positiveInt(values.duration, 10, 'duration'),
     h2DurationS: positiveInt(values['h2-duration'], H2_DEFAULT_DURATION_S, 'h2-duration'),
+    h2Rounds: positiveInt(values['h2-rounds'], H2_DEFAULT_ROUNDS, 'h2-rounds'),
     wsDurationS: positiveInt(values['ws-duration'], WS_DEFAULT_DURATION_S, 'ws-duration'),
     idleConnections: positiveInt(values['idle-connections'], IDLE_DEFAULT_CONNECTIONS, 'idle-connections'),
     wsIdleSockets: positiveInt(values['ws-idle-sockets'], WS_DEFAULT_IDLE_SOCKETS, 'ws-idle-sockets'),
@@ -326,8 +331,8 @@ function workersVariantsFor(opts: Options): WorkersVariant[] {
 function figureMethod(f: Figure, opts: Options): string {
   if (f === FIXED_RATE_SCENARIO) return fixedRateMethod(opts.durationS, WARMUP_S);
   if (f === IDLE_RSS_SCENARIO) return idleRssMethod(opts.idleConnections);
-  if (f === H2_INGRESS_SCENARIO) return h2IngressMethod(opts.h2DurationS, WARMUP_S);
-  if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S);
+  if (f === H2_INGRESS_SCENARIO) return h2IngressMethod(opts.h2DurationS, WARMUP_S, opts.h2Rounds);
+  if (f === H2_UPSTREAM_SCENARIO) return h2UpstreamMethod(opts.h2DurationS, WARMUP_S, opts.h2Rounds);
   if (f === WS_SCENARIO) return wsMethod(opts.wsDurationS, WARMUP_S, opts.wsIdleSockets, opts.wsBackend);
   if (f === WS_H2_IDLE_SCENARIO) return wsH2Method(wsH2Options(opts));
   if (f === ACCESS_LOG_SCENARIO) return accessLogMethod(opts.durationS, WARMUP_S);
@@ -501,7 +506,7 @@ async function main(): Promise<number> {
 
   console.log(
     `muxgate bench: ${opts.rounds} round(s) × ${opts.durationS} s` +
-      `${opts.figures.some((f) => f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO) ? ` (h2 figures: ${opts.h2DurationS} s)` : ''}` +
+      `${opts.figures.some((f) => f === H2_INGRESS_SCENARIO || f === H2_UPSTREAM_SCENARIO) ? ` (h2 figures: ${opts.h2Rounds} round(s) × ${opts.h2DurationS} s)` : ''}` +
       `${opts.figures.includes(WS_SCENARIO) ? ` (${WS_SCENARIO}: ${opts.wsDurationS} s)` : ''}` +
       `, scenarios ${[...opts.scenarios.map((s) => s.name), ...opts.figures].join(', ')}`,
   );
@@ -548,8 +553,9 @@ async function main(): Promise<number> {
     if (opts.figures.includes(RESILIENCE_SCENARIO) && !interrupted) await runResilienceFigure(ctx, st.resilience);
     if (opts.figures.includes(PASSTHROUGH_SCENARIO) && !interrupted) await runPassthroughFigure(ctx, st.passthrough);
     if (opts.figures.includes(CACHE_SCENARIO) && !interrupted) await runCacheFigure(ctx, st.cache);
-    // the HTTP/2 figures use their own (shorter) run length
-    const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS };
+    // the HTTP/2 figures use their own (shorter) run length, and more rounds: a 5 s run moves more from round
+    // to round, and the h2-upstream ratio to HAProxy sits near 1, where 3 rounds leave the median to chance
+    const h2Ctx: FigureContext = { ...ctx, durationS: opts.h2DurationS, rounds: opts.h2Rounds };
     if (opts.figures.includes(H2_INGRESS_SCENARIO) && !interrupted) await runH2IngressFigure(h2Ctx, st.h2.ingress);
     if (opts.figures.includes(H2_UPSTREAM_SCENARIO) && !interrupted) await runH2UpstreamFigure(h2Ctx, st.h2.upstream);
     // so does the WebSocket figure
