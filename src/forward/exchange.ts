@@ -24,8 +24,8 @@ import type { PoolWaiter } from '../pool/pool-waiter.ts';
 import type { H1UpstreamConnection, UpstreamUser } from '../pool/h1-upstream-connection.ts';
 import type { Route } from '../router/route.ts';
 import type { RetryOn } from '../config/retry.ts';
-import type { RetryPolicy, RetrySkip } from '../router/retry-policy.ts';
 import { errorResponse, fieldLines } from './error-response.ts';
+import { ExchangeRetries } from './exchange-retries.ts';
 import { H2Leg } from './h2-leg.ts';
 import { ResponseRelay } from './response-relay.ts';
 import { buildUpstreamHead } from './upstream-head.ts';
@@ -100,19 +100,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   private countsActive = false;
   upstreamPaused = false;
 
-  // Retries of a route with `retry:` (see tryRetry).
-  /** Tries made so far, this one included. */
-  private attempt = 1;
-  /** Counted in the route's requests in flight (its retry budget's base). */
-  private inBudget = false;
-  /** Counted as retrying in the route's budget and the cluster's max_retries. */
-  private retrying = false;
-  /** The request body as received, kept for a replay; null when there is none or it outgrew retry_buffer_bytes. */
-  private replay: Buffer[] | null = null;
-  private replayBytes = 0;
-  private replayDropped = false;
-  private retryTimer: NodeJS.Timeout | null = null;
-  retrySkipped: RetrySkip | null = null;
+  /** The route's `retry:` at work for this request (null: the route has none; see tryRetry). */
+  private retries: ExchangeRetries | null = null;
   /** The request carries an Idempotency-Key on a route with idempotency on: retried like an idempotent method. */
   keyed = false;
   /**
@@ -167,7 +156,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       return 0;
     }
     const policy = route.retry;
-    if (policy !== null) this.enterBudget(policy);
+    if (policy !== null)
+      this.retries = new ExchangeRetries(policy, route.cluster, this.requestDone, head.contentLength);
     let used = 0;
     if (!this.requestDone && end > start) {
       // Held as views for now even when lent: if the pool has a connection at hand, the head and
@@ -338,7 +328,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.bytesIn += take;
     if (take === 0 || this.done) return take;
     const slice = take === buf.length ? buf : buf.subarray(start, start + take);
-    if (this.replay !== null) this.keepForReplay(slice);
+    if (this.retries !== null) this.retries.keep(slice);
     const conn = this.conn;
     const leg = this.leg;
     if (conn !== null) {
@@ -467,7 +457,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     if (this.done) return;
     this.status = status;
     this.done = true;
-    this.leaveBudget();
+    this.retries?.leave();
     this.releaseEndpoint();
     this.logAccess(this.recordDuration());
     this.session.onExchangeDone(!this.closeDownstream);
@@ -562,28 +552,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     return p === undefined || p === null || p.retries('refused-stream');
   }
 
-  // --- retries (a route's retry:) ---
-
-  /** Starts counting this request in its route's retry budget; keeps its body for a replay when it fits. */
-  private enterBudget(p: RetryPolicy): void {
-    p.requestsActive++;
-    this.inBudget = true;
-    if (this.requestDone) return;
-    if (this.head.contentLength > p.bufferBytes) this.replayDropped = true;
-    else this.replay = [];
-  }
-
-  private keepForReplay(slice: Buffer): void {
-    const p = this.route!.retry!;
-    this.replayBytes += slice.length;
-    if (this.replayBytes > p.bufferBytes) {
-      this.replay = null;
-      this.replayDropped = true;
-      return;
-    }
-    // A copy: the slice may be a view of the shared read buffer, or be queued on a socket.
-    this.replay!.push(Buffer.from(slice));
-  }
+  // --- retries (a route's retry:, counted by ExchangeRetries) ---
 
   /**
    * The current attempt failed (`why`: a connect failure, a reset or timeout before the response head,
@@ -593,12 +562,12 @@ export class Exchange implements PoolWaiter, UpstreamUser {
    */
   private tryRetry(why: RetryOn | 'status', code: ErrorCode | null, status = 0): boolean {
     if (this.done) return false;
-    const p = this.route?.retry ?? null;
-    if (p === null || (why !== 'status' && !p.retries(why))) return false;
+    const r = this.retries;
+    if (r === null || (why !== 'status' && !r.policy.retries(why))) return false;
     const cluster = this.route!.cluster;
-    const skip = this.retryBlocker(p, why);
+    const skip = r.blocker(why, this.keyed || IDEMPOTENT.has(this.head.method), this.requestDone);
     if (skip !== null) {
-      this.retrySkipped = skip;
+      r.skipped = skip;
       cluster.recordRetrySkipped(skip);
       return false;
     }
@@ -609,41 +578,22 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     // (a failed connect was already told by the pool)
     const next = cluster.pickOther(this.hashKey, prev);
     if (next === undefined) return false;
-    this.attempt++;
-    cluster.retries++;
-    if (!this.retrying) {
-      this.retrying = true;
-      p.retriesActive++;
-      cluster.retriesActive++;
-    }
+    r.count();
     this.dropAttempt();
-    if (this.replay !== null && this.replay.length > 0 && why !== 'connect-failure') {
-      this.pendingBody = this.replay.slice();
-      this.pendingBytes = this.replayBytes;
+    // After a failed connect the body was never sent: it is still held (pendingBody).
+    const body = why === 'connect-failure' ? null : r.replayBody();
+    if (body !== null) {
+      this.pendingBody = body;
+      this.pendingBytes = r.replayLength;
     }
     this.releaseEndpoint();
     this.useEndpoint(next);
-    const delay = p.backoffMs(this.attempt - 1);
-    this.retryTimer = setTimeout(() => {
-      this.retryTimer = null;
+    r.afterBackoff(() => {
       if (this.done) return;
       this.poolStartedAt = performance.now();
       this.acquireOn(next);
-    }, delay);
+    });
     return true;
-  }
-
-  private retryBlocker(p: RetryPolicy, why: RetryOn | 'status'): RetrySkip | null {
-    if (this.attempt >= p.attempts) return 'attempts';
-    // A failed connect sent nothing, so any method may go again, its body still held (pendingBody).
-    if (why !== 'connect-failure') {
-      if (!this.keyed && !IDEMPOTENT.has(this.head.method)) return 'not_idempotent';
-      if (!this.requestDone) return 'body_incomplete';
-      if (this.replayDropped) return 'body_too_large';
-    }
-    if (!this.retrying && !p.budgetAllows()) return 'budget';
-    if (!this.retrying && !this.route!.cluster.admitRetry()) return 'circuit_open';
-    return null;
   }
 
   /**
@@ -667,23 +617,6 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       leg.release();
     }
     this.relay = new ResponseRelay(this);
-  }
-
-  /** The exchange is over: it leaves its route's retry budget and its cluster's retry count. */
-  private leaveBudget(): void {
-    if (this.retryTimer !== null) {
-      clearTimeout(this.retryTimer);
-      this.retryTimer = null;
-    }
-    if (!this.inBudget) return;
-    this.inBudget = false;
-    const p = this.route!.retry!;
-    p.requestsActive--;
-    if (this.retrying) {
-      this.retrying = false;
-      p.retriesActive--;
-      this.route!.cluster.retriesActive--;
-    }
   }
 
   // --- from the session ---
@@ -747,7 +680,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.pool.release(conn, upstreamReusable && this.requestDone);
     }
     this.leg?.release();
-    if (this.inBudget) this.leaveBudget();
+    if (this.retries !== null) this.retries.leave();
     if (this.tap !== null) this.tap.finish(true);
     if (this.cache !== null) this.cache.completed(this.status);
     if (!this.requestDone) this.closeDownstream = true;
@@ -804,7 +737,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       conn.pool.release(conn, false);
     }
     this.leg?.release();
-    this.leaveBudget();
+    this.retries?.leave();
     if (this.tap !== null) this.tap.finish(false);
     this.cache?.ended();
     const ctx = this.session.ctx;
@@ -880,8 +813,8 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       upstreamProtocol: this.leg !== null ? 'HTTP/2' : undefined,
       poolWaitMs: this.poolWaitMs,
       error: this.error,
-      attempts: this.attempt,
-      retrySkipped: this.retrySkipped,
+      attempts: this.retries?.attempt ?? 1,
+      retrySkipped: this.retries?.skipped ?? null,
       cache: this.cache?.logged,
     });
   }
