@@ -12,7 +12,7 @@ import { MetricsExporter } from '../../src/admin/metrics.ts';
 import { type Backend, httpBackend, rawBackend, readHead } from '../helpers/backend.ts';
 import { h2cBackend } from '../helpers/h2-backend.ts';
 import { startProxy, type TestProxy } from '../helpers/proxy.ts';
-import { waitUntil } from '../helpers/wait.ts';
+import { gate, waitUntil } from '../helpers/wait.ts';
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse, body: Buffer) => void;
 
@@ -134,6 +134,29 @@ describe('retries (route retry:)', () => {
     assert.equal(await res.text(), `got ${body.length}`);
     assert.ok(a.seen[0]!.body.equals(body), 'the first endpoint got the body');
     assert.ok(b.seen[0]!.body.equals(body), 'the replay is the same bytes');
+  });
+
+  it('a replayed body is the bytes the client sent, though other reads reused the shared read buffer meanwhile', async (t) => {
+    // The body is read into the one buffer every plain connection's reads share; what is kept for a
+    // replay must be a copy. Another client's request (a large head, read into that same buffer) and
+    // its answer pass while the first attempt is still open; only then does that attempt fail.
+    const hold = gate();
+    const a = await counting(t, (req) => {
+      void hold.promise.then(() => req.socket.destroy());
+    });
+    const b = await counting(t, (_req, res, body) => res.end(`got ${body.length}`));
+    const p = await proxyOver(t, a.b.addr, b.b.addr, {});
+    const body = Buffer.alloc(20_000);
+    for (let i = 0; i < body.length; i++) body[i] = (i * 13 + 5) & 0xff;
+    const put = fetch(`${p.url}/put`, { method: 'PUT', body });
+    await waitUntil(() => a.seen.length === 1, 'the first endpoint has the body');
+    const other = await fetch(`${p.url}/other`, { headers: { 'x-pad': 'z'.repeat(12_000) } });
+    assert.equal(await other.text(), 'got 0');
+    hold.open();
+    const res = await put;
+    assert.equal(await res.text(), `got ${body.length}`);
+    assert.equal(b.seen.length, 2);
+    assert.ok(b.seen[1]!.body.equals(body), 'the replay is the bytes the client sent');
   });
 
   it('a body larger than retry_buffer_bytes is not replayed: 502 and retry_skipped=body_too_large', async (t) => {
