@@ -10,11 +10,11 @@
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { stopAll } from './procs.ts';
+import { limitCpu, removeCgroup, stopAll } from './procs.ts';
 import { scenarios } from './scenarios.ts';
 import {
   BACKEND_H2C_PORT,
@@ -39,31 +39,6 @@ function cpuTicks(pid: number): { user: number; kernel: number } {
   return { user: Number(rest[11]), kernel: Number(rest[12]) };
 }
 
-/** The cgroup limitCpu made: removed once its process is gone. */
-let cgroupDir: string | null = null;
-
-/** Puts `pid` (all its threads) in a new cgroup allowed `share` of one core (CFS quota over a 100 ms period). */
-function limitCpu(pid: number, share: number): void {
-  if (!(share > 0 && share <= 1)) throw new Error(`--cpu-quota: a share of a core in (0, 1], not ${share}`);
-  const period = 100_000;
-  const quota = Math.round(period * share);
-  const v1 = '/sys/fs/cgroup/cpu';
-  if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
-    const dir = `${v1}/muxgate-bench-${pid}`;
-    mkdirSync(dir, { recursive: true });
-    cgroupDir = dir;
-    writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
-    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
-    writeFileSync(`${dir}/cgroup.procs`, String(pid));
-    return;
-  }
-  const dir = `/sys/fs/cgroup/muxgate-bench-${pid}`;
-  mkdirSync(dir, { recursive: true });
-  cgroupDir = dir;
-  writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
-  writeFileSync(`${dir}/cgroup.procs`, String(pid));
-}
-
 /** Busy and total ticks of each CPU (/proc/stat: busy = all but idle and iowait). */
 function coreTicks(): { busy: number; total: number }[] {
   const cores: { busy: number; total: number }[] = [];
@@ -76,6 +51,9 @@ function coreTicks(): { busy: number; total: number }[] {
   }
   return cores;
 }
+
+/** The cgroup --cpu-quota made: removed once its process is gone. */
+let cgroupDir: string | null = null;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -120,7 +98,7 @@ async function main(): Promise<void> {
     if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
   }
   const server = await startServer(spec, dir);
-  if (values['cpu-quota'] !== undefined) limitCpu(server.tracked.pid, Number(values['cpu-quota']));
+  if (values['cpu-quota'] !== undefined) cgroupDir = limitCpu(server.tracked.pid, Number(values['cpu-quota']));
   const port = values.proxy.startsWith('raw') ? RAW_PORT : PROXY_PORTS[values.proxy as ProxyName];
   const load = {
     url: `http://127.0.0.1:${port}${scenario.path}`,
@@ -181,5 +159,5 @@ try {
   await main();
 } finally {
   await stopAll();
-  if (cgroupDir !== null) rmdirSync(cgroupDir); // empty now: its process has exited
+  if (cgroupDir !== null) removeCgroup(cgroupDir); // empty now: its process has exited
 }

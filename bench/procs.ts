@@ -3,7 +3,7 @@
 // stops the processes it started itself (nginx and muxgate workers), by pid.
 
 import { type ChildProcess, type SpawnOptions, spawn, spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 
 export interface ExitInfo {
   code: number | null;
@@ -203,3 +203,33 @@ export const sumTicks = (pids: readonly number[]): number | undefined => {
   }
   return total;
 };
+
+/**
+ * Puts `pid` (all its threads) in a new cgroup allowed `share` of one core (CFS quota over a 100 ms
+ * period; cgroup v1 `cpu` or v2; root). Returns the cgroup's directory, for removeCgroup once the
+ * process has exited.
+ */
+export function limitCpu(pid: number, share: number): string {
+  if (!(share > 0 && share <= 1)) throw new Error(`--cpu-quota: a share of a core in (0, 1], not ${share}`);
+  const period = 100_000;
+  const quota = Math.round(period * share);
+  const v1 = '/sys/fs/cgroup/cpu';
+  if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
+    const dir = `${v1}/muxgate-bench-${pid}`;
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(`${dir}/cpu.cfs_period_us`, String(period));
+    writeFileSync(`${dir}/cpu.cfs_quota_us`, String(quota));
+    writeFileSync(`${dir}/cgroup.procs`, String(pid));
+    return dir;
+  }
+  const dir = `/sys/fs/cgroup/muxgate-bench-${pid}`;
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(`${dir}/cpu.max`, `${quota} ${period}`);
+  writeFileSync(`${dir}/cgroup.procs`, String(pid));
+  return dir;
+}
+
+/** Removes a cgroup limitCpu made; its process must have exited (an empty cgroup). */
+export function removeCgroup(dir: string): void {
+  rmdirSync(dir);
+}

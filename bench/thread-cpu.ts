@@ -1,11 +1,11 @@
 // Where a proxy's CPU time goes, thread by thread (main thread, libuv pool, V8 helpers), under get-12b:
-//   node bench/thread-cpu.ts [--proxy muxgate] [--access-log] [--duration 5]
+//   node bench/thread-cpu.ts [--proxy muxgate] [--access-log] [--duration 5] [--cpu-quota 0.5]
 // Same pinning as `npm run bench`; utime + stime of each /proc/<pid>/task/<tid> before and after the run.
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { stopAll, ticksPerSecond } from './procs.ts';
+import { limitCpu, removeCgroup, stopAll, ticksPerSecond } from './procs.ts';
 import { GET_12B } from './scenarios.ts';
 import { backendSpec, LOAD_CPU, PROXY_PORTS, type ProxyName, proxySpec, startServer } from './servers.ts';
 import { runWrk } from './wrk.ts';
@@ -26,12 +26,16 @@ function threadTicks(pid: number): Map<string, { user: number; kernel: number }>
   return out;
 }
 
+/** The cgroup --cpu-quota made: removed once its process is gone. */
+let cgroupDir: string | null = null;
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
       proxy: { type: 'string', default: 'muxgate' },
       'access-log': { type: 'boolean', default: false },
       duration: { type: 'string', default: '5' },
+      'cpu-quota': { type: 'string' },
     },
   });
   const root = fileURLToPath(new URL('..', import.meta.url));
@@ -41,6 +45,8 @@ async function main(): Promise<void> {
   const proxy = values.proxy as ProxyName;
   const spec = proxySpec(proxy, dir, values['access-log'] ? { accessLog: join(dir, 'access.log') } : {});
   const server = await startServer(spec, dir);
+  // --cpu-quota F: the proxy (every thread of it) gets at most F of a core, as in a container with a CPU limit
+  if (values['cpu-quota'] !== undefined) cgroupDir = limitCpu(server.tracked.pid, Number(values['cpu-quota']));
   const load = { url: `http://127.0.0.1:${PROXY_PORTS[proxy]}${GET_12B.path}`, args: GET_12B.wrkArgs, cpu: LOAD_CPU };
   await runWrk({ ...load, durationS: 1 });
   const before = threadTicks(server.tracked.pid);
@@ -60,4 +66,5 @@ try {
   await main();
 } finally {
   await stopAll();
+  if (cgroupDir !== null) removeCgroup(cgroupDir);
 }
