@@ -6,7 +6,7 @@
 import { createReadStream, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { type FigureContext, measureGet12b, pairedRatio, pairedRatios, rotate, startChecked } from './figure.ts';
-import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
+import { fmtCpuUs, fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import {
   checkEndpoint,
@@ -20,8 +20,6 @@ import {
 import type { WrkResult } from './wrk.ts';
 
 export const ACCESS_LOG_SCENARIO = 'access-log';
-
-const fmtUs = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)} µs`);
 
 export interface AccessLogVariant {
   id: string;
@@ -137,7 +135,7 @@ function accessLogConsoleLine(r: AccessLogRun): string {
   if (!r.ok || !r.wrk) return `${head}FAILED: ${r.failure ?? 'unknown'}`;
   const err = r.wrk.errorCount ? `  ⚠ ${r.wrk.errorCount} errors` : '';
   const lines = r.linesPerRequest === undefined ? '' : `  log lines/request ${r.linesPerRequest.toFixed(2)}`;
-  const cpu = r.cpuUsPerReq === undefined ? '' : `  CPU ${fmtUs(r.cpuUsPerReq)}/request`;
+  const cpu = r.cpuUsPerReq === undefined ? '' : `  CPU ${fmtCpuUs(r.cpuUsPerReq)}/request`;
   return `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${cpu}${lines}${err}`;
 }
 
@@ -176,7 +174,7 @@ export function renderAccessLog(runs: readonly AccessLogRun[], proxies: readonly
       fmtRps(median(rps)),
       rps.length ? `${fmtRps(Math.min(...rps))} – ${fmtRps(Math.max(...rps))}` : '–',
       fmtMs(median(ok.map((r) => r.wrk!.p99Ms))),
-      fmtUs(median(ok.flatMap((r) => (r.cpuUsPerReq === undefined ? [] : [r.cpuUsPerReq])))),
+      fmtCpuUs(median(ok.flatMap((r) => (r.cpuUsPerReq === undefined ? [] : [r.cpuUsPerReq])))),
       v.log ? fmtRatio(median(ok.map((r) => r.linesPerRequest ?? 0))) : '–',
       v.log ? fmtRatio(pairedRatio(runs, v.id, off)) : '1.00',
       v.proxy === 'nginx' ? '1.00' : fmtRatio(pairedRatio(runs, v.id, nginxSame)),

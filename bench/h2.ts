@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import { type FigureContext, rotate, startChecked } from './figure.ts';
 import { h2loadLoadArgv, parseH2loadLogFile, parseH2loadSummary, percentile, runH2loadArgv } from './h2load.ts';
 import { cpuTicks, readRssKiB, ticksPerSecond } from './procs.ts';
-import { fmtMiB, fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
+import { fmtCpuUs, fmtMiB, fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
 import { GET_12B, type ScenarioCheck } from './scenarios.ts';
 import {
   BACKEND_H2C_PORT,
@@ -225,8 +225,6 @@ const range = (values: readonly number[], fmt: (v: number) => string): string =>
   const hi = Math.max(...values);
   return lo === hi ? fmt(lo) : `${fmt(lo)} – ${fmt(hi)}`;
 };
-
-const fmtUs = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)} µs`);
 
 const defined = (values: readonly (number | undefined)[]): number[] =>
   values.filter((v): v is number => v !== undefined);
@@ -631,7 +629,7 @@ export function renderH2Upstream(runs: readonly H2Run[], durationS: number, warm
       connsCell(ok.map((r) => r.upstreamMid)),
       connsCell(ok.map((r) => r.upstreamAfter)),
       fmtMiB(rss.length ? Math.max(...rss) : undefined),
-      fmtUs(median(defined(ok.map((r) => r.cpuUsPerReq)))),
+      fmtCpuUs(median(defined(ok.map((r) => r.cpuUsPerReq)))),
       v.id === h1.id ? '1.00' : v.proxy === 'muxgate' ? fmtRatio(pairedRatio(runs, v.id, h1.id)) : '–',
       v.id === hap.id ? '1.00' : v.id === h2.id ? fmtRatio(pairedRatio(runs, v.id, hap.id)) : '–',
       notes(all),

@@ -132,6 +132,8 @@ export const fmtRps = (v: number | undefined): string =>
   v === undefined ? '–' : Math.round(v).toLocaleString('en-US');
 export const fmtMs = (v: number | undefined): string =>
   v === undefined ? '–' : v >= 100 ? `${v.toFixed(0)} ms` : v >= 10 ? `${v.toFixed(1)} ms` : `${v.toFixed(2)} ms`;
+/** A CPU time per request or message, in µs with one decimal. */
+export const fmtCpuUs = (v: number | undefined): string => (v === undefined ? '–' : `${v.toFixed(1)} µs`);
 export const fmtMiB = (kib: number | undefined): string => (kib === undefined ? '–' : `${(kib / 1024).toFixed(1)} MiB`);
 export const fmtRatio = (v: number | undefined): string => (v === undefined ? '–' : v.toFixed(2));
 

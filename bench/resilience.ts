@@ -5,7 +5,7 @@
 // resilient one ≥ 0.97× the plain one (cost ≤ 3 %).
 
 import { type FigureContext, measureGet12b, pairedRatio, pairedRatios, rotate, startChecked } from './figure.ts';
-import { fmtMs, fmtRatio, fmtRps, mdTable, median } from './report.ts';
+import { fmtMs, fmtRatio, fmtRps, fmtCpuUs, mdTable, median } from './report.ts';
 import { GET_12B } from './scenarios.ts';
 import { checkEndpoint, LOAD_CPU, PROXY_CPU, proxySpec, type RunningServer, stopServer } from './servers.ts';
 import type { WrkResult } from './wrk.ts';
@@ -29,6 +29,8 @@ export interface ResilienceRun {
   ok: boolean;
   failure?: string;
   wrk?: WrkResult;
+  /** The proxy's CPU time (user + kernel) per request over the measured run. */
+  cpuUsPerReq?: number | undefined;
 }
 
 export interface ResilienceState {
@@ -77,7 +79,7 @@ export async function runResilienceFigure(ctx: FigureContext, state: ResilienceS
         const head = `${String(r.round).padEnd(6)}${r.variant.padEnd(20)}`;
         console.log(
           r.ok && r.wrk
-            ? `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${r.wrk.errorCount ? `  ⚠ ${r.wrk.errorCount} errors` : ''}`
+            ? `${head}${fmtRps(r.wrk.rps).padStart(10)} req/s  p50 ${fmtMs(r.wrk.p50Ms)}  p99 ${fmtMs(r.wrk.p99Ms)}${r.cpuUsPerReq === undefined ? '' : `  CPU ${fmtCpuUs(r.cpuUsPerReq)}/request`}${r.wrk.errorCount ? `  ⚠ ${r.wrk.errorCount} errors` : ''}`
             : `${head}FAILED: ${r.failure ?? 'unknown'}`,
         );
         ctx.recorded();
@@ -117,20 +119,18 @@ export function renderResilience(runs: readonly ResilienceRun[]): string {
       fmtRps(median(rps)),
       rps.length ? `${fmtRps(Math.min(...rps))} – ${fmtRps(Math.max(...rps))}` : '–',
       fmtMs(median(ok.map((r) => r.wrk!.p99Ms))),
+      fmtCpuUs(median(ok.flatMap((r) => (r.cpuUsPerReq === undefined ? [] : [r.cpuUsPerReq])))),
       v.resilience ? fmtRatio(pairedRatio(runs, v.id, 'muxgate-plain')) : '1.00',
       notes.join('; ') || 'none',
     ]);
   }
   if (rows.length === 0) return [...out, 'No results.', ''].join('\n');
   out.push(
-    mdTable(['variant', 'median req/s', 'min – max req/s', 'median p99', '÷ plain', 'notes'], rows, [
-      'l',
-      'r',
-      'r',
-      'r',
-      'r',
-      'l',
-    ]),
+    mdTable(
+      ['variant', 'median req/s', 'min – max req/s', 'median p99', 'proxy CPU / request', '÷ plain', 'notes'],
+      rows,
+      ['l', 'r', 'r', 'r', 'r', 'r', 'l'],
+    ),
     '',
   );
   const ratio = pairedRatio(runs, 'muxgate-resilient', 'muxgate-plain');
@@ -140,6 +140,15 @@ export function renderResilience(runs: readonly ResilienceRun[]): string {
       `per round: ${perRound.join(', ')}. Median of per-round ratios.`,
     '',
   );
+  // req/s moves with the load core's neighbours; the CPU each request costs the proxy says what the features cost
+  const cpu = pairedRatio(runs, 'muxgate-resilient', 'muxgate-plain', 'cpu');
+  if (cpu !== undefined) {
+    const cpuRounds = pairedRatios(runs, 'muxgate-resilient', 'muxgate-plain', 'cpu').map((r) => r.toFixed(3));
+    out.push(
+      `CPU time per request (user + kernel from \`/proc/<pid>/stat\`, lower is better), resilient ÷ plain: ${cpu.toFixed(3)}; per round: ${cpuRounds.join(', ')}.`,
+      '',
+    );
+  }
   for (const f of runs.filter((r) => !r.ok))
     out.push(`- round ${f.round}, ${f.variant}: FAILED: ${(f.failure ?? 'unknown').replaceAll('\n', ' ')}`);
   return out.join('\n');
