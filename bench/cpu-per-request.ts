@@ -14,7 +14,7 @@ import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { limitCpu, removeCgroup, stopAll } from './procs.ts';
+import { cpuTimes, limitCpu, removeCgroup, stopAll, ticksPerSecond } from './procs.ts';
 import { scenarios } from './scenarios.ts';
 import {
   BACKEND_H2C_PORT,
@@ -31,12 +31,12 @@ import {
 import { runWrk } from './wrk.ts';
 
 const RAW_PORT = 18109;
-const TICKS_PER_S = 100; // USER_HZ on Linux
 
+/** utime and stime of the proxy process (every thread), in clock ticks. */
 function cpuTicks(pid: number): { user: number; kernel: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return { user: Number(rest[11]), kernel: Number(rest[12]) };
+  const t = cpuTimes(`/proc/${pid}/stat`);
+  if (t === undefined) throw new Error(`the proxy (pid ${pid}) is gone`);
+  return t;
 }
 
 /** Busy and total ticks of each CPU (/proc/stat: busy = all but idle and iowait). */
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
     process.stdout.write(`${straceOut}\n(${r.requests} requests)\n`);
   }
   const n = r.requests;
-  const us = (ticks: number): string => ((ticks / TICKS_PER_S / n) * 1e6).toFixed(2);
+  const us = (ticks: number): string => ((ticks / ticksPerSecond() / n) * 1e6).toFixed(2);
   // a proxy answering errors is fast and cheap: say so rather than report its CPU as the cost of a request
   const errors =
     r.errorCount > 0 ? ` (${r.errorCount} ERRORS: socket errors or statuses >= 400; not a valid figure)` : '';

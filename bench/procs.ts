@@ -179,18 +179,29 @@ export function ticksPerSecond(): number {
   return clkTck;
 }
 
-/** utime + stime of a process (every thread), in clock ticks; undefined when it is gone. */
-export function cpuTicks(pid: number): number | undefined {
+/**
+ * The name, utime and stime (clock ticks) in a `/proc/<pid>/stat` or `/proc/<pid>/task/<tid>/stat` file;
+ * undefined when the process or thread is gone.
+ */
+export function cpuTimes(statPath: string): { name: string; user: number; kernel: number } | undefined {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(statPath, 'utf8');
     // "pid (comm) state ppid …": fields from the state on; utime and stime are fields 14 and 15
-    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    const u = Number(rest[11]);
-    const s = Number(rest[12]);
-    return Number.isFinite(u) && Number.isFinite(s) ? u + s : undefined;
+    const close = stat.lastIndexOf(')');
+    const rest = stat.slice(close + 2).split(' ');
+    const user = Number(rest[11]);
+    const kernel = Number(rest[12]);
+    if (!Number.isFinite(user) || !Number.isFinite(kernel)) return undefined;
+    return { name: stat.slice(stat.indexOf('(') + 1, close), user, kernel };
   } catch {
     return undefined;
   }
+}
+
+/** utime + stime of a process (every thread), in clock ticks; undefined when it is gone. */
+export function cpuTicks(pid: number): number | undefined {
+  const t = cpuTimes(`/proc/${pid}/stat`);
+  return t === undefined ? undefined : t.user + t.kernel;
 }
 
 /** utime + stime summed over processes; undefined when one is gone. */

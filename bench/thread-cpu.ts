@@ -1,11 +1,11 @@
 // Where a proxy's CPU time goes, thread by thread (main thread, libuv pool, V8 helpers), under get-12b:
 //   node bench/thread-cpu.ts [--proxy muxgate] [--access-log] [--duration 5] [--cpu-quota 0.5]
 // Same pinning as `npm run bench`; utime + stime of each /proc/<pid>/task/<tid> before and after the run.
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { limitCpu, removeCgroup, stopAll, ticksPerSecond } from './procs.ts';
+import { cpuTimes, limitCpu, removeCgroup, stopAll, ticksPerSecond } from './procs.ts';
 import { GET_12B } from './scenarios.ts';
 import { backendSpec, LOAD_CPU, PROXY_PORTS, type ProxyName, proxySpec, startServer } from './servers.ts';
 import { runWrk } from './wrk.ts';
@@ -14,14 +14,8 @@ import { runWrk } from './wrk.ts';
 function threadTicks(pid: number): Map<string, { user: number; kernel: number }> {
   const out = new Map<string, { user: number; kernel: number }>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
-    try {
-      const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out.set(`${tid} (${name})`, { user: Number(rest[11]), kernel: Number(rest[12]) });
-    } catch {
-      // the thread ended
-    }
+    const t = cpuTimes(`/proc/${pid}/task/${tid}/stat`); // undefined: the thread ended
+    if (t !== undefined) out.set(`${tid} (${t.name})`, { user: t.user, kernel: t.kernel });
   }
   return out;
 }

@@ -43,8 +43,7 @@ export class HpackDecoder {
    * maxTableSize is also the table's starting maximum, so a value below the protocol default of
    * 4096 is only right once the peer is known to use it; otherwise construct with 4096 and call
    * setMaxTableSize when the lower setting is acknowledged.
-   */
-  /**
+   *
    * `memoStrings`: remember short decoded literals by their encoded octets. For upstream connections:
    * a backend sends the same literals response after response (nginx: Date, Last-Modified, ETag,
    * Content-Length, as literals not indexed), each otherwise Huffman-decoded into a new string every
