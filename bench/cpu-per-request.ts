@@ -1,16 +1,21 @@
 // User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
 //   npx node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw|raw-handle] [--scenario get-12b]
 //                                     [--duration 5] [--strace] [--perf] [--upstream http1|http2]
-//                                     [--cpu-quota 0.5]
+//                                     [--cpu-quota 0.5] [--callgrind]
 // Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
 // `--upstream http2`: muxgate's or HAProxy's upstream over h2c to the backend's h2c port (the h2-upstream figure).
 // `--cpu-quota F`: the proxy gets at most F of a core (a cgroup's CFS quota; root, cgroup v1 `cpu` or v2), so
 // that the proxy, not the load core, is what bounds req/s: req/s then compares the proxies' efficiency.
 // `raw` and `raw-handle` are the reference forwarders (bench/raw-forwarder.ts, bench/raw-handle-forwarder.ts;
+// `--callgrind`: the proxy runs under valgrind's callgrind, and the figure is the user-space instructions it
+// executes per request (counters zeroed after a long warm-up, dumped after the run): a count that this VM's
+// speed swings do not move, to tell changes of a few per cent apart (no hardware counters here). valgrind
+// runs the proxy ~50× slower and on one thread, so batches are larger than in the real run: compare
+// versions of one proxy, or proxies with each other, under it, not with the timed figures.
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -52,6 +57,24 @@ function coreTicks(): { busy: number; total: number }[] {
   return cores;
 }
 
+/**
+ * Instructions per request from the dump `callgrind_control --dump` wrote after the zeroing (the file
+ * named `<out>.<n>` with the highest n: one per dump, each counting since the last zeroing or dump).
+ */
+function instructionsPerRequest(out: string, requests: number): string {
+  const dir = join(out, '..');
+  const base = out.slice(dir.length + 1);
+  const dumps = readdirSync(dir)
+    .filter((f) => f.startsWith(`${base}.`))
+    .sort((a, b) => Number(a.slice(base.length + 1)) - Number(b.slice(base.length + 1)));
+  const last = dumps.at(-1);
+  if (last === undefined) throw new Error(`no callgrind dump in ${dir}`);
+  const m = /^summary: (\d+)/m.exec(readFileSync(join(dir, last), 'utf8'));
+  if (m === null) throw new Error(`no summary line in ${last}`);
+  const ir = Number(m[1]);
+  return `${requests} requests, ${Math.round(ir / requests)} instructions/request`;
+}
+
 /** The cgroup --cpu-quota made: removed once its process is gone. */
 let cgroupDir: string | null = null;
 
@@ -65,6 +88,7 @@ async function main(): Promise<void> {
       perf: { type: 'boolean', default: false },
       upstream: { type: 'string', default: 'http1' },
       'cpu-quota': { type: 'string' },
+      callgrind: { type: 'boolean', default: false },
     },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
@@ -94,10 +118,17 @@ async function main(): Promise<void> {
       dir,
       upstream === 'http2' ? { upstreamProtocol: 'http2', backendPort: BACKEND_H2C_PORT } : {},
     );
-    // --perf: let perf resolve JIT-compiled JavaScript frames
-    if (values.perf && values.proxy === 'muxgate') spec.args = ['--perf-basic-prof', ...spec.args];
+    // --perf, --callgrind: name JIT-compiled JavaScript functions (/tmp/perf-<pid>.map)
+    if ((values.perf || values.callgrind) && values.proxy === 'muxgate')
+      spec.args = ['--perf-basic-prof', ...spec.args];
   }
-  const server = await startServer(spec, dir);
+  const callgrindOut = join(dir, 'callgrind.out');
+  if (values.callgrind) {
+    spec.args = ['--tool=callgrind', `--callgrind-out-file=${callgrindOut}`, spec.command, ...spec.args];
+    spec.command = 'valgrind';
+  }
+  // under valgrind, Node takes many seconds to start
+  const server = await startServer(spec, dir, values.callgrind ? 120_000 : undefined);
   if (values['cpu-quota'] !== undefined) cgroupDir = limitCpu(server.tracked.pid, Number(values['cpu-quota']));
   const port = values.proxy.startsWith('raw') ? RAW_PORT : PROXY_PORTS[values.proxy as ProxyName];
   const load = {
@@ -106,7 +137,9 @@ async function main(): Promise<void> {
     script: scenario.script,
     cpu: LOAD_CPU,
   };
-  await runWrk({ ...load, durationS: 1 });
+  // under valgrind: long enough a warm-up for V8 to optimise the hot path, then count from zero
+  await runWrk({ ...load, durationS: values.callgrind ? 40 : 1 });
+  if (values.callgrind) execFileSync('callgrind_control', ['--zero', String(server.tracked.pid)]);
   // --strace: count the proxy's system calls during the run (slows it down; the counts per request still hold)
   const strace = values.strace
     ? spawn('strace', ['-c', '-f', '-p', String(server.tracked.pid)], { stdio: ['ignore', 'ignore', 'pipe'] })
@@ -138,6 +171,12 @@ async function main(): Promise<void> {
     process.stdout.write(`${straceOut}\n(${r.requests} requests)\n`);
   }
   const n = r.requests;
+  if (values.callgrind) {
+    execFileSync('callgrind_control', ['--dump', String(server.tracked.pid)]);
+    process.stdout.write(`${values.proxy} ${scenario.name}: ${instructionsPerRequest(callgrindOut, n)} (callgrind)\n`);
+    process.stdout.write(`per function: node bench/callgrind-top.ts ${callgrindOut} ${server.tracked.pid} ${n}\n`);
+    return;
+  }
   const us = (ticks: number): string => ((ticks / ticksPerSecond() / n) * 1e6).toFixed(2);
   // a proxy answering errors is fast and cheap: say so rather than report its CPU as the cost of a request
   const errors =

@@ -162,11 +162,11 @@ export class H2Leg implements Expirable, StreamSink {
     if (this.headSent) {
       // Trailers (the engine already checked they end the stream and carry no pseudo-fields);
       // malformed ones are dropped, the body they end is complete.
-      if (h2TrailersValid(fields)) this.trailers = fields;
+      if (h2TrailersValid(fields, this.stream?.fieldsClean)) this.trailers = fields;
       if (endStream) this.onEnd();
       return;
     }
-    const status = h2ResponseStatus(fields);
+    const status = h2ResponseStatus(fields, this.stream?.fieldsClean);
     if (status === -1) {
       this.ex.fail('upstream_protocol_error');
       return;

@@ -11,11 +11,12 @@
 import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
 import type { ErrorCode } from '../core/errors.ts';
-import { isToken, TCHAR } from '../http1/chars.ts';
+import { isToken } from '../http1/chars.ts';
 import { latin1Slice } from '../http1/latin1.ts';
 import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '../http1/field-scan.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
+import { lowerToken, safeValue } from '../http2/field-syntax.ts';
 
 /**
  * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), so
@@ -41,9 +42,10 @@ export interface SynthesisedHead {
 
 /**
  * An HTTP/2 request (rawHeaders: [name, value, ...] as received) as an HTTP/1.1 head, or the error
- * code it is refused with. `endStream`: the HEADERS frame ended the stream (no body).
+ * code it is refused with. `endStream`: the HEADERS frame ended the stream (no body). `clean`: the
+ * block is known to pass the character rules (Http2Stream.fieldsClean), not scanned again.
  */
-export function h2RequestHead(raw: readonly string[], endStream: boolean): SynthesisedHead | ErrorCode {
+export function h2RequestHead(raw: readonly string[], endStream: boolean, clean = false): SynthesisedHead | ErrorCode {
   let method = '';
   let scheme = '';
   let path = '';
@@ -56,7 +58,7 @@ export function h2RequestHead(raw: readonly string[], endStream: boolean): Synth
   for (let i = 0; i + 1 < raw.length; i += 2) {
     const name = raw[i]!;
     const value = raw[i + 1]!;
-    if (!safeValue(value)) return 'invalid_header';
+    if (!clean && !safeValue(value)) return 'invalid_header';
     if (name.charCodeAt(0) === 0x3a /* : */) {
       if (fields !== '' || cookie !== null || host !== null || teTrailers) return 'invalid_header'; // pseudo after regular (§8.3)
       // Each pseudo-field at most once (§8.3.1).
@@ -68,7 +70,7 @@ export function h2RequestHead(raw: readonly string[], endStream: boolean): Synth
       if (value === '') return name === ':authority' ? 'invalid_host' : 'invalid_request_line';
       continue;
     }
-    if (!lowerToken(name)) return 'invalid_header';
+    if (!clean && !lowerToken(name)) return 'invalid_header';
     if (CONNECTION_SPECIFIC.has(name)) return 'invalid_header';
     if (name === 'te') {
       if (value.toLowerCase() !== 'trailers') return 'invalid_header';
@@ -184,29 +186,34 @@ export function h2RequestFields(
  * Validates a response header list from an HTTP/2 upstream (RFC 9113 §8.3.2: exactly one :status,
  * three digits, before the other fields; no other pseudo-field; §8.2: lower-case names, no CR/LF/NUL,
  * no connection-specific field). Returns the status, or -1 when malformed (upstream_protocol_error).
+ * `clean`: the block is known to pass the character rules (Http2Stream.fieldsClean), not scanned again.
  * The fields stay a flat [name, value, ...] list from HPACK to whatever the client speaks.
  */
-export function h2ResponseStatus(fields: readonly string[]): number {
+export function h2ResponseStatus(fields: readonly string[], clean = false): number {
   let status = -1;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
     const value = fields[i + 1]!;
-    if (!safeValue(value)) return -1;
+    if (!clean && !safeValue(value)) return -1;
     if (name.charCodeAt(0) === 0x3a) {
       if (name !== ':status' || status !== -1 || i !== 0 || !isStatus(value)) return -1;
       status = Number(value);
       continue;
     }
-    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return -1;
+    if ((!clean && !lowerToken(name)) || CONNECTION_SPECIFIC.has(name)) return -1;
   }
   return status;
 }
 
-/** Trailers from an HTTP/2 upstream: the message rules of fields, and no pseudo-field (§8.1). */
-export function h2TrailersValid(fields: readonly string[]): boolean {
+/**
+ * Trailers from an HTTP/2 upstream: the message rules of fields, and no pseudo-field (§8.1).
+ * `clean`: the block is known to pass the character rules (Http2Stream.fieldsClean).
+ */
+export function h2TrailersValid(fields: readonly string[], clean = false): boolean {
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
-    if (!safeValue(fields[i + 1]!) || !lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return false;
+    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) return false;
+    if (!clean && (!safeValue(fields[i + 1]!) || !lowerToken(name))) return false;
   }
   return true;
 }
@@ -437,36 +444,11 @@ const splitBlocks = new Map<string, string[]>();
 /** Bounded: a block per client address and Host at most; clearing only costs a re-split. */
 const SPLIT_BLOCKS = 1024;
 
-/** §8.2.1: no CR, LF or NUL anywhere, no whitespace at either end; one octet per character. */
-function safeValue(v: string): boolean {
-  const n = v.length;
-  if (n > 0) {
-    const a = v.charCodeAt(0);
-    const z = v.charCodeAt(n - 1);
-    if (a === 0x20 || a === 0x09 || z === 0x20 || z === 0x09) return false;
-  }
-  for (let i = 0; i < n; i++) {
-    const c = v.charCodeAt(i);
-    if (c === 0 || c === 0x0a || c === 0x0d || c > 0xff) return false;
-  }
-  return true;
-}
-
 /** A request target must not contain spaces or controls: it becomes part of the request line. */
 function safeTarget(v: string): boolean {
   for (let i = 0; i < v.length; i++) {
     const c = v.charCodeAt(i);
     if (c <= 0x20 || c === 0x7f || c > 0xff) return false;
-  }
-  return true;
-}
-
-function lowerToken(name: string): boolean {
-  if (name === '') return false;
-  for (let i = 0; i < name.length; i++) {
-    const c = name.charCodeAt(i);
-    if (c >= 0x41 && c <= 0x5a) return false; // §8.2.1: upper case is malformed
-    if (TCHAR[c] !== 1) return false;
   }
   return true;
 }

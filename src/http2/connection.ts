@@ -517,9 +517,11 @@ export class Http2Connection implements Expirable, FrameSink {
       return;
     }
     const fields = err === 'too_large' ? null : out.slice();
+    const clean = this.decoder.clean;
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     const s = this.streams.get(id);
     if (s !== undefined) {
+      s.fieldsClean = clean;
       this.moreHeaders(s, fields, endStream, selfDependent);
       return;
     }
@@ -559,6 +561,7 @@ export class Http2Connection implements Expirable, FrameSink {
     }
     const stream = new Http2Stream(this, id, this.remote.initialWindowSize, this.local.initialWindowSize);
     stream.headersReceived = true;
+    stream.fieldsClean = clean;
     this.openStream(stream);
     this.peerStreams++;
     if (fields !== null) stream.expectedLength = contentLength(fields);

@@ -1,5 +1,6 @@
 import { Buffer } from 'node:buffer';
 import { latin1Slice } from '../http1/latin1.ts';
+import { NAME_OK, syntaxFlags, VALUE_OK } from './field-syntax.ts';
 import { huffmanDecode } from './hpack-huffman.ts';
 import { STATIC_COUNT, STATIC_NAMES, STATIC_VALUES } from './hpack-static-table.ts';
 
@@ -9,6 +10,15 @@ export type HpackError = 'compression' | 'too_large';
 const ENTRY_OVERHEAD = 32;
 /** Integers above this are refused: no legitimate index, length or table size comes near it. */
 const INT_MAX = 0x7fffffff;
+
+/** Every static entry's name and value pass the field rules (they do: checked once here, not assumed). */
+const STATIC_CLEAN = STATIC_NAMES.every(
+  (n, i) => i === 0 || ((syntaxFlags(n) & NAME_OK) !== 0 && (syntaxFlags(STATIC_VALUES[i]!) & VALUE_OK) !== 0),
+);
+
+function entryClean(name: string, value: string): boolean {
+  return (syntaxFlags(name) & NAME_OK) !== 0 && (syntaxFlags(value) & VALUE_OK) !== 0;
+}
 
 /**
  * The decoding side of an HPACK context (RFC 7541): the peer's encoder drives our copy of the
@@ -35,6 +45,18 @@ export class HpackDecoder {
 
   /** Read position in the current block; a field so that integer reads can advance it. */
   private p = 0;
+
+  /**
+   * Every field of the last block decoded passes the character rules of RFC 9113 §8.2.1
+   * (field-syntax.ts), so its owner need not scan them again; false: not known, the owner checks.
+   * Known per string as it is decoded (and kept with memoised strings), so a block of strings seen
+   * before costs no scan at all.
+   */
+  clean = true;
+  /** Dynamic table entries that break those rules: while any is in the table, its references are not known clean. */
+  private dirty = 0;
+  /** syntaxFlags of the string readString last returned. */
+  private strFlags = 0;
 
   /** Decoded short literals by their encoded octets (see `memoString`); null when not enabled. */
   private memo: StringMemo | null = null;
@@ -90,6 +112,7 @@ export class HpackDecoder {
     let tooLarge = false;
     let fieldSeen = false;
     let smallestUpdate = INT_MAX;
+    let clean = true;
     while (this.p < end) {
       const b = buf[this.p]!;
       if ((b & 0xe0) === 0x20) {
@@ -116,12 +139,14 @@ export class HpackDecoder {
         if (i <= STATIC_COUNT) {
           name = STATIC_NAMES[i]!;
           value = STATIC_VALUES[i]!;
+          if (!STATIC_CLEAN) clean = false;
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
           const at = ((this.tail - k) & this.mask) * 2;
           name = this.ring![at]!;
           value = this.ring![at + 1]!;
+          if (this.dirty !== 0) clean = false;
         }
       } else {
         // Literal (§6.2): with incremental indexing has a 6-bit name index, without indexing and
@@ -129,21 +154,26 @@ export class HpackDecoder {
         index = (b & 0x40) !== 0;
         const i = this.readInt(buf, end, index ? 0x3f : 0x0f);
         if (i < 0) return 'compression';
+        let nameClean = STATIC_CLEAN;
         if (i === 0) {
           const s = this.readString(buf, end);
           if (s === null) return 'compression';
           name = s;
+          nameClean = (this.strFlags & NAME_OK) !== 0;
         } else if (i <= STATIC_COUNT) {
           name = STATIC_NAMES[i]!;
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
           name = this.ring![((this.tail - k) & this.mask) * 2]!;
+          nameClean = this.dirty === 0 || (syntaxFlags(name) & NAME_OK) !== 0;
         }
         const s = this.readString(buf, end);
         if (s === null) return 'compression';
         value = s;
-        if (index) this.insert(name, value);
+        const fieldClean = nameClean && (this.strFlags & VALUE_OK) !== 0;
+        if (!fieldClean) clean = false;
+        if (index) this.insert(name, value, fieldClean);
       }
       if (!tooLarge) {
         listSize += name.length + value.length + ENTRY_OVERHEAD;
@@ -157,6 +187,7 @@ export class HpackDecoder {
       if (this.updateRequired && smallestUpdate > this.requiredMax) return 'compression';
       this.updateRequired = false;
     }
+    this.clean = clean;
     return tooLarge ? 'too_large' : null;
   }
 
@@ -186,13 +217,22 @@ export class HpackDecoder {
     if (len < 0 || len > end - this.p) return null;
     const s = this.p;
     this.p += len;
-    if (len === 0) return '';
-    if (this.memo !== null && len <= MEMO_MAX_OCTETS) return this.memo.get(buf, s, len, huffman);
-    if (huffman) return huffmanDecode(buf, s, s + len);
-    return latin1Slice(buf, s, s + len);
+    if (len === 0) {
+      this.strFlags = VALUE_OK; // an empty value is fine, an empty name is not
+      return '';
+    }
+    const memo = this.memo;
+    if (memo !== null && len <= MEMO_MAX_OCTETS) {
+      const v = memo.get(buf, s, len, huffman);
+      this.strFlags = memo.flags;
+      return v;
+    }
+    const v = huffman ? huffmanDecode(buf, s, s + len) : latin1Slice(buf, s, s + len);
+    if (v !== null) this.strFlags = syntaxFlags(v);
+    return v;
   }
 
-  private insert(name: string, value: string): void {
+  private insert(name: string, value: string, clean: boolean): void {
     const entrySize = name.length + value.length + ENTRY_OVERHEAD;
     // §4.4: an entry larger than the table empties it and is not added.
     if (entrySize > this.capacity) {
@@ -200,6 +240,7 @@ export class HpackDecoder {
       return;
     }
     this.evictTo(this.capacity - entrySize);
+    if (!clean) this.dirty++;
     if (this.count === this.mask + 1) this.grow();
     const at = (this.tail & this.mask) * 2;
     this.ring![at] = name;
@@ -215,6 +256,7 @@ export class HpackDecoder {
     while (this.size > limit) {
       const at = ((this.tail - this.count) & this.mask) * 2;
       this.size -= ring![at]!.length + ring![at + 1]!.length + ENTRY_OVERHEAD;
+      if (this.dirty !== 0 && !entryClean(ring![at]!, ring![at + 1]!)) this.dirty--;
       // Release the strings: a connection's table can outlive many requests.
       ring![at] = '';
       ring![at + 1] = '';
@@ -254,6 +296,10 @@ class StringMemo {
   /** Encoded length + 1 (0: empty), with bit 8 set for Huffman. */
   private readonly keys = new Uint16Array(MEMO_SLOTS);
   private readonly values: string[] = new Array<string>(MEMO_SLOTS).fill('');
+  /** syntaxFlags of each slot's string, computed once when it is decoded. */
+  private readonly slotFlags = new Uint8Array(MEMO_SLOTS);
+  /** syntaxFlags of the string get() last returned. */
+  flags = 0;
 
   get(buf: Buffer, start: number, len: number, huffman: boolean): string | null {
     let h = huffman ? 0x811c9dc5 : 0x050c5d1f;
@@ -270,13 +316,17 @@ class StringMemo {
           break;
         }
       }
-      if (same) return this.values[slot]!;
+      if (same) {
+        this.flags = this.slotFlags[slot]!;
+        return this.values[slot]!;
+      }
     }
     const value = huffman ? huffmanDecode(buf, start, start + len) : latin1Slice(buf, start, start + len);
     if (value === null) return null;
     octets.set(buf.subarray(start, start + len), at);
     this.keys[slot] = key;
     this.values[slot] = value;
+    this.flags = this.slotFlags[slot] = syntaxFlags(value);
     return value;
   }
 }

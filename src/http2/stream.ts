@@ -26,7 +26,7 @@ export class Http2Stream {
   readonly conn: Http2Connection;
   sink: StreamSink | null = null;
   /**
-   * Twelve booleans in one small integer, read and written through the accessors below: a stream
+   * Thirteen booleans in one small integer, read and written through the accessors below: a stream
    * record is ~90 B smaller (an idle RFC 8441 WebSocket holds two of them).
    */
   private flags = 0;
@@ -138,6 +138,16 @@ export class Http2Stream {
   }
   set waitingForWindow(v: boolean) {
     this.flags = v ? this.flags | 2048 : this.flags & ~2048;
+  }
+  /**
+   * The header block just handed to the owner (onStream, onHeaders) is known to pass the character
+   * rules of RFC 9113 §8.2.1 (HpackDecoder.clean): the owner's message rules may skip that scan.
+   */
+  get fieldsClean(): boolean {
+    return (this.flags & 4096) !== 0;
+  }
+  set fieldsClean(v: boolean) {
+    this.flags = v ? this.flags | 4096 : this.flags & ~4096;
   }
 
   /** Sends the head: `fields` flat as [name, value, ...], pseudo-fields first. */

@@ -59,7 +59,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
       this.reject('header_too_large', false);
       return;
     }
-    const synth = h2RequestHead(fields, endStream);
+    const synth = h2RequestHead(fields, endStream, this.stream.fieldsClean);
     let head: RequestHead | ErrorCode;
     if (typeof synth === 'string') head = synth;
     else {

@@ -108,7 +108,7 @@ export class H2ConnectLeg implements PoolWaiter, StreamSink {
   onHeaders(raw: string[], endStream: boolean): void {
     const stream = this.stream;
     if (this.done || stream === null || this.declinedStatus !== 0) return;
-    const status = h2ResponseStatus(raw);
+    const status = h2ResponseStatus(raw, stream.fieldsClean);
     if (status === -1) {
       this.done = true;
       stream.reset(NO_ERROR);

@@ -26,6 +26,7 @@ import {
   FRAME_HEADER,
   GOAWAY,
   HEADERS,
+  hpackString,
   PREFACE_LENGTH,
   RST_STREAM,
   SETTINGS,
@@ -372,6 +373,68 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
       [],
       'no RST_STREAM: each stream ended with END_STREAM both ways',
     );
+  });
+
+  it('a response field breaking §8.2.1 is refused every time: repeated (a remembered string), or kept in the dynamic table', async (t) => {
+    // The decoder knows strings it decoded before as clean or not (HpackDecoder.clean) and the owner
+    // skips its scan for clean blocks: a bad string seen again, or referenced from the table, must still be refused.
+    const lit = (name: string, value: string, indexed = false) =>
+      Buffer.concat([Buffer.of(indexed ? 0x40 : 0x00), hpackString(name), hpackString(value)]);
+    const status200 = Buffer.of(0x88);
+    const script: [string, Buffer, number][] = [
+      ['CR in a value', lit('x-bad', 'a\rb'), 502],
+      ['the same literal again', lit('x-bad', 'a\rb'), 502],
+      ['an upper-case name', lit('X-Up', 'v'), 502],
+      ['the same name again', lit('X-Up', 'v'), 502],
+      ['a good block between', lit('x-fine', 'yes'), 200],
+      ['LF in a value, indexed (table entry 62)', lit('x-idx', 'v\n', true), 502],
+      ['entry 62 by reference', Buffer.of(0xbe), 502],
+      ['a clean entry indexed (62; the bad one is 63)', lit('x-ok', 'fine', true), 200],
+      ['the clean entry by reference', Buffer.of(0xbe), 200],
+      ['the bad entry by reference', Buffer.of(0xbf), 502],
+      ['a good block after', lit('x-fine', 'yes'), 200],
+    ];
+    let answered = 0;
+    let connections = 0;
+    const b = await rawBackend((sock) => {
+      connections++;
+      let buf = Buffer.alloc(0);
+      let preface = false;
+      sock.write(buildFrame(SETTINGS, 0, 0));
+      sock.on('data', (d: Buffer) => {
+        buf = Buffer.concat([buf, d]);
+        if (!preface) {
+          if (buf.length < PREFACE_LENGTH) return;
+          buf = buf.subarray(PREFACE_LENGTH);
+          preface = true;
+        }
+        while (buf.length >= FRAME_HEADER) {
+          const len = buf.readUIntBE(0, 3);
+          if (buf.length < FRAME_HEADER + len) return;
+          const type = buf[3]!;
+          const flags = buf[4]!;
+          const id = buf.readUInt32BE(5) & 0x7fffffff;
+          buf = buf.subarray(FRAME_HEADER + len);
+          if (type === SETTINGS && (flags & FLAG_ACK) === 0) sock.write(buildFrame(SETTINGS, FLAG_ACK, 0));
+          if (type !== HEADERS) continue;
+          const step = script[answered++];
+          if (step === undefined) continue;
+          const block = Buffer.concat([status200, step[1]]);
+          sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, block));
+        }
+      });
+      sock.on('error', () => {});
+    });
+    t.after(() => b.close());
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    for (const [what, , status] of script) {
+      const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+      assert.equal(r.status, status, what);
+      if (status === 502) assert.equal(field(r, 'muxgate-error'), 'upstream_protocol_error', what);
+    }
+    assert.equal(answered, script.length);
+    // a malformed response ends its stream, not the connection: one HPACK context throughout
+    assert.equal(connections, 1);
   });
 
   it('answers 503 pool_queue_full beyond max_connections x streams + max_pending', async (t) => {

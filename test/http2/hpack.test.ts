@@ -614,3 +614,56 @@ describe('HPACK randomized round trip', () => {
     assert.ok(refusals > 0);
   });
 });
+
+describe('HPACK decoder: blocks known clean (RFC 9113 §8.2.1 character rules)', () => {
+  /** Decodes `block` and says whether the decoder knows it clean. */
+  const clean = (d: HpackDecoder, block: Buffer): boolean => {
+    assert.ok(Array.isArray(decode(d, block)), 'decodes');
+    return d.clean;
+  };
+  const lit = (name: string, value: string, indexed = false) => {
+    const str = (s: string) => Buffer.concat([Buffer.of(s.length), Buffer.from(s, 'latin1')]);
+    return Buffer.concat([Buffer.of(indexed ? 0x40 : 0x00), str(name), str(value)]);
+  };
+
+  for (const memo of [false, true]) {
+    test(`literals, each time they come (${memo ? 'with' : 'without'} the string memo)`, () => {
+      const d = new HpackDecoder(4096, BIG_LIST, memo);
+      const cases: [string, Buffer, boolean][] = [
+        ['static entries only', hex('82 86 84 41 0f 7777772e6578616d706c652e636f6d'), true],
+        ['a lower-case name and a plain value', lit('x-a', 'b c'), true],
+        ['a pseudo-field name (the message rules check which)', lit(':foo', 'bar'), true],
+        ['an empty value', lit('x-a', ''), true],
+        ['CR in a value', lit('x-a', 'a\rb'), false],
+        ['LF in a value', lit('x-a', 'a\nb'), false],
+        ['NUL in a value', lit('x-a', 'a\0b'), false],
+        ['a leading space', lit('x-a', ' a'), false],
+        ['a trailing tab', lit('x-a', 'a\t'), false],
+        ['an upper-case name', lit('X-A', 'b'), false],
+        ['an empty name', lit('', 'b'), false],
+        ['a name with a space', lit('x a', 'b'), false],
+      ];
+      for (let round = 0; round < 3; round++) {
+        for (const [what, block, want] of cases) assert.equal(clean(d, block), want, `${what}, round ${round}`);
+      }
+    });
+  }
+
+  test('a bad entry in the dynamic table taints references until it is evicted, and only it', () => {
+    // Table of 110 octets: each entry below is 36 or 37 (name + value + 32).
+    const d = new HpackDecoder(110, BIG_LIST, true);
+    assert.equal(clean(d, lit('x-a', '1', true)), true); // 62: x-a
+    assert.equal(clean(d, lit('x-b', 'v\n', true)), false); // 62: x-b (bad), 63: x-a
+    assert.equal(clean(d, hex('bf')), false, 'a clean entry while a bad one is in the table: not known clean');
+    assert.equal(clean(d, hex('be')), false, 'the bad entry');
+    assert.equal(clean(d, lit('x-c', '2', true)), true); // 62: x-c, 63: x-b, 64: x-a
+    assert.equal(clean(d, lit('x-d', '3', true)), true); // evicts x-a: 62 x-d, 63 x-c, 64 x-b
+    assert.deepEqual(d.entryAt(3), ['x-b', 'v\n']);
+    assert.equal(clean(d, hex('c0')), false, 'the bad entry outlives the eviction of a clean one');
+    assert.equal(clean(d, lit('x-e', '4', true)), true); // evicts x-b
+    assert.equal(clean(d, hex('be bf c0')), true, 'once the bad entry is gone, references are clean again');
+    // A literal that names a table entry: the name is judged on its own.
+    assert.equal(clean(d, lit('x-f', 'v\r', true)), false); // evicts x-c: 62 x-f (bad) 63 x-e 64 x-d
+    assert.equal(clean(d, Buffer.concat([Buffer.of(0x0f, 0x2f), Buffer.of(1), Buffer.from('z')])), true);
+  });
+});
