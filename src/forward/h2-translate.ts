@@ -253,17 +253,20 @@ export function h1ResponseHead(
   noBody: boolean,
   close: boolean,
 ): H1ResponseHead | null {
-  let lines = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`;
+  // Appended with += (a rope the write flattens once): measured cheaper than pieces in an array joined.
+  let lines = statusLine(status);
   let length = -1;
+  let lengthText = '';
   let upstreamVia: string | null = null;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
     if (name.charCodeAt(0) === 0x3a) continue;
     const v = fields[i + 1]!;
     if (name === 'content-length') {
-      const n = Number(v);
-      if (!/^\d+$/.test(v) || !Number.isSafeInteger(n) || (length !== -1 && length !== n)) return null;
+      const n = plainLength(v);
+      if (n < 0 || (length !== -1 && length !== n)) return null;
       length = n;
+      lengthText = v.length === 1 || v.charCodeAt(0) !== 0x30 ? v : String(n); // no leading zeros
       continue;
     }
     if (CONNECTION_SPECIFIC.has(name)) continue;
@@ -275,16 +278,13 @@ export function h1ResponseHead(
   }
   const viaValue = via === null ? upstreamVia : upstreamVia === null ? `2 ${via}` : `${upstreamVia}, 2 ${via}`;
   if (viaValue !== null) lines += `via: ${viaValue}\r\n`;
+  // restated as the upstream wrote it (digits only, so the same number): no number-to-string
+  if (length >= 0 && (!noBody || status !== 204)) lines += `content-length: ${lengthText}\r\n`;
   let framing: number;
-  if (noBody) {
-    framing = BODY_NONE;
-    if (length >= 0 && status !== 204) lines += `content-length: ${length}\r\n`;
-  } else if (length >= 0) {
-    framing = BODY_LENGTH;
-    lines += `content-length: ${length}\r\n`;
-  } else if (http10) {
-    framing = BODY_CLOSE;
-  } else {
+  if (noBody) framing = BODY_NONE;
+  else if (length >= 0) framing = BODY_LENGTH;
+  else if (http10) framing = BODY_CLOSE;
+  else {
     framing = BODY_CHUNKED;
     lines += 'transfer-encoding: chunked\r\n';
   }
@@ -292,6 +292,25 @@ export function h1ResponseHead(
   else if (http10) lines += 'connection: keep-alive\r\n';
   lines += '\r\n';
   return { text: lines, framing, contentLength: length };
+}
+
+/** "HTTP/1.1 <status> <reason>\r\n", made once per status. */
+const statusLines: string[] = [];
+function statusLine(status: number): string {
+  return (statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`);
+}
+
+/** A content-length value of digits only that is a safe integer, or -1. */
+function plainLength(v: string): number {
+  const len = v.length;
+  if (len === 0) return -1;
+  let n = 0;
+  for (let i = 0; i < len; i++) {
+    const d = v.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return Number.isSafeInteger(n) ? n : -1;
 }
 
 /** Trailer fields (flat) as the chunked body's last chunk and trailer section. */

@@ -72,11 +72,6 @@ const NONE = 0;
 const STREAM_HIGH_WATER = 64 * 1024;
 /** Connection-level unacknowledged output past which producers are asked to wait. */
 const EMPTY = Buffer.alloc(0);
-/**
- * The decoded header list of the block being processed. One for all connections: decoding calls
- * nothing back, and the list is copied before anyone hears of it.
- */
-const decoded: string[] = [];
 
 /**
  * One HTTP/2 connection (RFC 9113), either role: frames parsed in place from the transport's reads,
@@ -509,14 +504,15 @@ export class Http2Connection implements Expirable, FrameSink {
     const flags = this.blockFlags;
     const selfDependent = this.blockSelfDependent;
     this.blockSelfDependent = false;
-    const out = decoded;
-    out.length = 0;
+    // A new list per block, handed on as it is: cheaper than a shared one emptied (`length = 0` frees
+    // its backing store, so it grew again every block) and then copied.
+    const out: string[] = [];
     const err = this.decoder.decode(b, start, end, out);
     if (err === 'compression') {
       this.fail(COMPRESSION_ERROR, 'h2_compression_error', 'HPACK decoding failed');
       return;
     }
-    const fields = err === 'too_large' ? null : out.slice();
+    const fields = err === 'too_large' ? null : out;
     const clean = this.decoder.clean;
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     const s = this.streams.get(id);

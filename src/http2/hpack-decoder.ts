@@ -168,7 +168,7 @@ export class HpackDecoder {
           name = this.ring![((this.tail - k) & this.mask) * 2]!;
           nameClean = this.dirty === 0 || (syntaxFlags(name) & NAME_OK) !== 0;
         }
-        const s = this.readString(buf, end);
+        const s = this.readString(buf, end, i);
         if (s === null) return 'compression';
         value = s;
         const fieldClean = nameClean && (this.strFlags & VALUE_OK) !== 0;
@@ -209,8 +209,11 @@ export class HpackDecoder {
     }
   }
 
-  /** The string literal (§5.2) at this.p, or null if truncated or badly Huffman-coded. */
-  private readString(buf: Buffer, end: number): string | null {
+  /**
+   * The string literal (§5.2) at this.p, or null if truncated or badly Huffman-coded. `nameIndex`: a
+   * value's field name by index (0: a literal name, or this is the name), which places it in the memo.
+   */
+  private readString(buf: Buffer, end: number, nameIndex = 0): string | null {
     if (this.p >= end) return null;
     const huffman = (buf[this.p]! & 0x80) !== 0;
     const len = this.readInt(buf, end, 0x7f);
@@ -223,7 +226,7 @@ export class HpackDecoder {
     }
     const memo = this.memo;
     if (memo !== null && len <= MEMO_MAX_OCTETS) {
-      const v = memo.get(buf, s, len, huffman);
+      const v = memo.get(buf, s, len, huffman, nameIndex);
       this.strFlags = memo.flags;
       return v;
     }
@@ -285,6 +288,8 @@ export class HpackDecoder {
 const MEMO_MAX_OCTETS = 48;
 /** Slots of a memo (a power of two): direct-mapped by a hash of the octets. */
 const MEMO_SLOTS = 32;
+/** A slot is the top bits of a 32-bit hash: 32 - log2(MEMO_SLOTS). */
+const MEMO_SHIFT = 27;
 
 /**
  * Decoded strings by their encoded octets (and whether Huffman-coded), direct-mapped: a slot holds
@@ -301,10 +306,20 @@ class StringMemo {
   /** syntaxFlags of the string get() last returned. */
   flags = 0;
 
-  get(buf: Buffer, start: number, len: number, huffman: boolean): string | null {
-    let h = huffman ? 0x811c9dc5 : 0x050c5d1f;
-    for (let i = start; i < start + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
-    const slot = (h ^ (h >>> 15)) & (MEMO_SLOTS - 1);
+  /**
+   * The string of these octets. `nameIndex` > 0: a value of the field with that name index, placed
+   * by that index and its length (a backend's Date or ETag keeps its place while its octets change,
+   * and no pass over the octets to hash them); 0: placed by a hash of the octets.
+   */
+  get(buf: Buffer, start: number, len: number, huffman: boolean, nameIndex: number): string | null {
+    let h: number;
+    if (nameIndex > 0) h = Math.imul(nameIndex ^ (len << 8) ^ (huffman ? 0x10000 : 0), 0x9e3779b1);
+    else {
+      h = huffman ? 0x811c9dc5 : 0x050c5d1f;
+      for (let i = start; i < start + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
+      h ^= h << 15;
+    }
+    const slot = h >>> MEMO_SHIFT;
     const key = (len + 1) | (huffman ? 0x100 : 0);
     const at = slot * MEMO_MAX_OCTETS;
     const octets = this.octets;

@@ -10,8 +10,13 @@ export function contentLength(fields: readonly string[]): number {
   for (let i = 0; i < fields.length; i += 2) {
     if (fields[i] !== 'content-length') continue;
     const s = fields[i + 1]!;
-    if (!/^[0-9]{1,15}$/.test(s)) return -1;
-    const n = Number(s);
+    if (s.length === 0 || s.length > 15) return -1;
+    let n = 0;
+    for (let k = 0; k < s.length; k++) {
+      const d = s.charCodeAt(k) - 0x30;
+      if (d < 0 || d > 9) return -1;
+      n = n * 10 + d;
+    }
     if (v !== -1 && v !== n) return -1;
     v = n;
   }
