@@ -286,15 +286,17 @@ export class HpackDecoder {
 
 /** Literals longer than this (encoded) are decoded every time. */
 const MEMO_MAX_OCTETS = 48;
-/** Slots of a memo (a power of two): direct-mapped by a hash of the octets. */
+/** Slots of a memo (a power of two). */
 const MEMO_SLOTS = 32;
-/** A slot is the top bits of a 32-bit hash: 32 - log2(MEMO_SLOTS). */
+/** A string's first slot is the top bits of a 32-bit hash (32 - log2(MEMO_SLOTS)), its second the five below. */
 const MEMO_SHIFT = 27;
 
 /**
- * Decoded strings by their encoded octets (and whether Huffman-coded), direct-mapped: a slot holds
- * the last string that hashed to it, and answers only when the octets compare equal, so a collision
- * costs a decode, never a wrong value. Memory: a 1.5 KiB slab per decoder that has one.
+ * Decoded strings by their encoded octets (and whether Huffman-coded). Each string has two slots
+ * (from one hash) and takes the one used less recently: two of a response's values landing on one
+ * slot (with 7 values in 32 slots, as likely as not) would otherwise evict each other on every
+ * response. A slot answers only when the octets compare equal, so a collision costs a decode, never
+ * a wrong value. Memory: a 1.7 KiB slab per decoder that has one.
  */
 class StringMemo {
   private readonly octets = new Uint8Array(MEMO_SLOTS * MEMO_MAX_OCTETS);
@@ -303,6 +305,12 @@ class StringMemo {
   private readonly values: string[] = new Array<string>(MEMO_SLOTS).fill('');
   /** syntaxFlags of each slot's string, computed once when it is decoded. */
   private readonly slotFlags = new Uint8Array(MEMO_SLOTS);
+  /**
+   * When each slot last answered or was filled (a count of look-ups, kept a small integer: it wraps
+   * after 2^31, which at worst makes one choice of a slot to replace the wrong one).
+   */
+  private readonly used = new Int32Array(MEMO_SLOTS);
+  private tick = 0;
   /** syntaxFlags of the string get() last returned. */
   flags = 0;
 
@@ -319,29 +327,35 @@ class StringMemo {
       for (let i = start; i < start + len; i++) h = Math.imul(h ^ buf[i]!, 0x01000193);
       h ^= h << 15;
     }
-    const slot = h >>> MEMO_SHIFT;
+    const first = h >>> MEMO_SHIFT;
+    let second = (h >>> (MEMO_SHIFT - 5)) & (MEMO_SLOTS - 1);
+    if (second === first) second ^= 1;
     const key = (len + 1) | (huffman ? 0x100 : 0);
-    const at = slot * MEMO_MAX_OCTETS;
-    const octets = this.octets;
-    if (this.keys[slot] === key) {
-      let same = true;
-      for (let i = 0; i < len; i++) {
-        if (octets[at + i] !== buf[start + i]) {
-          same = false;
-          break;
-        }
-      }
-      if (same) {
-        this.flags = this.slotFlags[slot]!;
-        return this.values[slot]!;
-      }
-    }
+    const tick = (this.tick = (this.tick + 1) | 0);
+    if (this.holds(first, key, buf, start, len)) return this.hit(first, tick);
+    if (this.holds(second, key, buf, start, len)) return this.hit(second, tick);
     const value = huffman ? huffmanDecode(buf, start, start + len) : latin1Slice(buf, start, start + len);
     if (value === null) return null;
-    octets.set(buf.subarray(start, start + len), at);
+    const slot = this.used[first]! <= this.used[second]! ? first : second;
+    this.used[slot] = tick;
+    this.octets.set(buf.subarray(start, start + len), slot * MEMO_MAX_OCTETS);
     this.keys[slot] = key;
     this.values[slot] = value;
     this.flags = this.slotFlags[slot] = syntaxFlags(value);
     return value;
+  }
+
+  private holds(slot: number, key: number, buf: Buffer, start: number, len: number): boolean {
+    if (this.keys[slot] !== key) return false;
+    const octets = this.octets;
+    const at = slot * MEMO_MAX_OCTETS;
+    for (let i = 0; i < len; i++) if (octets[at + i] !== buf[start + i]) return false;
+    return true;
+  }
+
+  private hit(slot: number, tick: number): string {
+    this.used[slot] = tick;
+    this.flags = this.slotFlags[slot]!;
+    return this.values[slot]!;
   }
 }
