@@ -1,6 +1,6 @@
 // The functions a proxy spent its instructions in, per request, from a `cpu-per-request.ts --callgrind` run:
 //   node bench/callgrind-top.ts <dir>/callgrind.out <pid> <requests> [--top 60]
-// Self instructions of each function (callgrind_annotate), with JIT-compiled JavaScript named through the
+// Self instructions of each function on the main thread (callgrind_annotate), with JIT-compiled JavaScript named through the
 // /tmp/perf-<pid>.map that Node's --perf-basic-prof wrote (callgrind itself sees only their addresses).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
@@ -31,15 +31,16 @@ function jitRanges(): [number, number, string][] {
   return ranges.sort((a, b) => a[0] - b[0]);
 }
 
-/** The newest dump of `out` (`<out>.<n>`, highest n). */
+/** The main thread's file of the newest dump of `out` (`<out>.<n>-01`, highest n; see cpu-per-request.ts). */
 function lastDump(): string {
   const base = basename(out!);
   const dumps = readdirSync(dirname(out!))
-    .filter((f) => f.startsWith(`${base}.`))
-    .sort((a, b) => Number(a.slice(base.length + 1)) - Number(b.slice(base.length + 1)));
+    .map((f) => new RegExp(`^${base}\\.(\\d+)-01$`).exec(f))
+    .filter((m) => m !== null)
+    .sort((a, b) => Number(a[1]) - Number(b[1]));
   const last = dumps.at(-1);
-  if (last === undefined) throw new Error(`no dump of ${out}`);
-  return join(dirname(out!), last);
+  if (last === undefined) throw new Error(`no dump of the main thread of ${out}`);
+  return join(dirname(out!), last[0]);
 }
 
 const ranges = jitRanges();

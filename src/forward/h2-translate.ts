@@ -12,7 +12,7 @@ import { Buffer } from 'node:buffer';
 import { STATUS_CODES } from 'node:http';
 import type { ErrorCode } from '../core/errors.ts';
 import { isToken } from '../http1/chars.ts';
-import { latin1Slice } from '../http1/latin1.ts';
+import { latin1Recent } from '../http1/latin1.ts';
 import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '../http1/field-scan.ts';
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
@@ -169,7 +169,7 @@ export function h2RequestFields(
     const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
     if (CONNECTION_SPECIFIC.has(name) || name === 'te' || name === 'content-length') continue;
     if (skip?.has(name)) continue;
-    const value = latin1Slice(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
+    const value = latin1Recent(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
     if (name === 'cookie') {
       for (const crumb of value.split(/;\s*/)) if (crumb !== '') out.push('cookie', crumb);
     } else {
@@ -338,7 +338,7 @@ export function h2FieldsFromH1(res: ResponseHead, via: string | null, withLength
     if (fields[f + F_FLAG] === DROP) continue;
     const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
     if (CONNECTION_SPECIFIC.has(name)) continue;
-    out.push(name, latin1Slice(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!));
+    out.push(name, latin1Recent(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!));
   }
   if (withLength && res.contentLength >= 0) out.push('content-length', String(res.contentLength));
   const v = via === null ? res.via : res.via === null ? `1.${res.minor} ${via}` : `${res.via}, 1.${res.minor} ${via}`;
@@ -396,7 +396,7 @@ function lowerName(buf: Buffer, start: number, end: number): string {
       if (i === n) return cand;
     }
   }
-  return latin1Slice(buf, start, end).toLowerCase();
+  return latin1Recent(buf, start, end).toLowerCase();
 }
 
 const COMMON_NAMES: string[][] = [];

@@ -1,6 +1,7 @@
 import { Buffer } from 'node:buffer';
 import type { ErrorCode } from '../core/errors.ts';
 import { FIELD_VALUE, TCHAR } from './chars.ts';
+import { latin1Recent } from './latin1.ts';
 
 /**
  * Field lines scanned as bytes, without making strings: each field is recorded as offsets into the
@@ -128,7 +129,7 @@ export function copyKeptFields(buf: Buffer, fields: readonly number[], out: Buff
 
 /** The value of field `f` (an index into the offsets) as a latin1 string. */
 export function fieldValueAt(buf: Buffer, fields: readonly number[], f: number): string {
-  return buf.toString('latin1', fields[f + F_VSTART], fields[f + F_VEND]);
+  return latin1Recent(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
 }
 
 /** First value of the field named `lower`, or undefined. */

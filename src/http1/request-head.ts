@@ -1,6 +1,6 @@
 import { Buffer } from 'node:buffer';
 import type { ErrorCode } from '../core/errors.ts';
-import { latin1Slice } from './latin1.ts';
+import { latin1Recent, latin1Slice } from './latin1.ts';
 import { HOST, TARGET, TCHAR } from './chars.ts';
 import {
   DROP,
@@ -124,7 +124,7 @@ export function parseRequestHead(
   else return 'unsupported_version';
   const method = methodName(buf, start, sp1);
 
-  let target = latin1Slice(buf, sp1 + 1, sp2);
+  let target = latin1Recent(buf, sp1 + 1, sp2);
   let absoluteAuthority: string | null = null;
   const c0 = target.charCodeAt(0);
   if (method === 'CONNECT') {

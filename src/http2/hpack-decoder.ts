@@ -296,7 +296,7 @@ const MEMO_SHIFT = 27;
  * (from one hash) and takes the one used less recently: two of a response's values landing on one
  * slot (with 7 values in 32 slots, as likely as not) would otherwise evict each other on every
  * response. A slot answers only when the octets compare equal, so a collision costs a decode, never
- * a wrong value. Memory: a 1.7 KiB slab per decoder that has one.
+ * a wrong value. Memory: about 2 KiB per decoder that has one (upstream connections only).
  */
 class StringMemo {
   private readonly octets = new Uint8Array(MEMO_SLOTS * MEMO_MAX_OCTETS);
