@@ -72,6 +72,38 @@ describe('h1ResponseHead', () => {
     assert.ok(h1ResponseHead(cl, 200, null, false, false, true)!.text.endsWith('connection: close\r\n\r\n'));
   });
 
+  test('every byte: long values, latin1 above 0x7f, skipped fields between kept ones', () => {
+    const long = 'v'.repeat(300);
+    const r = h1ResponseHead(
+      [
+        ':status',
+        '404',
+        'x-long',
+        long,
+        'content-length',
+        '0',
+        'keep-alive',
+        'timeout=5',
+        'x-latin1',
+        'caf\xe9',
+        'via',
+        '1.1 up',
+        'set-cookie',
+        'a=1',
+      ],
+      404,
+      'muxgate',
+      false,
+      false,
+      false,
+    )!;
+    assert.equal(
+      r.text,
+      `HTTP/1.1 404 Not Found\r\nx-long: ${long}\r\nx-latin1: caf\xe9\r\nset-cookie: a=1\r\n` +
+        'via: 1.1 up, 2 muxgate\r\ncontent-length: 0\r\n\r\n',
+    );
+  });
+
   test('via: the upstream values joined, ours appended as protocol 2', () => {
     const r = h1ResponseHead(['via', '1.1 a', 'via', '1.0 b'], 200, 'muxgate', false, false, false)!;
     assert.ok(r.text.includes('via: 1.1 a, 1.0 b, 2 muxgate\r\n'));
