@@ -1,11 +1,11 @@
 // The functions a proxy spent its instructions in, per request, from a `cpu-per-request.ts --callgrind` run:
 //   node bench/callgrind-top.ts <dir>/callgrind.out <pid> <requests> [--top 60]
-// Self instructions of each function on the main thread (callgrind_annotate), with JIT-compiled JavaScript named through the
-// /tmp/perf-<pid>.map that Node's --perf-basic-prof wrote (callgrind itself sees only their addresses).
+// Self instructions of each function on the main thread (callgrind_annotate), with JIT-compiled JavaScript named
+// through the /tmp/perf-<pid>.map that Node's --perf-basic-prof wrote (callgrind itself sees only their addresses).
 import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
+import { newestDump } from './callgrind-dumps.ts';
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
@@ -31,18 +31,6 @@ function jitRanges(): [number, number, string][] {
   return ranges.sort((a, b) => a[0] - b[0]);
 }
 
-/** The main thread's file of the newest dump of `out` (`<out>.<n>-01`, highest n; see cpu-per-request.ts). */
-function lastDump(): string {
-  const base = basename(out!);
-  const dumps = readdirSync(dirname(out!))
-    .map((f) => new RegExp(`^${base}\\.(\\d+)-01$`).exec(f))
-    .filter((m) => m !== null)
-    .sort((a, b) => Number(a[1]) - Number(b[1]));
-  const last = dumps.at(-1);
-  if (last === undefined) throw new Error(`no dump of the main thread of ${out}`);
-  return join(dirname(out!), last[0]);
-}
-
 const ranges = jitRanges();
 function nameOf(addr: number): string {
   let lo = 0;
@@ -57,10 +45,14 @@ function nameOf(addr: number): string {
   return `0x${addr.toString(16)}`;
 }
 
-const text = execFileSync('callgrind_annotate', ['--inclusive=no', '--threshold=100', lastDump()], {
-  encoding: 'utf8',
-  maxBuffer: 256 * 1024 * 1024,
-});
+const text = execFileSync(
+  'callgrind_annotate',
+  ['--inclusive=no', '--threshold=100', newestDump(out).find((d) => d.thread === 1)!.path],
+  {
+    encoding: 'utf8',
+    maxBuffer: 256 * 1024 * 1024,
+  },
+);
 const self = new Map<string, number>();
 let total = 0;
 for (const line of text.split('\n')) {

@@ -15,10 +15,11 @@
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
+import { newestDump } from './callgrind-dumps.ts';
 import { cpuTimes, limitCpu, removeCgroup, stopAll, ticksPerSecond } from './procs.ts';
 import { scenarios } from './scenarios.ts';
 import {
@@ -57,29 +58,16 @@ function coreTicks(): { busy: number; total: number }[] {
   return cores;
 }
 
-/**
- * Instructions per request from the dump `callgrind_control --dump` wrote after the zeroing: with
- * --separate-threads one file per thread, `<out>.<n>-<thread>` (n counts dumps, each counting since
- * the zeroing or the dump before; thread 01 is the main thread). The main thread's count, and all threads'.
- */
+/** Instructions per request on the main thread, and in all threads, from the dump taken after the zeroing. */
 function instructionsPerRequest(out: string, requests: number): string {
-  const dir = join(out, '..');
-  const base = out.slice(dir.length + 1);
-  const dumps = readdirSync(dir)
-    .map((f) => ({ f, m: new RegExp(`^${base}\\.(\\d+)-(\\d+)$`).exec(f) }))
-    .filter((d) => d.m !== null)
-    .map((d) => ({ f: d.f, n: Number(d.m![1]), thread: Number(d.m![2]) }));
-  const last = Math.max(...dumps.map((d) => d.n));
   let main = 0;
   let all = 0;
-  for (const d of dumps) {
-    if (d.n !== last) continue;
-    const m = /^summary: (\d+)/m.exec(readFileSync(join(dir, d.f), 'utf8'));
-    if (m === null) throw new Error(`no summary line in ${d.f}`);
+  for (const d of newestDump(out)) {
+    const m = /^summary: (\d+)/m.exec(readFileSync(d.path, 'utf8'));
+    if (m === null) throw new Error(`no summary line in ${d.path}`);
     all += Number(m[1]);
     if (d.thread === 1) main += Number(m[1]);
   }
-  if (main === 0) throw new Error(`no dump of the main thread in ${dir}`);
   const per = (n: number) => Math.round(n / requests);
   return `${requests} requests, ${per(main)} instructions/request on the main thread (${per(all)} in all threads)`;
 }

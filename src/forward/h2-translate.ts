@@ -17,6 +17,7 @@ import { DROP, F_COLON, F_FLAG, F_START, F_VEND, F_VSTART, FIELD_STRIDE } from '
 import type { RequestHead } from '../http1/request-head.ts';
 import type { ResponseHead } from '../http1/response-head.ts';
 import { lowerToken, safeValue } from '../http2/field-syntax.ts';
+import { digitsValue } from '../http2/message-fields.ts';
 
 /**
  * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), so
@@ -263,8 +264,8 @@ export function h1ResponseHead(
     if (name.charCodeAt(0) === 0x3a) continue;
     const v = fields[i + 1]!;
     if (name === 'content-length') {
-      const n = plainLength(v);
-      if (n < 0 || (length !== -1 && length !== n)) return null;
+      const n = digitsValue(v);
+      if (n < 0 || !Number.isSafeInteger(n) || (length !== -1 && length !== n)) return null;
       length = n;
       lengthText = v.length === 1 || v.charCodeAt(0) !== 0x30 ? v : String(n); // no leading zeros
       continue;
@@ -298,19 +299,6 @@ export function h1ResponseHead(
 const statusLines: string[] = [];
 function statusLine(status: number): string {
   return (statusLines[status] ??= `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Unknown'}\r\n`);
-}
-
-/** A content-length value of digits only that is a safe integer, or -1. */
-function plainLength(v: string): number {
-  const len = v.length;
-  if (len === 0) return -1;
-  let n = 0;
-  for (let i = 0; i < len; i++) {
-    const d = v.charCodeAt(i) - 0x30;
-    if (d < 0 || d > 9) return -1;
-    n = n * 10 + d;
-  }
-  return Number.isSafeInteger(n) ? n : -1;
 }
 
 /** Trailer fields (flat) as the chunked body's last chunk and trailer section. */

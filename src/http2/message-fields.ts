@@ -10,17 +10,28 @@ export function contentLength(fields: readonly string[]): number {
   for (let i = 0; i < fields.length; i += 2) {
     if (fields[i] !== 'content-length') continue;
     const s = fields[i + 1]!;
-    if (s.length === 0 || s.length > 15) return -1;
-    let n = 0;
-    for (let k = 0; k < s.length; k++) {
-      const d = s.charCodeAt(k) - 0x30;
-      if (d < 0 || d > 9) return -1;
-      n = n * 10 + d;
-    }
-    if (v !== -1 && v !== n) return -1;
+    if (s.length > 15) return -1;
+    const n = digitsValue(s);
+    if (n < 0 || (v !== -1 && v !== n)) return -1;
     v = n;
   }
   return v;
+}
+
+/**
+ * A string of decimal digits as its number (past 2^53 no longer exact: callers bound the length or
+ * check Number.isSafeInteger), or -1 when empty or anything but digits. A loop, not a regular
+ * expression and Number(): content-length is read on every response.
+ */
+export function digitsValue(s: string): number {
+  if (s.length === 0) return -1;
+  let n = 0;
+  for (let i = 0; i < s.length; i++) {
+    const d = s.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
 }
 
 export function hasPseudo(fields: readonly string[]): boolean {

@@ -60,6 +60,49 @@ async function h1(t: TestContext, p: TestProxy, request: string, method = 'GET')
   return c.readResponse({ method });
 }
 
+/**
+ * A raw h2c backend: reads the preface, sends its SETTINGS, acknowledges the proxy's, and hands every
+ * frame the proxy sends (type, stream id) to `onFrame`, which writes whatever answer the test wants.
+ */
+async function rawH2cBackend(
+  t: TestContext,
+  onFrame: (sock: net.Socket, type: number, streamId: number) => void,
+): Promise<{ addr: string; connections: number }> {
+  let connections = 0;
+  const b = await rawBackend((sock) => {
+    connections++;
+    let buf = Buffer.alloc(0);
+    let preface = false;
+    sock.write(buildFrame(SETTINGS, 0, 0));
+    sock.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (!preface) {
+        if (buf.length < PREFACE_LENGTH) return;
+        buf = buf.subarray(PREFACE_LENGTH);
+        preface = true;
+      }
+      while (buf.length >= FRAME_HEADER) {
+        const len = buf.readUIntBE(0, 3);
+        if (buf.length < FRAME_HEADER + len) return;
+        const type = buf[3]!;
+        const flags = buf[4]!;
+        const id = buf.readUInt32BE(5) & 0x7fffffff;
+        buf = buf.subarray(FRAME_HEADER + len);
+        if (type === SETTINGS && (flags & FLAG_ACK) === 0) sock.write(buildFrame(SETTINGS, FLAG_ACK, 0));
+        onFrame(sock, type, id);
+      }
+    });
+    sock.on('error', () => {});
+  });
+  t.after(() => b.close());
+  return {
+    addr: b.addr,
+    get connections() {
+      return connections;
+    },
+  };
+}
+
 /** Answers with a JSON echo of what the stream carried: headers and the body's size and hash. */
 function echo(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
   const h = createHash('sha256');
@@ -333,35 +376,13 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     // A raw h2c backend that logs every frame type it receives and answers each request with
     // HEADERS (:status 200, END_STREAM) and nothing else.
     const frames: number[] = [];
-    const b = await rawBackend((sock) => {
-      let buf = Buffer.alloc(0);
-      let preface = false;
-      sock.write(buildFrame(SETTINGS, 0, 0));
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        if (!preface) {
-          if (buf.length < PREFACE_LENGTH) return;
-          buf = buf.subarray(PREFACE_LENGTH);
-          preface = true;
-        }
-        while (buf.length >= FRAME_HEADER) {
-          const len = buf.readUIntBE(0, 3);
-          if (buf.length < FRAME_HEADER + len) return;
-          const type = buf[3]!;
-          const flags = buf[4]!;
-          const id = buf.readUInt32BE(5) & 0x7fffffff;
-          buf = buf.subarray(FRAME_HEADER + len);
-          frames.push(type);
-          if (type === GOAWAY) sock.end(); // the proxy is closing
-          if (type === SETTINGS && (flags & FLAG_ACK) === 0) sock.write(buildFrame(SETTINGS, FLAG_ACK, 0));
-          // one field: :status 200 (static index 8)
-          if (type === HEADERS)
-            sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, Buffer.from([0x88])));
-        }
-      });
-      sock.on('error', () => {});
+    const b = await rawH2cBackend(t, (sock, type, id) => {
+      frames.push(type);
+      if (type === GOAWAY) sock.end(); // the proxy is closing
+      // one field: :status 200 (static index 8)
+      if (type === HEADERS)
+        sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, Buffer.from([0x88])));
     });
-    t.after(() => b.close());
     const p = await proxy(t, b.addr, { protocol: 'http2' });
     for (let i = 0; i < 5; i++) {
       const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
@@ -395,37 +416,12 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
       ['a good block after', lit('x-fine', 'yes'), 200],
     ];
     let answered = 0;
-    let connections = 0;
-    const b = await rawBackend((sock) => {
-      connections++;
-      let buf = Buffer.alloc(0);
-      let preface = false;
-      sock.write(buildFrame(SETTINGS, 0, 0));
-      sock.on('data', (d: Buffer) => {
-        buf = Buffer.concat([buf, d]);
-        if (!preface) {
-          if (buf.length < PREFACE_LENGTH) return;
-          buf = buf.subarray(PREFACE_LENGTH);
-          preface = true;
-        }
-        while (buf.length >= FRAME_HEADER) {
-          const len = buf.readUIntBE(0, 3);
-          if (buf.length < FRAME_HEADER + len) return;
-          const type = buf[3]!;
-          const flags = buf[4]!;
-          const id = buf.readUInt32BE(5) & 0x7fffffff;
-          buf = buf.subarray(FRAME_HEADER + len);
-          if (type === SETTINGS && (flags & FLAG_ACK) === 0) sock.write(buildFrame(SETTINGS, FLAG_ACK, 0));
-          if (type !== HEADERS) continue;
-          const step = script[answered++];
-          if (step === undefined) continue;
-          const block = Buffer.concat([status200, step[1]]);
-          sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, block));
-        }
-      });
-      sock.on('error', () => {});
+    const b = await rawH2cBackend(t, (sock, type, id) => {
+      if (type !== HEADERS) return;
+      const step = script[answered++];
+      if (step === undefined) return;
+      sock.write(buildFrame(HEADERS, FLAG_END_STREAM | FLAG_END_HEADERS, id, Buffer.concat([status200, step[1]])));
     });
-    t.after(() => b.close());
     const p = await proxy(t, b.addr, { protocol: 'http2' });
     for (const [what, , status] of script) {
       const r = await h1(t, p, 'GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
@@ -434,7 +430,7 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     }
     assert.equal(answered, script.length);
     // a malformed response ends its stream, not the connection: one HPACK context throughout
-    assert.equal(connections, 1);
+    assert.equal(b.connections, 1);
   });
 
   it('answers 503 pool_queue_full beyond max_connections x streams + max_pending', async (t) => {
