@@ -1,7 +1,7 @@
 // User and kernel CPU time per request of one proxy under wrk (bench/analysis.md's "CPU per request" table):
 //   npx node bench/cpu-per-request.ts [--proxy muxgate|nginx|haproxy|raw|raw-handle] [--scenario get-12b]
 //                                     [--duration 5] [--strace] [--perf] [--upstream http1|http2]
-//                                     [--cpu-quota 0.5] [--callgrind]
+//                                     [--cpu-quota 0.5] [--callgrind [--cache-sim]]
 // Same pinning as `npm run bench`; utime/stime come from /proc/<pid>/stat before and after the run.
 // `--upstream http2`: muxgate's or HAProxy's upstream over h2c to the backend's h2c port (the h2-upstream figure).
 // `--cpu-quota F`: the proxy gets at most F of a core (a cgroup's CFS quota; root, cgroup v1 `cpu` or v2), so
@@ -12,6 +12,8 @@
 // speed swings do not move, to tell changes of a few per cent apart (no hardware counters here). valgrind
 // runs the proxy ~50× slower and on one thread, so batches are larger than in the real run: compare
 // versions of one proxy, or proxies with each other, under it, not with the timed figures.
+// `--cache-sim` (with --callgrind): valgrind also simulates the caches (its I1 is 32 KiB, 8-way, like the
+// host's) and the main thread's first-level instruction and data misses per request are reported too.
 // RAW_OWN_BUFFERS=1 / RAW_SOCKET_WRITES=1 switch the latter's reads and writes back to Node's).
 // MUXGATE_NODE_ARGS="…" adds Node options to muxgate's command line (e.g. --trace-gc, --import a profiler).
 import { execFileSync, spawn } from 'node:child_process';
@@ -69,7 +71,19 @@ function instructionsPerRequest(out: string, requests: number): string {
     if (d.thread === 1) main += Number(m[1]);
   }
   const per = (n: number) => Math.round(n / requests);
-  return `${requests} requests, ${per(main)} instructions/request on the main thread (${per(all)} in all threads)`;
+  return `${requests} requests, ${per(main)} instructions/request on the main thread (${per(all)} in all threads)${cacheMisses(out, requests)}`;
+}
+
+/** With --cache-sim: the main thread's I1 and D1 misses per request (events named on the dump's `events:` line). */
+function cacheMisses(out: string, requests: number): string {
+  const main = newestDump(out).find((d) => d.thread === 1);
+  if (main === undefined) return '';
+  const text = readFileSync(main.path, 'utf8');
+  const names = /^events: (.+)$/m.exec(text)?.[1]?.split(' ') ?? [];
+  const counts = /^summary: (.+)$/m.exec(text)?.[1]?.split(' ').map(Number) ?? [];
+  const of = (e: string) => Math.round((counts[names.indexOf(e)] ?? Number.NaN) / requests);
+  if (!names.includes('I1mr')) return '';
+  return `; I1 misses ${of('I1mr')}/request, D1 misses ${of('D1mr') + of('D1mw')}/request (simulated)`;
 }
 
 /** The cgroup --cpu-quota made: removed once its process is gone. */
@@ -86,6 +100,7 @@ async function main(): Promise<void> {
       upstream: { type: 'string', default: 'http1' },
       'cpu-quota': { type: 'string' },
       callgrind: { type: 'boolean', default: false },
+      'cache-sim': { type: 'boolean', default: false },
     },
   });
   const scenario = scenarios.find((s) => s.name === values.scenario);
@@ -127,6 +142,7 @@ async function main(): Promise<void> {
       '--tool=callgrind',
       '--separate-threads=yes',
       `--callgrind-out-file=${callgrindOut}`,
+      ...(values['cache-sim'] ? ['--cache-sim=yes'] : []),
       spec.command,
       ...spec.args,
     ];

@@ -5,6 +5,7 @@
  * microseconds per tick for thousands of connections and no timer object or closure per connection,
  * where a `setTimeout` per connection would allocate and re-arm on every request.
  */
+import { clockNow } from './clock.ts';
 import { performance } from 'node:perf_hooks';
 export interface Expirable {
   deadline: number;
@@ -99,5 +100,5 @@ export const sweeper = new Sweeper();
  * a second for every tracked object.
  */
 export function deadlineIn(ms: number): number {
-  return Math.ceil(performance.now() + ms);
+  return Math.ceil(clockNow() + ms);
 }

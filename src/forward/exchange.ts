@@ -1,12 +1,12 @@
+import { clockNow } from '../core/clock.ts';
 import { deadlineIn } from '../core/sweeper.ts';
-import { performance } from 'node:perf_hooks';
 import { Buffer } from 'node:buffer';
 import type { Endpoint } from '../cluster/endpoint.ts';
 import { ERRORS, type ErrorCode, retryWhen } from '../core/errors.ts';
 import { isLent } from '../core/direct-io.ts';
 import { WriteBatch } from '../core/write-batch.ts';
 import { ChunkedScanner } from '../http1/chunked.ts';
-import { ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
+import { forgetHeadBytes, ownHeadBytes, type RequestHead } from '../http1/request-head.ts';
 import type { Downstream } from './downstream.ts';
 import type { ClientOrigin } from '../proxy-protocol/client-origin.ts';
 import type { ResponseTap } from './response-tap.ts';
@@ -117,7 +117,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
   private onBodyDone: (() => void) | null = null;
 
   // Accounting for the access log and stats.
-  private readonly startedAt = performance.now();
+  private readonly startedAt = clockNow();
   private poolStartedAt = 0;
   private poolWaitMs = 0;
   /** True while begin() asks the pool: a connection handed over then comes synchronously. */
@@ -175,7 +175,14 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       // connection took it at once: to build the upstream head, or an HTTP/2 stream's headers on retry.
       const pending = this.pendingBody;
       if (pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
-      if (isLent(head.buf) && (this.conn === null || this.leg !== null)) ownHeadBytes(head);
+      if (isLent(head.buf) && (this.conn === null || this.leg !== null)) {
+        // An HTTP/2 stream took the head as a field list, which its replays reuse (H2Leg.start). Only a
+        // route's retries (perhaps to another endpoint, scheme or protocol) or the cache (Vary,
+        // conditions, revalidation) read the head's fields later; without them its bytes are not
+        // copied, and the head forgets them: nothing can read the next client's bytes in their place.
+        if (this.leg === null || this.retries !== null || this.cache !== null) ownHeadBytes(head);
+        else forgetHeadBytes(head);
+      }
     }
     return used;
   }
@@ -206,7 +213,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.useEndpoint(endpoint);
     cluster.requests++;
     // Within begin() the exchange was made a moment ago (see the constructor): its clock reading serves.
-    this.poolStartedAt = this.beginning ? this.startedAt : performance.now();
+    this.poolStartedAt = this.beginning ? this.startedAt : clockNow();
     this.acquireOn(endpoint);
   }
 
@@ -362,7 +369,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.upstreamHead ??= buildUpstreamHead(this.head, this.route!, this.upstreamFields());
     this.conn = conn;
     // Inside begin() (an idle connection was at hand) the exchange's start time is still current.
-    const now = this.beginning ? this.startedAt : performance.now();
+    const now = this.beginning ? this.startedAt : clockNow();
     this.poolWaitMs = now - this.poolStartedAt;
     this.endpoint?.poolWait.observe(this.poolWaitMs);
     conn.deadline = Math.ceil(now + this.responseTimeoutMs());
@@ -383,7 +390,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       session.releaseSlot();
       return;
     }
-    const now = performance.now();
+    const now = clockNow();
     this.poolWaitMs = now - this.poolStartedAt;
     this.endpoint?.poolWait.observe(this.poolWaitMs);
     const held = this.pendingBody;
@@ -397,7 +404,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   /** The upstream refused the stream without processing it: send the request again elsewhere. */
   retryH2(refusedBy: H2UpstreamConnection): void {
-    this.poolStartedAt = performance.now();
+    this.poolStartedAt = clockNow();
     this.endpoint!.h2!.acquire(this, refusedBy);
   }
 
@@ -513,7 +520,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
       const conn = this.conn!;
       this.conn = null;
       conn.pool.release(conn, false);
-      this.poolStartedAt = performance.now();
+      this.poolStartedAt = clockNow();
       this.endpoint!.pool.acquire(this, true);
       return;
     }
@@ -590,7 +597,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     this.useEndpoint(next);
     r.afterBackoff(() => {
       if (this.done) return;
-      this.poolStartedAt = performance.now();
+      this.poolStartedAt = clockNow();
       this.acquireOn(next);
     });
     return true;
@@ -789,7 +796,7 @@ export class Exchange implements PoolWaiter, UpstreamUser {
 
   /** The request's duration into the listener's histogram (one clock read, shared with the access log). */
   private recordDuration(): number {
-    const ms = performance.now() - this.startedAt;
+    const ms = clockNow() - this.startedAt;
     this.session.ctx.stats.requestDuration.observe(ms);
     return ms;
   }

@@ -46,6 +46,11 @@ export class H2Leg implements Expirable, StreamSink {
   headSent = false;
   private framing = BODY_NONE;
   private trailers: string[] | null = null;
+  /**
+   * The request as HTTP/2 fields, built once: a replay after a refusal sends them again. The head's
+   * bytes may be gone by then (Exchange.begin keeps no copy of a lent read when only this leg needs it).
+   */
+  private fields: string[] | null = null;
   private ended = false;
   private paused = false;
 
@@ -72,14 +77,15 @@ export class H2Leg implements Expirable, StreamSink {
       if (head.chunked) this.decoder = new ChunkedScanner(ex.session.ctx.limits.maxHeaderBytes, true);
     }
     const noBody = ex.requestDone && (body === null || body.length === 0);
-    const fields = h2RequestFields(
+    // A replay goes to the same endpoint (Exchange.retryH2), so to the same scheme: the fields serve again.
+    const fields = (this.fields ??= h2RequestFields(
       head,
       upstreamTarget(head, route),
       route.hostRewrite ?? head.host,
       session.pool.scheme,
       ex.session.forwardingFields(head),
       ex.teTrailers,
-    );
+    ));
     const stream = session.request(fields, noBody, this, head.method === 'HEAD');
     if (stream === null) {
       // The connection went away between the slot and the stream: like a refusal, nothing was sent.

@@ -1,6 +1,6 @@
 import type { Buffer } from 'node:buffer';
 import { deadlineIn } from '../core/sweeper.ts';
-import { performance } from 'node:perf_hooks';
+import { clockNow } from '../core/clock.ts';
 import { PendingQueue } from './pending-queue.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { PoolKey } from './pool-key.ts';
@@ -123,7 +123,7 @@ export class H1Pool implements UpstreamPool {
     if (this.open < this.opts.maxConnections) {
       const may = this.opts.mayConnect;
       if (may === undefined || may()) {
-        this.pending.push(w, performance.now());
+        this.pending.push(w, clockNow());
         this.connect(key, origin);
         return;
       }
@@ -140,7 +140,7 @@ export class H1Pool implements UpstreamPool {
       w.onPoolError('pool_queue_full');
       return;
     }
-    this.pending.push(w, performance.now());
+    this.pending.push(w, clockNow());
   }
 
   /** A waiter gave up (client went away): drop it from the queue. */

@@ -1,4 +1,4 @@
-import { performance } from 'node:perf_hooks';
+import { clockNow } from '../core/clock.ts';
 import type { DialFailure, Dialer } from '../ports/dialer.ts';
 import type { ConnectObserver, PoolOptions, UpstreamPool } from './upstream-pool.ts';
 import { PendingQueue } from './pending-queue.ts';
@@ -156,7 +156,7 @@ export class H2Pool implements UpstreamPool {
     if (have < max) {
       const may = this.opts.mayConnect;
       if (may === undefined || may()) {
-        this.pending.push(w, performance.now());
+        this.pending.push(w, clockNow());
         this.maybeConnect();
         return;
       }
@@ -177,7 +177,7 @@ export class H2Pool implements UpstreamPool {
       w.onPoolError('pool_queue_full');
       return;
     }
-    this.pending.push(w, performance.now());
+    this.pending.push(w, clockNow());
   }
 
   /** A waiter gave up (client went away): drop it from the queue. */

@@ -372,6 +372,40 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     await waitUntil(() => p.accessLog.some((l) => l.error === 'upstream_reset'), 'the reset is logged');
   });
 
+  it("a refused stream is sent again with its own head, after other clients' requests were read in its place", async (t) => {
+    // The head of a request whose stream opened at once is not copied out of the shared read buffer
+    // (Exchange.begin): its replay must come from the fields the leg kept, not from bytes that another
+    // client's request has overwritten since.
+    let held: http2.ServerHttp2Stream | null = null;
+    const b = await backend(t, {
+      onStream: (stream, headers) => {
+        if (headers[':path'] === '/refuse-later' && held === null) {
+          held = stream;
+          return;
+        }
+        echo(stream, headers);
+      },
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    // the upstream connection is up before the request that matters: its stream opens within the read
+    assert.equal((await h1(t, p, 'GET /warm HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n')).status, 200);
+    const a = await connect(p.port, t);
+    a.write('GET /refuse-later HTTP/1.1\r\nHost: mine.example\r\nX-Mine: aaaa-1111\r\nAccept: text/plain\r\n\r\n');
+    await waitUntil(() => held !== null, 'the first attempt reached the backend');
+    const other = `GET /${'o'.repeat(90)} HTTP/1.1\r\nHost: other.example\r\nX-Other: ${'z'.repeat(300)}\r\nConnection: close\r\n\r\n`;
+    for (let i = 0; i < 3; i++) assert.equal((await h1(t, p, other)).status, 200);
+    held!.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+    const r = await a.readResponse();
+    assert.equal(r.status, 200);
+    const { headers } = JSON.parse(r.body.toString()) as { headers: Record<string, string> };
+    assert.equal(headers[':path'], '/refuse-later');
+    assert.equal(headers[':authority'], 'mine.example');
+    assert.equal(headers['x-mine'], 'aaaa-1111');
+    assert.equal(headers.accept, 'text/plain');
+    assert.equal(headers['x-other'], undefined);
+    assert.equal(p.server.snapshot().clusters[0]!.endpoints[0]!.h2!.refused_streams, 1);
+  });
+
   it('a stream complete both ways is closed, not reset: no RST_STREAM after a whole response', async (t) => {
     // A raw h2c backend that logs every frame type it receives and answers each request with
     // HEADERS (:status 200, END_STREAM) and nothing else.

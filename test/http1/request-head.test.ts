@@ -478,6 +478,17 @@ describe('parseRequestHead: rejections', () => {
   test('rejects a bare LF inside a field value even when called without findHeadEnd', () => {
     assert.equal(parseOnly('GET / HTTP/1.1\r\nHost: a\r\nX: a\nb\r\n\r\n'), 'invalid_header');
   });
+
+  test('checks every Host, however often a valid one came before (the parser remembers the last good one)', () => {
+    for (let round = 0; round < 3; round++) {
+      assert.equal(accept('GET / HTTP/1.1\r\nHost: good.example:8080\r\n\r\n').host, 'good.example:8080');
+      assert.equal(accept('GET / HTTP/1.1\r\nHost: good.example:8080\r\n\r\n').host, 'good.example:8080');
+      // same length as the good one, one byte different; then a prefix of it
+      assert.equal(parse('GET / HTTP/1.1\r\nHost: good.example:80 0\r\n\r\n'), 'invalid_host');
+      assert.equal(parse('GET / HTTP/1.1\r\nHost: good/example:8080\r\n\r\n'), 'invalid_host');
+      assert.equal(parse('GET http://good.exam@ple/ HTTP/1.1\r\nHost: good.example:8080\r\n\r\n'), 'invalid_host');
+    }
+  });
 });
 
 describe('parseContentLength', () => {
