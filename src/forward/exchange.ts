@@ -170,9 +170,9 @@ export class Exchange implements PoolWaiter, UpstreamUser {
     else this.dispatch();
     this.beginning = false;
     if (lent) {
-      // Still waiting for a connection: what is held must outlive this call. The head was parsed in
-      // place from the lent read (see H1DownstreamConnection.parseLoop) and is needed again if no HTTP/1.1
-      // connection took it at once: to build the upstream head, or an HTTP/2 stream's headers on retry.
+      // What is held must outlive this call. The head was parsed in place from the lent read (see
+      // H1DownstreamConnection.parseLoop) and is needed again if no HTTP/1.1 connection took it at once:
+      // to build the upstream head or an HTTP/2 stream's fields once a connection comes.
       const pending = this.pendingBody;
       if (pending !== null) for (let i = 0; i < pending.length; i++) pending[i] = Buffer.from(pending[i]!);
       if (isLent(head.buf) && (this.conn === null || this.leg !== null)) {
