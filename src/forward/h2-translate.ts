@@ -20,17 +20,28 @@ import { lowerToken, safeValue } from '../http2/field-syntax.ts';
 import { digitsValue } from '../http2/message-fields.ts';
 
 /**
- * Fields that only mean something for one HTTP/1.1 connection: malformed in HTTP/2 (§8.2.2), so
- * never sent and refused when received. HTTP2-Settings belongs to the h2c upgrade dance.
+ * Whether a (lower-case) field name is one that only means something for one HTTP/1.1 connection:
+ * malformed in HTTP/2 (§8.2.2), so never sent and refused when received. HTTP2-Settings belongs to
+ * the h2c upgrade dance.
  */
-const CONNECTION_SPECIFIC = new Set([
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'transfer-encoding',
-  'upgrade',
-  'http2-settings',
-]);
+export function connectionSpecific(name: string): boolean {
+  // By length first: nearly every name is turned away without a comparison (this runs for every
+  // field of every head; a Set look-up hashed each one).
+  switch (name.length) {
+    case 7:
+      return name === 'upgrade';
+    case 10:
+      return name === 'connection' || name === 'keep-alive';
+    case 14:
+      return name === 'http2-settings';
+    case 16:
+      return name === 'proxy-connection';
+    case 17:
+      return name === 'transfer-encoding';
+    default:
+      return false;
+  }
+}
 
 export interface SynthesisedHead {
   /** An HTTP/1.1 request head, CRLFCRLF included. */
@@ -72,7 +83,7 @@ export function h2RequestHead(raw: readonly string[], endStream: boolean, clean 
       continue;
     }
     if (!clean && !lowerToken(name)) return 'invalid_header';
-    if (CONNECTION_SPECIFIC.has(name)) return 'invalid_header';
+    if (connectionSpecific(name)) return 'invalid_header';
     if (name === 'te') {
       if (value.toLowerCase() !== 'trailers') return 'invalid_header';
       teTrailers = true;
@@ -137,7 +148,7 @@ export function checkH2Fields(raw: readonly string[]): ErrorCode | null {
       continue;
     }
     regular = true;
-    if (!lowerToken(name) || CONNECTION_SPECIFIC.has(name)) return 'invalid_header';
+    if (!lowerToken(name) || connectionSpecific(name)) return 'invalid_header';
     if (name === 'te' && raw[i + 1]!.toLowerCase() !== 'trailers') return 'invalid_header';
   }
   return null;
@@ -168,7 +179,7 @@ export function h2RequestFields(
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
     const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
-    if (CONNECTION_SPECIFIC.has(name) || name === 'te' || name === 'content-length') continue;
+    if (connectionSpecific(name) || name === 'te' || name === 'content-length') continue;
     if (skip?.has(name)) continue;
     const value = latin1Recent(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!);
     if (name === 'cookie') {
@@ -201,7 +212,7 @@ export function h2ResponseStatus(fields: readonly string[], clean = false): numb
       status = Number(value);
       continue;
     }
-    if ((!clean && !lowerToken(name)) || CONNECTION_SPECIFIC.has(name)) return -1;
+    if ((!clean && !lowerToken(name)) || connectionSpecific(name)) return -1;
   }
   return status;
 }
@@ -213,7 +224,7 @@ export function h2ResponseStatus(fields: readonly string[], clean = false): numb
 export function h2TrailersValid(fields: readonly string[], clean = false): boolean {
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
-    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) return false;
+    if (name.charCodeAt(0) === 0x3a || connectionSpecific(name)) return false;
     if (!clean && (!safeValue(fields[i + 1]!) || !lowerToken(name))) return false;
   }
   return true;
@@ -270,7 +281,7 @@ export function h1ResponseHead(
       lengthText = v.length === 1 || v.charCodeAt(0) !== 0x30 ? v : String(n); // no leading zeros
       continue;
     }
-    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (connectionSpecific(name)) continue;
     if (name === 'via') {
       upstreamVia = upstreamVia === null ? v : `${upstreamVia}, ${v}`;
       continue;
@@ -307,7 +318,7 @@ export function chunkedTrailers(trailers: readonly string[] | null): string {
   if (trailers !== null) {
     for (let i = 0; i + 1 < trailers.length; i += 2) {
       const name = trailers[i]!;
-      if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+      if (name.charCodeAt(0) === 0x3a || connectionSpecific(name)) continue;
       out += `${name}: ${trailers[i + 1]}\r\n`;
     }
   }
@@ -325,7 +336,7 @@ export function h2FieldsFromH1(res: ResponseHead, via: string | null, withLength
   for (let f = 0; f < fields.length; f += FIELD_STRIDE) {
     if (fields[f + F_FLAG] === DROP) continue;
     const name = lowerName(buf, fields[f + F_START]!, fields[f + F_COLON]!);
-    if (CONNECTION_SPECIFIC.has(name)) continue;
+    if (connectionSpecific(name)) continue;
     out.push(name, latin1Recent(buf, fields[f + F_VSTART]!, fields[f + F_VEND]!));
   }
   if (withLength && res.contentLength >= 0) out.push('content-length', String(res.contentLength));
@@ -340,7 +351,7 @@ export function h2FieldsFromH2(fields: readonly string[], status: number, via: s
   let upstreamVia: string | null = null;
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i]!;
-    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+    if (name.charCodeAt(0) === 0x3a || connectionSpecific(name)) continue;
     const v = fields[i + 1]!;
     if (name === 'via') upstreamVia = upstreamVia === null ? v : `${upstreamVia}, ${v}`;
     else out.push(name, v);
@@ -355,7 +366,7 @@ export function h2TrailerFields(trailers: readonly string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i + 1 < trailers.length; i += 2) {
     const name = trailers[i]!;
-    if (name.charCodeAt(0) === 0x3a || CONNECTION_SPECIFIC.has(name)) continue;
+    if (name.charCodeAt(0) === 0x3a || connectionSpecific(name)) continue;
     out.push(name, trailers[i + 1]!);
   }
   return out;

@@ -1,7 +1,14 @@
 /** The HTTP/2 response head as HTTP/1.1 (h1ResponseHead) and the engine's content-length reading. */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { BODY_CHUNKED, BODY_CLOSE, BODY_LENGTH, BODY_NONE, h1ResponseHead } from '../../src/forward/h2-translate.ts';
+import {
+  BODY_CHUNKED,
+  BODY_CLOSE,
+  BODY_LENGTH,
+  BODY_NONE,
+  connectionSpecific,
+  h1ResponseHead,
+} from '../../src/forward/h2-translate.ts';
 import { contentLength } from '../../src/http2/message-fields.ts';
 
 const lines = (text: string) => text.split('\r\n');
@@ -121,5 +128,44 @@ describe('the engine reading content-length (message-fields contentLength)', () 
       assert.equal(contentLength(['content-length', bad]), -1, JSON.stringify(bad));
     }
     assert.equal(contentLength(['content-length', '1', 'content-length', '2']), -1);
+  });
+});
+
+describe('connectionSpecific', () => {
+  test('names exactly the six connection-specific fields (RFC 9113 §8.2.2), not their neighbours by length', () => {
+    const specific = ['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'http2-settings'];
+    for (const name of specific) assert.equal(connectionSpecific(name), true, name);
+    const others = [
+      'te', // refused unless "trailers", checked apart
+      'upgrader',
+      'upgradE',
+      'connectio',
+      'connections',
+      'keep-alivE',
+      'x-connection', // 12
+      'content-length', // 14, like http2-settings
+      'accept-charset',
+      'http2-settingz',
+      'proxy-connectioN',
+      'transfer-encodinG',
+      'x-transfer-encoding',
+      '',
+      'via',
+      'server',
+    ];
+    for (const name of others) assert.equal(connectionSpecific(name), false, name);
+  });
+
+  test('h1ResponseHead leaves connection-specific fields of an HTTP/2 response out', () => {
+    const r = h1ResponseHead(
+      [':status', '200', 'keep-alive', 'x', 'x-kept', 'y', 'content-length', '0'],
+      200,
+      null,
+      false,
+      false,
+      false,
+    );
+    assert.ok(r !== null);
+    assert.equal(r.text, 'HTTP/1.1 200 OK\r\nx-kept: y\r\ncontent-length: 0\r\n\r\n');
   });
 });
