@@ -95,7 +95,8 @@ export class Sweeper {
 export const sweeper = new Sweeper();
 
 /**
- * A deadline `ms` from now, in whole milliseconds (rounded up: never early). A small integer is stored
+ * A deadline `ms` from now, "now" being the current callback's clock reading (core/clock.ts: at most
+ * that callback's own run time ago), in whole milliseconds (rounded up). A small integer is stored
  * in the object as it is; a fractional one is a boxed number that the sweeper's reads copy, ten times
  * a second for every tracked object.
  */
