@@ -42,7 +42,7 @@ export function probeH2(
     if (c !== null) queueMicrotask(() => c.destroy());
   };
   const sink: StreamSink = {
-    onHeaders(fields: string[]) {
+    onHeaders(fields: readonly string[]) {
       for (let i = 0; i + 1 < fields.length; i += 2) {
         if (fields[i] !== ':status') continue;
         const status = Number(fields[i + 1]);

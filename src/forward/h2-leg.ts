@@ -13,10 +13,10 @@ import {
   h1ResponseHead,
   h2FieldsFromH2,
   h2RequestFields,
-  h2ResponseStatus,
   h2TrailersValid,
   h2TrailerFields,
 } from './h2-translate.ts';
+import { ResponseTranslation } from './response-translation.ts';
 import { upstreamTarget } from './upstream-head.ts';
 
 /** Request body bytes kept so a refused stream can be sent again; beyond this a refusal is final. */
@@ -45,7 +45,7 @@ export class H2Leg implements Expirable, StreamSink {
   private refusals = 0;
   headSent = false;
   private framing = BODY_NONE;
-  private trailers: string[] | null = null;
+  private trailers: readonly string[] | null = null;
   /**
    * The request as HTTP/2 fields, built once: a replay after a refusal sends them again. The head's
    * bytes may be gone by then (Exchange.begin keeps no copy of a lent read when only this leg needs it).
@@ -164,7 +164,7 @@ export class H2Leg implements Expirable, StreamSink {
 
   // --- StreamSink ---
 
-  onHeaders(fields: string[], endStream: boolean): void {
+  onHeaders(fields: readonly string[], endStream: boolean): void {
     if (this.headSent) {
       // Trailers (the engine already checked they end the stream and carry no pseudo-fields);
       // malformed ones are dropped, the body they end is complete.
@@ -172,7 +172,7 @@ export class H2Leg implements Expirable, StreamSink {
       if (endStream) this.onEnd();
       return;
     }
-    const status = h2ResponseStatus(fields, this.stream?.fieldsClean);
+    const status = translationOf(this.session!).status(fields, this.stream?.fieldsClean === true);
     if (status === -1) {
       this.ex.fail('upstream_protocol_error');
       return;
@@ -198,7 +198,7 @@ export class H2Leg implements Expirable, StreamSink {
     this.ex.onUpstreamDrain();
   }
 
-  private onResponse(fields: string[], status: number): void {
+  private onResponse(fields: readonly string[], status: number): void {
     const ex = this.ex;
     // A status the route retries: the exchange drops this stream and tries elsewhere.
     if (ex.retriesStatus(status)) return;
@@ -217,7 +217,14 @@ export class H2Leg implements Expirable, StreamSink {
     } else {
       // An early answer (request body not all in): the connection closes after it; say so.
       if (!ex.requestDone) ex.closeDownstream = true;
-      const res = h1ResponseHead(fields, status, via, head.minor === 0, noBody, ex.closeDownstream);
+      const res = translationOf(this.session!).h1Head(
+        fields,
+        status,
+        via,
+        head.minor === 0,
+        noBody,
+        ex.closeDownstream,
+      );
       if (res === null) {
         ex.fail('upstream_protocol_error');
         return;
@@ -230,7 +237,7 @@ export class H2Leg implements Expirable, StreamSink {
     this.headSent = true;
   }
 
-  private onInterim(fields: string[], status: number): void {
+  private onInterim(fields: readonly string[], status: number): void {
     if (this.headSent) return;
     const ex = this.ex;
     const down = ex.session;
@@ -308,6 +315,10 @@ export class H2Leg implements Expirable, StreamSink {
     this.deadline = deadlineIn(this.ex.responseTimeoutMs());
     sweeper.add(this);
   }
+}
+
+function translationOf(session: H2UpstreamConnection): ResponseTranslation {
+  return (session.translation ??= new ResponseTranslation());
 }
 
 /** An HTTP/2 response's content-length (flat fields), or -1. */

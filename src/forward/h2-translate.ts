@@ -246,9 +246,9 @@ export const BODY_CLOSE = 3;
 
 export interface H1ResponseHead {
   /** The head as latin1 text (one byte per character), queued as it is: the write batch copies it once. */
-  text: string;
-  framing: number;
-  contentLength: number;
+  readonly text: string;
+  readonly framing: number;
+  readonly contentLength: number;
 }
 
 /**

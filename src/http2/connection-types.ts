@@ -46,7 +46,7 @@ export interface ConnectionHandler {
    * [name, value, ...] (latin1, unvalidated: the owner applies the message rules), or null when the
    * list was larger than max_header_list_size (answer 431).
    */
-  onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void;
+  onStream(stream: Http2Stream, fields: readonly string[] | null, endStream: boolean): void;
   /** The peer sent GOAWAY: no stream above `lastStreamId` was or will be processed. */
   onGoaway(lastStreamId: number, code: number): void;
   /** A PING we sent was answered. */

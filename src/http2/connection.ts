@@ -504,15 +504,13 @@ export class Http2Connection implements Expirable, FrameSink {
     const flags = this.blockFlags;
     const selfDependent = this.blockSelfDependent;
     this.blockSelfDependent = false;
-    // A new list per block, handed on as it is: cheaper than a shared one emptied (`length = 0` frees
-    // its backing store, so it grew again every block) and then copied.
-    const out: string[] = [];
-    const err = this.decoder.decode(b, start, end, out);
-    if (err === 'compression') {
+    // A new list per block, or (upstream) the list of an equal block decoded before: read-only either way.
+    const decoded = this.decoder.decodeList(b, start, end);
+    if (decoded === 'compression') {
       this.fail(COMPRESSION_ERROR, 'h2_compression_error', 'HPACK decoding failed');
       return;
     }
-    const fields = err === 'too_large' ? null : out;
+    const fields = decoded === 'too_large' ? null : decoded;
     const clean = this.decoder.clean;
     const endStream = (flags & FLAG_END_STREAM) !== 0;
     const s = this.streams.get(id);
@@ -573,7 +571,12 @@ export class Http2Connection implements Expirable, FrameSink {
   }
 
   /** A header block on a stream that exists: trailers, or (client role) the response head. */
-  private moreHeaders(s: Http2Stream, fields: string[] | null, endStream: boolean, selfDependent: boolean): void {
+  private moreHeaders(
+    s: Http2Stream,
+    fields: readonly string[] | null,
+    endStream: boolean,
+    selfDependent: boolean,
+  ): void {
     if (selfDependent) {
       this.streamError(s, PROTOCOL_ERROR);
       return;

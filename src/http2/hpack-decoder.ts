@@ -61,6 +61,32 @@ export class HpackDecoder {
   /** Decoded short literals by their encoded octets (see `memoString`); null when not enabled. */
   private memo: StringMemo | null = null;
 
+  /** Bumped by every change to the table (an insert, an eviction, a size update). */
+  private changes = 0;
+  // What the block being decoded did: whether it referred to the dynamic table, whether it updated its
+  // size, and where in the list are the fields it inserted (~position when the field is not clean).
+  private refsTable = false;
+  private sizeUpdated = false;
+  private insertAt: number[] = [];
+  private inserts = 0;
+  // The last header block kept whole (with the memo enabled): its octets, the list they made and
+  // the fields they inserted. Equal octets make the same list again when the block did not refer to
+  // the table (literals and static references: nginx's blocks), or when the table has not changed
+  // since; `decodeList` then hands out the same list (read-only for everyone) and makes the same
+  // inserts. A backend answers one resource with the same block response after response (nginx's
+  // Date changes once a second).
+  private blockOctets: Uint8Array | null = null;
+  /** 0: nothing kept. */
+  private blockLength = 0;
+  private blockList: readonly string[] = [];
+  private blockClean = true;
+  private blockRefsTable = false;
+  /** `changes` after the kept block: it answers again only then when it referred to the table. */
+  private blockChanges = -1;
+  private blockInsertAt: number[] = [];
+  /** Blocks decoded since the kept one last answered: past BLOCK_TRIES, one in BLOCK_RETRY is kept. */
+  private blockMisses = 0;
+
   /**
    * maxTableSize is also the table's starting maximum, so a value below the protocol default of
    * 4096 is only right once the peer is known to use it; otherwise construct with 4096 and call
@@ -105,6 +131,64 @@ export class HpackDecoder {
     }
   }
 
+  /**
+   * The fields of block[start, end) as a flat [name, value, ...] list, never to be changed by its
+   * receiver: with the memo enabled, a block equal to the last one kept is answered with that list.
+   */
+  decodeList(block: Buffer, start: number, end: number): readonly string[] | HpackError {
+    const len = end - start;
+    if (
+      len === this.blockLength &&
+      (!this.blockRefsTable || this.changes === this.blockChanges) &&
+      !this.updateRequired &&
+      sameOctets(this.blockOctets!, block, start, len)
+    ) {
+      return this.again();
+    }
+    const out: string[] = [];
+    const err = this.decode(block, start, end, out);
+    if (err !== null) return err;
+    if (
+      this.memo !== null &&
+      len <= BLOCK_MAX_OCTETS &&
+      len > 0 &&
+      !this.sizeUpdated &&
+      (!this.refsTable || this.inserts === 0)
+    ) {
+      const misses = this.blockMisses++;
+      if (misses < BLOCK_TRIES || misses % BLOCK_RETRY === 0) this.keepBlock(block, start, len, out);
+    }
+    return out;
+  }
+
+  /** The kept block once more: its inserts made again, its list handed out. */
+  private again(): readonly string[] {
+    const list = this.blockList;
+    const at = this.blockInsertAt;
+    for (let k = 0; k < at.length; k++) {
+      const p = at[k]!;
+      if (p >= 0) this.insert(list[p]!, list[p + 1]!, true);
+      else this.insert(list[~p]!, list[~p + 1]!, false);
+    }
+    this.blockChanges = this.changes;
+    this.blockMisses = 0;
+    this.clean = this.blockClean;
+    return list;
+  }
+
+  private keepBlock(block: Buffer, start: number, len: number, list: readonly string[]): void {
+    const octets = (this.blockOctets ??= new Uint8Array(BLOCK_MAX_OCTETS));
+    for (let i = 0; i < len; i++) octets[i] = block[start + i]!;
+    this.blockLength = len;
+    this.blockList = list;
+    this.blockClean = this.clean;
+    this.blockRefsTable = this.refsTable;
+    this.blockChanges = this.changes;
+    const at = this.blockInsertAt;
+    at.length = this.inserts;
+    for (let k = 0; k < this.inserts; k++) at[k] = this.insertAt[k]!;
+  }
+
   decode(block: Uint8Array, start: number, end: number, out: string[]): HpackError | null {
     const buf = Buffer.isBuffer(block) ? block : Buffer.from(block.buffer, block.byteOffset, block.byteLength);
     this.p = start;
@@ -113,6 +197,9 @@ export class HpackDecoder {
     let fieldSeen = false;
     let smallestUpdate = INT_MAX;
     let clean = true;
+    this.refsTable = false;
+    this.sizeUpdated = false;
+    this.inserts = 0;
     while (this.p < end) {
       const b = buf[this.p]!;
       if ((b & 0xe0) === 0x20) {
@@ -121,6 +208,8 @@ export class HpackDecoder {
         const n = this.readInt(buf, end, 0x1f);
         if (n < 0 || n > this.maxAllowed) return 'compression';
         if (n < smallestUpdate) smallestUpdate = n;
+        this.changes++;
+        this.sizeUpdated = true;
         this.capacity = n;
         this.evictTo(n);
         continue;
@@ -143,6 +232,7 @@ export class HpackDecoder {
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
+          this.refsTable = true;
           const at = ((this.tail - k) & this.mask) * 2;
           name = this.ring![at]!;
           value = this.ring![at + 1]!;
@@ -165,6 +255,7 @@ export class HpackDecoder {
         } else {
           const k = i - STATIC_COUNT;
           if (k > this.count) return 'compression';
+          this.refsTable = true;
           name = this.ring![((this.tail - k) & this.mask) * 2]!;
           nameClean = this.dirty === 0 || (syntaxFlags(name) & NAME_OK) !== 0;
         }
@@ -173,7 +264,10 @@ export class HpackDecoder {
         value = s;
         const fieldClean = nameClean && (this.strFlags & VALUE_OK) !== 0;
         if (!fieldClean) clean = false;
-        if (index) this.insert(name, value, fieldClean);
+        if (index) {
+          this.insertAt[this.inserts++] = fieldClean ? out.length : ~out.length;
+          this.insert(name, value, fieldClean);
+        }
       }
       if (!tooLarge) {
         listSize += name.length + value.length + ENTRY_OVERHEAD;
@@ -236,6 +330,7 @@ export class HpackDecoder {
   }
 
   private insert(name: string, value: string, clean: boolean): void {
+    this.changes++;
     const entrySize = name.length + value.length + ENTRY_OVERHEAD;
     // §4.4: an entry larger than the table empties it and is not added.
     if (entrySize > this.capacity) {
@@ -282,6 +377,17 @@ export class HpackDecoder {
     this.mask = cap - 1;
     this.tail = this.count;
   }
+}
+
+/** Blocks longer than this are never kept whole (a response head with cookies or long values rarely repeats). */
+const BLOCK_MAX_OCTETS = 256;
+/** Blocks kept one after another without an answer, before keeping only one in BLOCK_RETRY. */
+const BLOCK_TRIES = 8;
+const BLOCK_RETRY = 64;
+
+function sameOctets(kept: Uint8Array, buf: Buffer, start: number, len: number): boolean {
+  for (let i = 0; i < len; i++) if (kept[i] !== buf[start + i]) return false;
+  return true;
 }
 
 /** Literals longer than this (encoded) are decoded every time. */

@@ -29,6 +29,11 @@ const UNIQUE = new Set([
 ]);
 /** Short paths ("/", "/api/health") repeat; long ones carry query strings that rarely do. */
 const PATH_INDEX_MAX = 48;
+/** Blocks longer than this are never kept for repeating (see HpackEncoder.keptFields). */
+const KEEP_MAX_OCTETS = 128;
+/** Blocks kept one after another without being repeated, before keeping only one in KEEP_RETRY. */
+const KEEP_TRIES = 8;
+const KEEP_RETRY = 64;
 /** Up to this many entries a name is found by scanning the ring; past it, through a map. */
 const SCAN_MAX = 8;
 
@@ -62,6 +67,20 @@ export class HpackEncoder {
   /** name -> sequence of the newest entry with that name, once the table held more than SCAN_MAX. */
   private byName: Map<string, number> | null = null;
 
+  // The last block that changed nothing in the table (every field found in it, or sent without
+  // indexing), as its fields and octets: while the table stays as it was (no insert, no eviction, no
+  // size update), the same fields encode to the same octets, which `repeatLength`/`writeKept` give
+  // again without a look-up per field. Requests through one upstream connection repeat their fields
+  // (the method, scheme, authority, often the path, the forwarding fields of one client).
+  private keptFields: string[] | null = null;
+  private keptOctets: Uint8Array | null = null;
+  /** 0: nothing kept. */
+  private keptLength = 0;
+  private keptInserted = -1;
+  private keptCount = -1;
+  /** Blocks encoded since the kept one was last given again: past KEEP_TRIES, one in KEEP_RETRY is kept. */
+  private keepMisses = 0;
+
   constructor(maxTableSize = DEFAULT_TABLE_SIZE) {
     this.ownCap = maxTableSize;
     this.setMaxTableSize(DEFAULT_TABLE_SIZE);
@@ -89,9 +108,56 @@ export class HpackEncoder {
   encodeInto(fields: readonly string[], out: Uint8Array, pos: number): number {
     if (out.length - pos < this.bound(fields)) return -1;
     const buf = Buffer.isBuffer(out) ? out : Buffer.from(out.buffer, out.byteOffset, out.byteLength);
-    if (this.updatePending) pos = this.writeUpdates(buf, pos);
+    const start = pos;
+    const inserted = this.inserted;
+    const updates = this.updatePending;
+    if (updates) pos = this.writeUpdates(buf, pos);
     for (let i = 0; i + 1 < fields.length; i += 2) pos = this.encodeField(fields[i]!, fields[i + 1]!, buf, pos);
+    if (!updates && this.inserted === inserted && pos - start <= KEEP_MAX_OCTETS) {
+      const misses = this.keepMisses++;
+      if (misses < KEEP_TRIES || misses % KEEP_RETRY === 0) this.keep(fields, buf, start, pos);
+    }
     return pos;
+  }
+
+  /**
+   * The length of the block `fields` would encode to when it is the kept one again (same fields, the
+   * table unchanged since), else -1. Then `writeKept` writes it.
+   */
+  repeatLength(fields: readonly string[]): number {
+    const kept = this.keptFields;
+    if (
+      kept === null ||
+      this.keptLength === 0 ||
+      this.updatePending ||
+      this.inserted !== this.keptInserted ||
+      this.count !== this.keptCount ||
+      fields.length !== kept.length
+    )
+      return -1;
+    for (let i = 0; i < fields.length; i++) if (fields[i] !== kept[i]) return -1;
+    return this.keptLength;
+  }
+
+  /** Writes the kept block at out[pos] (after repeatLength said it applies); returns the position after it. */
+  writeKept(out: Uint8Array, pos: number): number {
+    const octets = this.keptOctets!;
+    const n = this.keptLength;
+    for (let i = 0; i < n; i++) out[pos + i] = octets[i]!;
+    this.keepMisses = 0;
+    return pos + n;
+  }
+
+  private keep(fields: readonly string[], buf: Uint8Array, start: number, end: number): void {
+    // A copy of the list: the caller may reuse or change its array.
+    const kept = (this.keptFields ??= []);
+    kept.length = 0;
+    for (let i = 0; i < fields.length; i++) kept.push(fields[i]!);
+    const octets = (this.keptOctets ??= new Uint8Array(KEEP_MAX_OCTETS));
+    for (let i = start; i < end; i++) octets[i - start] = buf[i]!;
+    this.keptLength = end - start;
+    this.keptInserted = this.inserted;
+    this.keptCount = this.count;
   }
 
   encode(fields: readonly string[]): Buffer {

@@ -26,7 +26,7 @@ export class H2StreamDuplex extends Duplex implements StreamSink {
    */
   closeOnEnd = false;
   /** Headers received after the first block (the upstream's answer on a client stream). */
-  onHeadersBlock: ((fields: string[], endStream: boolean) => void) | null = null;
+  onHeadersBlock: ((fields: readonly string[], endStream: boolean) => void) | null = null;
 
   constructor(stream: Http2Stream) {
     super({ allowHalfOpen: true });
@@ -54,7 +54,7 @@ export class H2StreamDuplex extends Duplex implements StreamSink {
 
   // --- StreamSink ---
 
-  onHeaders(fields: string[], endStream: boolean): void {
+  onHeaders(fields: readonly string[], endStream: boolean): void {
     this.onHeadersBlock?.(fields, endStream);
     if (endStream) this.push(null);
   }

@@ -7,7 +7,7 @@ import type { Http2Connection } from './connection.ts';
  */
 export interface StreamSink {
   /** A header block after the first: the response head (client role; 1xx ones first), or trailers. */
-  onHeaders(fields: string[], endStream: boolean): void;
+  onHeaders(fields: readonly string[], endStream: boolean): void;
   onData(buf: Buffer, start: number, end: number): void;
   /** The peer ended its side (END_STREAM). */
   onEnd(): void;

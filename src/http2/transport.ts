@@ -219,11 +219,14 @@ export class H2Transport {
     encoder: HpackEncoder,
     maxLength: number,
   ): boolean {
-    const bound = encoder.bound(fields);
+    // The same block as the encoder's last (a request repeating the previous one's fields): its octets again.
+    const again = encoder.repeatLength(fields);
+    const bound = again >= 0 ? again : encoder.bound(fields);
     if (bound > maxLength || FRAME_HEADER + bound > ARENA_BYTES) return false;
     if (arenaUsed + FRAME_HEADER + bound > arena.length) nextArena();
     const at = this.reserve(FRAME_HEADER + bound);
-    const end = encoder.encodeInto(fields, arena, at + FRAME_HEADER);
+    const end =
+      again >= 0 ? encoder.writeKept(arena, at + FRAME_HEADER) : encoder.encodeInto(fields, arena, at + FRAME_HEADER);
     // The room not used goes back: this transport appended last, just now.
     arenaUsed = end;
     this.sliceEnd = end;

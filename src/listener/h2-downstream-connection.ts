@@ -84,7 +84,7 @@ export class H2DownstreamConnection implements ConnectionHandler, Expirable {
     return this.conn.openStreams;
   }
 
-  onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
+  onStream(stream: Http2Stream, fields: readonly string[] | null, endStream: boolean): void {
     // While draining, streams up to the last id of our second GOAWAY are still served (§6.8): the
     // engine ignores those above it.
     this.deadline = deadlineIn(this.ctx.limits.idleTimeoutMs);

@@ -52,7 +52,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   }
 
   /** Validate, route and start forwarding; `fields` null: the header list was over the limit. */
-  start(fields: string[] | null, endStream: boolean): void {
+  start(fields: readonly string[] | null, endStream: boolean): void {
     const ctx = this.ctx;
     ctx.stats.requests++;
     if (fields === null) {
@@ -98,7 +98,7 @@ export class H2RequestStream implements H2Responder, StreamSink {
   }
 
   /** Trailers from the client end the body (they are not relayed). */
-  onHeaders(_fields: string[], endStream: boolean): void {
+  onHeaders(_fields: readonly string[], endStream: boolean): void {
     if (endStream) this.onEnd();
   }
 

@@ -8,6 +8,7 @@ import { MAX_STREAM_ID, REFUSED_STREAM } from '../http2/frame.ts';
 import type { Http2Stream, StreamSink } from '../http2/stream.ts';
 import type { Dial, DialFailure, DialHandler } from '../ports/dialer.ts';
 import type { H2Pool } from './h2-pool.ts';
+import type { ResponseTranslation } from '../forward/response-translation.ts';
 import { secureUpstream } from './upstream-tls.ts';
 
 /** Dialling, TLS, or waiting for the peer's first SETTINGS. */
@@ -48,6 +49,11 @@ export class H2UpstreamConnection implements Expirable, DialHandler, ConnectionH
   cap = 0;
   deadline = 0;
   sweepSlot = -1;
+  /**
+   * Its responses' last head as the forwarding side checked and translated it (made by the first H2Leg
+   * that needs it; this connection's decoder hands equal blocks out as the same list).
+   */
+  translation: ResponseTranslation | null = null;
   private readonly dial: Dial;
   /** The dialled TCP socket: its close frees the source port, its byte counter feeds keepalive. */
   private raw: net.Socket | null = null;

@@ -105,7 +105,7 @@ export class H2ConnectLeg implements PoolWaiter, StreamSink {
 
   // --- StreamSink, until the answer ---
 
-  onHeaders(raw: string[], endStream: boolean): void {
+  onHeaders(raw: readonly string[], endStream: boolean): void {
     const stream = this.stream;
     if (this.done || stream === null || this.declinedStatus !== 0) return;
     const status = h2ResponseStatus(raw, stream.fieldsClean);

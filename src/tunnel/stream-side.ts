@@ -72,7 +72,7 @@ export class StreamSide implements TunnelSide, StreamSink {
 
   // --- StreamSink ---
 
-  onHeaders(_fields: string[], endStream: boolean): void {
+  onHeaders(_fields: readonly string[], endStream: boolean): void {
     // Trailers on a tunnel carry nothing to relay; their END_STREAM ends the input.
     if (endStream) this.onEnd();
   }

@@ -20,6 +20,7 @@ import { connect, curl, field } from '../helpers/wire.ts';
 import { rawBackend } from '../helpers/backend.ts';
 import {
   buildFrame,
+  DATA,
   FLAG_ACK,
   FLAG_END_HEADERS,
   FLAG_END_STREAM,
@@ -465,6 +466,76 @@ describe('HTTP/1.1 clients to an HTTP/2 upstream', () => {
     assert.equal(answered, script.length);
     // a malformed response ends its stream, not the connection: one HPACK context throughout
     assert.equal(b.connections, 1);
+  });
+
+  it('a backend repeating one header block: each client still gets the head its request calls for, and the table moves on', async (t) => {
+    // The upstream decoder hands out one list for equal blocks and the translation to HTTP/1.1 is kept
+    // with it (ResponseTranslation): HEAD, HTTP/1.0, Connection: close and a changed table must each
+    // still make their own head. Every block here is the same octets but the last ones.
+    const lit = (name: string, value: string, indexed = false) =>
+      Buffer.concat([Buffer.of(indexed ? 0x40 : 0x00), hpackString(name), hpackString(value)]);
+    const same = Buffer.concat([Buffer.of(0x88), lit('content-length', '2'), lit('x-v', 'one', true)]);
+    const refNewest = Buffer.of(0x88, 0x0f, 0x0d, 0x01, 0x32, 0xbe); // :status 200, content-length: 2, entry 62
+    // refers to the table and inserts: never kept itself, so the block kept before it stays kept
+    const refThenTwo = Buffer.concat([refNewest, lit('x-v', 'two', true)]);
+    const blocks = [same, same, same, same, same, same, refNewest, refThenTwo, refNewest, refNewest];
+    let answered = 0;
+    const b = await rawH2cBackend(t, (sock, type, id) => {
+      if (type !== HEADERS) return;
+      const block = blocks[answered++];
+      if (block === undefined) return;
+      sock.write(buildFrame(HEADERS, FLAG_END_HEADERS, id, block));
+      sock.write(buildFrame(DATA, FLAG_END_STREAM, id, Buffer.from('ok')));
+    });
+    const p = await proxy(t, b.addr, { protocol: 'http2' });
+    const c = await connect(p.port, t);
+    c.write('GET /1 HTTP/1.1\r\nHost: a\r\n\r\n');
+    let r = await c.readResponse();
+    assert.equal(r.status, 200);
+    assert.equal(field(r, 'content-length'), '2');
+    assert.equal(field(r, 'x-v'), 'one');
+    assert.equal(field(r, 'connection'), undefined);
+    assert.equal(r.body.toString(), 'ok');
+    // the same head but for Connection: close, right after the plain one
+    const cc = await connect(p.port, t);
+    cc.write('GET /2 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n');
+    r = await cc.readResponse();
+    assert.equal(field(r, 'connection'), 'close', 'the client asked to close: said so');
+    assert.equal(r.body.toString(), 'ok');
+    c.write('HEAD /3 HTTP/1.1\r\nHost: a\r\n\r\n');
+    r = await c.readResponse({ method: 'HEAD' });
+    assert.equal(r.status, 200);
+    assert.equal(field(r, 'content-length'), '2', 'HEAD: the length restated');
+    assert.equal(r.body.length, 0);
+    // (this backend sends its body to HEAD too: nothing of it may reach the client before the next answer)
+    c.write('GET /3b HTTP/1.1\r\nHost: a\r\n\r\n');
+    r = await c.readResponse();
+    assert.equal(r.status, 200);
+    assert.equal(r.body.toString(), 'ok');
+    const c10 = await connect(p.port, t);
+    c10.write('GET /4 HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n');
+    r = await c10.readResponse();
+    assert.equal(r.version, 'HTTP/1.1');
+    assert.equal(field(r, 'connection'), 'keep-alive', 'HTTP/1.0 with keep-alive: said so');
+    assert.equal(r.body.toString(), 'ok');
+    const c2 = await connect(p.port, t);
+    const ask = async (path: string) => {
+      c2.write(`GET ${path} HTTP/1.1\r\nHost: a\r\n\r\n`);
+      const res = await c2.readResponse();
+      assert.equal(res.status, 200, path);
+      assert.equal(res.body.toString(), 'ok', path);
+      return res;
+    };
+    assert.equal(field(await ask('/5'), 'connection'), undefined, 'the plain head again');
+    assert.equal(field(await ask('/6'), 'x-v'), 'one', 'entry 62: x-v one');
+    assert.deepEqual(
+      (await ask('/7')).fields.filter(([n]) => n === 'x-v').map(([, v]) => v),
+      ['one', 'two'],
+    );
+    assert.equal(field(await ask('/8'), 'x-v'), 'two', 'the same octets as /6: entry 62 is x-v two now');
+    assert.equal(field(await ask('/9'), 'x-v'), 'two');
+    assert.equal(answered, blocks.length);
+    assert.equal(b.connections, 1, 'one HPACK context throughout');
   });
 
   it('answers 503 pool_queue_full beyond max_connections x streams + max_pending', async (t) => {

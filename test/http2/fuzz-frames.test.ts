@@ -1098,7 +1098,7 @@ class Run {
     } else s.end(null, stop);
   }
 
-  private onStream(stream: Http2Stream, fields: string[] | null, endStream: boolean): void {
+  private onStream(stream: Http2Stream, fields: readonly string[] | null, endStream: boolean): void {
     const id = stream.id;
     this.log.push(`stream ${id} ${JSON.stringify(fields)} ${endStream}`);
     assert.equal(id & 1, 1, `onStream for even stream ${id}`);

@@ -369,3 +369,184 @@ describe('HPACK round trip fuzz', () => {
     );
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// Blocks kept whole (HpackDecoder.decodeList) and encodings given again (HpackEncoder.repeatLength):
+// each against the plain path, which must give exactly the same lists, octets and tables.
+
+let keptAnswers = 0;
+let totalRepeats = 0;
+
+type MemoStep =
+  | { kind: 'block'; bytes: Uint8Array }
+  | { kind: 'again'; back: number }
+  | { kind: 'max'; n: number }
+  | { kind: 'table-literal'; value: string }
+  | { kind: 'table-ref'; index: number; insert: string }
+  | { kind: 'sized-literal'; size: number; value: string };
+
+/** Blocks that repeat: random ones, an earlier one again, our own size settings, and literals indexed into the table. */
+const memoStep: fc.Arbitrary<MemoStep> = fc.oneof(
+  { weight: 2, arbitrary: fc.record({ kind: fc.constant('block' as const), bytes: block }) },
+  { weight: 5, arbitrary: fc.record({ kind: fc.constant('again' as const), back: fc.integer({ min: 1, max: 4 }) }) },
+  fc.record({ kind: fc.constant('max' as const), n: tableSize }),
+  // x-v: <value>, a literal with incremental indexing: it changes what a reference like 0xbe means.
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('table-literal' as const),
+      value: fc.constantFrom('a', 'b', 'cc', 'x\ry'),
+    }),
+  },
+  // :status 200 and the newest (or second newest) table entry: its meaning moves with every insert.
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('table-ref' as const),
+      index: fc.constantFrom(62, 63),
+      insert: fc.constantFrom('', 'd', 'e'),
+    }),
+  },
+  // A size update, then x-v indexed: kept, it would skip the update when given again.
+  fc.record({
+    kind: fc.constant('sized-literal' as const),
+    size: fc.constantFrom(0, 40, 100, 4096),
+    value: fc.constantFrom('a', 'b'),
+  }),
+);
+
+describe('HPACK memo fuzz', () => {
+  test('decodeList (blocks kept whole, inserts made again) = decode, list by list and table by table', () => {
+    fc.assert(
+      fc.property(
+        fc.oneof(fc.constant(BIG_LIST), fc.integer({ min: 0, max: 300 })),
+        fc.array(memoStep, { minLength: 1, maxLength: 24 }),
+        (maxList, steps) => {
+          const memo = new HpackDecoder(4096, maxList, true);
+          const plain = new HpackDecoder(4096, maxList);
+          const sent: Uint8Array[] = [];
+          const lists = new Set<readonly string[]>();
+          for (const [i, step] of steps.entries()) {
+            if (step.kind === 'max') {
+              memo.setMaxTableSize(step.n);
+              plain.setMaxTableSize(step.n);
+              continue;
+            }
+            let bytes: Uint8Array;
+            if (step.kind === 'block') bytes = step.bytes;
+            else if (step.kind === 'table-literal') {
+              // :status 200, then x-v indexed; and a reference to the newest entry after it.
+              bytes = Uint8Array.from([0x88, 0x40, 3, 0x78, 0x2d, 0x76, step.value.length, ...Buffer.from(step.value)]);
+            } else if (step.kind === 'table-ref') {
+              // and, in some, x-v indexed after the reference (kept, it would answer with what the entry meant before)
+              const insert = step.insert === '' ? [] : [0x40, 3, 0x78, 0x2d, 0x76, 1, step.insert.charCodeAt(0)];
+              bytes = Uint8Array.from([0x88, 0x80 | step.index, ...insert]);
+            } else if (step.kind === 'sized-literal') {
+              const b: number[] = [];
+              putInt(b, 0x20, 0x1f, step.size);
+              bytes = Uint8Array.from([...b, 0x88, 0x40, 3, 0x78, 0x2d, 0x76, 1, step.value.charCodeAt(0)]);
+            } else {
+              const earlier = sent[sent.length - step.back];
+              if (earlier === undefined) continue;
+              bytes = earlier;
+            }
+            sent.push(bytes);
+            // At an offset in a larger buffer, as frames arrive.
+            const buf = Buffer.alloc(bytes.length + 3, 0xee);
+            buf.set(bytes, 2);
+            const got = memo.decodeList(buf, 2, 2 + bytes.length);
+            const out: string[] = [];
+            const want = plain.decode(buf, 2, 2 + bytes.length, out);
+            if (typeof got === 'string') assert.equal(got, want, `step ${i}: the same error`);
+            else {
+              assert.equal(want, null, `step ${i}: decodeList succeeded where decode did not`);
+              assert.deepEqual([...got], out, `step ${i}: the same fields`);
+              if (lists.has(got)) keptAnswers++;
+              lists.add(got);
+              assert.equal(memo.clean, plain.clean, `step ${i}: the same verdict on the characters`);
+            }
+            assert.deepEqual(entries(memo), entries(plain), `step ${i}: the same table`);
+            assert.equal(memo.tableSize, plain.tableSize, `step ${i}`);
+            // After a compression error the connection is gone: nothing more is decoded on it.
+            if (want === 'compression') break;
+          }
+        },
+      ),
+      params(2),
+    );
+    // The property is only worth something if kept blocks answered, inserts and table references among them.
+    assert.ok(keptAnswers > 100, `kept blocks answered ${keptAnswers} times`);
+  });
+
+  test('repeatLength/writeKept (a block given again) = encodeInto, octet for octet, and decodes to the fields', () => {
+    type EncStep =
+      | { kind: 'fields'; fields: string[] }
+      | { kind: 'again'; back: number }
+      | { kind: 'change'; at: number; value: string }
+      | { kind: 'size'; n: number };
+    const small = fc.array(
+      fc.tuple(
+        fc.constantFrom(':method', ':path', 'x-forwarded-for', 'x-a', 'cookie', 'authorization'),
+        fc.constantFrom('GET', '/', '/a', '1.2.3.4', 'v', 'w'.repeat(60)),
+      ),
+      { maxLength: 6 },
+    );
+    const encStep: fc.Arbitrary<EncStep> = fc.oneof(
+      { weight: 3, arbitrary: fc.record({ kind: fc.constant('fields' as const), fields: small.map((p) => p.flat()) }) },
+      {
+        weight: 5,
+        arbitrary: fc.record({ kind: fc.constant('again' as const), back: fc.integer({ min: 1, max: 3 }) }),
+      },
+      // The caller changes the array it encoded last, in place, and sends it again.
+      fc.record({ kind: fc.constant('change' as const), at: fc.nat(20), value: fc.constantFrom('GET', '/b', 'v') }),
+      fc.record({ kind: fc.constant('size' as const), n: fc.constantFrom(0, 64, 200, 4096) }),
+    );
+    fc.assert(
+      fc.property(fc.array(encStep, { minLength: 1, maxLength: 30 }), (steps) => {
+        const e = new HpackEncoder();
+        const plain = new HpackEncoder();
+        const d = new HpackDecoder(4096, BIG_LIST);
+        const lists: string[][] = [];
+        let repeats = 0;
+        for (const [i, step] of steps.entries()) {
+          let fields: string[];
+          if (step.kind === 'size') {
+            e.setMaxTableSize(step.n);
+            plain.setMaxTableSize(step.n);
+            d.setMaxTableSize(step.n);
+            continue;
+          } else if (step.kind === 'fields') fields = step.fields;
+          else if (step.kind === 'again') {
+            const earlier = lists[lists.length - step.back];
+            if (earlier === undefined) continue;
+            // Sometimes the same array, sometimes an equal copy.
+            fields = step.back % 2 === 0 ? [...earlier] : earlier;
+          } else {
+            const last = lists[lists.length - 1];
+            if (last === undefined || last.length === 0) continue;
+            last[step.at % last.length] = step.value;
+            fields = last;
+          }
+          lists.push(fields);
+          const out = Buffer.alloc(4096);
+          const again = e.repeatLength(fields);
+          let end: number;
+          if (again >= 0) {
+            repeats++;
+            end = e.writeKept(out, 1);
+            assert.equal(end - 1, again);
+          } else end = e.encodeInto(fields, out, 1);
+          const want = plain.encode(fields);
+          assert.deepEqual(out.subarray(1, end), want, `step ${i}: the same octets`);
+          const decoded: string[] = [];
+          assert.equal(d.decode(out, 1, end, decoded), null);
+          assert.deepEqual(decoded, fields, `step ${i}: decodes to the fields`);
+          assert.equal(e.tableSize, plain.tableSize);
+        }
+        totalRepeats += repeats;
+      }),
+      params(2),
+    );
+    assert.ok(totalRepeats > 100, `blocks given again ${totalRepeats} times`);
+  });
+});

@@ -667,3 +667,59 @@ describe('HPACK decoder: blocks known clean (RFC 9113 §8.2.1 character rules)',
     assert.equal(clean(d, Buffer.concat([Buffer.of(0x0f, 0x2f), Buffer.of(1), Buffer.from('z')])), true);
   });
 });
+
+describe('HPACK blocks kept whole and given again', () => {
+  // x-v: <value> as a literal with incremental indexing (a new name), after :status 200
+  const insertXv = (v: string) =>
+    Buffer.concat([hex('88 40 03 782d76'), Buffer.of(v.length), Buffer.from(v, 'latin1')]);
+  const pairsOf = (d: HpackDecoder) => Array.from({ length: d.entryCount }, (_, k) => d.entryAt(k + 1));
+
+  test('an nginx-like block (literals indexed, no reference to the table) answers with the same list and the same inserts', () => {
+    const memo = new HpackDecoder(4096, BIG_LIST, true);
+    const plain = new HpackDecoder(4096, BIG_LIST);
+    const block = insertXv('one');
+    const first = memo.decodeList(block, 0, block.length);
+    const second = memo.decodeList(block, 0, block.length);
+    assert.ok(Array.isArray(first));
+    assert.equal(second, first, 'the same list, not decoded again');
+    for (let i = 0; i < 2; i++) assert.equal(plain.decode(block, 0, block.length, []), null);
+    assert.deepEqual(pairsOf(memo), pairsOf(plain), 'each answer inserted x-v again');
+    assert.equal(memo.entryCount, 2);
+    // Without the memo (a downstream connection's decoder), a new list each time.
+    const fresh = new HpackDecoder(4096, BIG_LIST);
+    assert.notEqual(fresh.decodeList(block, 0, block.length), fresh.decodeList(block, 0, block.length));
+  });
+
+  test('the same octets referring to the table decode anew once the table changed', () => {
+    const d = new HpackDecoder(4096, BIG_LIST, true);
+    const ref = hex('88 be'); // :status 200, the newest entry
+    const one = insertXv('one');
+    d.decodeList(one, 0, one.length);
+    assert.deepEqual(d.decodeList(ref, 0, ref.length), [':status', '200', 'x-v', 'one']);
+    const kept = d.decodeList(ref, 0, ref.length);
+    assert.deepEqual(kept, [':status', '200', 'x-v', 'one']);
+    const two = insertXv('two');
+    d.decodeList(two, 0, two.length);
+    assert.deepEqual(d.decodeList(ref, 0, ref.length), [':status', '200', 'x-v', 'two'], 'entry 62 is now x-v: two');
+  });
+
+  test('an entry that breaks the field rules, inserted by a block given again, still counts as one', () => {
+    // Two "x\ry" entries (the second from the kept block), then a table of 100 octets evicts the older
+    // one: the other is still there, and a reference to it must not be taken as clean.
+    const d = new HpackDecoder(4096, BIG_LIST, true);
+    const bad = insertXv('x\ry');
+    d.decodeList(bad, 0, bad.length);
+    assert.equal(d.clean, false);
+    d.decodeList(bad, 0, bad.length);
+    assert.equal(d.clean, false);
+    const shrinkThenA = Buffer.concat([hex('3f 45'), insertXv('a')]); // size update to 100, then x-v: a
+    d.decodeList(shrinkThenA, 0, shrinkThenA.length);
+    assert.deepEqual(pairsOf(d), [
+      ['x-v', 'a'],
+      ['x-v', 'x\ry'],
+    ]);
+    const ref = hex('88 bf'); // the remaining x\ry
+    assert.deepEqual(d.decodeList(ref, 0, ref.length), [':status', '200', 'x-v', 'x\ry']);
+    assert.equal(d.clean, false, 'a reference to a bad entry is not known clean');
+  });
+});
