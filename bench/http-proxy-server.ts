@@ -26,7 +26,8 @@ if (!Number.isInteger(port) || !Number.isInteger(backendPort)) {
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 100 });
-const proxy = httpProxy.createProxyServer({ target: `http://127.0.0.1:${backendPort}`, agent });
+// xfwd: X-Forwarded-For/-Port/-Proto, as the other proxies add forwarding fields (servers.ts FORWARDING_FIELDS)
+const proxy = httpProxy.createProxyServer({ target: `http://127.0.0.1:${backendPort}`, agent, xfwd: true });
 
 proxy.on('error', (err, _req, res) => {
   console.error(`proxy error: ${err.message}`);

@@ -1,6 +1,7 @@
 // Aggregation of per-run results and rendering of bench/RESULTS.md and of the
 // live console table. Pure functions only.
 
+import { FORWARDING_FIELDS } from './servers.ts';
 import type { WrkErrors } from './wrk.ts';
 
 export interface RunResult {
@@ -218,6 +219,7 @@ export function renderResults(input: ReportInput): string {
       'except in `workers`): ' +
       `${method.proxies.join(', ')}.`,
     ...method.proxies.map((p) => `  - ${p}: ${PROXY_NOTES[p] ?? ''}`),
+    `- Forwarding fields: ${FORWARDING_FIELDS}, so that each asks the same work of the backend.`,
     `- Load: wrk pinned to core ${method.loadCpu} (shared with the backend), \`--latency\`, ${method.durationS} s per run ` +
       `after a ${method.warmupS} s warm-up run that is discarded.`,
     `- ${method.rounds} round(s), interleaved: each round runs every scenario against every proxy, ` +

@@ -211,6 +211,16 @@ ${
 `;
 }
 
+/**
+ * muxgate adds X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded and Via to every request
+ * it forwards (a client's own values are replaced, so they cannot be turned off), and the backend
+ * parses them. nginx and HAProxy are configured to add the same five (node-http-proxy its `xfwd` three),
+ * so that every proxy asks the same work of the backend and of the load core it shares with wrk.
+ */
+export const FORWARDING_FIELDS =
+  'every proxy adds X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded and Via, as muxgate always does ' +
+  '(nginx `proxy_set_header`, HAProxy `http-request set-header`; node-http-proxy `xfwd`: the X-Forwarded three)';
+
 export function nginxProxyConfig(
   dir: string,
   port: number,
@@ -243,6 +253,12 @@ ${h2Streams}${opts.accessLog === undefined ? '' : `    access_log ${opts.accessL
       proxy_pass http://backend;
       proxy_http_version 1.1;
       proxy_set_header Connection "";
+      # the forwarding fields muxgate adds to every request (FORWARDING_FIELDS): the backend reads as many behind each proxy
+      proxy_set_header X-Forwarded-For $remote_addr;
+      proxy_set_header X-Forwarded-Proto $scheme;
+      proxy_set_header X-Forwarded-Host $http_host;
+      proxy_set_header Forwarded "for=$remote_addr;host=\\"$http_host\\";proto=$scheme";
+      proxy_set_header Via "1.1 nginx";
       # never spill responses to a temp file on disk (stream them instead)
       proxy_max_temp_file_size 0;
     }
@@ -279,6 +295,12 @@ frontend fe
   default_backend be
 
 backend be
+  # the forwarding fields muxgate adds to every request (FORWARDING_FIELDS): the backend reads as many behind each proxy
+  http-request set-header X-Forwarded-For %[src]
+  http-request set-header X-Forwarded-Proto http
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  http-request set-header Forwarded "for=%[src];host=\\"%[req.hdr(host)]\\";proto=http"
+  http-request set-header Via "1.1 haproxy"
   server s1 127.0.0.1:${backendPort}${h2Upstream ? ' proto h2' : ''}
 `;
 }
