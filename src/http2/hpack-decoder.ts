@@ -137,7 +137,10 @@ export class HpackDecoder {
    */
   decodeList(block: Buffer, start: number, end: number): readonly string[] | HpackError {
     const len = end - start;
+    // Past BLOCK_TRIES misses in a row, only the block right after a kept one is compared.
+    const misses = this.blockMisses;
     if (
+      (misses < BLOCK_TRIES || misses % BLOCK_RETRY === 1) &&
       len === this.blockLength &&
       (!this.blockRefsTable || this.changes === this.blockChanges) &&
       !this.updateRequired &&

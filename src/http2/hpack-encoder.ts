@@ -126,7 +126,10 @@ export class HpackEncoder {
    */
   repeatLength(fields: readonly string[]): number {
     const kept = this.keptFields;
+    // Past KEEP_TRIES misses in a row, only the block right after a kept one is compared.
+    const misses = this.keepMisses;
     if (
+      (misses >= KEEP_TRIES && misses % KEEP_RETRY !== 1) ||
       kept === null ||
       this.keptLength === 0 ||
       this.updatePending ||

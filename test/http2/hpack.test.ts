@@ -690,6 +690,44 @@ describe('HPACK blocks kept whole and given again', () => {
     assert.notEqual(fresh.decodeList(block, 0, block.length), fresh.decodeList(block, 0, block.length));
   });
 
+  test('after a long run of blocks that never repeat, a block that does is kept again (within 64)', () => {
+    const d = new HpackDecoder(4096, BIG_LIST, true);
+    // literal without indexing, :path by static name: a new value each time
+    const path = (v: string) => Buffer.concat([hex('04'), Buffer.of(v.length), Buffer.from(v, 'latin1')]);
+    for (let i = 0; i < 200; i++) {
+      const b = path(`/p${i}`);
+      d.decodeList(b, 0, b.length);
+    }
+    const again = path('/same');
+    let previous: unknown = null;
+    let answeredAt = -1;
+    for (let i = 0; i < 70 && answeredAt < 0; i++) {
+      const list = d.decodeList(again, 0, again.length);
+      assert.deepEqual(list, [':path', '/same']);
+      if (list === previous) answeredAt = i;
+      previous = list;
+    }
+    assert.ok(answeredAt > 0 && answeredAt <= 65, `kept again at repeat ${answeredAt}`);
+    // and from then on at every repeat
+    assert.equal(d.decodeList(again, 0, again.length), previous);
+  });
+
+  test('the encoder, too: after fields that never repeat, repeated ones are given again (within 64)', () => {
+    const e = new HpackEncoder();
+    for (let i = 0; i < 200; i++) e.encode([':method', 'GET', 'x-n', String(i)]); // x-n indexed: not kept
+    for (let i = 0; i < 200; i++) e.encode([':path', `/long/path/${i}/${'q'.repeat(40)}`]); // never indexed, kept at first
+    const fields = [':method', 'GET', ':path', '/'];
+    let repeatedAt = -1;
+    for (let i = 0; i < 70 && repeatedAt < 0; i++) {
+      if (e.repeatLength(fields) >= 0) repeatedAt = i;
+      else e.encode(fields);
+    }
+    assert.ok(repeatedAt > 0 && repeatedAt <= 65, `given again at repeat ${repeatedAt}`);
+    const out = Buffer.alloc(16);
+    const n = e.repeatLength(fields);
+    assert.deepEqual(out.subarray(0, e.writeKept(out, 0)), new HpackEncoder().encode(fields).subarray(0, n));
+  });
+
   test('the same octets referring to the table decode anew once the table changed', () => {
     const d = new HpackDecoder(4096, BIG_LIST, true);
     const ref = hex('88 be'); // :status 200, the newest entry
