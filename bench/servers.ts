@@ -219,7 +219,7 @@ ${
  */
 export const FORWARDING_FIELDS =
   'every proxy adds X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, Forwarded and Via, as muxgate always does ' +
-  '(nginx `proxy_set_header`, HAProxy `http-request set-header`; node-http-proxy `xfwd`: the X-Forwarded three)';
+  '(nginx `proxy_set_header`, HAProxy `option forwardfor` and `http-request set-header`; node-http-proxy `xfwd`: the X-Forwarded three)';
 
 export function nginxProxyConfig(
   dir: string,
@@ -296,7 +296,7 @@ frontend fe
 
 backend be
   # the forwarding fields muxgate adds to every request (FORWARDING_FIELDS): the backend reads as many behind each proxy
-  http-request set-header X-Forwarded-For %[src]
+  option forwardfor
   http-request set-header X-Forwarded-Proto http
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   http-request set-header Forwarded "for=%[src];host=\\"%[req.hdr(host)]\\";proto=http"
