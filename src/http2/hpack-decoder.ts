@@ -173,7 +173,7 @@ export class HpackDecoder {
       if (p >= 0) this.insert(list[p]!, list[p + 1]!, true);
       else this.insert(list[~p]!, list[~p + 1]!, false);
     }
-    this.blockChanges = this.changes;
+    // (blockChanges stays: it only matters for a block that refers to the table, which is never kept with inserts.)
     this.blockMisses = 0;
     this.clean = this.blockClean;
     return list;
